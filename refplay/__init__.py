@@ -1,0 +1,27 @@
+"""refplay: a runnable, checkable companion to the Deep Learning Tuning Playbook.
+
+Subpackages are imported lazily so that ``import refplay`` stays cheap and
+never compiles a Numba kernel::
+
+    import refplay
+    refplay.optim.adam(beta1=0.9, beta2=0.999, eps=1e-8)
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+_SUBMODULES = (
+    "analysis", "clipping", "data", "nn", "optim", "oracle", "plots", "procedures",
+    "reproduce", "schedules", "search", "study", "train", "tree",
+)
+
+__all__ = ["__version__", *_SUBMODULES]
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"refplay.{name}")
+    raise AttributeError(f"module 'refplay' has no attribute {name!r}")

@@ -1,0 +1,121 @@
+"""Helpers over parameter trees.
+
+A *tree* in refplay is a flat, ordered ``dict[str, np.ndarray]`` whose keys are
+stable names such as ``"dense_1/w"``. Flat dicts keep every helper a one-liner,
+save directly to ``.npz`` and print readably. Insertion order is the order of
+the layers; every helper preserves it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import numpy as np
+
+Tree = dict[str, np.ndarray]
+
+
+def check_same_structure(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray],
+                         name_a: str = "params", name_b: str = "grads") -> None:
+    """Raise ``ValueError`` unless ``a`` and ``b`` have the same keys and leaf shapes."""
+    if list(a.keys()) != list(b.keys()):
+        missing = [k for k in a if k not in b]
+        extra = [k for k in b if k not in a]
+        raise ValueError(
+            f"{name_b} must have the same keys as {name_a} in the same order; "
+            f"missing {missing}, unexpected {extra}"
+        )
+    for k in a:
+        sa, sb = np.shape(a[k]), np.shape(b[k])
+        if sa != sb:
+            raise ValueError(f"{name_b}[{k!r}] has shape {sb}, but {name_a}[{k!r}] has shape {sa}")
+
+
+def map(fn: Callable[..., np.ndarray], tree: Mapping[str, np.ndarray],  # noqa: A001
+        *rest: Mapping[str, np.ndarray]) -> Tree:
+    """Apply ``fn`` leaf by leaf: ``{k: fn(tree[k], *(r[k] for r in rest))}``."""
+    for r in rest:
+        check_same_structure(tree, r, "tree", "other tree")
+    return {k: fn(v, *(r[k] for r in rest)) for k, v in tree.items()}
+
+
+def zeros_like(tree: Mapping[str, np.ndarray]) -> Tree:
+    """A tree of zeros with the shapes and dtypes of ``tree``."""
+    return {k: np.zeros_like(v) for k, v in tree.items()}
+
+
+def full_like(tree: Mapping[str, np.ndarray], value: float) -> Tree:
+    """A tree filled with ``value`` with the shapes and dtypes of ``tree``."""
+    return {k: np.full_like(v, value) for k, v in tree.items()}
+
+
+def copy(tree: Mapping[str, np.ndarray]) -> Tree:
+    """A deep copy (new arrays)."""
+    return {k: np.array(v, copy=True) for k, v in tree.items()}
+
+
+def global_norm(tree: Mapping[str, np.ndarray]) -> float:
+    r"""The global L2 norm :math:`\|g\| = \sqrt{\sum_k \sum_i g_{k,i}^2}`, in float64.
+
+    Accumulating in float64 makes the logged gradient norm independent of the
+    parameters' dtype (and of summation order, to within float64 rounding).
+    """
+    total = 0.0
+    for v in tree.values():
+        a = np.asarray(v, dtype=np.float64).ravel()
+        total += float(a @ a)
+    return float(np.sqrt(total))
+
+
+def num_params(tree: Mapping[str, np.ndarray]) -> int:
+    """Total number of scalars in the tree."""
+    return int(sum(np.size(v) for v in tree.values()))
+
+
+def flatten(tree: Mapping[str, np.ndarray]) -> tuple[np.ndarray, list[tuple[str, tuple[int, ...]]]]:
+    """Concatenate the leaves into one vector; return it with the spec to undo it.
+
+    The vector's dtype is numpy's common dtype of the leaves.
+    """
+    spec = [(k, tuple(np.shape(v))) for k, v in tree.items()]
+    if not spec:
+        return np.zeros(0), spec
+    vec = np.concatenate([np.ravel(v) for v in tree.values()])
+    return vec, spec
+
+
+def unflatten(vec: np.ndarray, spec: list[tuple[str, tuple[int, ...]]]) -> Tree:
+    """Inverse of :func:`flatten`: split ``vec`` back into named leaves."""
+    vec = np.asarray(vec)
+    total = int(sum(int(np.prod(s)) for _, s in spec))
+    if vec.ndim != 1 or vec.size != total:
+        raise ValueError(f"vec must be 1-D with {total} elements for this spec, got shape {vec.shape}")
+    out: Tree = {}
+    i = 0
+    for k, s in spec:
+        n = int(np.prod(s))
+        out[k] = vec[i:i + n].reshape(s).copy()
+        i += n
+    return out
+
+
+def allclose(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray], *,
+             rtol: float = 1e-7, atol: float = 0.0) -> bool:
+    """True when both trees have the same structure and every leaf is close."""
+    if list(a.keys()) != list(b.keys()):
+        return False
+    return all(np.shape(a[k]) == np.shape(b[k]) and np.allclose(a[k], b[k], rtol=rtol, atol=atol)
+               for k in a)
+
+
+def max_abs_diff(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray]) -> float:
+    """Largest absolute leaf-wise difference between two trees of the same structure."""
+    check_same_structure(a, b, "a", "b")
+    diffs = [float(np.max(np.abs(np.asarray(a[k], np.float64) - np.asarray(b[k], np.float64))))
+             for k in a if np.size(a[k])]
+    return max(diffs, default=0.0)
+
+
+def astype(tree: Mapping[str, np.ndarray], dtype) -> Tree:
+    """Cast every leaf to ``dtype``."""
+    return {k: np.asarray(v).astype(dtype) for k, v in tree.items()}
