@@ -1,28 +1,11 @@
-"""Shared test helpers.
-
-``optional_import(name)`` imports an optional package. Locally a missing
-package skips the test; under CI (``REFPLAY_REQUIRE_OPTIONAL=1``) it *fails*,
-so no test is silently skipped where the package is supposed to be installed.
-"""
+"""Shared fixtures. Optional packages: see ``tests/helpers.py``."""
 
 from __future__ import annotations
 
-import importlib
-import os
-
+import numpy as np
 import pytest
-
-
-def optional_import(name: str):
-    try:
-        return importlib.import_module(name)
-    except ImportError as exc:
-        if os.environ.get("REFPLAY_REQUIRE_OPTIONAL") == "1":
-            pytest.fail(f"optional package {name!r} is required under CI but missing: {exc}")
-        pytest.skip(f"optional package {name!r} not installed")
 
 
 @pytest.fixture
 def rng():
-    import numpy as np
     return np.random.default_rng(0)
