@@ -1,0 +1,162 @@
+"""Training batches by step, and padded evaluation batches.
+
+Two rules from the playbook's "Additional guidance for the training
+pipeline" shape this module:
+
+* Training counts **steps**, not epochs: :class:`TrainBatches` yields the
+  batch for step 0, 1, 2, ... Each epoch is a fresh shuffle drawn from
+  ``(seed, epoch)`` alone, and the last incomplete batch of an epoch is
+  dropped, so every step sees a full batch. The position (epoch, batch within
+  the epoch) is two integers, saved with a checkpoint and restored so that a
+  resumed run sees exactly the batches an uninterrupted run would have seen.
+* Evaluation covers the whole set once. "Partial batches can occur when the
+  evaluation sets are not divisible by the batch size. Ensure that the padded
+  examples are correctly weighted to prevent the loss function from being
+  biased by them. Often, these padded examples can be given a weight of zero."
+  :func:`eval_batches` does exactly that. (The playbook also advises an
+  evaluation batch size "*at least* as large as the batch size used for
+  training".)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+
+import numpy as np
+
+from refplay import _validate
+from refplay.data.dataset import Batch, Dataset
+
+__all__ = ["TrainBatches", "eval_batches", "epoch_order"]
+
+
+def _seed_sequence(seed) -> np.random.SeedSequence:
+    if isinstance(seed, np.random.SeedSequence):
+        return seed
+    return np.random.SeedSequence(_validate.integer("seed", seed, low=0))
+
+
+def epoch_order(seed: int | np.random.SeedSequence, epoch: int, num_examples: int) -> np.ndarray:
+    """The order in which epoch ``epoch`` visits the examples: a permutation of ``num_examples``.
+
+    Drawn by a Generator seeded with ``SeedSequence(seed)``'s child number
+    ``epoch`` -- the same SeedSequence that ``SeedSequence(seed).spawn(epoch + 1)[-1]``
+    returns -- so it depends on ``(seed, epoch)`` only, never on what ran before.
+    """
+    base = _seed_sequence(seed)
+    epoch = _validate.integer("epoch", epoch, low=0)
+    child = np.random.SeedSequence(base.entropy, spawn_key=base.spawn_key + (epoch,),
+                                   pool_size=base.pool_size)
+    return np.random.default_rng(child).permutation(num_examples)
+
+
+class TrainBatches:
+    """The training batch for each step: ``it.next()`` returns step 0, 1, 2, ...
+
+    ``seed`` is an int or a ``numpy.random.SeedSequence`` (pass a spawned child
+    of the trial's seed so the data order is independent of initialization
+    and dropout). Batches have exactly ``batch_size`` examples; the
+    ``len(dataset) % batch_size`` examples left at the end of each epoch's
+    shuffle are dropped (a different few each epoch).
+
+    ``get_state()`` returns ``{"epoch", "position"}`` as int64 arrays (plus
+    ``num_examples`` and ``batch_size`` to catch restoring into a different
+    pipeline); ``set_state(d)`` restores them. Also an infinite iterator.
+    """
+
+    def __init__(self, dataset: Dataset, batch_size: int, seed: int | np.random.SeedSequence):
+        if not isinstance(dataset, Dataset):
+            raise TypeError(f"dataset must be a refplay.data.Dataset, got {type(dataset).__name__}")
+        self.dataset = dataset
+        self.batch_size = _validate.integer("batch_size", batch_size, low=1, high=len(dataset))
+        self.seed = _seed_sequence(seed)
+        self.batches_per_epoch = len(dataset) // self.batch_size
+        self._weights = dataset.example_weights()
+        self._epoch = 0
+        self._position = 0                 # index of the next batch within the epoch
+        self._order_epoch = -1             # the epoch whose order is in self._order
+        self._order = np.empty(0, dtype=np.int64)
+
+    @property
+    def epoch(self) -> int:
+        return self._epoch
+
+    @property
+    def step(self) -> int:
+        """The step whose batch ``next()`` returns."""
+        return self._epoch * self.batches_per_epoch + self._position
+
+    def next(self) -> Batch:
+        """The batch for the current step; then advance one step."""
+        if self._order_epoch != self._epoch:
+            self._order = epoch_order(self.seed, self._epoch, len(self.dataset))
+            self._order_epoch = self._epoch
+        start = self._position * self.batch_size
+        index = self._order[start:start + self.batch_size]
+        self._position += 1
+        if self._position == self.batches_per_epoch:
+            self._epoch, self._position = self._epoch + 1, 0
+        return Batch(self.dataset.x[index], self.dataset.y[index], self._weights[index])
+
+    def __iter__(self) -> "TrainBatches":
+        return self
+
+    def __next__(self) -> Batch:
+        return self.next()
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        """The position as ``.npz``-ready int64 arrays."""
+        return {"epoch": np.array(self._epoch, dtype=np.int64),
+                "position": np.array(self._position, dtype=np.int64),
+                "num_examples": np.array(len(self.dataset), dtype=np.int64),
+                "batch_size": np.array(self.batch_size, dtype=np.int64)}
+
+    def set_state(self, state: Mapping[str, np.ndarray]) -> None:
+        """Continue from a position saved by :meth:`get_state`."""
+        missing = {"epoch", "position"} - set(state)
+        if missing:
+            raise ValueError(f"state is missing {sorted(missing)}; got keys {sorted(state)}")
+        for key, mine in (("num_examples", len(self.dataset)), ("batch_size", self.batch_size)):
+            if key in state and int(np.asarray(state[key])) != mine:
+                raise ValueError(f"state[{key!r}]={int(np.asarray(state[key]))} does not match "
+                                 f"this pipeline's {key}={mine}")
+        epoch = _validate.integer("state['epoch']", _as_int(state["epoch"], "epoch"), low=0)
+        position = _validate.integer("state['position']", _as_int(state["position"], "position"),
+                                     low=0, high=self.batches_per_epoch - 1)
+        self._epoch, self._position = epoch, position
+
+
+def _as_int(value, name: str) -> int:
+    a = np.asarray(value)
+    if a.shape != () or not np.issubdtype(a.dtype, np.integer):
+        raise ValueError(f"state[{name!r}] must be a scalar integer, got {value!r}")
+    return int(a)
+
+
+def eval_batches(dataset: Dataset, batch_size: int) -> Iterator[Batch]:
+    """Batches that cover ``dataset`` once, in order; the last one padded with weight-0 examples.
+
+    Every batch has exactly ``batch_size`` rows (so a compiled or
+    shape-specialized model sees one shape). Real examples carry the
+    dataset's weights (1 when it has none); padding rows are zeros with
+    label 0 and weight 0, so a weighted metric ``sum(w_i m_i) / sum(w_i)``
+    over all batches equals the metric over the exact set.
+    """
+    if not isinstance(dataset, Dataset):
+        raise TypeError(f"dataset must be a refplay.data.Dataset, got {type(dataset).__name__}")
+    batch_size = _validate.integer("batch_size", batch_size, low=1)
+    return _padded_batches(dataset, batch_size)   # validated now, not at the first next()
+
+
+def _padded_batches(dataset: Dataset, batch_size: int) -> Iterator[Batch]:
+    weights = dataset.example_weights()
+    n = len(dataset)
+    for start in range(0, n, batch_size):
+        stop = min(start + batch_size, n)
+        x, y, w = dataset.x[start:stop], dataset.y[start:stop], weights[start:stop]
+        pad = batch_size - (stop - start)
+        if pad:
+            x = np.concatenate([x, np.zeros((pad,) + x.shape[1:], dtype=x.dtype)])
+            y = np.concatenate([y, np.zeros((pad,) + y.shape[1:], dtype=y.dtype)])
+            w = np.concatenate([w, np.zeros(pad, dtype=w.dtype)])
+        yield Batch(x, y, w)

@@ -1,0 +1,317 @@
+"""The input pipeline: batches by step, padded eval batches, subsets, metrics, augmentation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from refplay import data
+from refplay.data import Batch, Dataset
+from refplay.io import load_npz, save_npz
+
+
+def _indexed(n: int, num_classes: int = 4, weights=None) -> Dataset:
+    """A dataset whose feature 0 is the example's index, so batches can be traced back."""
+    x = np.stack([np.arange(n, dtype=np.float64), np.sin(np.arange(n))], axis=1)
+    return Dataset(x, np.arange(n) % num_classes, weights=weights, num_classes=num_classes)
+
+
+def _ids(batch: Batch) -> np.ndarray:
+    return batch.x[:, 0].astype(np.int64)
+
+
+# --------------------------------------------------------------------------- TrainBatches
+
+def test_every_example_exactly_once_per_epoch():
+    ds = _indexed(120)
+    it = data.TrainBatches(ds, batch_size=30, seed=0)
+    assert it.batches_per_epoch == 4
+    for epoch in range(3):
+        seen = np.concatenate([_ids(it.next()) for _ in range(4)])
+        np.testing.assert_array_equal(np.sort(seen), np.arange(120))
+        assert it.epoch == epoch + 1
+
+
+def test_drop_remainder_full_batches_and_a_fresh_shuffle_each_epoch():
+    ds = _indexed(103)
+    it = data.TrainBatches(ds, batch_size=25, seed=1)
+    epochs = []
+    for _ in range(3):
+        batches = [it.next() for _ in range(it.batches_per_epoch)]
+        assert all(len(b.x) == 25 and len(b.y) == 25 and len(b.weights) == 25 for b in batches)
+        ids = np.concatenate([_ids(b) for b in batches])
+        assert len(np.unique(ids)) == 100            # no repeats within an epoch; 3 dropped
+        epochs.append(ids)
+    assert not np.array_equal(epochs[0], epochs[1])
+    dropped = [set(np.setdiff1d(np.arange(103), e)) for e in epochs]
+    assert dropped[0] != dropped[1]
+
+
+def test_batches_carry_labels_and_weights_of_their_examples():
+    w = np.linspace(0.5, 2.0, 40)
+    ds = _indexed(40, weights=w)
+    b = data.TrainBatches(ds, 8, seed=2).next()
+    ids = _ids(b)
+    np.testing.assert_array_equal(b.y, ids % 4)
+    np.testing.assert_array_equal(b.weights, w[ids])
+
+
+def test_epoch_order_depends_only_on_seed_and_epoch():
+    ds = _indexed(50)
+    it = data.TrainBatches(ds, 10, seed=7)
+    for _ in range(5 * 3):                               # run through epochs 0, 1, 2
+        it.next()
+    third = np.concatenate([_ids(it.next()) for _ in range(5)])
+    np.testing.assert_array_equal(third, data.epoch_order(7, 3, 50))
+    # the documented derivation: child `epoch` of SeedSequence(seed)
+    child = np.random.SeedSequence(7).spawn(4)[3]
+    np.testing.assert_array_equal(third, np.random.default_rng(child).permutation(50))
+
+
+def test_same_seed_same_batches_other_seed_other_batches():
+    ds = _indexed(60)
+    a, b, c = (data.TrainBatches(ds, 12, seed=s) for s in (3, 3, 4))
+    for _ in range(7):
+        ba, bb, bc = a.next(), b.next(), c.next()
+        np.testing.assert_array_equal(ba.x, bb.x)
+    assert not np.array_equal(ba.x, bc.x)
+
+
+def test_seed_sequence_seed_is_accepted():
+    ds = _indexed(60)
+    seq = np.random.SeedSequence(11).spawn(3)[1]
+    a = data.TrainBatches(ds, 12, seed=seq)
+    np.testing.assert_array_equal(_ids(a.next()), data.epoch_order(seq, 0, 60)[:12])
+
+
+@pytest.mark.parametrize("stop_after", [0, 3, 5, 11])
+def test_resume_from_saved_position_sees_the_same_batches(tmp_path, stop_after):
+    ds = _indexed(53)
+    uninterrupted = data.TrainBatches(ds, 10, seed=5)
+    expected = [_ids(uninterrupted.next()) for _ in range(stop_after + 8)][stop_after:]
+
+    first = data.TrainBatches(ds, 10, seed=5)
+    for _ in range(stop_after):
+        first.next()
+    save_npz(tmp_path / "pipeline.npz", first.get_state())
+    resumed = data.TrainBatches(ds, 10, seed=5)
+    resumed.set_state(load_npz(tmp_path / "pipeline.npz"))
+    assert resumed.step == stop_after
+    got = [_ids(resumed.next()) for _ in range(8)]
+    for e, g in zip(expected, got):
+        np.testing.assert_array_equal(g, e)
+
+
+def test_state_is_npz_ready_and_set_state_validates():
+    ds = _indexed(40)
+    it = data.TrainBatches(ds, 10, seed=0)
+    state = it.get_state()
+    assert {"epoch", "position"} <= set(state)
+    assert all(isinstance(v, np.ndarray) and v.dtype == np.int64 for v in state.values())
+    with pytest.raises(ValueError, match="batch_size"):
+        data.TrainBatches(ds, 8, seed=0).set_state(state)
+    with pytest.raises(ValueError, match="position"):
+        it.set_state({"epoch": np.array(0), "position": np.array(4)})
+    with pytest.raises(ValueError, match="missing"):
+        it.set_state({"epoch": np.array(0)})
+    with pytest.raises(ValueError, match="epoch"):
+        it.set_state({"epoch": np.array(1.5), "position": np.array(0)})
+
+
+def test_train_batches_bad_arguments():
+    ds = _indexed(10)
+    with pytest.raises(ValueError, match="batch_size"):
+        data.TrainBatches(ds, 11, seed=0)
+    with pytest.raises(TypeError, match="batch_size"):
+        data.TrainBatches(ds, 2.0, seed=0)
+    with pytest.raises(ValueError, match="seed"):
+        data.TrainBatches(ds, 2, seed=-1)
+    with pytest.raises(TypeError, match="Dataset"):
+        data.TrainBatches((ds.x, ds.y), 2, seed=0)
+
+
+# --------------------------------------------------------------------------- eval batches
+
+def test_eval_batches_cover_the_set_once_in_order_with_zero_weight_padding():
+    ds = _indexed(23)
+    batches = list(data.eval_batches(ds, 10))
+    assert len(batches) == 3 and all(len(b.x) == 10 for b in batches)
+    w = np.concatenate([b.weights for b in batches])
+    np.testing.assert_array_equal(w, np.r_[np.ones(23), np.zeros(7)])
+    ids = np.concatenate([_ids(b) for b in batches])[:23]
+    np.testing.assert_array_equal(ids, np.arange(23))
+    assert batches[-1].x.dtype == ds.x.dtype and batches[-1].y.dtype == ds.y.dtype
+
+
+def _softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    return -log_p[np.arange(len(labels)), labels]
+
+
+@pytest.mark.parametrize("batch_size", [7, 50, 64, 200])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_padded_eval_batches_give_the_metrics_of_the_exact_set(rng, batch_size, weighted):
+    n, k = 150, 5
+    x = rng.standard_normal((n, 6))
+    y = rng.integers(0, k, n)
+    weights = rng.uniform(0.2, 3.0, n) if weighted else None
+    ds = Dataset(x, y, weights=weights, num_classes=k)
+    w_model = rng.standard_normal((6, k))
+    predict = lambda xb: xb @ w_model      # noqa: E731  (a fixed linear model)
+
+    totals = data.MetricTotals(num_classes=k)
+    for batch in data.eval_batches(ds, batch_size):
+        logits = predict(batch.x)
+        totals.add(batch.weights, _softmax_cross_entropy(logits, batch.y), logits, batch.y)
+    got = totals.result()
+
+    logits = predict(x)
+    w = np.ones(n) if weights is None else weights
+    loss = _softmax_cross_entropy(logits, y)
+    correct = logits.argmax(1) == y
+    assert got["num_examples"] == n
+    np.testing.assert_allclose(got["loss"], np.sum(w * loss) / np.sum(w), rtol=1e-12)
+    np.testing.assert_allclose(got["accuracy"], np.sum(w * correct) / np.sum(w), rtol=1e-12)
+    np.testing.assert_allclose(got["error_rate"], 1 - np.sum(w * correct) / np.sum(w), rtol=1e-12)
+    np.testing.assert_array_equal(got["count_per_class"], np.bincount(y, minlength=k))
+    np.testing.assert_array_equal(got["correct_per_class"], np.bincount(y[correct], minlength=k))
+    # the functional forms agree with the accumulator
+    assert data.accuracy(logits, y, weights) == pytest.approx(got["accuracy"], rel=1e-12)
+    assert data.weighted_mean(loss, weights) == pytest.approx(got["loss"], rel=1e-12)
+
+
+def test_eval_batches_validate_eagerly():
+    with pytest.raises(ValueError, match="batch_size"):
+        data.eval_batches(_indexed(5), 0)
+    with pytest.raises(TypeError, match="Dataset"):
+        data.eval_batches([1, 2, 3], 2)
+
+
+# --------------------------------------------------------------------------- subsets
+
+def test_stratified_counts_sum_and_proportions():
+    counts = np.array([500, 300, 150, 50])
+    take = data.splits.stratified_counts(counts, 101)
+    assert take.sum() == 101 and np.all(take <= counts)
+    assert np.all(np.abs(take - 101 * counts / counts.sum()) < 1)
+    np.testing.assert_array_equal(data.splits.stratified_counts(counts, 1000), counts)
+
+
+def test_stratified_subset_keeps_class_shares_is_seeded_and_a_subset():
+    y = np.repeat(np.arange(4), [400, 300, 200, 100])
+    ds = Dataset(np.arange(1000, dtype=float)[:, None], y, num_classes=4, name="val")
+    sub = data.stratified_subset(ds, 100, seed=0)
+    np.testing.assert_array_equal(np.bincount(sub.y), [40, 30, 20, 10])
+    ids = sub.x[:, 0].astype(int)
+    assert np.all(np.diff(ids) > 0)                  # original order, no repeats
+    np.testing.assert_array_equal(y[ids], sub.y)
+    np.testing.assert_array_equal(data.stratified_subset(ds, 100, seed=0).x, sub.x)
+    assert not np.array_equal(data.stratified_subset(ds, 100, seed=1).x, sub.x)
+    assert "subset" in sub.name
+
+
+def test_stratified_subset_for_regression_is_a_uniform_sample():
+    ds = Dataset(np.arange(50, dtype=float)[:, None], np.zeros((50, 2)))
+    sub = data.stratified_subset(ds, 20, seed=3)
+    ids = sub.x[:, 0].astype(int)
+    assert len(np.unique(ids)) == 20 and np.all(np.diff(ids) > 0)
+    with pytest.raises(ValueError, match="n="):
+        data.stratified_subset(ds, 51, seed=0)
+
+
+def test_periodic_eval_subset_metric_agrees_with_the_full_split(rng):
+    # a fixed "model" that is right 80% of the time on every class
+    n, k = 2000, 10
+    y = rng.integers(0, k, n)
+    right = rng.uniform(size=n) < 0.8
+    pred = np.where(right, y, (y + 1) % k)
+    ds = Dataset(np.stack([np.arange(n), pred], axis=1).astype(float), y, num_classes=k)
+    logits_of = lambda d: np.eye(k)[d.x[:, 1].astype(int)]   # noqa: E731
+    sub = data.stratified_subset(ds, 400, seed=0)
+    check = data.subset_agreement(data.accuracy(logits_of(ds), ds.y),
+                                  data.accuracy(logits_of(sub), sub.y), len(ds), len(sub))
+    assert check.agrees and abs(check.difference) <= 3 * check.standard_error
+    # a skewed "subset" (only examples the model gets right) is flagged
+    skewed = ds.subset(np.flatnonzero(right)[:400])
+    bad = data.subset_agreement(data.accuracy(logits_of(ds), ds.y),
+                                data.accuracy(logits_of(skewed), skewed.y), len(ds), len(skewed))
+    assert not bad.agrees and bad.subset == 1.0
+
+
+# --------------------------------------------------------------------------- metrics
+
+def test_metrics_with_weights_and_padding():
+    logits = np.array([[2.0, 1.0], [0.0, 3.0], [5.0, 0.0], [1.0, 0.0]])
+    labels = np.array([0, 1, 1, 1])
+    assert data.accuracy(logits, labels) == 0.5
+    assert data.error_rate(logits, labels) == 0.5
+    w = np.array([1.0, 1.0, 0.0, 0.0])                  # last two are padding
+    assert data.accuracy(logits, labels, w) == 1.0
+    counts = data.correct_counts(logits, labels, 2, w)
+    np.testing.assert_array_equal(counts.correct, [1, 1])
+    np.testing.assert_array_equal(counts.total, [1, 1])
+    counts = data.correct_counts(logits, labels, 3)
+    np.testing.assert_array_equal(counts.correct, [1, 1, 0])
+    np.testing.assert_array_equal(counts.total, [1, 3, 0])
+    assert data.weighted_mean([1.0, 3.0], [3.0, 1.0]) == 1.5
+
+
+def test_metrics_errors():
+    with pytest.raises(ValueError, match="sum to zero"):
+        data.weighted_mean([1.0, 2.0], [0.0, 0.0])
+    with pytest.raises(ValueError, match="weights"):
+        data.weighted_mean([1.0, 2.0], [1.0, -1.0])
+    with pytest.raises(ValueError, match="logits"):
+        data.accuracy(np.zeros(3), np.zeros(3, int))
+    with pytest.raises(ValueError, match="labels"):
+        data.correct_counts(np.zeros((2, 3)), np.array([0, 5]), 3)
+    with pytest.raises(ValueError, match="no examples"):
+        data.MetricTotals().result()
+    with pytest.raises(ValueError, match="both"):
+        data.MetricTotals().add(np.ones(2), outputs=np.zeros((2, 2)))
+
+
+# --------------------------------------------------------------------------- augmentation
+
+def test_augmentation_is_off_by_default():
+    batch = Batch(np.arange(12.0).reshape(3, 4), np.zeros(3, int), np.ones(3))
+    aug = data.Augmentation()
+    assert not aug.enabled
+    out = aug(batch, np.random.default_rng(0))
+    np.testing.assert_array_equal(out.x, batch.x)
+
+
+def test_circular_shift_rolls_each_example_within_bounds(rng):
+    x = rng.standard_normal((200, 3, 16)).astype(np.float32)
+    out = data.random_circular_shift(x, np.random.default_rng(1), max_shift=3)
+    assert out.dtype == np.float32 and out.shape == x.shape
+    shifts = set()
+    for xi, oi in zip(x, out):
+        matches = [k for k in range(-3, 4) if np.array_equal(np.roll(xi, k, axis=-1), oi)]
+        assert len(matches) == 1                       # a roll by one k, same for every channel
+        shifts.add(matches[0])
+    assert shifts == set(range(-3, 4))                 # every allowed shift occurs
+    again = data.random_circular_shift(x, np.random.default_rng(1), max_shift=3)
+    np.testing.assert_array_equal(again, out)
+
+
+def test_gaussian_noise_statistics_and_dtype():
+    x = np.zeros((400, 50), dtype=np.float32)
+    out = data.add_gaussian_noise(x, np.random.default_rng(2), scale=0.1)
+    assert out.dtype == np.float32
+    assert abs(out.mean()) < 0.002 and abs(out.std() - 0.1) < 0.002
+    aug = data.Augmentation(max_shift=2, noise_scale=0.5)
+    batch = Batch(x, np.arange(400), np.ones(400))
+    out = aug(batch, np.random.default_rng(3))
+    assert aug.enabled and out.y is batch.y and out.weights is batch.weights
+    assert abs(out.x.std() - 0.5) < 0.01
+
+
+def test_augmentation_errors():
+    with pytest.raises(TypeError, match="Generator"):
+        data.add_gaussian_noise(np.zeros((2, 3)), np.random.RandomState(0), 0.1)
+    with pytest.raises(ValueError, match="max_shift"):
+        data.Augmentation(max_shift=-1)
+    with pytest.raises(ValueError, match="shape"):
+        data.random_circular_shift(np.zeros(5), np.random.default_rng(0), 1)
