@@ -2,7 +2,7 @@ r"""The playbook's optimizer update rules, exactly as written.
 
 Source: *Deep Learning Tuning Playbook*, FAQ "What are the update rules for all
 the popular optimization algorithms?". Each rule below carries its equations in
-its docstring and its code follows them line for line. :math:`\eta_t`
+its docstring, and its code follows them line for line. :math:`\eta_t`
 (``lr``) is the learning rate *for this step*; schedules live in
 :mod:`refplay.schedules` and are evaluated by the caller.
 
@@ -13,24 +13,31 @@ An optimizer is a pair of pure functions, as in optax::
     params, state = opt.update(params, grads, state, lr=schedule(step))
 
 Nothing is updated in place: ``update`` returns new arrays and a new state.
-float32 parameters stay float32 and float64 stay float64; scalar factors such
-as Adam's bias correction are computed in float64 and then cast.
+
+Dtypes. float32 parameters stay float32 and float64 stay float64, and so do
+the optimizer's buffers; gradients are cast to the dtype of their parameter.
+Hyperparameters and ``lr`` are validated into Python floats, which NumPy
+treats as "weak" scalars (NEP 50): ``0.9 * v`` rounds 0.9 to ``v``'s dtype and
+keeps that dtype. Scalar factors such as Adam's bias correction
+:math:`b_{t+1}` and the product :math:`\eta_t b_{t+1}` are computed in float64
+(Python arithmetic) and rounded once when they meet an array.
 
 These rules differ from the defaults of popular frameworks in several places
 (RMSProp's :math:`v_0 = 1` and learning rate inside the momentum buffer, Adam's
-:math:`\epsilon` added before the bias correction, NAdam's numerator); see
-``docs/oracle.md`` for the framework configurations that match each rule.
+:math:`\epsilon` added before the bias correction, NAdam's numerator); each
+docstring says which framework configuration computes the same thing.
 
-Weight decay is not part of the playbook's rules; it is opt-in:
+Weight decay is not part of the playbook's rules; it is opt-in and explicit:
 
 * ``weight_decay_mode="l2"`` adds :math:`\lambda \theta_t` to the gradient
-  before the rule (``torch.optim.SGD/Adam(weight_decay=...)``,
-  ``optax.add_decayed_weights`` chained *before* the optimizer).
+  before the rule, i.e. the rule sees :math:`\nabla l(\theta_t) + \lambda\theta_t`
+  (``torch.optim.SGD/RMSprop/Adam(weight_decay=λ)``; in optax,
+  ``optax.chain(optax.add_decayed_weights(λ), <rule>)``).
 * ``weight_decay_mode="decoupled"`` applies
-  :math:`\theta \leftarrow \theta - \eta_t \lambda \theta_t` alongside the rule
-  (Loshchilov & Hutter 2019; ``torch.optim.AdamW``, ``optax.adamw`` and Keras'
-  ``weight_decay=``, all of which multiply :math:`\lambda` by the scheduled
-  learning rate).
+  :math:`\theta_{t+1} \leftarrow \theta_{t+1} - \eta_t \lambda \theta_t` after
+  the rule (Loshchilov & Hutter 2019, with the decay scaled by the scheduled
+  learning rate as in ``torch.optim.AdamW``, ``optax.adamw`` and Keras'
+  ``AdamW``/``weight_decay=``).
 """
 
 from __future__ import annotations
@@ -50,7 +57,7 @@ Tree = dict[str, np.ndarray]
 
 __all__ = [
     "OptState", "Optimizer", "sgd", "momentum", "nesterov", "rmsprop", "adam", "nadam",
-    "get", "RULES",
+    "bias_correction", "get", "RULES",
 ]
 
 
@@ -59,7 +66,8 @@ class OptState(NamedTuple):
 
     ``slots`` maps a buffer name of the playbook (``"v"``, ``"m"``) to a tree
     shaped like the parameters. ``to_arrays``/``from_arrays`` convert to and
-    from a flat dict of arrays that ``np.savez`` can store without pickle.
+    from a flat dict of arrays (keys ``"step"`` and ``"<slot>:<param>"``) that
+    ``refplay.io.save_npz`` stores without pickle.
     """
 
     step: int
@@ -76,6 +84,10 @@ class OptState(NamedTuple):
     def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> "OptState":
         if "step" not in arrays:
             raise ValueError("optimizer state arrays must contain 'step'")
+        step = np.asarray(arrays["step"])
+        if step.shape != () or step.dtype.kind not in "iu":
+            raise ValueError(f"optimizer state 'step' must be an integer scalar, got {step!r}")
+        step = _validate.integer("step", int(step), low=0)
         slots: dict[str, Tree] = {}
         for key, v in arrays.items():
             if key == "step":
@@ -84,47 +96,87 @@ class OptState(NamedTuple):
             if not sep:
                 raise ValueError(f"optimizer state key {key!r} is not of the form 'slot:param'")
             slots.setdefault(slot, {})[name] = np.array(v, copy=True)
-        return cls(step=int(arrays["step"]), slots=slots)
+        return cls(step=step, slots=slots)
 
 
-UpdateFn = Callable[[Tree, Tree, OptState, float], tuple[Tree, OptState]]
+# A leaf rule maps one parameter array, its gradient and its slot arrays (in
+# the order of Optimizer.slots) to the new parameter and new slot arrays.
+# ``t`` is the number of updates done so far (the playbook's subscript t).
+LeafRule = Callable[..., tuple[np.ndarray, ...]]
 
 
 @dataclass(frozen=True)
 class Optimizer:
     """A named update rule: ``init(params) -> state`` and
-    ``update(params, grads, state, lr) -> (params, state)``."""
+    ``update(params, grads, state, lr) -> (params, state)``.
+
+    ``slots`` lists the rule's buffers with their initial values, e.g.
+    ``(("v", 1.0), ("m", 0.0))`` for RMSProp; ``rule`` is the per-array
+    update, written as the playbook's equations.
+    """
 
     name: str
-    hparams: dict = field(default_factory=dict)
-    _init: Callable[[Tree], OptState] = field(repr=False, default=None)
-    _update: UpdateFn = field(repr=False, default=None)
+    hparams: dict
+    slots: tuple[tuple[str, float], ...]
+    rule: LeafRule = field(repr=False, compare=False)
 
     def init(self, params: Mapping[str, np.ndarray]) -> OptState:
-        return self._init(dict(params))
+        """Fresh state: step 0 and every slot filled with its initial value."""
+        params = _check_params(params)
+        return OptState(step=0, slots={s: tree_lib.full_like(params, v0) for s, v0 in self.slots})
 
     def update(self, params: Mapping[str, np.ndarray], grads: Mapping[str, np.ndarray],
                state: OptState, lr: float) -> tuple[Tree, OptState]:
-        """One step with learning rate ``lr`` (:math:`\\eta_t`, validated: finite, ≥ 0)."""
+        """One step with learning rate ``lr`` (:math:`\\eta_t`; finite and ≥ 0)."""
         lr = _validate.real("lr", lr, low=0.0)
+        params = _check_params(params)
+        if not isinstance(grads, Mapping):
+            raise TypeError(f"grads must be a dict of arrays, got {type(grads).__name__}")
         tree_lib.check_same_structure(params, grads)
-        for slot, t in state.slots.items():
-            tree_lib.check_same_structure(params, t, "params", f"state.slots[{slot!r}]")
-        wd = self.hparams.get("weight_decay", 0.0)
-        mode = self.hparams.get("weight_decay_mode", "l2")
-        if wd and mode == "l2":
-            # L2 regularization: the rule sees g + λθ.
-            grads = {k: g + _cast(wd, g) * params[k] for k, g in grads.items()}
-        new_params, new_state = self._update(dict(params), dict(grads), state, lr)
-        if wd and mode == "decoupled":
-            # Decoupled decay uses θ_t (the parameters before this step).
-            new_params = {k: p - _cast(lr * wd, p) * params[k] for k, p in new_params.items()}
-        return new_params, new_state
+        grads = {k: np.asarray(g, dtype=params[k].dtype) for k, g in grads.items()}
+        self._check_state(params, state)
+        wd = self.hparams["weight_decay"]
+        decoupled = self.hparams["weight_decay_mode"] == "decoupled"
+        names = [s for s, _ in self.slots]
+
+        new_params: Tree = {}
+        new_slots: dict[str, Tree] = {s: {} for s in names}
+        for k, theta in params.items():
+            g = grads[k]
+            if wd and not decoupled:
+                g = g + wd * theta                       # L2: the rule sees ∇l(θ_t) + λθ_t
+            theta_new, *slot_values = self.rule(theta, g, *(state.slots[s][k] for s in names),
+                                                lr=lr, t=state.step)
+            if wd and decoupled:
+                theta_new = theta_new - (lr * wd) * theta  # decoupled: − η_t λ θ_t
+            new_params[k] = theta_new
+            for s, value in zip(names, slot_values):
+                new_slots[s][k] = value
+        return new_params, OptState(state.step + 1, new_slots)
+
+    def _check_state(self, params: Tree, state: OptState) -> None:
+        if not isinstance(state, OptState):
+            raise TypeError(f"state must be an OptState (from {self.name}.init), "
+                            f"got {type(state).__name__}")
+        expected = sorted(s for s, _ in self.slots)
+        if sorted(state.slots) != expected:
+            raise ValueError(f"state has slots {sorted(state.slots)}, but {self.name} expects "
+                             f"{expected}; was it created by another optimizer?")
+        _validate.integer("state.step", state.step, low=0)
+        for s, t in state.slots.items():
+            tree_lib.check_same_structure(params, t, "params", f"state.slots[{s!r}]")
 
 
-def _cast(x: float, like: np.ndarray):
-    """A float64 scalar cast to the dtype of ``like`` (float32 stays float32)."""
-    return np.dtype(np.asarray(like).dtype).type(x)
+def _check_params(params: Mapping[str, np.ndarray]) -> Tree:
+    if not isinstance(params, Mapping):
+        raise TypeError(f"params must be a dict of arrays, got {type(params).__name__}")
+    out = {}
+    for k, p in params.items():
+        p = np.asarray(p)
+        if p.dtype.kind != "f":
+            raise TypeError(f"params[{k!r}] must be a floating-point array, got dtype {p.dtype}")
+        out[k] = p
+    return out
 
 
 def _unit_interval(name: str, value) -> float:
@@ -146,18 +198,14 @@ def sgd(*, weight_decay: float = 0.0, weight_decay_mode: str = "l2") -> Optimize
     r"""Stochastic gradient descent (playbook FAQ, "Stochastic gradient descent (SGD)").
 
     .. math:: \theta_{t+1} = \theta_t - \eta_t \nabla l(\theta_t)
+
+    Same as ``torch.optim.SGD(lr)`` and ``optax.sgd(lr)``.
     """
-    def init(params: Tree) -> OptState:
-        return OptState(step=0, slots={})
+    def rule(theta, g, *, lr, t):
+        theta = theta - lr * g                  # θ_{t+1} = θ_t − η_t ∇l(θ_t)
+        return (theta,)
 
-    def update(params: Tree, grads: Tree, state: OptState, lr: float):
-        new = {}
-        for k, theta in params.items():
-            g = grads[k]
-            new[k] = theta - _cast(lr, theta) * g
-        return new, OptState(state.step + 1, {})
-
-    return Optimizer("sgd", _weight_decay(weight_decay, weight_decay_mode), init, update)
+    return Optimizer("sgd", _weight_decay(weight_decay, weight_decay_mode), (), rule)
 
 
 # ---------------------------------------------------------------------- Momentum
@@ -171,25 +219,18 @@ def momentum(gamma: float = 0.9, *, weight_decay: float = 0.0,
         \theta_{t+1} &= \theta_t - \eta_t v_{t+1}
 
     The learning rate stays *outside* the buffer, so a schedule changes the
-    step immediately (``torch.optim.SGD(momentum=γ, dampening=0)`` and
-    ``optax.sgd(momentum=γ)`` compute the same).
+    step immediately. ``torch.optim.SGD(lr, momentum=γ)`` (dampening 0) and
+    ``optax.sgd(lr, momentum=γ)`` compute the same.
     """
     gamma = _unit_interval("gamma", gamma)
 
-    def init(params: Tree) -> OptState:
-        return OptState(step=0, slots={"v": tree_lib.zeros_like(params)})
+    def rule(theta, g, v, *, lr, t):
+        v = gamma * v + g                       # v_{t+1} = γ v_t + ∇l(θ_t)
+        theta = theta - lr * v                  # θ_{t+1} = θ_t − η_t v_{t+1}
+        return theta, v
 
-    def update(params: Tree, grads: Tree, state: OptState, lr: float):
-        new_params, new_v = {}, {}
-        for k, theta in params.items():
-            g, v = grads[k], state.slots["v"][k]
-            v = _cast(gamma, v) * v + g
-            new_params[k] = theta - _cast(lr, theta) * v
-            new_v[k] = v
-        return new_params, OptState(state.step + 1, {"v": new_v})
-
-    return Optimizer("momentum", {"gamma": gamma, **_weight_decay(weight_decay, weight_decay_mode)},
-                     init, update)
+    hp = {"gamma": gamma, **_weight_decay(weight_decay, weight_decay_mode)}
+    return Optimizer("momentum", hp, (("v", 0.0),), rule)
 
 
 # ---------------------------------------------------------------------- Nesterov
@@ -201,23 +242,19 @@ def nesterov(gamma: float = 0.9, *, weight_decay: float = 0.0,
         v_0 &= 0 \\
         v_{t+1} &= \gamma v_t + \nabla l(\theta_t) \\
         \theta_{t+1} &= \theta_t - \eta_t (\gamma v_{t+1} + \nabla l(\theta_t))
+
+    ``torch.optim.SGD(lr, momentum=γ, nesterov=True)`` and
+    ``optax.sgd(lr, momentum=γ, nesterov=True)`` compute the same.
     """
     gamma = _unit_interval("gamma", gamma)
 
-    def init(params: Tree) -> OptState:
-        return OptState(step=0, slots={"v": tree_lib.zeros_like(params)})
+    def rule(theta, g, v, *, lr, t):
+        v = gamma * v + g                       # v_{t+1} = γ v_t + ∇l(θ_t)
+        theta = theta - lr * (gamma * v + g)    # θ_{t+1} = θ_t − η_t (γ v_{t+1} + ∇l(θ_t))
+        return theta, v
 
-    def update(params: Tree, grads: Tree, state: OptState, lr: float):
-        new_params, new_v = {}, {}
-        for k, theta in params.items():
-            g, v = grads[k], state.slots["v"][k]
-            v = _cast(gamma, v) * v + g
-            new_params[k] = theta - _cast(lr, theta) * (_cast(gamma, v) * v + g)
-            new_v[k] = v
-        return new_params, OptState(state.step + 1, {"v": new_v})
-
-    return Optimizer("nesterov", {"gamma": gamma, **_weight_decay(weight_decay, weight_decay_mode)},
-                     init, update)
+    hp = {"gamma": gamma, **_weight_decay(weight_decay, weight_decay_mode)}
+    return Optimizer("nesterov", hp, (("v", 0.0),), rule)
 
 
 # ----------------------------------------------------------------------- RMSProp
@@ -235,34 +272,30 @@ def rmsprop(rho: float = 0.9, gamma: float = 0.0, eps: float = 1e-10, *,
     :math:`\epsilon` *inside* the square root, and the learning rate *inside*
     the momentum buffer (so with :math:`\gamma > 0` a change of
     :math:`\eta_t` reaches the parameters gradually). This is TensorFlow 1's
-    ``RMSPropOptimizer``, whose defaults (ρ = 0.9, γ = 0, ε = 1e-10) are used here.
+    ``tf.compat.v1.train.RMSPropOptimizer``, whose defaults (ρ = 0.9, γ = 0,
+    ε = 1e-10) are used here.
     """
     rho = _unit_interval("rho", rho)
     gamma = _unit_interval("gamma", gamma)
     eps = _eps(eps)
 
-    def init(params: Tree) -> OptState:
-        return OptState(step=0, slots={"v": tree_lib.full_like(params, 1.0),
-                                       "m": tree_lib.zeros_like(params)})
-
-    def update(params: Tree, grads: Tree, state: OptState, lr: float):
-        new_params, new_v, new_m = {}, {}, {}
-        for k, theta in params.items():
-            g, v, m = grads[k], state.slots["v"][k], state.slots["m"][k]
-            v = _cast(rho, v) * v + _cast(1.0 - rho, v) * g**2
-            m = _cast(gamma, m) * m + _cast(lr, m) / np.sqrt(v + _cast(eps, v)) * g
-            new_params[k] = theta - m
-            new_v[k], new_m[k] = v, m
-        return new_params, OptState(state.step + 1, {"v": new_v, "m": new_m})
+    def rule(theta, g, v, m, *, lr, t):
+        v = rho * v + (1.0 - rho) * g**2                 # v_{t+1} = ρ v_t + (1 − ρ) ∇l²
+        m = gamma * m + lr / np.sqrt(v + eps) * g        # m_{t+1} = γ m_t + η_t/√(v_{t+1}+ε) ∇l
+        theta = theta - m                                # θ_{t+1} = θ_t − m_{t+1}
+        return theta, v, m
 
     hp = {"rho": rho, "gamma": gamma, "eps": eps, **_weight_decay(weight_decay, weight_decay_mode)}
-    return Optimizer("rmsprop", hp, init, update)
+    return Optimizer("rmsprop", hp, (("v", 1.0), ("m", 0.0)), rule)
 
 
-# -------------------------------------------------------------------------- Adam
-def _bias_correction(beta1: float, beta2: float, t_plus_1: int) -> float:
-    r""":math:`b_{t+1} = \sqrt{1 - \beta_2^{t+1}} / (1 - \beta_1^{t+1})`, in float64."""
-    return math.sqrt(1.0 - beta2 ** t_plus_1) / (1.0 - beta1 ** t_plus_1)
+# ------------------------------------------------------------------ Adam, NAdam
+def bias_correction(beta1: float, beta2: float, t: int) -> float:
+    r""":math:`b_{t+1} = \sqrt{1 - \beta_2^{t+1}} / (1 - \beta_1^{t+1})` in float64.
+
+    ``t`` is the number of updates done before this one (0 for the first).
+    """
+    return math.sqrt(1.0 - beta2 ** (t + 1)) / (1.0 - beta1 ** (t + 1))
 
 
 def adam(beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8, *,
@@ -276,18 +309,28 @@ def adam(beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8, *,
         b_{t+1} &= \frac{\sqrt{1 - \beta_2^{t+1}}}{1 - \beta_1^{t+1}} \\
         \theta_{t+1} &= \theta_t - \alpha_t \frac{m_{t+1}}{\sqrt{v_{t+1}} + \epsilon} b_{t+1}
 
-    :math:`\epsilon` is added to :math:`\sqrt{v}` *before* the bias
-    correction (the "ε-hat" form of Kingma & Ba's Algorithm 1, end of §2).
-    ``torch.optim.Adam`` and ``optax.adam`` add ε after it; they agree with
-    this rule when ε is replaced by :math:`\epsilon/\sqrt{1-\beta_2^{t+1}}`.
-    :math:`\alpha_t` is the learning rate ``lr``. The scalar
-    :math:`\alpha_t b_{t+1}` is formed first in float64.
+    :math:`\alpha_t` is the learning rate ``lr``. :math:`\epsilon` is added to
+    :math:`\sqrt{v}` *before* the bias correction (the "ε-hat" form at the end
+    of §2 of Kingma & Ba). ``torch.optim.Adam`` and ``optax.adam`` add their
+    ε' to the bias-corrected :math:`\sqrt{\hat v}` instead; they compute this
+    rule only if ε' is set to :math:`\epsilon / \sqrt{1 - \beta_2^{t+1}}` at
+    each step, so the two forms differ most in the first steps and when ε is
+    not tiny. The scalar :math:`\alpha_t b_{t+1}` is formed first in float64.
     """
     beta1 = _unit_interval("beta1", beta1)
     beta2 = _unit_interval("beta2", beta2)
     eps = _eps(eps)
-    return _adam_family("adam", beta1, beta2, eps, nesterov=False,
-                        wd=_weight_decay(weight_decay, weight_decay_mode))
+
+    def rule(theta, g, m, v, *, lr, t):
+        m = beta1 * m + (1.0 - beta1) * g               # m_{t+1} = β1 m_t + (1 − β1) ∇l
+        v = beta2 * v + (1.0 - beta2) * g**2            # v_{t+1} = β2 v_t + (1 − β2) ∇l²
+        b = bias_correction(beta1, beta2, t)            # b_{t+1}
+        theta = theta - (lr * b) * (m / (np.sqrt(v) + eps))
+        return theta, m, v
+
+    hp = {"beta1": beta1, "beta2": beta2, "eps": eps,
+          **_weight_decay(weight_decay, weight_decay_mode)}
+    return Optimizer("adam", hp, (("m", 0.0), ("v", 0.0)), rule)
 
 
 def nadam(beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8, *,
@@ -300,38 +343,29 @@ def nadam(beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8, *,
         v_{t+1} &= \beta_2 v_t + (1 - \beta_2) \nabla l(\theta_t)^2 \\
         b_{t+1} &= \frac{\sqrt{1 - \beta_2^{t+1}}}{1 - \beta_1^{t+1}} \\
         \theta_{t+1} &= \theta_t - \alpha_t
-            \frac{\beta_1 m_{t+1} + (1 - \beta_1) \nabla l(\theta_t)}{\sqrt{v_{t+1}} + \epsilon} b_{t+1}
+            \frac{\beta_1 m_{t+1} + (1 - \beta_1) \nabla l(\theta_t)}
+                 {\sqrt{v_{t+1}} + \epsilon} b_{t+1}
 
-    This is the simple Nesterov form of Adam without Dozat's momentum
-    schedule; ``torch.optim.NAdam``, ``optax.nadam`` and Keras' ``Nadam``
-    implement different variants (see ``docs/oracle.md``).
+    The simple Nesterov form of Adam, with the same ε-hat placement as
+    :func:`adam` and without Dozat's momentum-decay schedule.
+    ``torch.optim.NAdam`` (momentum decay ψ = 0.004 by default), ``optax.nadam``
+    and Keras' ``Nadam`` implement other variants and do not match it exactly.
     """
     beta1 = _unit_interval("beta1", beta1)
     beta2 = _unit_interval("beta2", beta2)
     eps = _eps(eps)
-    return _adam_family("nadam", beta1, beta2, eps, nesterov=True,
-                        wd=_weight_decay(weight_decay, weight_decay_mode))
 
+    def rule(theta, g, m, v, *, lr, t):
+        m = beta1 * m + (1.0 - beta1) * g               # m_{t+1} = β1 m_t + (1 − β1) ∇l
+        v = beta2 * v + (1.0 - beta2) * g**2            # v_{t+1} = β2 v_t + (1 − β2) ∇l²
+        b = bias_correction(beta1, beta2, t)            # b_{t+1}
+        numerator = beta1 * m + (1.0 - beta1) * g       # β1 m_{t+1} + (1 − β1) ∇l
+        theta = theta - (lr * b) * (numerator / (np.sqrt(v) + eps))
+        return theta, m, v
 
-def _adam_family(name: str, beta1: float, beta2: float, eps: float, *, nesterov: bool,
-                 wd: dict) -> Optimizer:
-    def init(params: Tree) -> OptState:
-        return OptState(step=0, slots={"m": tree_lib.zeros_like(params),
-                                       "v": tree_lib.zeros_like(params)})
-
-    def update(params: Tree, grads: Tree, state: OptState, lr: float):
-        b = _bias_correction(beta1, beta2, state.step + 1)
-        new_params, new_m, new_v = {}, {}, {}
-        for k, theta in params.items():
-            g, m, v = grads[k], state.slots["m"][k], state.slots["v"][k]
-            m = _cast(beta1, m) * m + _cast(1.0 - beta1, m) * g
-            v = _cast(beta2, v) * v + _cast(1.0 - beta2, v) * g**2
-            numerator = _cast(beta1, m) * m + _cast(1.0 - beta1, m) * g if nesterov else m
-            new_params[k] = theta - _cast(lr * b, theta) * (numerator / (np.sqrt(v) + _cast(eps, v)))
-            new_m[k], new_v[k] = m, v
-        return new_params, OptState(state.step + 1, {"m": new_m, "v": new_v})
-
-    return Optimizer(name, {"beta1": beta1, "beta2": beta2, "eps": eps, **wd}, init, update)
+    hp = {"beta1": beta1, "beta2": beta2, "eps": eps,
+          **_weight_decay(weight_decay, weight_decay_mode)}
+    return Optimizer("nadam", hp, (("m", 0.0), ("v", 0.0)), rule)
 
 
 # ----------------------------------------------------------------------- by name
@@ -346,10 +380,13 @@ def get(name: str, **hparams) -> Optimizer:
 
     Unknown names and unknown hyperparameters are errors, never ignored.
     """
+    if not isinstance(name, str):
+        raise TypeError(f"optimizer name must be a string, got {name!r}")
     _validate.one_of("optimizer", name, RULES)
     factory = RULES[name]
-    allowed = [p for p in inspect.signature(factory).parameters]
+    allowed = list(inspect.signature(factory).parameters)
     unknown = sorted(set(hparams) - set(allowed))
     if unknown:
-        raise ValueError(f"unknown hyperparameter(s) {unknown} for optimizer {name!r}; allowed {allowed}")
+        raise ValueError(f"unknown hyperparameter(s) {unknown} for optimizer {name!r}; "
+                         f"allowed {allowed}")
     return factory(**hparams)
