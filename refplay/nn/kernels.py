@@ -13,8 +13,403 @@ from numba import njit
 # --------------------------------------------------------------------------
 # Convolution, pooling (layers.py)
 # --------------------------------------------------------------------------
+# Layout: images are NCHW (a 1-D signal is NCHW with H = 1). Geometry is given
+# explicitly as (kernel kh, kw; stride sh, sw; top/left zero padding pt, pl;
+# output size oh, ow); rows and columns past the input's end read as zeros, so
+# bottom/right padding is implied by (oh, ow). The pooling kernels take an
+# input the caller has already padded (-inf for max, 0 for average).
+#
+# A convolution is one GEMM on "columns" (im2col, Chellapilla et al. 2006):
+#     cols[(c*KH + i)*KW + j, (n*OH + p)*OW + q] = x_pad[n, c, p*sh + i, q*sw + j]
+#     y = W.reshape(C_out, C*KH*KW) @ cols                  (C_out, N*OH*OW)
+# The columns put the batch in the GEMM's long axis, so each layer is one large
+# BLAS call (forward, weight gradient and input gradient alike) instead of N
+# small ones. The kernels below build and fold the columns, move results
+# between the GEMM's (C, N*P) layout and NCHW (fusing the bias and ReLU), and
+# pool. Every inner loop runs over a contiguous output row.
+
+
+@njit(cache=True)
+def _valid_range(k, pad, stride, in_len, out_len):
+    """Outputs ``o`` in ``[lo, hi)`` read an input inside ``[0, in_len)`` at offset ``k``."""
+    lo = 0
+    while lo < out_len and lo * stride + k - pad < 0:
+        lo += 1
+    hi = out_len
+    while hi > lo and (hi - 1) * stride + k - pad >= in_len:
+        hi -= 1
+    return lo, hi
+
+
+@njit(cache=True)
+def im2col(x, kh, kw, sh, sw, pt, pl, oh, ow):
+    """Columns of ``x`` (N, C, H, W) -> (C*kh*kw, N*oh*ow); see the section comment."""
+    n_, c_, h_, w_ = x.shape
+    cols = np.empty((c_ * kh * kw, n_ * oh * ow), x.dtype)
+    for c in range(c_):
+        for i in range(kh):
+            for j in range(kw):
+                lo, hi = _valid_range(j, pl, sw, w_, ow)
+                start = lo * sw + j - pl                 # input column read by output lo
+                row = cols[(c * kh + i) * kw + j]
+                for n in range(n_):
+                    for p in range(oh):
+                        dst = row[(n * oh + p) * ow:(n * oh + p + 1) * ow]
+                        r = p * sh + i - pt              # input row
+                        if r < 0 or r >= h_:
+                            dst[:] = 0
+                            continue
+                        src = x[n, c, r]
+                        for q in range(lo):
+                            dst[q] = 0
+                        for q in range(hi, ow):
+                            dst[q] = 0
+                        d = dst[lo:hi]
+                        if sw == 1:
+                            s = src[start:start + hi - lo]
+                            for q in range(hi - lo):
+                                d[q] = s[q]
+                        else:
+                            for q in range(hi - lo):
+                                d[q] = src[start + q * sw]
+    return cols
+
+
+@njit(cache=True)
+def col2im(cols, n_, c_, h_, w_, kh, kw, sh, sw, pt, pl, oh, ow):
+    """Adjoint of :func:`im2col`: sum each column entry back into (N, C, H, W)."""
+    dx = np.zeros((n_, c_, h_, w_), cols.dtype)
+    for c in range(c_):
+        for i in range(kh):
+            for j in range(kw):
+                lo, hi = _valid_range(j, pl, sw, w_, ow)
+                start = lo * sw + j - pl
+                row = cols[(c * kh + i) * kw + j]
+                for n in range(n_):
+                    for p in range(oh):
+                        r = p * sh + i - pt
+                        if r < 0 or r >= h_:
+                            continue
+                        s = row[(n * oh + p) * ow + lo:(n * oh + p) * ow + hi]
+                        dst = dx[n, c, r]
+                        if sw == 1:
+                            d = dst[start:start + hi - lo]
+                            for q in range(hi - lo):
+                                d[q] += s[q]
+                        else:
+                            for q in range(hi - lo):
+                                dst[start + q * sw] += s[q]
+    return dx
+
+
+@njit(cache=True)
+def bias_act_to_nchw(y, b, relu, n_):
+    """GEMM output ``y`` (C, N*P) plus bias ``b`` (C,), then ReLU if ``relu`` -> (N, C, P)."""
+    c_ = y.shape[0]
+    p_ = y.shape[1] // n_
+    out = np.empty((n_, c_, p_), y.dtype)
+    for n in range(n_):
+        for c in range(c_):
+            bc = b[c]
+            src = y[c, n * p_:(n + 1) * p_]
+            dst = out[n, c]
+            if relu:
+                for p in range(p_):
+                    v = src[p] + bc
+                    dst[p] = v if v > 0 else 0
+            else:
+                for p in range(p_):
+                    dst[p] = src[p] + bc
+    return out
+
+
+@njit(cache=True)
+def relu_grad_to_cn(dout, a, relu):
+    """Back through :func:`bias_act_to_nchw`: ``dout``, ``a`` (N, C, P) -> dz (C, N*P), db (C,).
+
+    ``dz = dout * [a > 0]`` when ``relu`` (``a`` is the ReLU output), else ``dout``;
+    ``db[c] = sum of dz[c]``, accumulated in float64.
+    """
+    n_, c_, p_ = dout.shape
+    dz = np.empty((c_, n_ * p_), dout.dtype)
+    db = np.zeros(c_, np.float64)
+    for n in range(n_):
+        for c in range(c_):
+            src = dout[n, c]
+            act = a[n, c]
+            dst = dz[c, n * p_:(n + 1) * p_]
+            acc = 0.0
+            if relu:
+                for p in range(p_):
+                    v = src[p] if act[p] > 0 else 0
+                    dst[p] = v
+                    acc += v
+            else:
+                for p in range(p_):
+                    dst[p] = src[p]
+                    acc += src[p]
+            db[c] += acc
+    return dz, db.astype(dout.dtype)
+
+
+@njit(cache=True)
+def _window_offsets(kh, kw, row_len):
+    """Flat offsets ``i*row_len + j`` of a (kh, kw) window, row-major.
+
+    One loop over ``kh*kw`` offsets runs several times faster than two nested
+    loops whose short trip counts are known only at run time.
+    """
+    offs = np.empty(kh * kw, np.int64)
+    for i in range(kh):
+        for j in range(kw):
+            offs[i * kw + j] = i * row_len + j
+    return offs
+
+
+@njit(cache=True)
+def maxpool2d_forward(xp, kh, kw, sh, sw, oh, ow):
+    """Max over each window of the padded ``xp`` (N, C, Hp, Wp) -> out (N, C, oh, ow), argmax.
+
+    ``argmax`` is the winner's flat index ``r*Wp + s`` in its padded plane:
+    the first maximum in row-major window order. A NaN anywhere in a window
+    makes its output NaN (as in torch: a diverging model must not look finite).
+    """
+    n_, c_, hp, wp = xp.shape
+    out = np.empty((n_, c_, oh, ow), xp.dtype)
+    arg = np.empty((n_, c_, oh, ow), np.int32)
+    offs = _window_offsets(kh, kw, wp)
+    for n in range(n_):
+        for c in range(c_):
+            plane = xp[n, c].ravel()
+            for p in range(oh):
+                for q in range(ow):
+                    base = p * sh * wp + q * sw
+                    best = plane[base]
+                    where = base
+                    nan = best != best
+                    for t in range(1, kh * kw):
+                        v = plane[base + offs[t]]
+                        nan |= v != v          # a flag, not a branch: 3x faster than testing here
+                        if v > best:
+                            best = v
+                            where = base + offs[t]
+                    out[n, c, p, q] = best if not nan else np.nan
+                    arg[n, c, p, q] = where
+    return out, arg
+
+
+@njit(cache=True)
+def maxpool2d_backward(dout, arg, hp, wp):
+    """Route ``dout`` (N, C, oh, ow) to the argmax positions -> dxp (N, C, Hp, Wp)."""
+    n_, c_, oh, ow = dout.shape
+    dxp = np.zeros((n_, c_, hp * wp), dout.dtype)
+    for n in range(n_):
+        for c in range(c_):
+            for p in range(oh):
+                for q in range(ow):
+                    dxp[n, c, arg[n, c, p, q]] += dout[n, c, p, q]
+    return dxp.reshape(n_, c_, hp, wp)
+
+
+@njit(cache=True)
+def avgpool2d_forward(xp, kh, kw, sh, sw, oh, ow):
+    """Mean over each window of the zero-padded ``xp`` (N, C, Hp, Wp) -> (N, C, oh, ow)."""
+    n_, c_, hp, wp = xp.shape
+    out = np.empty((n_, c_, oh, ow), xp.dtype)
+    offs = _window_offsets(kh, kw, wp)
+    inv = 1.0 / (kh * kw)
+    for n in range(n_):
+        for c in range(c_):
+            plane = xp[n, c].ravel()
+            for p in range(oh):
+                for q in range(ow):
+                    base = p * sh * wp + q * sw
+                    acc = 0.0
+                    for t in range(kh * kw):
+                        acc += plane[base + offs[t]]
+                    out[n, c, p, q] = acc * inv
+    return out
+
+
+@njit(cache=True)
+def avgpool2d_backward(dout, hp, wp, kh, kw, sh, sw):
+    """Spread ``dout`` (N, C, oh, ow) evenly over each window -> dxp (N, C, Hp, Wp)."""
+    n_, c_, oh, ow = dout.shape
+    dxp = np.zeros((n_, c_, hp * wp), dout.dtype)
+    offs = _window_offsets(kh, kw, wp)
+    inv = 1.0 / (kh * kw)
+    for n in range(n_):
+        for c in range(c_):
+            d = dxp[n, c]
+            for p in range(oh):
+                for q in range(ow):
+                    base = p * sh * wp + q * sw
+                    g = dout[n, c, p, q] * inv
+                    for t in range(kh * kw):
+                        d[base + offs[t]] += g
+    return dxp.reshape(n_, c_, hp, wp)
 
 
 # --------------------------------------------------------------------------
 # Normalization statistics and fused losses (norms.py, losses.py)
 # --------------------------------------------------------------------------
+# Accumulators are float64 whatever the input dtype: statistics of float32
+# activations are then as accurate as the float32 inputs allow, and kernel and
+# twin agree to float64 rounding.
+
+
+@njit(cache=True)
+def bn_group_stats(x3, mask, bounds):
+    """Per-group count, mean and sum of squared deviations of ``x3`` (B, C, S).
+
+    Group ``g`` holds examples ``bounds[g]:bounds[g+1]``; example ``b`` counts
+    with weight ``mask[b]`` (1 real, 0 padding). Returns ``count`` (G,),
+    ``mean`` (G, C) and ``m2`` (G, C), all float64, with
+    ``m2 = sum_{b,s} mask_b (x - mean)^2`` (two passes, for stability).
+    A group without real examples gets count 0, mean 0, m2 0.
+    """
+    B, C, S = x3.shape
+    G = bounds.shape[0] - 1
+    count = np.zeros(G)
+    mean = np.zeros((G, C))
+    m2 = np.zeros((G, C))
+    for g in range(G):
+        n = 0.0
+        for b in range(bounds[g], bounds[g + 1]):
+            n += mask[b]
+        n *= S
+        count[g] = n
+        if n == 0.0:
+            continue
+        for c in range(C):
+            acc = 0.0
+            for b in range(bounds[g], bounds[g + 1]):
+                if mask[b] != 0.0:
+                    for s in range(S):
+                        acc += x3[b, c, s]
+            mu = acc / n
+            acc2 = 0.0
+            for b in range(bounds[g], bounds[g + 1]):
+                if mask[b] != 0.0:
+                    for s in range(S):
+                        d = x3[b, c, s] - mu
+                        acc2 += d * d
+            mean[g, c] = mu
+            m2[g, c] = acc2
+    return count, mean, m2
+
+
+@njit(cache=True)
+def bn_normalize(x3, bounds, mean, rstd, scale, bias):
+    """Normalize per group and apply the affine map, in one pass over ``x3`` (B, C, S).
+
+    ``xhat = (x - mean[g, c]) * rstd[g, c]`` and ``y = scale[c] * xhat + bias[c]``
+    for every example of group ``g``; computed in float64, stored in the
+    dtype of ``x3``. Returns ``(xhat, y)``.
+    """
+    B, C, S = x3.shape
+    xhat = np.empty_like(x3)
+    y = np.empty_like(x3)
+    for g in range(bounds.shape[0] - 1):
+        for b in range(bounds[g], bounds[g + 1]):
+            for c in range(C):
+                mu = mean[g, c]
+                r = rstd[g, c]
+                sc = np.float64(scale[c])
+                bi = np.float64(bias[c])
+                for s in range(S):
+                    v = (np.float64(x3[b, c, s]) - mu) * r
+                    xhat[b, c, s] = v
+                    y[b, c, s] = v * sc + bi
+    return xhat, y
+
+
+@njit(cache=True)
+def bn_backward_dx(dy3, xhat3, bounds, mask, k, c1, c2):
+    """Input gradient of batch norm in one pass::
+
+        dx = k[g, c] * (dy - mask[b] * (c1[g, c] + xhat * c2[g, c]))
+
+    ``k = scale * rstd``, ``c1 = sum(dy) / n`` and ``c2 = sum(dy * xhat) / n``
+    per group and channel (float64, (G, C)); result in the dtype of ``dy3``.
+    """
+    B, C, S = dy3.shape
+    dx = np.empty_like(dy3)
+    for g in range(bounds.shape[0] - 1):
+        for b in range(bounds[g], bounds[g + 1]):
+            m = mask[b]
+            for c in range(C):
+                kk = k[g, c]
+                a1 = m * c1[g, c]
+                a2 = m * c2[g, c]
+                for s in range(S):
+                    v = np.float64(dy3[b, c, s]) - a1 - np.float64(xhat3[b, c, s]) * a2
+                    dx[b, c, s] = kk * v
+    return dx
+
+
+@njit(cache=True)
+def bn_group_backward_sums(g3, xhat3, bounds):
+    """Per-group sums :math:`\\sum g` and :math:`\\sum g\\,\\hat x` over examples and positions.
+
+    ``g3`` and ``xhat3`` are (B, C, S); returns two (G, C) float64 arrays.
+    The sums run over *all* examples of the group, padding included: a
+    padded example's output still depends on the group statistics.
+    """
+    B, C, S = g3.shape
+    G = bounds.shape[0] - 1
+    sum_g = np.zeros((G, C))
+    sum_gx = np.zeros((G, C))
+    for grp in range(G):
+        for b in range(bounds[grp], bounds[grp + 1]):
+            for c in range(C):
+                a1 = 0.0
+                a2 = 0.0
+                for s in range(S):
+                    v = g3[b, c, s]
+                    a1 += v
+                    a2 += v * xhat3[b, c, s]
+                sum_g[grp, c] += a1
+                sum_gx[grp, c] += a2
+    return sum_g, sum_gx
+
+
+@njit(cache=True)
+def softmax_xent(logits, labels, label_smoothing, dscale):
+    """Fused softmax cross-entropy: per-example loss and its gradient in one pass.
+
+    ``logits`` (B, K), integer ``labels`` (B,), smoothing ``eps`` and per-row
+    gradient factors ``dscale`` (B,). With targets
+    ``t = (1 - eps) onehot(y) + eps / K``::
+
+        lse_i   = m_i + log sum_k exp(z_ik - m_i),   m_i = max_k z_ik
+        loss_i  = lse_i - sum_k t_ik z_ik
+        dz_ik   = dscale_i * (exp(z_ik - lse_i) - t_ik)
+
+    Returns ``loss`` (B,) float64 and ``dlogits`` in the dtype of ``logits``.
+    """
+    B, K = logits.shape
+    loss = np.empty(B)
+    dlogits = np.empty_like(logits)
+    off = label_smoothing / K
+    on = 1.0 - label_smoothing
+    for i in range(B):
+        m = np.float64(logits[i, 0])
+        for k in range(1, K):
+            v = np.float64(logits[i, k])
+            if v > m:
+                m = v
+        s = 0.0
+        tz = 0.0
+        for k in range(K):
+            v = np.float64(logits[i, k])
+            s += np.exp(v - m)
+            tz += off * v
+        y = labels[i]
+        tz += on * np.float64(logits[i, y])
+        lse = m + np.log(s)
+        loss[i] = lse - tz
+        for k in range(K):
+            t = off + (on if k == y else 0.0)
+            dlogits[i, k] = dscale[i] * (np.exp(np.float64(logits[i, k]) - lse) - t)
+    return loss, dlogits

@@ -1,0 +1,164 @@
+"""Every convolution/pooling kernel in refplay.nn.kernels equals its numpy twin in refplay.nn.reference.
+
+Tolerances (issue 4): <= 1e-12 relative in float64, <= 1e-5 in float32, where
+"relative" is max|kernel - twin| / max|twin| over the whole array.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from refplay.nn import kernels, reference
+from refplay.nn.layers import conv_output_size
+
+TOL = {np.float64: 1e-12, np.float32: 1e-5}
+
+
+def _rel(a, b) -> float:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    assert a.shape == b.shape, (a.shape, b.shape)
+    scale = max(float(np.max(np.abs(b))), 1e-300) if b.size else 1.0
+    return float(np.max(np.abs(a - b))) / scale if b.size else 0.0
+
+
+def _geometries(seed: int, n: int):
+    """Random conv geometries, including 1-D (H = 1), strides 1-3 and asymmetric padding."""
+    rng = np.random.default_rng(seed)
+    out = []
+    while len(out) < n:
+        one_d = rng.random() < 0.3
+        kh = 1 if one_d else int(rng.integers(1, 5))
+        kw = int(rng.integers(1, 6))
+        sh = 1 if one_d else int(rng.integers(1, 4))
+        sw = int(rng.integers(1, 4))
+        pt = 0 if one_d else int(rng.integers(0, kh))
+        pb = 0 if one_d else int(rng.integers(0, kh))
+        pl, pr = int(rng.integers(0, kw)), int(rng.integers(0, kw))
+        h = 1 if one_d else int(rng.integers(kh, 9))
+        w = int(rng.integers(kw, 12))
+        oh, ow = conv_output_size(h, kh, sh, pt, pb), conv_output_size(w, kw, sw, pl, pr)
+        if oh >= 1 and ow >= 1:
+            out.append((int(rng.integers(1, 4)), int(rng.integers(1, 4)), h, w, kh, kw, sh, sw, pt, pl, oh, ow))
+    return out
+
+
+GEOMETRIES = _geometries(0, 12)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("geom", GEOMETRIES)
+def test_im2col_col2im_match_twins(geom, dtype):
+    n, c, h, w, kh, kw, sh, sw, pt, pl, oh, ow = geom
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    cols = kernels.im2col(x, kh, kw, sh, sw, pt, pl, oh, ow)
+    assert cols.dtype == dtype and cols.shape == (c * kh * kw, n * oh * ow)
+    np.testing.assert_array_equal(cols, reference.im2col(x, kh, kw, sh, sw, pt, pl, oh, ow))  # a pure copy
+
+    g = rng.standard_normal(cols.shape).astype(dtype)
+    dx = kernels.col2im(g, n, c, h, w, kh, kw, sh, sw, pt, pl, oh, ow)
+    assert dx.dtype == dtype and dx.shape == x.shape
+    assert _rel(dx, reference.col2im(g, n, c, h, w, kh, kw, sh, sw, pt, pl, oh, ow)) <= TOL[dtype]
+
+
+@pytest.mark.parametrize("geom", GEOMETRIES[:6])
+def test_col2im_is_the_adjoint_of_im2col(geom):
+    # <im2col(x), g> == <x, col2im(g)>: the backward pass of a convolution is the transpose.
+    n, c, h, w, kh, kw, sh, sw, pt, pl, oh, ow = geom
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((n, c, h, w))
+    g = rng.standard_normal((c * kh * kw, n * oh * ow))
+    lhs = np.vdot(kernels.im2col(x, kh, kw, sh, sw, pt, pl, oh, ow), g)
+    rhs = np.vdot(x, kernels.col2im(g, n, c, h, w, kh, kw, sh, sw, pt, pl, oh, ow))
+    assert abs(lhs - rhs) <= 1e-12 * max(1.0, abs(lhs))
+
+
+def test_im2col_reads_zeros_outside_the_input():
+    x = np.ones((1, 1, 2, 2))
+    cols = kernels.im2col(x, 3, 3, 1, 1, 1, 1, 2, 2)      # "same" 3x3 on a 2x2 image
+    # Output (0, 0) sees the 3x3 window centred on pixel (0, 0): 4 real pixels, 5 zeros.
+    np.testing.assert_array_equal(cols[:, 0], [0, 0, 0, 0, 1, 1, 0, 1, 1])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("relu", [True, False])
+def test_bias_and_relu_layout_kernels_match_twins(relu, dtype):
+    rng = np.random.default_rng(3)
+    n, c, p = 3, 4, 7
+    y = rng.standard_normal((c, n * p)).astype(dtype)
+    b = rng.standard_normal(c).astype(dtype)
+    out = kernels.bias_act_to_nchw(y, b, relu, n)
+    assert out.dtype == dtype and out.shape == (n, c, p)
+    assert _rel(out, reference.bias_act_to_nchw(y, b, relu, n)) <= TOL[dtype]
+    if relu:
+        assert (out >= 0).all() and (out == 0).any()
+
+    dout = rng.standard_normal((n, c, p)).astype(dtype)
+    dz, db = kernels.relu_grad_to_cn(dout, out, relu)
+    dz_ref, db_ref = reference.relu_grad_to_cn(dout, out, relu)
+    assert dz.dtype == dtype and db.dtype == dtype and dz.shape == (c, n * p)
+    assert _rel(dz, dz_ref) <= TOL[dtype]
+    assert _rel(db, db_ref) <= TOL[dtype]
+
+
+def _pool_geometries(seed: int, n: int):
+    rng = np.random.default_rng(seed)
+    out = []
+    while len(out) < n:
+        kh, kw = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+        sh, sw = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+        ph, pw = int(rng.integers(0, kh // 2 + 1)), int(rng.integers(0, kw // 2 + 1))
+        h, w = int(rng.integers(kh, 10)), int(rng.integers(kw, 10))
+        oh, ow = conv_output_size(h, kh, sh, ph, ph), conv_output_size(w, kw, sw, pw, pw)
+        out.append((int(rng.integers(1, 4)), int(rng.integers(1, 4)), h, w, kh, kw, sh, sw, ph, pw, oh, ow))
+    return out
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("geom", _pool_geometries(4, 8) + [(2, 3, 28, 28, 2, 2, 2, 2, 0, 0, 14, 14)])
+def test_pool_kernels_match_twins(geom, dtype):
+    n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow = geom
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    pads = ((0, 0), (0, 0), (ph, ph), (pw, pw))
+    hp, wp = h + 2 * ph, w + 2 * pw
+
+    xp = np.pad(x, pads, constant_values=-np.inf)
+    out, arg = kernels.maxpool2d_forward(xp, kh, kw, sh, sw, oh, ow)
+    out_ref, arg_ref = reference.maxpool2d_forward(xp, kh, kw, sh, sw, oh, ow)
+    np.testing.assert_array_equal(out, out_ref)
+    np.testing.assert_array_equal(arg, arg_ref)
+    dout = rng.standard_normal(out.shape).astype(dtype)
+    assert _rel(kernels.maxpool2d_backward(dout, arg, hp, wp),
+                reference.maxpool2d_backward(dout, arg_ref, hp, wp)) <= TOL[dtype]
+
+    xp0 = np.pad(x, pads)
+    avg = kernels.avgpool2d_forward(xp0, kh, kw, sh, sw, oh, ow)
+    assert avg.dtype == dtype
+    assert _rel(avg, reference.avgpool2d_forward(xp0, kh, kw, sh, sw, oh, ow)) <= TOL[dtype]
+    assert _rel(kernels.avgpool2d_backward(dout, hp, wp, kh, kw, sh, sw),
+                reference.avgpool2d_backward(dout, hp, wp, kh, kw, sh, sw)) <= TOL[dtype]
+
+
+def test_maxpool_picks_the_first_maximum_and_propagates_nan():
+    x = np.array([[[[1.0, 3.0], [3.0, 2.0]]]])
+    out, arg = kernels.maxpool2d_forward(x, 2, 2, 2, 2, 1, 1)
+    assert out[0, 0, 0, 0] == 3.0 and arg[0, 0, 0, 0] == 1        # (0, 1) before (1, 0)
+    x[0, 0, 1, 1] = np.nan
+    out, _ = kernels.maxpool2d_forward(x, 2, 2, 2, 2, 1, 1)
+    assert np.isnan(out[0, 0, 0, 0])
+
+
+def test_importing_refplay_compiles_no_kernel():
+    # Import must stay cheap: kernels compile on first call, not at import.
+    code = ("import refplay, refplay.nn.layers as L, refplay.nn.kernels as k\n"
+            "names = [n for n in ('im2col', 'col2im', 'bias_act_to_nchw', 'relu_grad_to_cn',\n"
+            "         'maxpool2d_forward', 'maxpool2d_backward', 'avgpool2d_forward', 'avgpool2d_backward')]\n"
+            "compiled = [n for n in names if getattr(k, n).signatures]\n"
+            "print(compiled)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
