@@ -1,0 +1,166 @@
+"""Checkpoints: the latest one for resuming, the N best for retrospective selection.
+
+The playbook ("Saving checkpoints and retrospectively selecting the best
+checkpoint"): "Set up the pipeline to keep track of the N best checkpoints
+seen so far during training. At the end of training, model selection is then
+a matter of choosing the best checkpoint seen during training. We call this
+**retrospective optimal checkpoint selection**."
+
+A checkpoint directory holds, once at least N evaluations have happened,
+exactly N + 1 ``.npz`` files:
+
+* ``latest.npz`` — the full training state at the most recent evaluation
+  (parameters, model state, optimizer state, step, data-iterator position,
+  evaluation history, per-step gradient norms), from which a killed trial
+  resumes;
+* ``step_00001200.npz`` … — the same content at each of the N best
+  evaluations so far, ranked by the selection metric (lower is better; ties
+  go to the earlier step; NaN ranks last).
+
+Every file is written atomically (``refplay.io.save_npz``) and read with
+``allow_pickle=False``. The order of the writes makes a crash at any moment
+harmless: a best file is written *before* the ``latest.npz`` whose history
+ranks it, and files are deleted only *after*; :meth:`CheckpointStore.load_latest`
+removes any leftovers (stray best files, half-written temporaries).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from refplay import _validate, io
+
+LATEST = "latest.npz"
+_BEST_PATTERN = re.compile(r"^step_(\d{8,})\.npz$")
+
+
+def best_filename(step: int) -> str:
+    """File name of the checkpoint taken at ``step``: ``step_00001200.npz``."""
+    return f"step_{int(step):08d}.npz"
+
+
+def rank_steps(history: Sequence[tuple[int, float]]) -> list[int]:
+    """Steps of ``history`` (pairs ``(step, metric)``) from best to worst.
+
+    Lower metric is better; ties go to the earlier step; NaN ranks last.
+    """
+    def key(item: tuple[int, float]):
+        step, value = item
+        value = float(value)
+        return (math.isnan(value), value if not math.isnan(value) else 0.0, int(step))
+    return [int(step) for step, _ in sorted(history, key=key)]
+
+
+def best_steps(history: Sequence[tuple[int, float]], keep_best: int) -> list[int]:
+    """The ``keep_best`` best steps of ``history``, best first."""
+    return rank_steps(history)[:keep_best]
+
+
+# --------------------------------------------------------------- tree packing
+def pack(prefix: str, tree: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``{"params/dense_1/w": ...}`` from ``prefix="params"`` and a tree."""
+    return {f"{prefix}/{k}": np.asarray(v) for k, v in tree.items()}
+
+
+def unpack(prefix: str, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Inverse of :func:`pack`; keeps the stored (insertion) order of the leaves."""
+    head = prefix + "/"
+    return {k[len(head):]: np.array(v, copy=True) for k, v in arrays.items() if k.startswith(head)}
+
+
+# ---------------------------------------------------------------------- store
+class CheckpointStore:
+    """The checkpoint files of one trial in ``directory``.
+
+    ``keep_best`` (N ≥ 0) best checkpoints are kept by the history of the
+    selection metric, plus ``latest.npz``.
+    """
+
+    def __init__(self, directory: str | os.PathLike, keep_best: int = 1) -> None:
+        self.directory = Path(directory)
+        self.keep_best = _validate.integer("keep_best", keep_best, low=0)
+
+    @property
+    def latest_path(self) -> Path:
+        return self.directory / LATEST
+
+    def best_path(self, step: int) -> Path:
+        return self.directory / best_filename(step)
+
+    def save(self, step: int, arrays: Mapping[str, np.ndarray],
+             history: Sequence[tuple[int, float]]) -> list[Path]:
+        """Checkpoint ``arrays`` taken at ``step``; ``history`` includes ``step``.
+
+        Returns the paths kept: the best files (best first), then ``latest.npz``.
+        """
+        keep = best_steps(history, self.keep_best)
+        if step in keep:
+            io.save_npz(self.best_path(step), arrays)   # 1. before any latest that ranks it
+        io.save_npz(self.latest_path, arrays)           # 2. the resume point moves forward
+        self._prune(keep)                               # 3. only then forget the others
+        return self.paths(history)
+
+    def load_latest(self) -> dict[str, np.ndarray] | None:
+        """The arrays of ``latest.npz`` (``None`` when there is none).
+
+        Also deletes what a crash may have left behind: temporaries of
+        interrupted atomic writes, and best files no longer ranked in the
+        history stored in ``latest.npz`` (key ``"history/steps"`` and
+        ``"history/metric"``).
+        """
+        if not self.directory.exists():
+            return None
+        for tmp in self.directory.glob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
+        if not self.latest_path.exists():
+            for path in self._best_files().values():
+                path.unlink(missing_ok=True)
+            return None
+        arrays = io.load_npz(self.latest_path)
+        self._prune(best_steps(history_from_arrays(arrays), self.keep_best))
+        return arrays
+
+    def load_step(self, step: int) -> dict[str, np.ndarray]:
+        """The arrays of the best checkpoint taken at ``step``."""
+        path = self.best_path(step)
+        if not path.exists():
+            raise FileNotFoundError(f"no checkpoint for step {step} in {self.directory} "
+                                    f"(kept: {sorted(self._best_files())})")
+        return io.load_npz(path)
+
+    def paths(self, history: Sequence[tuple[int, float]]) -> list[Path]:
+        """Files that exist for ``history``: the best ones (best first), then latest."""
+        keep = [self.best_path(s) for s in best_steps(history, self.keep_best)]
+        return [p for p in (*keep, self.latest_path) if p.exists()]
+
+    def _best_files(self) -> dict[int, Path]:
+        out = {}
+        for path in self.directory.iterdir():
+            m = _BEST_PATTERN.match(path.name)
+            if m:
+                out[int(m.group(1))] = path
+        return out
+
+    def _prune(self, keep: Sequence[int]) -> None:
+        for step, path in self._best_files().items():
+            if step not in keep:
+                path.unlink(missing_ok=True)
+
+
+def history_to_arrays(history: Sequence[tuple[int, float]]) -> dict[str, np.ndarray]:
+    """The selection history as two arrays (``history/steps``, ``history/metric``)."""
+    return {"history/steps": np.asarray([s for s, _ in history], dtype=np.int64),
+            "history/metric": np.asarray([m for _, m in history], dtype=np.float64)}
+
+
+def history_from_arrays(arrays: Mapping[str, np.ndarray]) -> list[tuple[int, float]]:
+    """Inverse of :func:`history_to_arrays`."""
+    steps = arrays.get("history/steps", np.zeros(0, np.int64))
+    metric = arrays.get("history/metric", np.zeros(0))
+    return [(int(s), float(m)) for s, m in zip(steps, metric)]

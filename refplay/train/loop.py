@@ -1,0 +1,457 @@
+"""``run_trial``: one configuration trained for ``max_train_steps``, the playbook's trial.
+
+Each step ``t = 0, 1, ..., max_train_steps - 1``::
+
+    batch_t                  = next training batch                    (data order stream)
+    loss_t, g_t              = model.loss_and_grads(θ_t, batch_t)      (dropout stream, child t)
+    grad_norms[t]            = ||g_t||  (unclipped global norm, logged every step)
+    g_t                      = clip_by_global_norm(g_t, grad_clip)     (when grad_clip is set)
+    θ_{t+1}, opt_state       = optimizer.update(θ_t, g_t, opt_state, lr=schedule(t))
+    ema_{t+1}                = d · ema_t + (1 - d) · θ_{t+1}           (when ema_decay is set)
+
+and at every evaluation step ``s`` (see :func:`~refplay.train.evaluation.eval_steps`;
+step ``s`` means "after ``s`` updates", so step 0 evaluates the
+initialization and the last step is always evaluated) the trial records
+
+* ``train/loss`` — the mean training-batch loss over the steps since the
+  previous evaluation (NaN at step 0, before any training step),
+* ``lr`` — ``schedule(s)``, the learning rate of the next update,
+* ``validation/loss`` and ``validation/error_rate`` (classification) on the
+  validation split or its fixed periodic-evaluation sample,
+* ``test/...`` when ``eval_test=True``, ``ema/validation/...`` (and
+  ``ema/test/...``) for the averaged parameters when ``ema_decay`` is set,
+* ``train/clipped_fraction`` when ``grad_clip`` is set,
+
+then writes a checkpoint (when ``checkpoint_dir`` is given; see
+:mod:`refplay.train.checkpoints`).
+
+**Divergence.** A NaN or Inf training loss or gradient norm, a training loss
+above ``divergence_factor`` × the loss of step 0, or a non-finite
+validation loss ends the trial as ``infeasible`` with the reason and step
+(the playbook, Figure 7a: "An 'infeasible' trial is defined as one that
+either produces NaNs or uncharacteristically high values of the loss").
+Any other exception ends it as ``failed`` with the traceback text.
+``run_trial`` raises only for invalid arguments, before training starts.
+
+**Resume.** Re-running ``run_trial`` with the same arguments and the same
+``checkpoint_dir`` continues from ``latest.npz``; the result is bitwise
+identical (``TrialResult.same_computation``) to that of an uninterrupted
+run, because every piece of state is in the checkpoint and every random
+draw is a pure function of (seed, step).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from refplay import _validate, clipping, optim, threads
+from refplay import tree as tree_lib
+from refplay.data.batching import TrainBatches
+from refplay.data.splits import stratified_subset
+from refplay.train import checkpoints as ckpt
+from refplay.train import seeds
+from refplay.train.config import TrialConfig, parse_config, plain
+from refplay.train.evaluation import eval_steps, evaluate
+from refplay.train.result import TrialResult
+from refplay.train.workloads import Workload, get_workload
+
+Tree = dict[str, np.ndarray]
+
+DEFAULT_DIVERGENCE_FACTOR = 10.0
+
+
+def divergence_reason(step: int, loss: float, grad_norm: float, initial_loss: float,
+                      divergence_factor: float | None) -> str | None:
+    """Why training step ``step`` counts as diverged, or ``None`` when it does not.
+
+    Diverged: a non-finite loss or gradient norm, or (when
+    ``divergence_factor`` is set and the initial loss is positive)
+    ``loss > divergence_factor * initial_loss``.
+    """
+    if not math.isfinite(loss):
+        return f"training loss is {loss} at step {step}"
+    if not math.isfinite(grad_norm):
+        return f"gradient norm is {grad_norm} at step {step}"
+    blown_up = (divergence_factor is not None and initial_loss > 0
+                and loss > divergence_factor * initial_loss)
+    if blown_up:
+        return (f"training loss {loss:.6g} exceeds {divergence_factor:g} x the initial loss "
+                f"{initial_loss:.6g} at step {step}")
+    return None
+
+
+def run_trial(workload: Workload | str, config: Mapping[str, object], *, seed: int,
+              max_train_steps: int, eval_every: int,
+              checkpoint_dir: str | os.PathLike | None = None, keep_best: int = 1,
+              dense_eval_steps: int = 0, eval_test: bool = False,
+              periodic_eval_size: int | None = None, selection_metric: str | None = None,
+              divergence_factor: float | None = DEFAULT_DIVERGENCE_FACTOR) -> TrialResult:
+    """Train ``config`` on ``workload`` for ``max_train_steps`` steps; never raises once started.
+
+    Args:
+        workload: a :class:`Workload` or the name of a built-in one.
+        config: the trial config (see :mod:`refplay.train.config`).
+        seed: the trial seed; derives the init, data-order and dropout streams.
+        max_train_steps: number of optimizer updates.
+        eval_every: evaluate every this many steps (plus step 0 and the last step).
+        checkpoint_dir: where to keep ``latest.npz`` and the ``keep_best`` best
+            checkpoints; an existing ``latest.npz`` there is resumed from.
+        keep_best: N, the number of best checkpoints kept.
+        dense_eval_steps: also evaluate every step for steps ``0 ... dense_eval_steps``.
+        eval_test: also evaluate the test split at every evaluation.
+        periodic_eval_size: evaluate on a fixed, class-stratified sample of this
+            many validation examples instead of the whole validation split.
+        selection_metric: the curve that ranks checkpoints (lower is better);
+            default ``"validation/error_rate"`` for classification,
+            ``"validation/loss"`` for regression.
+        divergence_factor: a training loss above this multiple of the step-0
+            loss makes the trial infeasible (``None``: only NaN/Inf do).
+
+    Raises:
+        ValueError, TypeError: for an invalid argument or config key (named).
+    """
+    if isinstance(workload, str):
+        workload = get_workload(workload)
+    if not isinstance(workload, Workload):
+        raise TypeError(f"workload must be a Workload or a workload name, "
+                        f"got {type(workload).__name__}")
+    seed = _validate.integer("seed", seed, low=0)
+    max_train_steps = _validate.integer("max_train_steps", max_train_steps, low=1)
+    eval_every = _validate.integer("eval_every", eval_every, low=1)
+    keep_best = _validate.integer("keep_best", keep_best, low=0)
+    dense_eval_steps = _validate.integer("dense_eval_steps", dense_eval_steps, low=0)
+    if not isinstance(eval_test, bool):
+        raise TypeError(f"eval_test must be True or False, got {eval_test!r}")
+    if periodic_eval_size is not None:
+        periodic_eval_size = _validate.integer("periodic_eval_size", periodic_eval_size, low=1)
+    if divergence_factor is not None:
+        divergence_factor = _validate.real("divergence_factor", divergence_factor, low=1.0,
+                                           low_open=True)
+    trial_config = parse_config(config, model_hparams=workload.hparams,
+                                max_train_steps=max_train_steps,
+                                default_batch_size=workload.batch_size)
+    if trial_config.batch_size > len(workload.train):
+        raise ValueError(f"batch_size={trial_config.batch_size} is larger than the "
+                         f"{len(workload.train)} training examples of workload {workload.name!r}")
+    model = workload.model(**trial_config.model_hparams)   # bad model hyperparameters raise here
+    metric_names = _curve_names(workload.task, eval_test, trial_config)
+    if selection_metric is None:
+        selection_metric = workload.selection_metric
+    _validate.one_of("selection_metric", selection_metric,
+                     [m for m in metric_names if m not in ("lr", "train/clipped_fraction")])
+
+    trial = _Trial(workload=workload, model=model, config=plain(config), trial_config=trial_config,
+                   seed=seed,
+                   max_train_steps=max_train_steps, eval_every=eval_every,
+                   checkpoint_dir=None if checkpoint_dir is None else Path(checkpoint_dir),
+                   keep_best=keep_best, dense_eval_steps=dense_eval_steps, eval_test=eval_test,
+                   periodic_eval_size=periodic_eval_size, selection_metric=selection_metric,
+                   divergence_factor=divergence_factor, metric_names=metric_names)
+    trial.check_checkpoint_matches()
+    return trial.run()
+
+
+def _curve_names(task: str, eval_test: bool, tc: TrialConfig) -> list[str]:
+    split_metrics = ["loss", "error_rate"] if task == "classification" else ["loss"]
+    splits = ["validation", "test"] if eval_test else ["validation"]
+    names = ["train/loss", "lr"]
+    if tc.grad_clip is not None:
+        names.append("train/clipped_fraction")
+    names += [f"{s}/{m}" for s in splits for m in split_metrics]
+    if tc.ema_decay is not None:
+        names += [f"ema/{s}/{m}" for s in splits for m in split_metrics]
+    return names
+
+
+@dataclass
+class _Progress:
+    """Everything that changes while training; exactly what a checkpoint holds."""
+
+    step: int
+    params: Tree
+    model_state: Tree
+    opt_state: optim.OptState
+    ema_params: Tree | None
+    data_state: dict[str, np.ndarray]
+    eval_steps: list[int] = field(default_factory=list)
+    curves: dict[str, list[float]] = field(default_factory=dict)
+    grad_norms: list[float] = field(default_factory=list)
+    interval_losses: list[float] = field(default_factory=list)
+    interval_clipped: list[bool] = field(default_factory=list)
+    initial_loss: float = float("nan")
+    train_seconds: float = 0.0
+    wall_seconds: float = 0.0
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        arrays = {"step": np.asarray(self.step, dtype=np.int64)}
+        arrays.update(ckpt.pack("params", self.params))
+        arrays.update(ckpt.pack("model_state", self.model_state))
+        arrays.update(ckpt.pack("opt", self.opt_state.to_arrays()))
+        if self.ema_params is not None:
+            arrays.update(ckpt.pack("ema", self.ema_params))
+        arrays.update(ckpt.pack("data", self.data_state))
+        arrays["eval_steps"] = np.asarray(self.eval_steps, dtype=np.int64)
+        arrays.update(ckpt.pack("curve", {k: np.asarray(v, dtype=np.float64)
+                                          for k, v in self.curves.items()}))
+        arrays["grad_norms"] = np.asarray(self.grad_norms, dtype=np.float64)
+        arrays["interval_losses"] = np.asarray(self.interval_losses, dtype=np.float64)
+        arrays["interval_clipped"] = np.asarray(self.interval_clipped, dtype=bool)
+        arrays["initial_loss"] = np.asarray(self.initial_loss, dtype=np.float64)
+        arrays["train_seconds"] = np.asarray(self.train_seconds, dtype=np.float64)
+        arrays["wall_seconds"] = np.asarray(self.wall_seconds, dtype=np.float64)
+        return arrays
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray], has_ema: bool) -> "_Progress":
+        return cls(
+            step=int(arrays["step"]),
+            params=ckpt.unpack("params", arrays),
+            model_state=ckpt.unpack("model_state", arrays),
+            opt_state=optim.OptState.from_arrays(ckpt.unpack("opt", arrays)),
+            ema_params=ckpt.unpack("ema", arrays) if has_ema else None,
+            data_state=ckpt.unpack("data", arrays),
+            eval_steps=[int(s) for s in arrays["eval_steps"]],
+            curves={k: [float(x) for x in v] for k, v in ckpt.unpack("curve", arrays).items()},
+            grad_norms=[float(x) for x in arrays["grad_norms"]],
+            interval_losses=[float(x) for x in arrays["interval_losses"]],
+            interval_clipped=[bool(x) for x in arrays["interval_clipped"]],
+            initial_loss=float(arrays["initial_loss"]),
+            train_seconds=float(arrays["train_seconds"]),
+            wall_seconds=float(arrays["wall_seconds"]),
+        )
+
+
+class _Diverged(Exception):
+    """Raised inside the loop to end a trial as infeasible (never escapes run_trial)."""
+
+    def __init__(self, reason: str, step: int) -> None:
+        super().__init__(reason)
+        self.reason, self.step = reason, step
+
+
+@dataclass
+class _Trial:
+    """One call of ``run_trial``: validated arguments plus the running state."""
+
+    workload: Workload
+    model: object
+    config: dict
+    trial_config: TrialConfig
+    seed: int
+    max_train_steps: int
+    eval_every: int
+    checkpoint_dir: Path | None
+    keep_best: int
+    dense_eval_steps: int
+    eval_test: bool
+    periodic_eval_size: int | None
+    selection_metric: str
+    divergence_factor: float | None
+    metric_names: list[str]
+    # Set up by ``_setup`` (inside the try: any failure there is a failed trial).
+    streams: seeds.TrialStreams | None = None
+    batches: TrainBatches | None = None
+    validation: object = None
+    eval_at: list[int] = field(default_factory=list)
+    progress: _Progress | None = None
+
+    # ------------------------------------------------------------ identity
+    def fingerprint(self) -> str:
+        """Everything that determines the computation, as canonical JSON."""
+        return json.dumps(plain({
+            "workload": self.workload.name, "workload_settings": self.workload.settings,
+            "config": self.trial_config.resolved, "seed": self.seed,
+            "max_train_steps": self.max_train_steps, "eval_every": self.eval_every,
+            "dense_eval_steps": self.dense_eval_steps, "eval_test": self.eval_test,
+            "periodic_eval_size": self.periodic_eval_size,
+            "selection_metric": self.selection_metric,
+            "divergence_factor": self.divergence_factor,
+        }), sort_keys=True, allow_nan=True)
+
+    def store(self) -> ckpt.CheckpointStore | None:
+        if self.checkpoint_dir is None:
+            return None
+        return ckpt.CheckpointStore(self.checkpoint_dir, self.keep_best)
+
+    def check_checkpoint_matches(self) -> None:
+        """Refuse (ValueError) to resume a checkpoint written by a different trial."""
+        path = None if self.checkpoint_dir is None else self.checkpoint_dir / ckpt.LATEST
+        if path is None or not path.exists():
+            return
+        with np.load(path, allow_pickle=False) as z:
+            stored = str(z["meta/fingerprint"]) if "meta/fingerprint" in z.files else ""
+        if stored != self.fingerprint():
+            raise ValueError(f"checkpoint_dir={str(self.checkpoint_dir)!r} holds a checkpoint of a "
+                             f"different trial; use a new directory per trial.\n"
+                             f"stored:    {stored}\nrequested: {self.fingerprint()}")
+
+    # ----------------------------------------------------------------- run
+    def run(self) -> TrialResult:
+        threads.pin_threads(1)
+        wall_start = time.perf_counter()
+        try:
+            self._setup()
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                self._train(wall_start)
+        except _Diverged as d:
+            return self._result("infeasible", d.reason, wall_start, divergence_step=d.step)
+        except Exception:  # noqa: BLE001 - a trial records its failure, it never raises
+            return self._result("failed", traceback.format_exc(), wall_start)
+        return self._result("complete", "", wall_start)
+
+    def _setup(self) -> None:
+        tc, wl = self.trial_config, self.workload
+        self.streams = seeds.trial_streams(self.seed, init_seed=tc.init_seed,
+                                           data_seed=tc.data_seed)
+        self.batches = TrainBatches(wl.train, tc.batch_size, seed=self.streams.data)
+        self.validation = wl.validation
+        if self.periodic_eval_size is not None and self.periodic_eval_size < len(wl.validation):
+            # A fixed sample shared by every trial of the workload (seed 0), so
+            # periodic metrics of different trials are comparable.
+            self.validation = stratified_subset(wl.validation, self.periodic_eval_size, seed=0)
+        self.eval_at = eval_steps(self.max_train_steps, self.eval_every, self.dense_eval_steps)
+        store = self.store()
+        arrays = None if store is None else store.load_latest()
+        if arrays is not None:
+            self.progress = _Progress.from_arrays(arrays, has_ema=tc.ema_decay is not None)
+            self.batches.set_state(self.progress.data_state)
+        else:
+            params, model_state = self.model.init_params(seeds.generator(self.streams.init),
+                                                         dtype=wl.dtype)
+            self.progress = _Progress(
+                step=0, params=params, model_state=model_state,
+                opt_state=tc.optimizer.init(params),
+                ema_params=tree_lib.copy(params) if tc.ema_decay is not None else None,
+                data_state=self.batches.get_state())
+
+    def _train(self, wall_start: float) -> None:
+        p, tc = self.progress, self.trial_config
+        eval_set = set(self.eval_at)
+        while True:
+            if p.step in eval_set and (not p.eval_steps or p.eval_steps[-1] < p.step):
+                self._evaluate_and_checkpoint(wall_start)
+            if p.step >= self.max_train_steps:
+                return
+            t0 = time.perf_counter()
+            step = p.step
+            batch = self.batches.next()
+            loss, grads, new_model_state, _ = self.model.loss_and_grads(
+                p.params, p.model_state, batch, seeds.step_generator(self.streams.dropout, step),
+                train=True)
+            loss = float(loss)
+            grad_norm = tree_lib.global_norm(grads)     # unclipped, logged every step
+            p.grad_norms.append(grad_norm)
+            p.interval_losses.append(loss)
+            if step == 0:
+                p.initial_loss = loss
+            reason = divergence_reason(step, loss, grad_norm, p.initial_loss,
+                                       self.divergence_factor)
+            if reason is not None:
+                raise _Diverged(reason, step)
+            if tc.grad_clip is not None:
+                grads, info = clipping.clip_by_global_norm(grads, tc.grad_clip)
+                p.interval_clipped.append(bool(info.clipped))
+            lr = float(tc.schedule(step))
+            p.params, p.opt_state = tc.optimizer.update(p.params, grads, p.opt_state, lr)
+            p.model_state = new_model_state
+            if p.ema_params is not None:
+                d = tc.ema_decay
+                p.ema_params = {k: _cast(d, e) * e + _cast(1.0 - d, e) * p.params[k]
+                                for k, e in p.ema_params.items()}
+            p.step = step + 1
+            p.train_seconds += time.perf_counter() - t0
+
+    def _evaluate_and_checkpoint(self, wall_start: float) -> None:
+        p, tc, wl = self.progress, self.trial_config, self.workload
+        step = p.step
+        metrics = {"train/loss": float(np.mean(p.interval_losses)) if p.interval_losses
+                   else float("nan"),
+                   "lr": float(tc.schedule(step))}
+        if tc.grad_clip is not None:
+            metrics["train/clipped_fraction"] = (float(np.mean(p.interval_clipped))
+                                                 if p.interval_clipped else float("nan"))
+        splits = [("validation", self.validation)] + ([("test", wl.test)] if self.eval_test else [])
+        for prefix, params in [("", p.params)] + ([("ema/", p.ema_params)]
+                                                  if p.ema_params is not None else []):
+            for split, dataset in splits:
+                for name, value in evaluate(self.model, params, p.model_state, dataset,
+                                            tc.eval_batch_size).items():
+                    metrics[f"{prefix}{split}/{name}"] = value
+        if not math.isfinite(metrics["validation/loss"]):
+            # Not checkpointed: a re-run recomputes this evaluation and ends the same way.
+            self._record(step, metrics)
+            raise _Diverged(f"validation loss is {metrics['validation/loss']} at step {step}", step)
+        self._record(step, metrics)
+        p.interval_losses, p.interval_clipped = [], []
+        store = self.store()
+        if store is not None:
+            p.data_state = self.batches.get_state()
+            arrays = p.to_arrays()
+            # p.wall_seconds counts earlier sessions only; the file counts this one too.
+            arrays["wall_seconds"] = np.asarray(p.wall_seconds + time.perf_counter() - wall_start)
+            arrays["meta/fingerprint"] = np.asarray(self.fingerprint())
+            arrays.update(ckpt.history_to_arrays(self.history()))
+            store.save(step, arrays, self.history())
+
+    def _record(self, step: int, metrics: dict[str, float]) -> None:
+        p = self.progress
+        p.eval_steps.append(step)
+        for name in self.metric_names:
+            p.curves.setdefault(name, []).append(float(metrics[name]))
+
+    def history(self) -> list[tuple[int, float]]:
+        p = self.progress
+        return list(zip(p.eval_steps, p.curves.get(self.selection_metric, [])))
+
+    # -------------------------------------------------------------- result
+    def _result(self, status: str, reason: str, wall_start: float, *,
+                divergence_step: int | None = None) -> TrialResult:
+        p = self.progress
+        extras = {
+            "workload": self.workload.name,
+            "workload_settings": plain(self.workload.settings),
+            "resolved_config": self.trial_config.resolved,
+            "max_train_steps": self.max_train_steps,
+            "eval_every": self.eval_every,
+            "dense_eval_steps": self.dense_eval_steps,
+            "selection_metric": self.selection_metric,
+            "divergence_factor": self.divergence_factor,
+            "divergence_step": divergence_step,
+        }
+        if p is None:   # failed before the first step (e.g. the model could not be built)
+            return TrialResult(config=self.config, seed=self.seed, status=status, reason=reason,
+                               wall_seconds=time.perf_counter() - wall_start, extras=extras)
+        history = self.history()
+        best_step, best_metrics = None, {}
+        if history:
+            best_step = ckpt.rank_steps(history)[0]
+            i = p.eval_steps.index(best_step)
+            best_metrics = {name: values[i] for name, values in p.curves.items()}
+        store = self.store()
+        paths = [] if store is None else [str(x) for x in store.paths(history)]
+        trained = len(p.grad_norms)
+        steps_done = divergence_step if divergence_step is not None else p.step
+        return TrialResult(
+            config=self.config, seed=self.seed, status=status, reason=reason,
+            steps_done=steps_done, eval_steps=list(p.eval_steps),
+            curves={k: list(v) for k, v in p.curves.items()},
+            grad_norms=np.asarray(p.grad_norms, dtype=np.float64),
+            best_step=best_step, best_metrics=best_metrics, checkpoint_paths=paths,
+            examples_per_second=(self.trial_config.batch_size * trained / p.train_seconds
+                                 if p.train_seconds > 0 else float("nan")),
+            seconds_per_step=p.train_seconds / trained if trained else float("nan"),
+            wall_seconds=p.wall_seconds + time.perf_counter() - wall_start,
+            extras=extras)
+
+
+def _cast(x: float, like: np.ndarray):
+    return np.dtype(np.asarray(like).dtype).type(x)
