@@ -14,6 +14,8 @@ import sys
 # Modules providing ``register(subparsers)``, in the order they appear in --help.
 _COMMAND_MODULES = (
     "refplay.demo",
+    "refplay.oracle.cli",
+    "refplay.study.cli",
 )
 
 

@@ -1,1 +1,50 @@
-"""refplay.study"""
+"""refplay.study: quasi-random studies, run in parallel, tracked in SQLite, resumable.
+
+The playbook's unit of experimentation above the trial is the *study*: a
+search space with scientific, nuisance and fixed hyperparameters, a trial
+budget and a fixed ``max_train_steps``, sampled quasi-randomly, run, and
+tracked — "untracked experiments might as well not exist"::
+
+    from refplay import study
+
+    spec = study.StudySpec.load("examples/mnist1d_nesterov_vs_adam.toml")
+    status = study.run(spec, store="workspace", workers=2)     # resumable
+    status.counts, status.study.best_value
+
+    with study.Store("workspace", readonly=True) as store:
+        store.trials(spec.name)                                 # TrialRecord list
+        study.export_csv(store, spec.name, "trials.csv")
+
+On the command line: ``refplay study run|resume|status|list|export``.
+
+Modules: :mod:`~refplay.study.spec` (``StudySpec``: trial ``t`` is a pure
+function of (spec, t)), :mod:`~refplay.study.runner` (``run`` over any
+``concurrent.futures.Executor``), :mod:`~refplay.study.store` (the SQLite
+"spreadsheet"), :mod:`~refplay.study.export` (CSV),
+:mod:`~refplay.study.synthetic` (a fast example trial function),
+:mod:`~refplay.study.cli` (the commands).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+# Public names and their modules. Imported on first use, so that the ``refplay``
+# command (which imports refplay.study.cli) starts without loading the trainer.
+_EXPORTS = {
+    "StudySpec": "spec", "Trial": "spec", "check_study_name": "spec", "trial_seed": "spec",
+    "SAMPLERS": "spec",
+    "run": "runner", "SerialExecutor": "runner", "WorkloadTrial": "runner",
+    "StudyError": "runner", "TrialTimeout": "runner", "DEFAULT_TRIAL_FUNCTION": "runner",
+    "Store": "store", "StoreError": "store", "StudyStatus": "store", "StudyRow": "store",
+    "TrialRecord": "store", "Measurement": "store", "DB_NAME": "store", "SCHEMA_VERSION": "store",
+    "export_csv": "export",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"refplay.study.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'refplay.study' has no attribute {name!r}")

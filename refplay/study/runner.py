@@ -1,0 +1,574 @@
+"""Run a study: submit the trials without a result to an executor, record each as it finishes.
+
+DESIGN.md: "study runs any function ``(config, seed) -> TrialResult``". The
+runner
+
+1. records the study in the store (or checks the stored spec is the same),
+2. lists the trial indices with no recorded result (all of them the first
+   time; the rest after a crash or Ctrl-C),
+3. submits those trials to a ``concurrent.futures.Executor`` — in-process
+   serial (``workers=0``), a local process pool (the default; one BLAS/Numba
+   thread per worker), or any executor the caller passes, e.g. a Dask
+   cluster's ``distributed.Client(address).get_executor(pure=False)``,
+4. records each result as it completes. The driver is the only process that
+   writes the store; a trial is recorded in one transaction, so a study killed
+   at any moment loses at most the trials that were running, and resuming runs
+   exactly those again.
+
+A trial function is any picklable callable
+``trial_fn(config: dict, seed: int, *, trial_dir: str) -> TrialResult``;
+``trial_dir`` is the trial's own folder, where it may keep checkpoints so that
+a re-run continues where it stopped. The default trial function calls
+``refplay.train.run_trial`` on the spec's workload. Whatever a trial function
+does — raise, return NaN losses, run past the time limit — becomes a recorded
+``failed`` or ``infeasible`` trial with its reason; it never stops the study.
+
+Determinism: a trial's config and seed depend only on (spec, trial index), and
+every trial runs with one BLAS/Numba thread, so the recorded results are
+bitwise identical whether the study runs serially, on a process pool or on a
+Dask cluster, and whether or not it was interrupted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import json
+import math
+import multiprocessing
+import os
+import shlex
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+import types
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+
+from refplay import _validate, threads
+from refplay.study.spec import StudySpec, Trial
+from refplay.study.store import Store, StudyStatus
+from refplay.train.result import TrialResult
+
+__all__ = ["run", "SerialExecutor", "WorkloadTrial", "StudyError", "TrialTimeout",
+           "DEFAULT_TRIAL_FUNCTION"]
+
+TrialFunction = Callable[..., TrialResult]
+
+# The name recorded for studies run by the default trial function.
+DEFAULT_TRIAL_FUNCTION = "refplay.train.run_trial"
+
+
+class StudyError(RuntimeError):
+    """The executor could not run a trial at all (not a failure *of* the trial)."""
+
+
+class TrialTimeout(BaseException):
+    """Raised inside a trial that ran past its time limit.
+
+    A ``BaseException`` (like ``KeyboardInterrupt``) so that a trial
+    function's own ``except Exception`` cannot swallow it.
+    """
+
+
+class SerialExecutor(Executor):
+    """Runs each submitted call at once, in this process (``workers=0``).
+
+    The easiest executor to debug: breakpoints and prints work, and Ctrl-C
+    interrupts the running trial directly.
+    """
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        future: Future = Future()
+        try:
+            result = fn(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - delivered through the future, as executors do
+            future.set_exception(exc)
+        else:
+            future.set_result(result)
+        return future
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkloadTrial:
+    """The default trial function: ``train.run_trial`` on a named workload.
+
+    ``train.run_trial(train.get_workload(workload, **workload_options), config,
+    seed=seed, max_train_steps=..., eval_every=..., checkpoint_dir=
+    trial_dir/checkpoints, keep_best=...)``.
+    """
+
+    workload: str
+    workload_options: dict
+    max_train_steps: int
+    eval_every: int
+    keep_best: int
+    metric: str
+
+    @classmethod
+    def from_spec(cls, spec: StudySpec) -> "WorkloadTrial":
+        return cls(spec.workload, dict(spec.workload_options), spec.max_train_steps,
+                   spec.eval_every, spec.keep_best, spec.metric)
+
+    def _workload(self):
+        return _cached_workload(self.workload, json.dumps(self.workload_options, sort_keys=True))
+
+    def check_configs(self, configs: list[dict]) -> None:
+        """Validate every config before any trial runs (a typo fails now, not N times)."""
+        from refplay import train
+        workload = self._workload()
+        for i, config in enumerate(configs):
+            try:
+                train.parse_config(config, model_hparams=workload.hparams,
+                                   max_train_steps=self.max_train_steps,
+                                   default_batch_size=workload.batch_size)
+            except (ValueError, TypeError) as exc:
+                raise type(exc)(f"configuration {i} of the study ({config}) is not a valid "
+                                f"trial config for workload {self.workload!r}: {exc}") from None
+
+    def __call__(self, config: dict, seed: int, *, trial_dir: str) -> TrialResult:
+        from refplay import train
+        return train.run_trial(self._workload(), config, seed=seed,
+                               max_train_steps=self.max_train_steps, eval_every=self.eval_every,
+                               checkpoint_dir=Path(trial_dir) / "checkpoints",
+                               keep_best=self.keep_best, selection_metric=self.metric)
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_workload(name: str, options_json: str):
+    # Building a workload can mean generating its dataset; a worker process runs
+    # many trials of one workload, so build it once per process (it is immutable).
+    from refplay import train
+    return train.get_workload(name, **json.loads(options_json))
+
+
+# ----------------------------------------------------------------- the worker side
+@dataclasses.dataclass(frozen=True)
+class _Task:
+    """What a worker needs to run one trial (small and picklable)."""
+
+    index: int
+    config: dict
+    seed: int
+    trial_dir: str
+    time_limit: float | None
+    pin_threads: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class _Outcome:
+    index: int
+    result: TrialResult
+    trial_seconds: float      # time inside the trial function
+    worker: str
+
+
+def _init_worker() -> None:
+    """Process-pool initializer: one BLAS/Numba thread; Ctrl-C is the driver's to handle."""
+    threads.set_thread_env(1)
+    threads.pin_threads(1)
+    # The terminal sends SIGINT to the whole process group; the driver decides
+    # what happens (it stops the pool), so workers ignore it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _run_task(trial_fn: TrialFunction, task: _Task) -> _Outcome:
+    """Run one trial in a worker; every exception becomes a ``failed`` result."""
+    if task.pin_threads:     # an executor we did not start (e.g. a Dask worker)
+        threads.set_thread_env(1)
+        threads.pin_threads(1)
+    start = time.perf_counter()
+    try:
+        with _time_limit(task.time_limit) as enforced:
+            result = trial_fn(dict(task.config), task.seed, trial_dir=task.trial_dir)
+        elapsed = time.perf_counter() - start
+        if not isinstance(result, TrialResult):
+            result = _failed(task, f"the trial function returned {type(result).__name__}, "
+                                   f"not a TrialResult")
+        elif not enforced and task.time_limit is not None and elapsed > task.time_limit:
+            result = _failed(task, _timeout_reason(task.time_limit) + " (checked when it "
+                             "returned: this executor runs trials in threads, which cannot "
+                             "be interrupted)")
+    except TrialTimeout:
+        elapsed = time.perf_counter() - start
+        result = _failed(task, _timeout_reason(task.time_limit))
+    except Exception:  # noqa: BLE001 - a failing trial is data, recorded with its traceback
+        elapsed = time.perf_counter() - start
+        result = _failed(task, traceback.format_exc())
+    return _Outcome(task.index, result, elapsed, f"{socket.gethostname()}:{os.getpid()}")
+
+
+def _failed(task: _Task, reason: str) -> TrialResult:
+    return TrialResult(config=dict(task.config), seed=task.seed, status="failed", reason=reason)
+
+
+def _timeout_reason(limit: float) -> str:
+    return f"the trial ran past its time limit of {limit:g} s"
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float | None) -> Iterator[bool]:
+    """Raise ``TrialTimeout`` in the trial after ``seconds`` (SIGALRM, main thread only).
+
+    Yields whether the limit is enforced; in a non-main thread (Dask workers
+    run tasks in threads) signals cannot reach the trial, and the caller
+    checks the elapsed time when the trial returns instead.
+    """
+    if (seconds is None or not hasattr(signal, "setitimer")
+            or threading.current_thread() is not threading.main_thread()):
+        yield False
+        return
+
+    def on_alarm(signum, frame):
+        raise TrialTimeout()
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield True
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+# ----------------------------------------------------------------- the driver side
+def run(spec: StudySpec, *, store: Store | str | os.PathLike,
+        executor: Executor | None = None, workers: int | None = None,
+        trial_fn: TrialFunction | None = None, time_limit: float | None = None,
+        progress: bool | None = None, command: str | None = None) -> StudyStatus:
+    """Run (or resume) study ``spec``: every trial without a recorded result.
+
+    Parameters
+    ----------
+    spec:
+        The study. If a study of that name is already in the store, its stored
+        spec must be the same (notes aside); only missing trials run.
+    store:
+        A ``Store`` or a workspace directory (opened and closed here).
+    executor:
+        Any ``concurrent.futures.Executor``; the caller keeps ownership (it is
+        not shut down). For a Dask cluster:
+        ``distributed.Client(address).get_executor(pure=False)``; trial
+        folders (checkpoints) must then be on a filesystem the workers share.
+    workers:
+        Without ``executor``: ``0`` runs trials here, one after another;
+        ``N >= 1`` starts a local process pool of N workers (default: the
+        number of usable CPUs), each with one BLAS/Numba thread.
+    trial_fn:
+        ``trial_fn(config, seed, *, trial_dir) -> TrialResult`` for studies
+        with ``spec.workload=None``; by default trials run
+        ``train.run_trial`` on ``spec.workload``.
+    time_limit:
+        Optional wall-clock limit per trial in seconds; a trial that runs past
+        it is recorded as failed.
+    progress:
+        Show a progress bar (done / total, infeasible, failed, best so far);
+        by default only when stderr is a terminal.
+    command:
+        The command line that reproduces the study, for the tracking table
+        (the CLI passes its own argv).
+
+    Returns the study's status after the run. Ctrl-C stops the run cleanly:
+    finished trials are kept, running ones are abandoned (and re-run on
+    resume), and ``KeyboardInterrupt`` is re-raised.
+    """
+    if not isinstance(spec, StudySpec):
+        raise TypeError(f"spec must be a StudySpec, got {type(spec).__name__}")
+    trial_fn, fn_name = _resolve_trial_fn(spec, trial_fn)
+    if time_limit is not None:
+        time_limit = _validate.real("time_limit", time_limit, low=0.0, low_open=True)
+    if executor is not None and workers is not None:
+        raise ValueError("pass either executor or workers, not both")
+    if executor is not None and not isinstance(executor, Executor):
+        raise TypeError(f"executor must be a concurrent.futures.Executor, "
+                        f"got {type(executor).__name__}")
+    if workers is not None:
+        workers = _validate.integer("workers", workers, low=0)
+
+    if isinstance(trial_fn, WorkloadTrial):
+        trial_fn.check_configs(spec.sampled_configs)   # before the study is recorded
+
+    own_store = not isinstance(store, Store)
+    if own_store:
+        store = Store(store)
+    try:
+        spec_text = None
+        if spec.source is not None and Path(spec.source).is_file():
+            spec_text = Path(spec.source).read_text()
+        with _study_lock(store, spec.name):
+            store.begin_study(
+                spec, trial_function=fn_name, spec_text=spec_text,
+                command=command or _default_command(spec, store, fn_name, spec_text))
+            done = store.recorded_indices(spec.name)
+            trials = [spec.trial(i) for i in range(spec.budget) if i not in done]
+            if trials:
+                _run_trials(spec, store, trials, trial_fn, executor, workers, time_limit,
+                            _show_progress(progress))
+        return store.status(spec.name)
+    finally:
+        if own_store:
+            store.close()
+
+
+@contextlib.contextmanager
+def _study_lock(store: Store, name: str) -> Iterator[None]:
+    """Hold ``WORKSPACE/NAME/.lock`` while a driver runs the study: one driver per study.
+
+    Two drivers would run the same missing trials. The lock is an ``flock``,
+    released by the operating system when the driver exits or is killed, so a
+    crash never leaves a stale lock. (Without ``fcntl``, e.g. on Windows, no
+    lock is taken.)
+    """
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    path = store.study_dir(name) / ".lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "pid unknown"
+            raise StudyError(f"study {name!r} is being run by another process ({holder}); "
+                             f"one driver per study") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        f.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _resolve_trial_fn(spec: StudySpec, trial_fn) -> tuple[TrialFunction, str]:
+    if trial_fn is None:
+        if spec.workload is None:
+            raise ValueError(f"study {spec.name!r} has no workload; pass trial_fn=... "
+                             f"(a function (config, seed, *, trial_dir) -> TrialResult)")
+        return WorkloadTrial.from_spec(spec), DEFAULT_TRIAL_FUNCTION
+    if spec.workload is not None:
+        raise ValueError(f"study {spec.name!r} names workload {spec.workload!r}, which is run by "
+                         f"{DEFAULT_TRIAL_FUNCTION}; a custom trial_fn needs workload=None")
+    if not callable(trial_fn):
+        raise TypeError(f"trial_fn must be callable, got {trial_fn!r}")
+    return trial_fn, _callable_name(trial_fn)
+
+
+def _callable_name(fn) -> str:
+    """A stable name for a trial function: module.qualname, plus its fields if a dataclass."""
+    if isinstance(fn, (types.FunctionType, types.BuiltinFunctionType, type)):
+        return f"{fn.__module__}.{fn.__qualname__}"
+    cls = type(fn)
+    name = f"{cls.__module__}.{cls.__qualname__}"
+    if dataclasses.is_dataclass(fn):
+        params = ", ".join(f"{f.name}={getattr(fn, f.name)!r}" for f in dataclasses.fields(fn))
+        name += f"({params})"
+    return name
+
+
+def _default_command(spec: StudySpec, store: Store, fn_name: str, spec_text: str | None) -> str:
+    copy = str(store.spec_copy_path(spec, spec_text).resolve())
+    workspace = str(store.workspace.resolve())
+    if fn_name == DEFAULT_TRIAL_FUNCTION:
+        return shlex.join(["refplay", "study", "run", copy, "--workspace", workspace])
+    return (f"python -c \"from refplay import study; study.run(study.StudySpec.load({copy!r}), "
+            f"store={workspace!r}, trial_fn={fn_name})\"")
+
+
+def _show_progress(progress: bool | None) -> bool:
+    if progress is None:
+        return bool(getattr(sys.stderr, "isatty", lambda: False)())
+    return bool(progress)
+
+
+def _available_cpus() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def _forkserver_context():
+    """Workers forked from a clean server process, with the runner already imported.
+
+    Not ``fork``: workers would inherit the driver's threads (tqdm's monitor,
+    a Dask client), its open database connection and thread settings. The
+    server imports this module (and so NumPy and the trainer) once, so each
+    worker starts in milliseconds instead of re-importing. (The preload list
+    only takes effect when this process starts its forkserver.)
+    """
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["__main__", "refplay.study.runner"])
+    return context
+
+
+def _run_trials(spec, store, trials, trial_fn, executor, workers, time_limit, show):
+    owned = executor is None
+    if owned:
+        workers = _available_cpus() if workers is None else workers
+        if workers == 0:
+            executor = SerialExecutor()
+        else:
+            executor = ProcessPoolExecutor(
+                max_workers=min(workers, len(trials)), initializer=_init_worker,
+                mp_context=_forkserver_context())
+    serial = isinstance(executor, SerialExecutor)
+    tasks = [_Task(t.index, t.config, t.seed, str(store.trial_dir(spec.name, t.index)),
+                   time_limit, pin_threads=not owned) for t in trials]
+    by_index = {t.index: t for t in trials}
+    context = _serial_thread_limits() if serial else contextlib.nullcontext()
+    try:
+        with context:
+            _drive(spec, store, executor, trial_fn, tasks, by_index, show,
+                   window=1 if serial else len(tasks))
+    except BaseException:
+        if owned and not serial:
+            _stop_pool(executor)
+        raise
+    if owned:
+        executor.shutdown(wait=True)
+
+
+def _drive(spec, store, executor, trial_fn, tasks, by_index, show, window):
+    """Submit tasks (at most ``window`` in flight) and record outcomes as they complete."""
+    from tqdm.auto import tqdm
+    status = store.status(spec.name)
+    counts = dict(status.counts)
+    best = status.study.best_value
+    bar = tqdm(total=spec.budget, initial=status.done, desc=spec.name, unit="trial",
+               disable=not show, dynamic_ncols=True, file=sys.stderr)
+    _set_postfix(bar, counts, best)
+    queue = iter(tasks)
+    pending: dict[Future, _Task] = {}
+
+    def submit_more() -> None:
+        while len(pending) < window:
+            task = next(queue, None)
+            if task is None:
+                return
+            pending[executor.submit(_run_task, trial_fn, task)] = task
+
+    try:
+        submit_more()
+        while pending:
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in sorted(finished, key=lambda f: pending[f].index):
+                task = pending.pop(future)
+                outcome = _outcome_or_raise(future, task)
+                result = _record(spec, store, by_index[task.index], task, outcome)
+                counts[result.status] += 1
+                best = store.get_study(spec.name).best_value
+                bar.update(1)
+                _set_postfix(bar, counts, best)
+            submit_more()
+    except BaseException:
+        for future in pending:
+            future.cancel()
+        raise
+    finally:
+        bar.close()
+
+
+def _set_postfix(bar, counts: dict, best: float | None) -> None:
+    best_text = "-" if best is None else f"{best:.4g}"
+    bar.set_postfix_str(f"infeasible={counts['infeasible']} failed={counts['failed']} "
+                        f"best={best_text}", refresh=False)
+
+
+def _outcome_or_raise(future: Future, task: _Task) -> _Outcome:
+    try:
+        return future.result()
+    except Exception as exc:
+        # _run_task turns every error of the trial into a result, so this is the
+        # executor failing (a worker process died, the function could not be
+        # pickled, ...). Stop loudly; the recorded trials are safe.
+        hint = ""
+        if isinstance(exc, BrokenProcessPool):
+            hint = (" (A worker process died: out of memory, a crash, or a script that calls "
+                    "study.run outside `if __name__ == \"__main__\":`, which worker processes "
+                    "re-import.)")
+        raise StudyError(
+            f"the executor could not run trial {task.index}: {type(exc).__name__}: {exc}{hint} "
+            f"Trials recorded so far are kept; resume the study to run the rest.") from exc
+
+
+def _record(spec: StudySpec, store: Store, trial: Trial, task: _Task,
+            outcome: _Outcome) -> TrialResult:
+    """Check a result, save its arrays in the trial folder, then record it in the store."""
+    result = _checked_result(outcome.result, spec.metric)
+    trial_dir = Path(task.trial_dir)
+    try:
+        result.save(trial_dir)
+    except (TypeError, ValueError) as exc:   # e.g. extras that are not JSON
+        result = _failed(task, f"the trial's result could not be saved: "
+                               f"{type(exc).__name__}: {exc}")
+        result.save(trial_dir)
+    objective = result.best_metrics.get(spec.metric)
+    store.record_trial(spec.name, trial, result, objective=objective,
+                       trial_seconds=outcome.trial_seconds, worker=outcome.worker)
+    return result
+
+
+def _checked_result(result: TrialResult, metric: str) -> TrialResult:
+    """A trial reported ``complete`` must report a finite study metric.
+
+    Catches trial functions that return NaN losses without calling the trial
+    infeasible. (Other curves may hold NaN by design: ``train/loss`` at step 0.)
+    """
+    if result.status != "complete":
+        return result
+    for step, value in zip(result.eval_steps, result.curves.get(metric, [])):
+        if not math.isfinite(value):
+            return dataclasses.replace(
+                result, status="infeasible",
+                reason=f"{metric} is {value} at step {step} (found by the study runner in a "
+                       f"trial reported complete)")
+    if metric not in result.best_metrics:
+        return dataclasses.replace(
+            result, status="failed",
+            reason=f"the trial reported no best_metrics[{metric!r}] (it reported "
+                   f"{sorted(result.best_metrics)}); is the study's metric right?")
+    value = result.best_metrics[metric]
+    if not math.isfinite(value):
+        return dataclasses.replace(result, status="infeasible",
+                                   reason=f"best {metric} is {value} (found by the study runner)")
+    return result
+
+
+@contextlib.contextmanager
+def _serial_thread_limits() -> Iterator[None]:
+    """One BLAS/Numba thread while trials run in this process; restored afterwards."""
+    numba = sys.modules.get("numba")
+    previous = numba.get_num_threads() if numba is not None else None
+    with threads.limited_threads(1):
+        if numba is not None:
+            numba.set_num_threads(1)
+        try:
+            yield
+        finally:
+            if numba is not None:
+                numba.set_num_threads(previous)
+
+
+def _stop_pool(executor: ProcessPoolExecutor) -> None:
+    """Stop a process pool now: cancel queued trials and terminate running ones."""
+    # Python 3.11 has no public way to stop running workers (3.14 adds
+    # terminate_workers()); the pool's process table is the documented-in-code
+    # attribute ``_processes``. Abandoned trials are re-run on resume.
+    processes = list((getattr(executor, "_processes", None) or {}).values())
+    executor.shutdown(wait=False, cancel_futures=True)
+    for p in processes:
+        with contextlib.suppress(Exception):
+            p.terminate()
+    for p in processes:
+        with contextlib.suppress(Exception):
+            p.join(timeout=10)

@@ -1,0 +1,405 @@
+"""``StudySpec``: what a study is, written down before it runs.
+
+The playbook ("Creating a set of studies"): *"A study specifies a set of
+hyperparameter configurations to be run for subsequent analysis. Each
+configuration is called a 'trial'. Creating a study typically involves
+choosing the hyperparameters that will vary across trials, choosing what values
+those hyperparameters can take on (the 'search space'), choosing the number of
+trials, and choosing an automated search algorithm to sample that many trials
+from the search space. Alternatively, we could create a study by specifying the
+set of hyperparameter configurations manually."*
+
+A spec is a frozen value: the study's name, its notes and goal, the workload,
+the search space (with scientific / nuisance / fixed roles), the sampler and
+its seed, the number of trials, a fixed ``max_train_steps`` (never tuned inside
+a study), ``eval_every``, the number of best checkpoints to keep, the metric
+to select on, and optional repeats (the same configuration with different
+trial seeds, to measure trial variance).
+
+**A trial is a pure function of (spec, trial index).** Trial ``t`` runs
+configuration ``t // repeats`` of the sampled list with the seed
+``SeedSequence(seed, spawn_key=(t,))``, which is exactly child ``t`` of
+``SeedSequence(seed).spawn(...)`` whatever the budget. Resuming a study, or
+spreading it over machines, is therefore "run the indices that have no result
+yet".
+
+Specs load from TOML (stdlib ``tomllib``) or JSON files, or are built in
+Python; every field is validated when the spec is built, and errors name the
+key. A TOML spec looks like ``examples/mnist1d_nesterov_vs_adam.toml``::
+
+    name = "nesterov_vs_adam"
+    workload = "mnist1d_cnn"
+    num_trials = 16
+    max_train_steps = 2000
+    eval_every = 100
+    metric = "validation/error_rate"
+    mode = "min"
+
+    [sampler]
+    name = "halton"
+    seed = 0
+
+    [search_space]
+    ...   # refplay.search.SearchSpace.from_dict format
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from refplay import _validate
+
+__all__ = ["StudySpec", "Trial", "SAMPLERS", "SPLITS", "check_study_name", "trial_seed"]
+
+SAMPLERS = ("halton", "random", "grid", "explicit")
+SPLITS = ("train", "validation", "test")
+MODES = ("min", "max")
+
+# Study names become directory names and command-line arguments.
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_NAME_MAX = 128
+_METRIC_RE = re.compile(r"(ema/)?(train|validation|test)/[A-Za-z0-9_]+")
+
+# Keys of the dict / TOML form, in the order they are written.
+_TOP_KEYS = ("name", "description", "goal", "workload", "workload_options", "num_trials",
+             "repeats", "seed", "max_train_steps", "eval_every", "keep_best", "metric", "mode",
+             "sampler", "search_space")
+_SAMPLER_KEYS = ("name", "seed", "points_per_dim", "configs")
+
+
+def check_study_name(name: object) -> str:
+    """Return ``name`` if it is a safe study name, else raise ValueError/TypeError.
+
+    Names become paths (``WORKSPACE/NAME/``), so only letters, digits, ``_``,
+    ``-`` and ``.`` are allowed; the name starts with a letter or digit, has no
+    ``..`` and at most 128 characters.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"study name must be a string, got {name!r} ({type(name).__name__})")
+    if (not name or len(name) > _NAME_MAX or ".." in name
+            or _NAME_RE.fullmatch(name) is None):
+        raise ValueError(
+            f"study name {name!r} is not allowed: use 1-{_NAME_MAX} letters, digits, '_', '-' "
+            f"or '.', starting with a letter or digit, without '..' or slashes "
+            f"(the name becomes a directory)")
+    return name
+
+
+def trial_seed(seed: int, index: int) -> int:
+    """The seed of trial ``index``: child ``index`` of ``SeedSequence(seed)``, as an int.
+
+    ``SeedSequence(seed, spawn_key=(index,))`` is the ``index``-th child that
+    ``SeedSequence(seed).spawn(n)`` would make for any ``n > index``, so a
+    trial's seed never depends on the size of the study.
+    """
+    child = np.random.SeedSequence(seed, spawn_key=(index,))
+    return int(child.generate_state(1, dtype=np.uint32)[0])
+
+
+class Trial(NamedTuple):
+    """One unit of a study: configuration ``config_index`` run with ``seed``."""
+
+    index: int
+    config_index: int
+    repeat: int
+    config: dict
+    seed: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class StudySpec:
+    """A study: search space + sampler + budget + what to run and select on.
+
+    Parameters
+    ----------
+    name:
+        Safe identifier (see :func:`check_study_name`); the study's key in the
+        store and its folder name.
+    max_train_steps, eval_every:
+        Passed to every trial. The playbook: ``max_train_steps`` is fixed for
+        all trials of a study, never tuned inside it.
+    search_space:
+        A ``refplay.search.SearchSpace`` (or its dict form). May be ``None``
+        only with ``sampler="explicit"``.
+    num_trials:
+        Number of configurations sampled. Required for ``halton`` and
+        ``random``; for ``grid`` and ``explicit`` it defaults to (and must
+        equal) the number of configurations.
+    repeats:
+        Trials per configuration, each with its own seed; the budget is
+        ``num_trials * repeats``.
+    workload, workload_options:
+        The name in ``refplay.train.WORKLOADS`` and keyword arguments of
+        ``train.get_workload``. ``workload=None`` means the study is run with a
+        custom ``trial_fn`` (``study.run(spec, trial_fn=...)``).
+    sampler, sampler_seed, points_per_dim, configs:
+        ``"halton"`` (default; the playbook's quasi-random search),
+        ``"random"``, ``"grid"`` (with ``points_per_dim``) or ``"explicit"``
+        (with the list ``configs``).
+    seed:
+        Root of the trial seeds (see :func:`trial_seed`).
+    keep_best:
+        Number of best checkpoints each trial keeps (plus its latest one).
+    metric, mode:
+        What "best" means, e.g. ``"validation/error_rate"``, ``"min"``.
+    description, goal:
+        The playbook's notes: a short description of the study and the goal of
+        this round of experiments.
+    source:
+        The spec file this spec was loaded from, if any (not part of the
+        study's identity).
+    """
+
+    name: str
+    max_train_steps: int
+    eval_every: int
+    search_space: Any = None
+    num_trials: int | None = None
+    repeats: int = 1
+    workload: str | None = None
+    workload_options: dict = field(default_factory=dict)
+    sampler: str = "halton"
+    sampler_seed: int = 0
+    points_per_dim: int | None = None
+    configs: tuple | None = None
+    seed: int = 0
+    keep_best: int = 1
+    metric: str = "validation/error_rate"
+    mode: str = "min"
+    description: str = ""
+    goal: str = ""
+    source: str | None = field(default=None, compare=False)
+
+    # ------------------------------------------------------------ validation
+    def __post_init__(self) -> None:
+        check_study_name(self.name)
+        _validate.integer("max_train_steps", self.max_train_steps, low=1)
+        _validate.integer("eval_every", self.eval_every, low=1)
+        _validate.integer("repeats", self.repeats, low=1)
+        _validate.integer("seed", self.seed, low=0)
+        _validate.integer("sampler_seed", self.sampler_seed, low=0)
+        _validate.integer("keep_best", self.keep_best, low=0)
+        for key in ("description", "goal"):
+            if not isinstance(getattr(self, key), str):
+                raise TypeError(f"{key} must be a string, got {getattr(self, key)!r}")
+        _validate.one_of("mode", self.mode, MODES)
+        _check_metric(self.metric)
+        _validate.one_of("sampler", self.sampler, SAMPLERS)
+        if not isinstance(self.workload_options, dict):
+            raise TypeError(f"workload_options must be a table/dict, got {self.workload_options!r}")
+        if self.workload is None:
+            if self.workload_options:
+                raise ValueError("workload_options given without a workload")
+        else:
+            _check_workload(self.workload, self.metric, self.mode)
+
+        # Normalize the search space to a SearchSpace object (frozen: use object.__setattr__).
+        space = self.search_space
+        if isinstance(space, dict):
+            from refplay import search
+            space = search.SearchSpace.from_dict(space)
+            object.__setattr__(self, "search_space", space)
+        if space is None and self.sampler != "explicit":
+            raise ValueError(f"search_space is required with sampler={self.sampler!r}; "
+                             f"only sampler='explicit' may omit it")
+
+        self._check_sampler_options()
+        object.__setattr__(self, "workload_options", _plain(self.workload_options))
+
+    def _check_sampler_options(self) -> None:
+        if self.sampler != "grid" and self.points_per_dim is not None:
+            raise ValueError(f"points_per_dim is only for sampler='grid', not {self.sampler!r}")
+        if self.sampler != "explicit" and self.configs is not None:
+            raise ValueError(f"configs is only for sampler='explicit', not {self.sampler!r}")
+        if self.sampler == "explicit":
+            if not isinstance(self.configs, (list, tuple)) or not self.configs:
+                raise ValueError("sampler='explicit' needs configs: a non-empty list of tables")
+            for i, c in enumerate(self.configs):
+                if not isinstance(c, dict):
+                    raise TypeError(f"configs[{i}] must be a table/dict, got {c!r}")
+            object.__setattr__(self, "configs", tuple(_plain(dict(c)) for c in self.configs))
+        if self.sampler == "grid":
+            if isinstance(self.points_per_dim, dict):
+                for k, v in self.points_per_dim.items():
+                    _validate.integer(f"points_per_dim[{k!r}]", v, low=1)
+            else:
+                _validate.integer("points_per_dim", self.points_per_dim, low=1)
+        if self.sampler in ("halton", "random"):
+            if self.num_trials is None:
+                raise ValueError(f"num_trials is required with sampler={self.sampler!r}")
+            _validate.integer("num_trials", self.num_trials, low=1)
+        else:
+            # grid and explicit fix the number of configurations themselves.
+            n = len(self.sampled_configs)
+            if self.num_trials is None:
+                object.__setattr__(self, "num_trials", n)
+            elif _validate.integer("num_trials", self.num_trials, low=1) != n:
+                raise ValueError(f"num_trials={self.num_trials} but sampler={self.sampler!r} "
+                                 f"gives {n} configurations; omit num_trials or set it to {n}")
+
+    # ---------------------------------------------------------------- trials
+    @property
+    def budget(self) -> int:
+        """Number of trials in the study: ``num_trials * repeats``."""
+        return self.num_trials * self.repeats
+
+    @functools.cached_property
+    def sampled_configs(self) -> list[dict]:
+        """The study's configurations, in trial order (computed once)."""
+        from refplay import search
+        if self.sampler == "explicit":
+            configs = [dict(c) for c in self.configs]
+            if self.search_space is not None:
+                configs = search.explicit(self.search_space, configs)
+        elif self.sampler == "halton":
+            configs = search.halton(self.search_space, self.num_trials, self.sampler_seed)
+        elif self.sampler == "random":
+            configs = search.random(self.search_space, self.num_trials, self.sampler_seed)
+        else:
+            configs = search.grid(self.search_space, self.points_per_dim)
+        return [_plain(dict(c)) for c in configs]
+
+    def trial(self, index: int) -> Trial:
+        """Trial ``index`` (0 <= index < budget): its configuration and seed."""
+        _validate.integer("trial index", index, low=0, high=self.budget - 1)
+        config_index, repeat = divmod(index, self.repeats)
+        return Trial(index, config_index, repeat, dict(self.sampled_configs[config_index]),
+                     trial_seed(self.seed, index))
+
+    def trials(self) -> list[Trial]:
+        return [self.trial(i) for i in range(self.budget)]
+
+    # ------------------------------------------------------------- dict form
+    def to_dict(self) -> dict:
+        """The plain dict (TOML / JSON) form; ``StudySpec.from_dict`` inverts it."""
+        sampler: dict = {"name": self.sampler}
+        if self.sampler in ("halton", "random"):
+            sampler["seed"] = self.sampler_seed
+        if self.points_per_dim is not None:
+            sampler["points_per_dim"] = _plain(self.points_per_dim)
+        if self.configs is not None:
+            sampler["configs"] = [dict(c) for c in self.configs]
+        d = {"name": self.name, "description": self.description, "goal": self.goal,
+             "workload": self.workload, "workload_options": dict(self.workload_options),
+             "num_trials": self.num_trials, "repeats": self.repeats, "seed": self.seed,
+             "max_train_steps": self.max_train_steps, "eval_every": self.eval_every,
+             "keep_best": self.keep_best, "metric": self.metric, "mode": self.mode,
+             "sampler": sampler,
+             "search_space": None if self.search_space is None else self.search_space.to_dict()}
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict, *, source: str | None = None) -> "StudySpec":
+        """Build a spec from its dict form; unknown keys are errors naming the key."""
+        if not isinstance(d, dict):
+            raise TypeError(f"a study spec must be a table/dict, got {type(d).__name__}")
+        unknown = sorted(set(d) - set(_TOP_KEYS))
+        if unknown:
+            raise ValueError(f"unknown study spec key(s) {unknown}; allowed {list(_TOP_KEYS)}")
+        for key in ("name", "max_train_steps", "eval_every"):
+            if key not in d:
+                raise ValueError(f"study spec is missing the required key {key!r}")
+        kwargs = {k: v for k, v in d.items() if k not in ("sampler",)}
+        sampler = d.get("sampler", {"name": "halton"})
+        if isinstance(sampler, str):
+            sampler = {"name": sampler}
+        if not isinstance(sampler, dict):
+            raise TypeError(f"sampler must be a table with a name, got {sampler!r}")
+        unknown = sorted(set(sampler) - set(_SAMPLER_KEYS))
+        if unknown:
+            raise ValueError(f"unknown sampler key(s) {unknown}; allowed {list(_SAMPLER_KEYS)}")
+        kwargs["sampler"] = sampler.get("name", "halton")
+        if "seed" in sampler:
+            kwargs["sampler_seed"] = sampler["seed"]
+        if "points_per_dim" in sampler:
+            kwargs["points_per_dim"] = sampler["points_per_dim"]
+        if "configs" in sampler:
+            kwargs["configs"] = sampler["configs"]
+        if kwargs.get("workload_options") is None:
+            kwargs.pop("workload_options", None)
+        return cls(**kwargs, source=source)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, allow_nan=False)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "StudySpec":
+        """Load a spec from a ``.toml`` or ``.json`` file."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"study spec file {str(path)!r} does not exist")
+        text = path.read_text()
+        if path.suffix == ".toml":
+            try:
+                d = tomllib.loads(text)
+            except tomllib.TOMLDecodeError as exc:
+                raise ValueError(f"{path}: not valid TOML: {exc}") from None
+        elif path.suffix == ".json":
+            try:
+                d = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}: not valid JSON: {exc}") from None
+        else:
+            raise ValueError(f"study spec file {str(path)!r} must end in .toml or .json")
+        try:
+            return cls.from_dict(d, source=str(path))
+        except (ValueError, TypeError) as exc:
+            raise type(exc)(f"{path}: {exc}") from None
+
+    def identity(self) -> dict:
+        """The fields that decide what the trials compute (not the notes).
+
+        Re-running or resuming a study with a spec whose identity differs from
+        the stored one is refused: the recorded trials would not belong to it.
+        """
+        d = self.to_dict()
+        for key in ("description", "goal"):
+            d.pop(key)
+        return d
+
+
+def _check_metric(metric: object) -> None:
+    if not isinstance(metric, str) or _METRIC_RE.fullmatch(metric) is None:
+        raise ValueError(f"metric={metric!r} is not allowed: use 'SPLIT/NAME' with SPLIT one of "
+                         f"{list(SPLITS)} (optionally 'ema/SPLIT/NAME'), "
+                         f"e.g. 'validation/error_rate'")
+
+
+def _check_workload(name: object, metric: str, mode: str) -> None:
+    """A built-in workload, and a metric its trials report (train's metrics: lower is better)."""
+    if not isinstance(name, str):
+        raise TypeError(f"workload must be a string (a name in refplay.train.WORKLOADS), "
+                        f"got {name!r}")
+    from refplay.train import WORKLOADS
+    _validate.one_of("workload", name, WORKLOADS)
+    names = ["loss", "error_rate"] if WORKLOADS[name].task == "classification" else ["loss"]
+    allowed = [f"{p}{s}/{m}" for p in ("", "ema/") for s in ("validation", "test") for m in names]
+    if metric not in allowed:
+        raise ValueError(f"metric={metric!r} is not reported by workload {name!r}; "
+                         f"choose one of {allowed}")
+    if mode != "min":
+        raise ValueError(f"mode={mode!r} is not allowed with workload {name!r}: its metrics "
+                         f"({', '.join(names)}) are lower-is-better; use mode='min'")
+
+
+def _plain(obj):
+    """Convert NumPy scalars (and nested containers) to plain Python values."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        raise ValueError(f"configuration values must be finite, got {obj!r}")
+    return obj

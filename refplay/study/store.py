@@ -1,0 +1,580 @@
+"""The study store: one SQLite database per workspace, the playbook's spreadsheet.
+
+The playbook ("Setting up experiment tracking"): *"keeping track of experiment
+results in a spreadsheet has been helpful [...] It often has the following
+columns: Study name; A link to wherever the config for the study is stored;
+Notes or a short description of the study; Number of trials run; Performance on
+the validation set of the best checkpoint in the study; Specific reproduction
+commands [...]. Untracked experiments might as well not exist."*
+
+Layout of a workspace directory::
+
+    WORKSPACE/refplay-studies.sqlite      studies, trials, measurements
+    WORKSPACE/NAME/spec.toml | spec.json  stored copy of the study's spec
+    WORKSPACE/NAME/trials/00007/          result.json, arrays.npz (gradient norms),
+                                          checkpoints/ (written by the trial)
+
+Tables (schema version 1):
+
+* ``studies``: one row per study, the spreadsheet row: ``name``,
+  ``spec_source`` (the spec file it was started from) and ``spec_copy`` (the
+  stored copy), ``description``, ``goal``, ``trials_run``, ``best_value`` /
+  ``best_trial`` / ``best_step`` (the best checkpoint of the study, by
+  ``metric`` and ``mode``, among complete trials), ``command`` (how to
+  reproduce it), plus the spec itself as JSON.
+* ``trials``: one row per *finished* trial (complete, infeasible or failed):
+  index, configuration, seed, status, reason, best step and metrics, the
+  ``objective`` (the study metric at the best checkpoint), throughput and
+  timing. A row exists if and only if the trial has a result, so resuming is
+  "run the indices without a row"; the primary key ``(study, trial)`` makes
+  recording a trial twice impossible.
+* ``measurements``: ``(study, trial, step, split, metric, value)``, one row
+  per point of each evaluation curve. SQLite stores NaN as NULL, so a NULL
+  ``value`` means NaN.
+
+Concurrency: the driver of ``study.run`` is the only writer; each trial is
+recorded in one transaction (trial row, its measurements, the study row
+together). The database is in WAL mode, so readers (``refplay study status``
+while a study runs) read consistent snapshots without blocking the writer.
+All SQL is parameterized.
+
+Safety: a database is first opened read-only and checked (schema version,
+``PRAGMA quick_check``) before anything is written, so a corrupted file or one
+made by a newer refplay is reported as an error and left untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import math
+import os
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from refplay import io
+from refplay.study.spec import StudySpec, Trial, check_study_name
+
+__all__ = ["Store", "StoreError", "StudyRow", "StudyStatus", "TrialRecord", "Measurement",
+           "DB_NAME", "SCHEMA_VERSION"]
+
+DB_NAME = "refplay-studies.sqlite"
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE schema_version (
+    version INTEGER NOT NULL
+);
+CREATE TABLE studies (
+    name            TEXT PRIMARY KEY,
+    description     TEXT NOT NULL,
+    goal            TEXT NOT NULL,
+    workload        TEXT,               -- NULL: a custom trial function
+    trial_function  TEXT NOT NULL,
+    metric          TEXT NOT NULL,
+    mode            TEXT NOT NULL CHECK (mode IN ('min', 'max')),
+    budget          INTEGER NOT NULL,
+    trials_run      INTEGER NOT NULL DEFAULT 0,
+    best_value      REAL,               -- objective of the best complete trial
+    best_trial      INTEGER,
+    best_step       INTEGER,
+    spec_source     TEXT,               -- the spec file the study was started from
+    spec_copy       TEXT NOT NULL,      -- stored copy, relative to the workspace
+    spec_json       TEXT NOT NULL,
+    command         TEXT NOT NULL,      -- how to reproduce the study
+    refplay_version TEXT NOT NULL,
+    created_at      TEXT NOT NULL,
+    updated_at      TEXT NOT NULL
+);
+CREATE TABLE trials (
+    study               TEXT NOT NULL REFERENCES studies(name),
+    trial               INTEGER NOT NULL,
+    config_index        INTEGER NOT NULL,
+    repeat              INTEGER NOT NULL,
+    seed                INTEGER NOT NULL,
+    config_json         TEXT NOT NULL,
+    status              TEXT NOT NULL CHECK (status IN ('complete', 'infeasible', 'failed')),
+    reason              TEXT NOT NULL,
+    steps_done          INTEGER NOT NULL,
+    best_step           INTEGER,
+    objective           REAL,           -- the study metric at the best checkpoint
+    best_metrics_json   TEXT NOT NULL,
+    result_json         TEXT NOT NULL,  -- the rest of the TrialResult (no arrays, no timings)
+    examples_per_second REAL,
+    seconds_per_step    REAL,
+    wall_seconds        REAL,           -- as reported by the trial
+    trial_seconds       REAL,           -- measured by the runner around the trial function
+    worker              TEXT,
+    finished_at         TEXT NOT NULL,
+    PRIMARY KEY (study, trial)
+);
+CREATE TABLE measurements (
+    study  TEXT NOT NULL,
+    trial  INTEGER NOT NULL,
+    step   INTEGER NOT NULL,
+    split  TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    value  REAL,                        -- NULL means NaN
+    PRIMARY KEY (study, trial, split, metric, step),
+    FOREIGN KEY (study, trial) REFERENCES trials(study, trial)
+);
+"""
+
+# Fields of a trial row that measure the machine or the moment, not the computation.
+_NONDETERMINISTIC = ("examples_per_second", "seconds_per_step", "wall_seconds",
+                     "trial_seconds", "worker", "finished_at")
+
+
+class StoreError(ValueError):
+    """The database cannot be used: not a refplay store, corrupted, or a newer schema."""
+
+
+@dataclass(frozen=True)
+class StudyRow:
+    """One row of the tracking table (``refplay study list``)."""
+
+    name: str
+    description: str
+    goal: str
+    workload: str | None
+    trial_function: str
+    metric: str
+    mode: str
+    budget: int
+    trials_run: int
+    best_value: float | None
+    best_trial: int | None
+    best_step: int | None
+    spec_source: str | None
+    spec_copy: str
+    command: str
+    refplay_version: str
+    created_at: str
+    updated_at: str
+
+
+@dataclass(frozen=True)
+class StudyStatus:
+    """A consistent snapshot of one study (``refplay study status``)."""
+
+    study: StudyRow
+    counts: dict[str, int]          # status -> number of recorded trials
+    best_config: dict | None
+    recorded: list[int] = field(repr=False)
+
+    @property
+    def done(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def missing(self) -> int:
+        return self.study.budget - self.done
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One row of the ``trials`` table, decoded."""
+
+    trial: int
+    config_index: int
+    repeat: int
+    seed: int
+    config: dict
+    status: str
+    reason: str
+    steps_done: int
+    best_step: int | None
+    objective: float
+    best_metrics: dict
+    result: dict
+    examples_per_second: float
+    seconds_per_step: float
+    wall_seconds: float
+    trial_seconds: float
+    worker: str | None
+    finished_at: str
+
+
+@dataclass(frozen=True)
+class Measurement:
+    trial: int
+    step: int
+    split: str
+    metric: str
+    value: float
+
+
+class Store:
+    """The SQLite store of a workspace directory.
+
+    ``Store(workspace)`` opens (or creates) ``WORKSPACE/refplay-studies.sqlite``
+    for the driver; ``Store(workspace, readonly=True)`` opens an existing one
+    for reading only (status, list, export, analysis). Use as a context
+    manager or call ``close()``.
+    """
+
+    def __init__(self, workspace: str | os.PathLike, *, readonly: bool = False) -> None:
+        self.workspace = Path(workspace)
+        self.path = self.workspace / DB_NAME
+        self.readonly = readonly
+        exists = self.path.exists() and self.path.stat().st_size > 0
+        if readonly:
+            if not exists:
+                raise FileNotFoundError(f"no study database in workspace {str(self.workspace)!r} "
+                                        f"(expected {self.path})")
+            self._conn = _connect(self.path, readonly=True)
+            try:
+                _check_schema(self._conn, self.path)
+            except BaseException:
+                self._conn.close()
+                raise
+            return
+        if exists:
+            # Check through a read-only connection first: nothing is written to a
+            # file we cannot use (switching to WAL would already modify its header).
+            probe = _connect(self.path, readonly=True)
+            try:
+                _check_schema(probe, self.path)
+            finally:
+                probe.close()
+        self.workspace.mkdir(parents=True, exist_ok=True)
+        self._conn = _connect(self.path, readonly=False)
+        if not exists:
+            self._create_schema()
+
+    # ----------------------------------------------------------- connection
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def _write(self):
+        """One write transaction (BEGIN IMMEDIATE ... COMMIT, ROLLBACK on error)."""
+        if self.readonly:
+            raise StoreError(f"store {self.path} was opened read-only")
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._conn
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def _read(self):
+        """One read transaction: every SELECT inside sees the same snapshot."""
+        self._conn.execute("BEGIN")
+        try:
+            yield self._conn
+        finally:
+            self._conn.execute("COMMIT")
+
+    def _create_schema(self) -> None:
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        with self._write() as c:
+            exists = c.execute("SELECT 1 FROM sqlite_master WHERE name='schema_version'").fetchone()
+            if exists is None:   # another driver may have created it meanwhile
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        c.execute(statement)
+                c.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+
+    # ---------------------------------------------------------------- paths
+    def study_dir(self, name: str) -> Path:
+        return self.workspace / check_study_name(name)
+
+    def trial_dir(self, name: str, index: int) -> Path:
+        return self.study_dir(name) / "trials" / f"{int(index):05d}"
+
+    def spec_copy_path(self, spec: StudySpec, spec_text: str | None) -> Path:
+        """Where the stored copy of ``spec`` goes: the original TOML text, else JSON."""
+        toml = spec_text is not None and (spec.source or "").endswith(".toml")
+        return self.study_dir(spec.name) / ("spec.toml" if toml else "spec.json")
+
+    # -------------------------------------------------------------- studies
+    def begin_study(self, spec: StudySpec, *, trial_function: str, command: str,
+                    spec_text: str | None = None) -> StudyRow:
+        """Create the study's row (and stored spec copy), or check it matches.
+
+        An existing study must have the same identity (``spec.identity()``)
+        and trial function; anything else would mix trials of different
+        studies under one name, so it is refused with the differing keys.
+        ``spec_text`` is the original spec file's text (stored verbatim as
+        ``spec.toml``); without it the canonical ``spec.json`` is stored.
+        """
+        row = self.get_study(spec.name)
+        if row is not None:
+            stored = json.loads(self._spec_json(spec.name))
+            stored_spec = StudySpec.from_dict(stored)
+            diff = _differing_keys(stored_spec.identity(), spec.identity())
+            if diff:
+                raise ValueError(
+                    f"study {spec.name!r} already exists in {self.path} with a different spec "
+                    f"(differs in {diff}); give the new study another name, or resume it with "
+                    f"its stored spec ({self.workspace / row.spec_copy})")
+            if row.trial_function != trial_function:
+                raise ValueError(
+                    f"study {spec.name!r} was run with trial function {row.trial_function!r}, "
+                    f"not {trial_function!r}")
+            return row
+
+        spec_json = spec.to_json()
+        copy = self.spec_copy_path(spec, spec_text)
+        io.write_text(copy, spec_text if copy.suffix == ".toml" else spec_json + "\n")
+        from refplay import __version__
+        now = _now()
+        with self._write() as c:
+            c.execute(
+                "INSERT INTO studies (name, description, goal, workload, trial_function, metric, "
+                "mode, budget, spec_source, spec_copy, spec_json, command, refplay_version, "
+                "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (spec.name, spec.description, spec.goal, spec.workload, trial_function,
+                 spec.metric, spec.mode, spec.budget,
+                 None if spec.source is None else str(Path(spec.source).resolve()),
+                 str(copy.relative_to(self.workspace)), spec_json, command, __version__,
+                 now, now))
+        return self.get_study(spec.name)
+
+    def get_study(self, name: str) -> StudyRow | None:
+        row = self._conn.execute(f"SELECT {_STUDY_COLUMNS} FROM studies WHERE name = ?",
+                                 (name,)).fetchone()
+        return None if row is None else StudyRow(*row)
+
+    def require_study(self, name: str) -> StudyRow:
+        check_study_name(name)
+        row = self.get_study(name)
+        if row is None:
+            known = [r.name for r in self.list_studies()]
+            raise ValueError(f"no study named {name!r} in {self.path}; known studies: {known}")
+        return row
+
+    def _spec_json(self, name: str) -> str:
+        return self._conn.execute("SELECT spec_json FROM studies WHERE name = ?",
+                                  (name,)).fetchone()[0]
+
+    def get_spec(self, name: str) -> StudySpec:
+        """The stored spec of study ``name``."""
+        row = self.require_study(name)
+        return StudySpec.from_dict(json.loads(self._spec_json(name)),
+                                   source=str(self.workspace / row.spec_copy))
+
+    def list_studies(self) -> list[StudyRow]:
+        rows = self._conn.execute(f"SELECT {_STUDY_COLUMNS} FROM studies ORDER BY created_at, name")
+        return [StudyRow(*r) for r in rows.fetchall()]
+
+    # --------------------------------------------------------------- trials
+    def recorded_indices(self, name: str) -> set[int]:
+        rows = self._conn.execute("SELECT trial FROM trials WHERE study = ?", (name,))
+        return {r[0] for r in rows.fetchall()}
+
+    def record_trial(self, name: str, trial: Trial, result, *, objective: float | None,
+                     trial_seconds: float, worker: str | None) -> None:
+        """Record one finished trial, its curves and the updated study row, atomically.
+
+        ``result`` is a ``TrialResult``; its arrays (gradient norms) are
+        expected to be saved in ``trial_dir`` already.
+        """
+        study = self.require_study(name)
+        best_metrics = {k: float(v) for k, v in result.best_metrics.items()}
+        rest = result.deterministic_dict()
+        for key in ("grad_norms", "curves", "best_metrics", "config", "seed"):
+            rest.pop(key, None)
+        rest["returned_config"] = _plain_json(result.config)
+        rest["returned_seed"] = int(result.seed)
+        points = []
+        for key, values in result.curves.items():
+            split, _, metric = key.rpartition("/")   # "ema/validation/loss", "lr" -> ""
+            if len(values) != len(result.eval_steps):
+                raise ValueError(f"trial {trial.index}: curve {key!r} has {len(values)} values "
+                                 f"but there are {len(result.eval_steps)} eval_steps")
+            for step, value in zip(result.eval_steps, values):
+                points.append((name, trial.index, int(step), split, metric, float(value)))
+        order = "ASC" if study.mode == "min" else "DESC"
+        with self._write() as c:
+            c.execute(
+                "INSERT INTO trials (study, trial, config_index, repeat, seed, config_json, "
+                "status, reason, steps_done, best_step, objective, best_metrics_json, "
+                "result_json, examples_per_second, seconds_per_step, wall_seconds, "
+                "trial_seconds, worker, finished_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (name, trial.index, trial.config_index, trial.repeat, trial.seed,
+                 json.dumps(trial.config), result.status, result.reason, int(result.steps_done),
+                 None if result.best_step is None else int(result.best_step),
+                 None if objective is None else float(objective),
+                 json.dumps(best_metrics), json.dumps(rest, default=_json_default),
+                 float(result.examples_per_second), float(result.seconds_per_step),
+                 float(result.wall_seconds), float(trial_seconds), worker, _now()))
+            c.executemany("INSERT INTO measurements (study, trial, step, split, metric, value) "
+                          "VALUES (?, ?, ?, ?, ?, ?)", points)
+            (count,) = c.execute("SELECT COUNT(*) FROM trials WHERE study = ?", (name,)).fetchone()
+            # ORDER BY direction cannot be a parameter; it is one of two fixed words.
+            best = c.execute(
+                "SELECT objective, trial, best_step FROM trials WHERE study = ? AND "
+                f"status = 'complete' AND objective IS NOT NULL ORDER BY objective {order}, "
+                "trial ASC LIMIT 1", (name,)).fetchone() or (None, None, None)
+            c.execute("UPDATE studies SET trials_run = ?, best_value = ?, best_trial = ?, "
+                      "best_step = ?, updated_at = ? WHERE name = ?", (count, *best, _now(), name))
+
+    def status(self, name: str) -> StudyStatus:
+        """A consistent snapshot of study ``name``: its row and trial counts."""
+        with self._read() as c:
+            row = c.execute(f"SELECT {_STUDY_COLUMNS} FROM studies WHERE name = ?",
+                            (check_study_name(name),)).fetchone()
+            if row is None:
+                raise ValueError(f"no study named {name!r} in {self.path}")
+            study = StudyRow(*row)
+            counts = {"complete": 0, "infeasible": 0, "failed": 0}
+            for status, n in c.execute("SELECT status, COUNT(*) FROM trials WHERE study = ? "
+                                       "GROUP BY status", (name,)).fetchall():
+                counts[status] = n
+            recorded = [r[0] for r in c.execute("SELECT trial FROM trials WHERE study = ? "
+                                                "ORDER BY trial", (name,)).fetchall()]
+            best_config = None
+            if study.best_trial is not None:
+                (cfg,) = c.execute("SELECT config_json FROM trials WHERE study = ? AND trial = ?",
+                                   (name, study.best_trial)).fetchone()
+                best_config = json.loads(cfg)
+        return StudyStatus(study, counts, best_config, recorded)
+
+    def trials(self, name: str) -> list[TrialRecord]:
+        """Every recorded trial of study ``name``, by index."""
+        rows = self._conn.execute(
+            "SELECT trial, config_index, repeat, seed, config_json, status, reason, steps_done, "
+            "best_step, objective, best_metrics_json, result_json, examples_per_second, "
+            "seconds_per_step, wall_seconds, trial_seconds, worker, finished_at "
+            "FROM trials WHERE study = ? ORDER BY trial", (name,)).fetchall()
+        out = []
+        for r in rows:
+            r = list(r)
+            r[4], r[10], r[11] = json.loads(r[4]), json.loads(r[10]), json.loads(r[11])
+            r[9] = _nan_if_null(r[9])
+            for i in (12, 13, 14, 15):
+                r[i] = _nan_if_null(r[i])
+            out.append(TrialRecord(*r))
+        return out
+
+    def measurements(self, name: str, trial: int | None = None) -> list[Measurement]:
+        """The measurements of study ``name`` (of one trial if given), ordered."""
+        sql = "SELECT trial, step, split, metric, value FROM measurements WHERE study = ?"
+        args: tuple = (name,)
+        if trial is not None:
+            sql += " AND trial = ?"
+            args += (int(trial),)
+        rows = self._conn.execute(sql + " ORDER BY trial, split, metric, step", args).fetchall()
+        return [Measurement(t, s, sp, m, _nan_if_null(v)) for t, s, sp, m, v in rows]
+
+    def load_result(self, name: str, index: int):
+        """The full ``TrialResult`` of a recorded trial (with its per-step gradient norms).
+
+        Read from the trial folder, which the driver writes before recording
+        the trial.
+        """
+        from refplay.train.result import TrialResult
+        if index not in self.recorded_indices(name):
+            raise ValueError(f"trial {index} of study {name!r} has no recorded result")
+        return TrialResult.load(self.trial_dir(name, index))
+
+    def records(self, name: str) -> list[dict]:
+        """Everything a study computed, without timings: equal for equal computations.
+
+        Used to check that serial, pooled and Dask runs (and killed-and-resumed
+        ones) recorded bitwise the same study. NaN is ``None`` here, so ``==``
+        compares it.
+        """
+        curves: dict[int, list] = {}
+        for m in self.measurements(name):
+            curves.setdefault(m.trial, []).append((m.split, m.metric, m.step, m.value))
+        out = []
+        for t in self.trials(name):
+            d = {k: getattr(t, k) for k in TrialRecord.__dataclass_fields__
+                 if k not in _NONDETERMINISTIC}
+            d["measurements"] = curves.get(t.trial, [])
+            out.append(_nan_to_none(d))
+        return out
+
+
+_STUDY_COLUMNS = ("name, description, goal, workload, trial_function, metric, mode, budget, "
+                  "trials_run, best_value, best_trial, best_step, spec_source, spec_copy, "
+                  "command, refplay_version, created_at, updated_at")
+
+
+def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
+    # isolation_level=None: we issue BEGIN/COMMIT ourselves, one transaction per record.
+    if readonly:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0,
+                               isolation_level=None)
+    else:
+        conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+        conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+def _check_schema(conn: sqlite3.Connection, path: Path) -> None:
+    """Refuse a file that is not a healthy refplay store of this schema version."""
+    try:
+        tables = {r[0] for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()}
+        if "schema_version" not in tables:
+            raise StoreError(f"{path} is not a refplay study database (no schema_version table; "
+                             f"tables: {sorted(tables)})")
+        versions = conn.execute("SELECT version FROM schema_version").fetchall()
+        if len(versions) != 1 or not isinstance(versions[0][0], int):
+            raise StoreError(f"{path}: the schema_version table is corrupted ({versions!r})")
+        version = versions[0][0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"{path} was written by a newer refplay (schema version {version}; "
+                             f"this refplay reads version {SCHEMA_VERSION}); upgrade refplay. "
+                             f"The database was not modified.")
+        if version < SCHEMA_VERSION:
+            raise StoreError(f"{path} has schema version {version}, older than {SCHEMA_VERSION}, "
+                             f"and there is no migration for it")
+        check = conn.execute("PRAGMA quick_check").fetchall()
+        if check != [("ok",)]:
+            raise StoreError(f"{path} is corrupted (PRAGMA quick_check: "
+                             f"{'; '.join(r[0] for r in check[:5])})")
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{path} is not a readable SQLite database (corrupted?): {exc}. "
+                         f"The file was not modified.") from None
+
+
+def _differing_keys(a: dict, b: dict) -> list[str]:
+    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+
+
+def _nan_if_null(value):
+    return float("nan") if value is None else value
+
+
+def _nan_to_none(obj):
+    """Replace NaN by None in nested containers, so that ``==`` compares it."""
+    if isinstance(obj, dict):
+        return {k: _nan_to_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_nan_to_none(v) for v in obj]
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    return obj
+
+
+def _plain_json(obj):
+    return json.loads(json.dumps(obj, allow_nan=True, default=_json_default))
+
+
+def _json_default(obj):
+    import numpy as np
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"{type(obj).__name__} is not JSON serializable")
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")

@@ -1,0 +1,243 @@
+"""Crash safety, end to end in real processes: a study SIGKILLed at random moments and
+resumed ends with exactly the records of an uninterrupted run; Ctrl-C stops a pooled run
+cleanly; readers see consistent snapshots while a study runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from refplay import search, study
+from refplay.cli import main as refplay_main
+from refplay.study import DB_NAME, Store, StudySpec
+from refplay.study.synthetic import LinearRegressionTrial
+
+REPO = Path(__file__).resolve().parents[1]
+
+DRIVER = """
+import json, sys
+from refplay import study
+from refplay.study.synthetic import LinearRegressionTrial
+spec = study.StudySpec.load(sys.argv[1])
+trial_fn = LinearRegressionTrial(**json.loads(sys.argv[3]))
+try:
+    study.run(spec, store=sys.argv[2], trial_fn=trial_fn, workers=int(sys.argv[4]),
+              progress=False)
+except KeyboardInterrupt:
+    sys.exit(130)
+"""
+
+TRIAL = dict(max_train_steps=60, eval_every=10)
+
+
+def synthetic_spec(name: str, num_trials: int, high_lr: float) -> StudySpec:
+    space = search.SearchSpace({
+        "optimizer": search.Choice(["nesterov", "adam"], role="scientific"),
+        "lr": search.Float(1e-3, high_lr, scale="log"),
+        "gamma": search.Float(0.8, 0.99, when={"optimizer": "nesterov"}),
+    })
+    return StudySpec(name=name, workload=None, search_space=space, num_trials=num_trials,
+                     max_train_steps=TRIAL["max_train_steps"], eval_every=TRIAL["eval_every"],
+                     metric="validation/loss")
+
+
+def launch(args: list[str]) -> subprocess.Popen:
+    """A process in its own session, so that the whole group (pool workers too) can be killed."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.Popen([sys.executable, *args], cwd=REPO, env=env, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def launch_driver(spec_path, ws, trial_kwargs, workers) -> subprocess.Popen:
+    return launch(["-c", DRIVER, str(spec_path), str(ws), json.dumps(trial_kwargs),
+                   str(workers)])
+
+
+def recorded(ws: Path) -> int:
+    """Trials recorded so far, read the way any outside reader would (0 before the db exists)."""
+    path = ws / DB_NAME
+    if not path.exists():
+        return 0
+    try:
+        conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=10)
+        try:
+            return conn.execute("SELECT COUNT(*) FROM trials").fetchone()[0]
+        finally:
+            conn.close()
+    except sqlite3.OperationalError:     # the schema is being created
+        return 0
+
+
+def wait_until(predicate, proc: subprocess.Popen) -> None:
+    while not predicate():
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            raise AssertionError(f"driver exited early with {proc.returncode}:\n{err}")
+        time.sleep(0.005)
+
+
+def group_gone(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run(tmp_path):
+    spec = synthetic_spec("crashy", num_trials=20, high_lr=3.0)
+    spec_path = tmp_path / "crashy.json"
+    spec_path.write_text(spec.to_json())
+    trial_kwargs = {**TRIAL, "sleep_seconds": 0.04}
+    reference = tmp_path / "reference"
+    study.run(spec, store=reference, trial_fn=LinearRegressionTrial(**trial_kwargs), workers=0,
+              progress=False)
+
+    ws = tmp_path / "ws"
+    rng = np.random.default_rng(20240601)
+    mid_study_kills = 0
+    for attempt in range(4):
+        proc = launch_driver(spec_path, ws, trial_kwargs, workers=2)
+        if attempt == 0:
+            time.sleep(rng.uniform(0.05, 0.5))      # somewhere in start-up
+        else:
+            target = min(spec.budget - 4, recorded(ws) + int(rng.integers(1, 5)))
+            wait_until(lambda: recorded(ws) >= target, proc)
+            time.sleep(rng.uniform(0.0, 0.06))      # somewhere in the next trials
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        n = recorded(ws)
+        mid_study_kills += 0 < n < spec.budget
+    assert mid_study_kills >= 3, "the kills did not land while the study was running"
+
+    proc = launch_driver(spec_path, ws, trial_kwargs, workers=2)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    with Store(reference, readonly=True) as a, Store(ws, readonly=True) as b:
+        records = b.records("crashy")
+        assert records == a.records("crashy")
+        status = b.status("crashy")
+    assert [r["trial"] for r in records] == list(range(spec.budget))
+    assert status.study.trials_run == spec.budget == status.done
+    assert status.counts["infeasible"] >= 1     # the records compared include infeasible ones
+
+
+def test_ctrl_c_stops_a_pooled_run_cleanly_and_resume_finishes_it(tmp_path):
+    spec_text = f"""
+name = "interrupted"
+workload = "spirals_mlp"
+num_trials = 10
+max_train_steps = 200
+eval_every = 50
+metric = "validation/error_rate"
+[search_space.optimizer]
+type = "fixed"
+value = "adam"
+[search_space.lr]
+type = "float"
+low = 0.001
+high = 0.1
+scale = "log"
+"""
+    spec_path = tmp_path / "interrupted.toml"
+    spec_path.write_text(spec_text)
+    ws = tmp_path / "ws"
+    cli = ["-m", "refplay", "study"]
+    proc = launch([*cli, "run", str(spec_path), "--workers", "2", "--workspace", str(ws),
+                   "--quiet"])
+    wait_until(lambda: recorded(ws) >= 2, proc)
+    os.killpg(proc.pid, signal.SIGINT)              # what Ctrl-C in a terminal does
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted: finished trials are recorded" in err
+    assert "refplay study resume interrupted" in err
+    assert "Traceback" not in err
+    for _ in range(1000):                           # the pool's workers are gone too
+        if group_gone(proc.pid):
+            break
+        time.sleep(0.01)
+    assert group_gone(proc.pid)
+    with Store(ws, readonly=True) as store:
+        n = store.status("interrupted").done
+    assert 2 <= n < 10
+
+    proc = launch([*cli, "resume", "interrupted", "--workers", "2", "--workspace", str(ws),
+                   "--quiet"])
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert "10/10 recorded (complete 10" in out
+    reference = tmp_path / "reference"
+    study.run(StudySpec.load(spec_path), store=reference, workers=0, progress=False)
+    with Store(reference, readonly=True) as a, Store(ws, readonly=True) as b:
+        assert b.records("interrupted") == a.records("interrupted")
+
+
+def snapshot(path: Path, name: str) -> dict:
+    """Read everything in one transaction, as a consistent reader must."""
+    conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=10,
+                           isolation_level=None)
+    try:
+        conn.execute("BEGIN")
+        trials_run, best_value, best_trial = conn.execute(
+            "SELECT trials_run, best_value, best_trial FROM studies WHERE name = ?",
+            (name,)).fetchone()
+        rows = conn.execute("SELECT trial, status, objective FROM trials WHERE study = ?",
+                            (name,)).fetchall()
+        per_trial = dict(conn.execute("SELECT trial, COUNT(*) FROM measurements WHERE study = ? "
+                                      "GROUP BY trial", (name,)).fetchall())
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+    return dict(trials_run=trials_run, best_value=best_value, best_trial=best_trial,
+                rows=rows, per_trial=per_trial)
+
+
+def test_readers_see_consistent_snapshots_while_a_study_runs(tmp_path, capsys):
+    spec = synthetic_spec("watched", num_trials=30, high_lr=1e-2)   # small lr: all complete
+    spec_path = tmp_path / "watched.json"
+    spec_path.write_text(spec.to_json())
+    ws = tmp_path / "ws"
+    evals = TRIAL["max_train_steps"] // TRIAL["eval_every"] + 1
+    proc = launch_driver(spec_path, ws, {**TRIAL, "sleep_seconds": 0.02}, workers=2)
+
+    def study_exists() -> bool:
+        try:
+            with Store(ws, readonly=True) as store:
+                return store.get_study("watched") is not None
+        except (FileNotFoundError, study.StoreError):
+            return False
+
+    wait_until(study_exists, proc)
+    seen, status_calls = set(), 0
+    while proc.poll() is None:
+        s = snapshot(ws / DB_NAME, "watched")
+        n = len(s["rows"])
+        assert s["trials_run"] == n
+        assert s["per_trial"] == {t: 2 * evals for t, _, _ in s["rows"]}   # never half a trial
+        complete = [(obj, t) for t, status, obj in s["rows"] if status == "complete"]
+        if complete:
+            assert (s["best_value"], s["best_trial"]) == min(complete)
+        seen.add(n)
+        if 0 < n < spec.budget and status_calls < 3:  # the command, from another process
+            assert refplay_main(["study", "status", "watched", "--workspace", str(ws)]) == 0
+            shown = re.search(r"trials: +(\d+)/30 recorded", capsys.readouterr().out)
+            assert shown and n <= int(shown.group(1)) <= spec.budget
+            with Store(ws, readonly=True) as store:
+                st = store.status("watched")
+            assert st.study.trials_run == st.done == len(st.recorded)
+            status_calls += 1
+    assert proc.returncode == 0, proc.communicate()[1]
+    assert len({n for n in seen if 0 < n < spec.budget}) >= 3, seen
+    assert status_calls == 3
+    final = snapshot(ws / DB_NAME, "watched")
+    assert final["trials_run"] == spec.budget
+    assert all(status == "complete" for _, status, _ in final["rows"])
