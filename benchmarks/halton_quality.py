@@ -23,6 +23,14 @@ from scipy.stats import qmc
 from refplay import search
 
 
+def scipy_halton(d: int, seed: int) -> "qmc.Halton":
+    """scipy's scrambled Halton; scipy < 1.15 names the seed ``seed``, later ones ``rng``."""
+    try:
+        return qmc.Halton(d=d, scramble=True, rng=seed)
+    except TypeError:
+        return qmc.Halton(d=d, scramble=True, seed=seed)
+
+
 def mean_cd(make, seeds) -> float:
     return float(np.mean([qmc.discrepancy(make(s)) for s in seeds]))
 
@@ -48,7 +56,7 @@ def main() -> None:
     for d in args.dims:
         for n in args.points:
             ours = mean_cd(lambda s: search.halton_points(n, d, s), seeds)
-            sci = mean_cd(lambda s: qmc.Halton(d=d, scramble=True, rng=s).random(n), seeds)
+            sci = mean_cd(lambda s: scipy_halton(d, s).random(n), seeds)
             rnd = mean_cd(lambda s: np.random.default_rng(s).random((n, d)), seeds)
             rot = mean_cd(lambda s: rotated(n, d, s), seeds)
             print(f"{d:>3} {n:>5} | {ours:10.3e} {sci:10.3e} {rnd:10.3e} {rot:10.3e}"

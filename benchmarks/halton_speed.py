@@ -21,6 +21,14 @@ from scipy.stats import qmc  # noqa: E402
 from refplay import search  # noqa: E402
 
 
+def scipy_halton(d: int, seed: int) -> "qmc.Halton":
+    """scipy's scrambled Halton; scipy < 1.15 names the seed ``seed``, later ones ``rng``."""
+    try:
+        return qmc.Halton(d=d, scramble=True, rng=seed)
+    except TypeError:
+        return qmc.Halton(d=d, scramble=True, seed=seed)
+
+
 def _seconds(fn, seed: int) -> float:
     t0 = time.perf_counter()
     fn(seed)
@@ -43,7 +51,7 @@ def main() -> None:
         return search.halton_points(args.n, args.d, seed)
 
     def scipy(seed):
-        return qmc.Halton(d=args.d, scramble=True, rng=seed).random(args.n)
+        return scipy_halton(args.d, seed).random(args.n)
 
     # Interleave the two so that a busy machine slows both alike.
     t_ours, t_scipy = [], []

@@ -17,6 +17,33 @@ from tests.helpers import optional_import
 SEEDS = range(16)
 
 
+def _scipy_halton(qmc, d: int, n: int, seed: int) -> np.ndarray:
+    """scipy's scrambled Halton; scipy < 1.15 names the seed ``seed``, later ones ``rng``."""
+    try:
+        sampler = qmc.Halton(d=d, scramble=True, rng=seed)
+    except TypeError:
+        sampler = qmc.Halton(d=d, scramble=True, seed=seed)
+    return sampler.random(n)
+
+
+def _rotated(x: np.ndarray, seed: int) -> np.ndarray:
+    """The Cranley-Patterson rotation (x + s) mod 1 that refplay does NOT use (see
+    the module docstring): the negative control of the stratification and
+    discrepancy tests."""
+    return (x + np.random.default_rng([seed, 1]).random(x.shape[1])) % 1.0
+
+
+def _cells(u: np.ndarray, m: int) -> np.ndarray:
+    return np.floor(u * m).astype(np.int64)
+
+
+def _every_window_stratified(x: np.ndarray, m: int) -> bool:
+    """Every run of m consecutive values of x has exactly one value in each [c/m, (c+1)/m)."""
+    windows = np.lib.stride_tricks.sliding_window_view(_cells(x, m), m)
+    return bool(np.array_equal(np.sort(windows, axis=1),
+                               np.broadcast_to(np.arange(m), windows.shape)))
+
+
 def _primes_by_trial_division(count: int) -> list[int]:
     out, c = [], 2
     while len(out) < count:
@@ -75,6 +102,8 @@ def test_kernel_matches_twin_across_the_wrap_around():
         want = H._radical_inverse_reference(np.arange(40), r.bases[k], r.permutations[k],
                                             r.starts[k])
         np.testing.assert_array_equal(got[:, k], want)
+        # b^K is a multiple of every b^r, so windows across the wrap stay stratified.
+        assert _every_window_stratified(got[:, k], r.bases[k])
 
 
 def test_randomization_shapes_and_permutations():
@@ -126,46 +155,67 @@ def test_different_seeds_give_independent_uniform_randomizations():
     assert not np.isin(a, b).any()
 
 
-def _cells(u: np.ndarray, m: int) -> np.ndarray:
-    return np.floor(u * m).astype(np.int64)
-
-
-@pytest.mark.parametrize("start", [0, 5, 1000, 123457])
-def test_one_dimensional_stratification(start):
-    """Any b^r consecutive points: exactly one point in each interval of width 1/b^r."""
+@pytest.mark.parametrize("skip", [0, 5, 1000, 123457])
+def test_one_dimensional_stratification(skip):
+    """ANY b^r consecutive points (every window, not only aligned blocks): exactly one
+    point in each interval of width 1/b^r, with the random start in place."""
     bases = H.first_primes(6).tolist()
     for seed in (0, 1):
+        x = halton_points(1200, 6, seed, skip=skip)
         for k, b in enumerate(bases):
-            r_max = int(np.floor(np.log(2000) / np.log(b)))
-            x = halton_points(b**r_max, 6, seed, skip=start)[:, k]
-            for r in range(1, r_max + 1):
-                m = b**r
-                for block in range(0, b**r_max, m):
-                    cells = _cells(x[block:block + m], m)
-                    assert np.array_equal(np.sort(cells), np.arange(m)), (b, r, block)
+            for r in range(1, int(np.floor(np.log(600) / np.log(b))) + 1):
+                assert _every_window_stratified(x[:, k], b**r), (seed, b, r)
 
 
 def test_the_shift_is_a_random_start_along_the_sequence():
-    """Undoing the shift: the shifted points are the unshifted ones at index i + m_k."""
+    """The issue's "once the shift is undone": the shift is undone by subtracting m_k from
+    the index. Point i of the shifted sequence is point i + m_k of the scrambled,
+    unshifted one, so windows of consecutive points stay windows of consecutive points
+    and the stratification above needs no undoing at all."""
     r = H._draw_randomization(3, 4)
     unshifted = r._replace(starts=(0, 0, 0))
     x = H._points(20, 10, r)
     for k in range(3):
         m = r.starts[k]
+        assert m > 10**6  # a real shift, not a start near 0 by luck
         want = H._radical_inverse_reference(np.arange(10, 30) + m, r.bases[k],
                                             unshifted.permutations[k])
         np.testing.assert_array_equal(x[:, k], want)
+        np.testing.assert_array_equal(H._points(20, 10 + m, unshifted)[:, k], want)
+
+
+def test_a_rotation_modulo_1_would_break_the_stratification():
+    """Negative control: the check above fails for the Cranley-Patterson rotation, so it
+    has the power to catch a shift that moves the strata off the grid."""
+    broken = [seed for seed in SEEDS
+              if not _every_window_stratified(_rotated(halton_points(64, 1, seed), seed)[:, 0], 16)]
+    assert len(broken) >= 8, broken  # 13 of the 16 seeds
+    # Two-valued parameter, 4 trials from an odd index: 1 + 3 for some seeds.
+    splits = {tuple(np.bincount(_cells(_rotated(halton_points(4, 1, seed, skip=1), seed)[:, 0], 2),
+                                minlength=2)) for seed in range(64)}
+    assert (1, 3) in splits or (3, 1) in splits
+    for seed in range(64):  # never with the random start
+        counts = np.bincount(_cells(halton_points(4, 1, seed, skip=1)[:, 0], 2), minlength=2)
+        assert counts.tolist() == [2, 2]
 
 
 @pytest.mark.parametrize("r1, r2", [(1, 1), (2, 1), (1, 2), (3, 2), (2, 3), (4, 2)])
 def test_two_dimensional_elementary_boxes_bases_2_and_3(r1, r2):
-    """Any 2^r1 3^r2 consecutive points: one point in each box of size 2^-r1 x 3^-r2."""
+    """Any 2^r1 3^r2 consecutive points (every window): one point in each box of size
+    2^-r1 x 3^-r2. Dimensions 0 and 1 have different random starts; the Chinese
+    remainder theorem still pairs every binary residue with every ternary one."""
     m = 2**r1 * 3**r2
     for seed in (0, 5):
         for start in (0, 7, 999):
-            x = halton_points(m, 2, seed, skip=start)
+            x = halton_points(3 * m, 2, seed, skip=start)
             boxes = _cells(x[:, 0], 2**r1) * 3**r2 + _cells(x[:, 1], 3**r2)
-            assert np.array_equal(np.sort(boxes), np.arange(m))
+            windows = np.lib.stride_tricks.sliding_window_view(boxes, m)
+            assert (np.sort(windows, axis=1) == np.arange(m)).all(), (seed, start)
+    # Negative control: the check can fail; the rotation breaks the boxes for some seeds.
+    rotated_ok = [np.array_equal(np.sort(_cells(y[:, 0], 2**r1) * 3**r2 + _cells(y[:, 1], 3**r2)),
+                                 np.arange(m))
+                  for y in (_rotated(halton_points(m, 2, s, skip=1), s) for s in SEEDS)]
+    assert not all(rotated_ok)
 
 
 # --------------------------------------------------------------------------
@@ -185,8 +235,9 @@ def discrepancy_table():
         for n in (16, 64, 256):
             table[d, n] = {
                 "refplay": _mean_cd(qmc, lambda s: halton_points(n, d, s)),
-                "scipy": _mean_cd(qmc, lambda s: qmc.Halton(d=d, scramble=True, rng=s).random(n)),
+                "scipy": _mean_cd(qmc, lambda s: _scipy_halton(qmc, d, n, s)),
                 "random": _mean_cd(qmc, lambda s: np.random.default_rng(s).random((n, d))),
+                "rotated": _mean_cd(qmc, lambda s: _rotated(halton_points(n, d, s), s)),
             }
     return table
 
@@ -194,6 +245,14 @@ def discrepancy_table():
 def test_discrepancy_within_1_2x_of_scipy_scrambled_halton(discrepancy_table):
     for (d, n), row in discrepancy_table.items():
         assert row["refplay"] <= 1.2 * row["scipy"], (d, n, row)
+
+
+def test_a_rotation_modulo_1_would_miss_the_1_2x_target(discrepancy_table):
+    """Why refplay shifts by a random start and not by (u + s) mod 1 (module docstring)."""
+    for d in (2, 5):
+        for n in (64, 256):
+            row = discrepancy_table[d, n]
+            assert row["rotated"] > 1.25 * row["scipy"], (d, n, row)
 
 
 def test_discrepancy_far_below_uniform_random(discrepancy_table):

@@ -127,6 +127,31 @@ print(f"random search, 200 seeds: Nesterov got {random_counts.min()}..{random_co
 assert balanced < 0.5 and random_counts.max() - random_counts.min() >= 6
 
 # %% [markdown]
+# **What "randomly shifted" means here.** The playbook speaks of "randomly
+# shifted low-discrepancy sequences". Adding one random number `s` to a
+# coordinate modulo 1 (a Cranley-Patterson rotation) would move the strata off
+# the grid, and windows of consecutive trials would stop being balanced.
+# refplay shifts *along* the sequence instead: each coordinate starts at a
+# random index (random-start Halton, Wang & Hickernell 2000), which randomizes
+# just as much and keeps every window balanced. Count the seeds where some 4
+# consecutive trials split the two optimizers 1 + 3:
+
+# %%
+def some_window_unbalanced(u: np.ndarray) -> bool:
+    halves = np.floor(2 * u).astype(int)
+    return any(halves[i:i + 4].sum() != 2 for i in range(len(u) - 3))
+
+
+seeds = range(64)
+start_bad = sum(some_window_unbalanced(search.halton_points(32, 1, s)[:, 0]) for s in seeds)
+rotation_bad = sum(some_window_unbalanced(
+    (search.halton_points(32, 1, s)[:, 0] + np.random.default_rng([s, 1]).random()) % 1.0)
+    for s in seeds)
+print(f"seeds with an unbalanced window of 4 trials: random start {start_bad}/64, "
+      f"rotation modulo 1 {rotation_bad}/64")
+assert start_bad == 0 and rotation_bad > 16
+
+# %% [markdown]
 # The nuisance parameters are stratified *jointly* with the scientific one.
 # Coordinates 0 and 1 (bases 2 and 3) put any 2·3 = 6 consecutive points one
 # in each (half, third) box, so every 6 trials hold 3 Nesterov trials with one
