@@ -63,6 +63,14 @@ def test_malformed_files_raise_clear_errors(tmp_path, corrupt, message, gz):
     assert "bad.idx" in str(info.value)
 
 
+def test_absurd_header_sizes_are_truncated_data_not_an_overflow(tmp_path):
+    # four dimensions of 2**32 - 1: 2**128 elements, far beyond int64
+    header = bytes([0, 0, 0x08, 4]) + struct.pack(">4I", *[2**32 - 1] * 4)
+    path = _write(tmp_path / "huge.idx", header + b"\x00" * 16)
+    with pytest.raises(ValueError, match="truncated data"):
+        data.load_idx(path)
+
+
 def test_truncated_gzip_download(tmp_path):
     payload = gzip.compress(_idx_bytes(np.arange(3000, dtype=np.uint8).reshape(3, 1000)))
     path = tmp_path / "cut.gz"

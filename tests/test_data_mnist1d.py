@@ -51,10 +51,11 @@ def test_equals_reference_package_with_default_arguments(ours):
 
 
 def test_equals_reference_package_with_other_arguments():
+    # max_translation = template_len + padding[1] = 52: the largest shift allowed
     overrides = dict(num_samples=1000, seed=7, shuffle_seq=True, train_split=0.75,
-                     padding=[20, 40], max_translation=30, final_seq_length=50)
+                     padding=[20, 40], max_translation=52, final_seq_length=50)
     ref = _reference(**overrides)
-    mine = data.mnist1d(1000, 0.75, True, 7, padding=(20, 40), max_translation=30,
+    mine = data.mnist1d(1000, 0.75, True, 7, padding=(20, 40), max_translation=52,
                         final_seq_length=50)
     _assert_equal_to_reference(mine, ref)
 
@@ -152,6 +153,17 @@ def test_stale_cache_file_is_regenerated(tmp_path):
     assert "something" not in str(load_npz(path)["args_json"])
 
 
+@pytest.mark.parametrize("garbage", [b"", b"not a zip file", b"PK\x03\x04truncated"])
+def test_unreadable_cache_file_is_regenerated(tmp_path, garbage):
+    fresh = data.mnist1d(num_samples=100, seed=1, cache_dir=tmp_path)
+    (path,) = tmp_path.glob("mnist1d_*.npz")
+    path.write_bytes(garbage)
+    again = data.mnist1d(num_samples=100, seed=1, cache_dir=tmp_path)
+    for key in KEYS:
+        np.testing.assert_array_equal(again[key], fresh[key])
+    np.testing.assert_array_equal(load_npz(path)["x"], fresh["x"])    # and rewritten
+
+
 @pytest.mark.parametrize("kwargs, error", [
     (dict(num_samples=5), ValueError),
     (dict(num_samples=100.0), TypeError),
@@ -163,6 +175,8 @@ def test_stale_cache_file_is_regenerated(tmp_path):
     (dict(padding=36), TypeError),
     (dict(final_seq_length=1), ValueError),
     (dict(corr_noise_scale=-0.1), ValueError),
+    (dict(max_translation=73), ValueError),           # beyond the dilated length 12 + 60
+    (dict(max_translation=0), ValueError),
     (dict(nonsense=1), TypeError),
 ])
 def test_bad_arguments_raise_clear_errors(kwargs, error):

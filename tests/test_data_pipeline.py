@@ -315,3 +315,135 @@ def test_augmentation_errors():
         data.Augmentation(max_shift=-1)
     with pytest.raises(ValueError, match="shape"):
         data.random_circular_shift(np.zeros(5), np.random.default_rng(0), 1)
+
+
+# --------------------------------------------------------------------------- Dataset validation
+
+def test_dataset_keeps_arrays_and_reports_length():
+    x, y = np.zeros((4, 3), np.float32), np.array([0, 1, 2, 1])
+    ds = Dataset(x, y, num_classes=3, name="ok")
+    assert len(ds) == 4 and ds.x is x and ds.y is y
+    np.testing.assert_array_equal(ds.example_weights(), np.ones(4))
+    reg = Dataset(x, np.ones((4, 2)))                    # regression: 2-D float targets
+    assert reg.num_classes is None
+
+
+_x4 = np.zeros((4, 3))
+_nan_x = _x4.copy()
+_nan_x[2, 1] = np.nan
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(x=np.zeros((4, 3)), y=np.zeros(3, int)), "x has 4 examples but y has 3"),
+    (dict(x=np.float64(1.0), y=np.zeros(1, int)), "leading example axis"),
+    (dict(x=_nan_x, y=np.zeros(4, int)), r"x must be finite; 1 entries .* x\[2, 1\]=nan"),
+    (dict(x=np.array([["a"]] * 4), y=np.zeros(4, int)), "x must hold real numbers"),
+    (dict(x=np.zeros((4, 3), bool), y=np.zeros(4, int)), "dtype bool"),
+    (dict(x=_x4, y=np.zeros(4, int), weights=np.ones(3)), r"weights must have shape \(4,\)"),
+    (dict(x=_x4, y=np.zeros(4, int), weights=np.array([1.0, -2.0, 1.0, 1.0])),
+     r"weights\[1\]=-2.0"),
+    (dict(x=_x4, y=np.zeros(4, int), weights=np.array([1.0, np.inf, 1.0, 1.0])),
+     "weights must be finite"),
+    (dict(x=_x4, y=np.array([0.0, 1.0, 0.0, 1.0]), num_classes=2), "labels must be integers"),
+    (dict(x=_x4, y=np.array([0, 1, 2, 1]), num_classes=2), r"\[0, 2\), got range \[0, 2\]"),
+    (dict(x=_x4, y=np.array([0, -1, 1, 1]), num_classes=2), r"got range \[-1, 1\]"),
+    (dict(x=_x4, y=np.zeros((4, 2), int), num_classes=2), "labels y must be 1-D"),
+    (dict(x=_x4, y=np.array([0.0, np.nan, 1.0, 2.0])), "y must be finite"),
+])
+def test_dataset_validation_names_the_problem(kwargs, message):
+    with pytest.raises(ValueError, match=message) as info:
+        Dataset(**kwargs, name="mine")
+    assert "dataset 'mine'" in str(info.value)
+
+
+def test_dataset_num_classes_must_be_a_positive_integer():
+    with pytest.raises(TypeError, match="num_classes"):
+        Dataset(_x4, np.zeros(4, int), num_classes=2.5)
+    with pytest.raises(ValueError, match="num_classes"):
+        Dataset(_x4, np.zeros(4, int), num_classes=0)
+
+
+# --------------------------------------------------------------------------- eval batch size
+
+def test_eval_batch_size_defaults_to_at_least_the_training_batch_size():
+    assert data.default_eval_batch_size() == data.DEFAULT_EVAL_BATCH_SIZE == 1024
+    for train_bs in (1, 100, 1024, 3000):
+        assert data.default_eval_batch_size(train_bs) == max(train_bs, 1024) >= train_bs
+    big = _indexed(5000)
+    sizes = {len(b.y) for b in data.eval_batches(big, train_batch_size=2000)}
+    assert sizes == {2000}                              # 3 batches of 2000, the last padded
+    assert {len(b.y) for b in data.eval_batches(big)} == {1024}
+    # never larger than the set: a bigger batch would only add padding rows
+    small = list(data.eval_batches(_indexed(300), train_batch_size=128))
+    assert len(small) == 1 and len(small[0].y) == 300 and small[0].weights.sum() == 300
+    with pytest.raises(ValueError, match="at least as large as the training batch size"):
+        data.eval_batches(big, 64, train_batch_size=128)
+    with pytest.raises(ValueError, match="train_batch_size"):
+        data.default_eval_batch_size(0)
+
+
+def test_training_loop_default_eval_batch_size_is_the_data_default():
+    from refplay.train.config import parse_config
+    for batch_size in (1, 100, 1024, 3000):
+        tc = parse_config({"optimizer": "sgd", "lr": 0.1, "batch_size": batch_size},
+                          model_hparams={}, max_train_steps=10, default_batch_size=100)
+        assert tc.eval_batch_size == data.default_eval_batch_size(batch_size) >= batch_size
+
+
+def test_eval_batches_pad_regression_targets_with_their_shape():
+    x = np.arange(10, dtype=np.float32)[:, None]
+    ds = Dataset(x, np.ones((10, 3), np.float32))
+    *_, last = data.eval_batches(ds, 4)
+    assert last.y.shape == (4, 3) and last.y.dtype == np.float32
+    np.testing.assert_array_equal(last.y[2:], 0.0)
+    np.testing.assert_array_equal(last.weights, [1, 1, 0, 0])
+
+
+# --------------------------------------------------------------------------- resume guard
+
+def test_set_state_refuses_a_state_saved_with_another_seed():
+    ds = _indexed(40)
+    first = data.TrainBatches(ds, 10, seed=1)
+    first.next()
+    state = first.get_state()
+    with pytest.raises(ValueError, match="seed"):
+        data.TrainBatches(ds, 10, seed=2).set_state(state)
+    child_a, child_b = np.random.SeedSequence(1).spawn(2)
+    with pytest.raises(ValueError, match="seed"):
+        data.TrainBatches(ds, 10, seed=child_b).set_state(
+            data.TrainBatches(ds, 10, seed=child_a).get_state())
+    same = data.TrainBatches(ds, 10, seed=1)
+    same.set_state(state)                                # same seed: accepted
+    np.testing.assert_array_equal(_ids(same.next()), _ids(first.next()))
+
+
+# --------------------------------------------------------------------------- periodic eval in a trial
+
+def _blobs_workload():
+    from refplay.nn import models
+    from refplay.train.workloads import Workload
+    s = data.blobs(400, num_classes=4, dim=3, cluster_std=1.5, seed=0, n_validation=400,
+                   n_test=50)
+    return Workload(name="blobs_logreg", train=s.train, validation=s.validation, test=s.test,
+                    build_model=lambda: models.logreg(3, 4), batch_size=40)
+
+
+def test_run_trial_reports_periodic_sample_next_to_the_full_split():
+    from refplay.train import run_trial
+    wl = _blobs_workload()
+    config = {"optimizer": "sgd", "lr": 0.1}
+    run = dict(seed=0, max_train_steps=20, eval_every=10)
+    sampled = run_trial(wl, config, **run, periodic_eval_size=100)
+    full = run_trial(wl, config, **run)
+    assert sampled.status == full.status == "complete"
+    assert full.extras["periodic_eval_check"] is None          # no sample, nothing to check
+    check = sampled.extras["periodic_eval_check"]
+    assert check["metric"] == "error_rate" and (check["n_full"], check["n_subset"]) == (400, 100)
+    # the sample's number is the last periodic evaluation; the full number is what a run
+    # evaluating the whole split reports (sampling does not change training)
+    assert check["subset"] == sampled.curves["validation/error_rate"][-1]
+    assert check["full"] == full.curves["validation/error_rate"][-1]
+    expected = data.subset_agreement(check["full"], check["subset"], 400, 100)
+    assert check["agrees"] == expected.agrees
+    assert check["standard_error"] == pytest.approx(expected.standard_error, rel=1e-12)
+    assert check["agrees"]                          # a stratified sample of a fixed model

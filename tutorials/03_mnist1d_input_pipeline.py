@@ -157,7 +157,7 @@ io.save_npz("pipeline_state.npz", interrupted.get_state())
 del interrupted                                       # the job is preempted
 
 state = io.load_npz("pipeline_state.npz")
-print("saved state:", {k: int(v) for k, v in state.items()})
+print("saved state:", {k: v.tolist() for k, v in state.items()})
 resumed = data.TrainBatches(train, BATCH_SIZE, seed=DATA_SEED)
 resumed.set_state(state)
 for step in range(40, 60):
@@ -215,14 +215,19 @@ print(f"train accuracy {data.accuracy(predict(train.x), train.y):.3f}, "
 # examples can be given a weight of zero." And the evaluation batch size
 # "should be *at least* as large as the batch size used for training".
 #
-# With batches of 256, the 500 validation examples make two batches; the
-# second holds 244 real examples and 12 rows of padding with weight 0. Every
-# metric is a weighted mean $\sum_i w_i m_i / \sum_i w_i$, accumulated over
-# the batches by `data.MetricTotals`.
+# Left to its default, `eval_batches` uses `data.default_eval_batch_size(train_batch_size)`
+# = max(training batch size, 1024) rows, capped at the size of the set — here
+# one batch of all 500 examples and no padding. To see the padding at work we
+# ask for batches of 256 (passing `train_batch_size` makes a batch smaller than
+# the training batch an error): the 500 validation examples make two batches;
+# the second holds 244 real examples and 12 rows of padding with weight 0.
+# Every metric is a weighted mean $\sum_i w_i m_i / \sum_i w_i$, accumulated
+# over the batches by `data.MetricTotals`.
 
 # %%
+assert [len(bt.y) for bt in data.eval_batches(validation, train_batch_size=BATCH_SIZE)] == [500]
 EVAL_BATCH_SIZE = 256
-eval_list = list(data.eval_batches(validation, EVAL_BATCH_SIZE))
+eval_list = list(data.eval_batches(validation, EVAL_BATCH_SIZE, train_batch_size=BATCH_SIZE))
 print("eval batches:", [(len(bt.y), int(bt.weights.sum())) for bt in eval_list],
       "(rows, real examples)")
 assert [len(bt.y) for bt in eval_list] == [256, 256]
@@ -258,11 +263,12 @@ assert naive_accuracy != exact_accuracy
 # on the sampled dataset used by the periodic job matches the performance on
 # the whole offline evaluation set, i.e. there is no skew between the sampled
 # set and the full dataset." `data.stratified_subset` draws a fixed, seeded
-# sample with the split's class proportions (`train.run_trial(...,
-# periodic_eval_size=250)` uses the same function, seed 0, for every trial).
-# `data.subset_agreement` compares the two accuracies in units of the
-# sample's standard error,
+# sample with the split's class proportions. `data.subset_agreement` compares
+# the two accuracies in units of the sample's standard error,
 # $\mathrm{SE} = \sqrt{p(1-p)/n \cdot (N-n)/(N-1)}$.
+# `train.run_trial(..., periodic_eval_size=250)` uses the same sample (seed 0,
+# shared by every trial) and, at the end of the trial, reports both error
+# rates and this check in `result.extras["periodic_eval_check"]`.
 
 # %%
 subset = data.stratified_subset(validation, 250, seed=0)

@@ -7,13 +7,15 @@
 * Containers -- :class:`Dataset` (a split), :class:`Batch` (what a model sees),
   :class:`Splits` (train, validation, test).
 * Pipeline -- :class:`TrainBatches` (a batch per step, resumable),
-  :func:`eval_batches` (padded with weight-0 examples),
+  :func:`eval_batches` (padded with weight-0 examples; batch size at least
+  the training batch size, :func:`default_eval_batch_size`),
   :func:`stratified_subset` (a fixed sample for periodic evaluation).
 * Metrics -- :mod:`refplay.data.metrics`; augmentation -- :mod:`refplay.data.augment`.
 """
 
 from refplay.data.augment import Augmentation, add_gaussian_noise, random_circular_shift
-from refplay.data.batching import TrainBatches, epoch_order, eval_batches
+from refplay.data.batching import (DEFAULT_EVAL_BATCH_SIZE, TrainBatches, default_eval_batch_size,
+                                   epoch_order, eval_batches)
 from refplay.data.dataset import Batch, Dataset
 from refplay.data.digits import sklearn_digits
 from refplay.data.idx import load_idx, load_mnist_idx
@@ -28,7 +30,8 @@ __all__ = [
     "mnist1d", "mnist1d_splits", "mnist1d_templates",
     "spirals", "blobs", "teacher_student",
     "load_idx", "load_mnist_idx", "sklearn_digits",
-    "TrainBatches", "eval_batches", "epoch_order", "stratified_split", "stratified_subset",
+    "TrainBatches", "eval_batches", "default_eval_batch_size", "DEFAULT_EVAL_BATCH_SIZE",
+    "epoch_order", "stratified_split", "stratified_subset",
     "weighted_mean", "accuracy", "error_rate", "correct_counts", "ClassCounts", "MetricTotals",
     "SubsetCheck", "subset_agreement",
     "Augmentation", "random_circular_shift", "add_gaussian_noise",

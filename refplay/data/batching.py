@@ -13,9 +13,10 @@ pipeline" shape this module:
   evaluation sets are not divisible by the batch size. Ensure that the padded
   examples are correctly weighted to prevent the loss function from being
   biased by them. Often, these padded examples can be given a weight of zero."
-  :func:`eval_batches` does exactly that. (The playbook also advises an
-  evaluation batch size "*at least* as large as the batch size used for
-  training".)
+  :func:`eval_batches` does exactly that. Its batch size defaults to
+  :func:`default_eval_batch_size`, following the playbook's "the batch size
+  used to perform evaluations should be *at least* as large as the batch size
+  used for training" ("Setting up periodic evaluations").
 """
 
 from __future__ import annotations
@@ -27,7 +28,12 @@ import numpy as np
 from refplay import _validate
 from refplay.data.dataset import Batch, Dataset
 
-__all__ = ["TrainBatches", "eval_batches", "epoch_order"]
+__all__ = ["TrainBatches", "eval_batches", "epoch_order", "default_eval_batch_size",
+           "DEFAULT_EVAL_BATCH_SIZE"]
+
+# Evaluation needs no gradients, so its batches can be much larger than training
+# batches; 1024 rows keep the per-batch overhead small for the small models here.
+DEFAULT_EVAL_BATCH_SIZE = 1024
 
 
 def _seed_sequence(seed) -> np.random.SeedSequence:
@@ -59,9 +65,11 @@ class TrainBatches:
     ``len(dataset) % batch_size`` examples left at the end of each epoch's
     shuffle are dropped (a different few each epoch).
 
-    ``get_state()`` returns ``{"epoch", "position"}`` as int64 arrays (plus
-    ``num_examples`` and ``batch_size`` to catch restoring into a different
-    pipeline); ``set_state(d)`` restores them. Also an infinite iterator.
+    ``get_state()`` returns ``{"epoch", "position"}`` as int64 arrays, plus
+    ``num_examples``, ``batch_size`` and ``seed_check`` (the first words the
+    seed's SeedSequence generates) to catch restoring into a different
+    pipeline; ``set_state(d)`` restores the position after checking whichever
+    of those it finds. Also an infinite iterator.
     """
 
     def __init__(self, dataset: Dataset, batch_size: int, seed: int | np.random.SeedSequence):
@@ -109,7 +117,13 @@ class TrainBatches:
         return {"epoch": np.array(self._epoch, dtype=np.int64),
                 "position": np.array(self._position, dtype=np.int64),
                 "num_examples": np.array(len(self.dataset), dtype=np.int64),
-                "batch_size": np.array(self.batch_size, dtype=np.int64)}
+                "batch_size": np.array(self.batch_size, dtype=np.int64),
+                "seed_check": self._seed_check()}
+
+    def _seed_check(self) -> np.ndarray:
+        # SeedSequence.generate_state is a pure function of (entropy, spawn_key,
+        # pool_size): equal words <=> (almost surely) the same data-order seed.
+        return self.seed.generate_state(2, dtype=np.uint32).astype(np.int64)
 
     def set_state(self, state: Mapping[str, np.ndarray]) -> None:
         """Continue from a position saved by :meth:`get_state`."""
@@ -120,6 +134,11 @@ class TrainBatches:
             if key in state and int(np.asarray(state[key])) != mine:
                 raise ValueError(f"state[{key!r}]={int(np.asarray(state[key]))} does not match "
                                  f"this pipeline's {key}={mine}")
+        if "seed_check" in state and not np.array_equal(np.asarray(state["seed_check"]),
+                                                        self._seed_check()):
+            raise ValueError("state['seed_check'] does not match this pipeline's seed: the state "
+                             "was saved by a pipeline with another data-order seed, whose "
+                             "batches would differ")
         epoch = _validate.integer("state['epoch']", _as_int(state["epoch"], "epoch"), low=0)
         position = _validate.integer("state['position']", _as_int(state["position"], "position"),
                                      low=0, high=self.batches_per_epoch - 1)
@@ -133,7 +152,22 @@ def _as_int(value, name: str) -> int:
     return int(a)
 
 
-def eval_batches(dataset: Dataset, batch_size: int) -> Iterator[Batch]:
+def default_eval_batch_size(train_batch_size: int | None = None) -> int:
+    """``max(train_batch_size, DEFAULT_EVAL_BATCH_SIZE)``: never smaller than a training batch.
+
+    The playbook: "the batch size used to perform evaluations should be *at
+    least* as large as the batch size used for training because model
+    activations don't need to be maintained during evaluation". Without a
+    training batch size, :data:`DEFAULT_EVAL_BATCH_SIZE` (1024).
+    """
+    if train_batch_size is None:
+        return DEFAULT_EVAL_BATCH_SIZE
+    return max(_validate.integer("train_batch_size", train_batch_size, low=1),
+               DEFAULT_EVAL_BATCH_SIZE)
+
+
+def eval_batches(dataset: Dataset, batch_size: int | None = None, *,
+                 train_batch_size: int | None = None) -> Iterator[Batch]:
     """Batches that cover ``dataset`` once, in order; the last one padded with weight-0 examples.
 
     Every batch has exactly ``batch_size`` rows (so a compiled or
@@ -141,10 +175,24 @@ def eval_batches(dataset: Dataset, batch_size: int) -> Iterator[Batch]:
     dataset's weights (1 when it has none); padding rows are zeros with
     label 0 and weight 0, so a weighted metric ``sum(w_i m_i) / sum(w_i)``
     over all batches equals the metric over the exact set.
+
+    ``batch_size`` defaults to ``default_eval_batch_size(train_batch_size)``
+    -- at least the training batch size -- but no more than ``len(dataset)``
+    (a larger batch would only add padding). An explicit ``batch_size``
+    smaller than a given ``train_batch_size`` is a ValueError.
     """
     if not isinstance(dataset, Dataset):
         raise TypeError(f"dataset must be a refplay.data.Dataset, got {type(dataset).__name__}")
-    batch_size = _validate.integer("batch_size", batch_size, low=1)
+    if batch_size is None:
+        batch_size = max(1, min(default_eval_batch_size(train_batch_size), len(dataset)))
+    else:
+        batch_size = _validate.integer("batch_size", batch_size, low=1)
+        if train_batch_size is not None:
+            train_batch_size = _validate.integer("train_batch_size", train_batch_size, low=1)
+            if batch_size < train_batch_size:
+                raise ValueError(f"batch_size={batch_size} is smaller than the training batch "
+                                 f"size {train_batch_size}; the playbook: the evaluation batch "
+                                 f"size should be at least as large as the training batch size")
     return _padded_batches(dataset, batch_size)   # validated now, not at the first next()
 
 

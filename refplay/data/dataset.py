@@ -13,6 +13,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from refplay import _validate
+
 
 class Batch(NamedTuple):
     """``x`` of shape ``(B, ...)``, ``y`` of shape ``(B,)`` (labels) or ``(B, ...)``
@@ -27,9 +29,11 @@ class Batch(NamedTuple):
 class Dataset:
     """Arrays ``x`` and ``y`` with one row per example, plus optional weights.
 
-    Validated at construction: same length, finite features, and for
-    classification (``num_classes`` given) integer labels in
-    ``[0, num_classes)``.
+    Validated at construction (ValueError naming the problem): same number
+    of examples in ``x``, ``y`` and ``weights``; finite real features;
+    finite, non-negative weights; for classification (``num_classes`` given)
+    1-D integer labels in ``[0, num_classes)``, for regression finite real
+    targets. The arrays are kept, not copied.
     """
 
     x: np.ndarray
@@ -40,23 +44,41 @@ class Dataset:
 
     def __post_init__(self) -> None:
         x, y = np.asarray(self.x), np.asarray(self.y)
+        where = f"dataset {self.name!r}"
         if x.ndim < 1 or y.ndim < 1:
-            raise ValueError(f"dataset {self.name!r}: x and y need a leading example axis, "
+            raise ValueError(f"{where}: x and y need a leading example axis, "
                              f"got x.shape={x.shape}, y.shape={y.shape}")
         if len(x) != len(y):
-            raise ValueError(f"dataset {self.name!r}: x has {len(x)} examples but y has {len(y)}")
-        if not np.issubdtype(x.dtype, np.number) or not np.all(np.isfinite(x)):
-            raise ValueError(f"dataset {self.name!r}: x must be finite numbers")
+            raise ValueError(f"{where}: x has {len(x)} examples but y has {len(y)}; "
+                             f"they must have the same length")
+        if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
+            raise ValueError(f"{where}: x must hold real numbers (an integer or float dtype), "
+                             f"got dtype {x.dtype}")
+        _check_finite(where, "x", x)
         if self.weights is not None:
             w = np.asarray(self.weights)
-            if w.shape != (len(x),) or not np.all(np.isfinite(w)) or np.any(w < 0):
-                raise ValueError(f"dataset {self.name!r}: weights must be finite, non-negative, "
-                                 f"shape ({len(x)},), got shape {w.shape}")
-        if self.num_classes is not None:
+            if w.shape != (len(x),):
+                raise ValueError(f"{where}: weights must have shape ({len(x)},), one per example, "
+                                 f"got shape {w.shape}")
+            if not (np.issubdtype(w.dtype, np.integer) or np.issubdtype(w.dtype, np.floating)):
+                raise ValueError(f"{where}: weights must be real numbers, got dtype {w.dtype}")
+            _check_finite(where, "weights", w)
+            if np.any(w < 0):
+                i = int(np.flatnonzero(w < 0)[0])
+                raise ValueError(f"{where}: weights must be >= 0, got weights[{i}]={w[i]}")
+        if self.num_classes is None:          # regression targets: real and finite
+            if not (np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.floating)):
+                raise ValueError(f"{where}: y must hold real numbers, got dtype {y.dtype}")
+            _check_finite(where, "y", y)
+        else:                                 # classification labels
+            _validate.integer("num_classes", self.num_classes, low=1)
+            if y.ndim != 1:
+                raise ValueError(f"{where}: labels y must be 1-D (one class index per example), "
+                                 f"got shape {y.shape}")
             if not np.issubdtype(y.dtype, np.integer):
-                raise ValueError(f"dataset {self.name!r}: labels must be integers, got dtype {y.dtype}")
+                raise ValueError(f"{where}: labels must be integers, got dtype {y.dtype}")
             if len(y) and (y.min() < 0 or y.max() >= self.num_classes):
-                raise ValueError(f"dataset {self.name!r}: labels must lie in [0, {self.num_classes}), "
+                raise ValueError(f"{where}: labels must lie in [0, {self.num_classes}), "
                                  f"got range [{y.min()}, {y.max()}]")
         object.__setattr__(self, "x", x)
         object.__setattr__(self, "y", y)
@@ -80,3 +102,12 @@ class Dataset:
     def as_batch(self) -> Batch:
         """The whole dataset as one batch."""
         return Batch(self.x, self.y, self.example_weights())
+
+
+def _check_finite(where: str, field: str, a: np.ndarray) -> None:
+    """ValueError naming how many entries of ``a`` are NaN or infinite, and the first one."""
+    bad = ~np.isfinite(a)
+    if np.any(bad):
+        first = np.unravel_index(int(np.flatnonzero(bad)[0]), a.shape)
+        raise ValueError(f"{where}: {field} must be finite; {int(bad.sum())} entries are NaN or "
+                         f"infinite, the first {field}[{', '.join(map(str, first))}]={a[first]}")

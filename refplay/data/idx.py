@@ -20,6 +20,7 @@ truncated download), or trailing bytes.
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import struct
 import zlib
@@ -72,7 +73,7 @@ def load_idx(path: str | os.PathLike) -> np.ndarray:
                          f"the file has {len(data)}")
     shape = struct.unpack(f">{ndim}I", data[4:header_len])
     dtype = IDX_DTYPES[type_code]
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    expected = math.prod(shape) * dtype.itemsize     # Python ints: no overflow on bad headers
     got = len(data) - header_len
     if got < expected:
         raise ValueError(f"{path}: truncated data: shape {shape} of {dtype.name} needs "

@@ -42,6 +42,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import zipfile
 from pathlib import Path
 from typing import NamedTuple
 
@@ -203,7 +204,10 @@ def mnist1d(num_samples: int = 5000, train_split: float = 0.8, shuffle_seq: bool
 
     With ``cache_dir`` the result is stored there as an ``.npz`` named by a
     hash of the arguments (written atomically, read without pickle) and
-    reused by later calls; nothing is written otherwise.
+    reused by later calls; a file that cannot be read or belongs to other
+    arguments is regenerated. Nothing is written without ``cache_dir``.
+    ``max_translation`` may not exceed ``template_len + padding[1]`` (beyond
+    that the reference's shift is no longer circular).
     """
     args = dict(
         num_samples=_validate.integer("num_samples", num_samples, low=NUM_CLASSES),
@@ -219,13 +223,19 @@ def mnist1d(num_samples: int = 5000, train_split: float = 0.8, shuffle_seq: bool
         shear_scale=_validate.real("shear_scale", shear_scale, low=0),
         final_seq_length=_validate.integer("final_seq_length", final_seq_length, low=2),
     )
-    if args["template_len"] + args["padding"][1] < 2:
-        raise ValueError("template_len + padding[1] must be at least 2")
+    length = args["template_len"] + args["padding"][1]     # the dilated length
+    if length < 2:
+        raise ValueError(f"template_len + padding[1] = {length} must be at least 2")
+    if args["max_translation"] > length:
+        # The reference's translate, concatenate([x[-k:], x[:-k]]), is a circular
+        # shift only for k <= length; beyond that it leaves x unshifted.
+        raise ValueError(f"max_translation={args['max_translation']} is out of range; allowed "
+                         f"[1, template_len + padding[1]] = [1, {length}]")
     if cache_dir is None:
         return _generate(**args)
     path = Path(cache_dir) / f"mnist1d_{_cache_key(args)}.npz"
     if path.exists():
-        cached = _from_arrays(_io.load_npz(path), args)
+        cached = _load_cache(path, args)
         if cached is not None:
             return cached
     data = _generate(**args)
@@ -292,6 +302,15 @@ def _to_arrays(data: dict, args: dict) -> dict[str, np.ndarray]:
     arrays.update({f"templates_{k}": v for k, v in data["templates"].items()})
     arrays["args_json"] = np.array(json.dumps(args, sort_keys=True))
     return arrays
+
+
+def _load_cache(path: Path, args: dict) -> dict | None:
+    """The cached dataset, or None when the file is unreadable (then it is regenerated)."""
+    try:
+        arrays = _io.load_npz(path)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        return None
+    return _from_arrays(arrays, args)
 
 
 def _from_arrays(arrays: dict[str, np.ndarray], args: dict) -> dict | None:
