@@ -25,9 +25,9 @@ set_thread_env(1)   # before numpy and torch are imported
 import argparse  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
+from pathlib import Path  # noqa: E402
 
-
-sys.path.insert(0, __file__.rsplit("/", 1)[0])
+sys.path.insert(0, str(Path(__file__).resolve().parent))   # for mnist1d_table, run from anywhere
 from mnist1d_table import CONFIG, paper_workload  # noqa: E402
 
 from refplay.data import TrainBatches  # noqa: E402

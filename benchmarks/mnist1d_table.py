@@ -37,7 +37,6 @@ from refplay.threads import set_thread_env
 set_thread_env(1)   # before numpy is imported
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402

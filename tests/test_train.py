@@ -30,6 +30,7 @@ from refplay.train import (WORKLOADS, TrialResult, Workload, divergence_reason, 
                            evaluate, get_workload, run_trial)
 from refplay.train import checkpoints as ckpt
 from refplay.train import seeds
+from tests.helpers import optional_import
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -182,11 +183,12 @@ def test_train_loss_is_the_mean_batch_loss_over_the_last_interval():
 def test_grad_norm_is_logged_unclipped_and_clipping_changes_the_update():
     wl = tiny_workload()
     cfg = {"optimizer": "sgd", "lr": 0.5}
-    recorded = []
+    recorded, thetas = [], []
 
     class Recording(LinearSoftmax):
-        def loss_and_grads(self, *args, **kwargs):
-            out = super().loss_and_grads(*args, **kwargs)
+        def loss_and_grads(self, params, *args, **kwargs):
+            out = super().loss_and_grads(params, *args, **kwargs)
+            thetas.append(tree_lib.copy(params))
             recorded.append({k: v.copy() for k, v in out[1].items()})
             return out
 
@@ -207,6 +209,16 @@ def test_grad_norm_is_logged_unclipped_and_clipping_changes_the_update():
     assert clipped.curves["train/clipped_fraction"][1:] == [1.0] * 20
     assert clipped.curves["validation/loss"][1] != free.curves["validation/loss"][1]
     assert "train/clipped_fraction" not in free.curves
+    # The update used the clipped gradient: θ_{t+1} - θ_t = -lr · (c / ||g_t||) · g_t,
+    # a step of length lr · c = 0.025 whatever the raw norm that was logged.
+    for t in range(19):
+        scale = 0.05 / raw[t]
+        for k in thetas[t]:
+            np.testing.assert_allclose(thetas[t + 1][k] - thetas[t][k],
+                                       -0.5 * scale * recorded[t][k], rtol=2e-4, atol=1e-7)
+        step = math.sqrt(sum(float(np.sum(np.square(thetas[t + 1][k] - thetas[t][k],
+                                                    dtype=np.float64))) for k in thetas[t]))
+        assert step == pytest.approx(0.5 * 0.05, rel=1e-5)
 
 
 def test_schedule_and_warmup_are_built_from_the_config():
@@ -499,6 +511,142 @@ def test_init_seed_and_data_seed_change_one_stream_only():
     assert all(np.array_equal(it_a.next().x, it_b.next().x) for _ in range(12))
 
 
+class FirstStepProbe(LinearSoftmax):
+    """Records what the first training step sees: θ_0, batch 0, the dropout generator's state."""
+
+    def __init__(self, *args, log: list, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.log = log
+
+    def loss_and_grads(self, params, state, batch, rng, train=True):
+        if self.calls == 0:
+            self.log.append({"params": tree_lib.copy(params), "x": np.array(batch.x),
+                             "rng": json.dumps(rng.bit_generator.state, default=str)})
+        return super().loss_and_grads(params, state, batch, rng, train)
+
+
+def _first_step(config: dict, seed: int) -> dict:
+    log: list = []
+    wl = tiny_workload()
+    probe = Workload(name=wl.name, train=wl.train, validation=wl.validation, test=wl.test,
+                     build_model=functools.partial(FirstStepProbe, 5, 3, log=log),
+                     hparams={"dropout": 0.0}, batch_size=30, settings=wl.settings)
+    res = run_trial(probe, {**ADAM, "dropout": 0.3, **config}, seed=seed, max_train_steps=3,
+                    eval_every=3)
+    assert res.status == "complete", res.reason
+    return {**log[0], "result": res}
+
+
+def test_init_data_and_dropout_streams_are_independent():
+    def same(a, b, what):
+        if what == "params":
+            return all(a[what][k].tobytes() == b[what][k].tobytes() for k in a[what])
+        if what == "x":
+            return a[what].tobytes() == b[what].tobytes()
+        return a[what] == b[what]
+
+    base = _first_step({}, seed=0)
+    # Changing the data-order seed changes the batches only: same θ_0, same dropout draws.
+    data = _first_step({"data_seed": 5}, seed=0)
+    assert [same(base, data, w) for w in ("params", "x", "rng")] == [True, False, True]
+    # Changing the initialization seed changes θ_0 only.
+    init = _first_step({"init_seed": 5}, seed=0)
+    assert [same(base, init, w) for w in ("params", "x", "rng")] == [False, True, True]
+    # Another trial seed with init and data pinned (the multi-host recipe): only dropout moves,
+    # and that alone changes the trial.
+    pinned = _first_step({"init_seed": 0, "data_seed": 0}, seed=1)
+    assert [same(base, pinned, w) for w in ("params", "x", "rng")] == [True, True, False]
+    assert not pinned["result"].same_computation(base["result"])
+    assert pinned["result"].curves["validation/loss"][0] == base["result"].curves[
+        "validation/loss"][0]
+
+
+def test_trial_result_round_trips_through_json_and_npz(tmp_path):
+    res = run_trial(tiny_workload(), {"optimizer": "sgd", "lr": 1e6, "grad_clip": 5.0}, **RUN,
+                    checkpoint_dir=tmp_path / "ckpt", keep_best=2)
+    assert res.status == "infeasible" and math.isnan(res.curves["train/loss"][0])
+    res.save(tmp_path / "result")
+    assert sorted(p.name for p in (tmp_path / "result").iterdir()) == ["arrays.npz",
+                                                                     "result.json"]
+    on_disk = json.loads((tmp_path / "result" / "result.json").read_text())
+    assert on_disk["status"] == "infeasible" and on_disk["reason"] == res.reason
+    assert on_disk["grad_norms"] == "arrays.npz:grad_norms"      # arrays live in the .npz
+    with np.load(tmp_path / "result" / "arrays.npz", allow_pickle=False) as z:
+        assert z["grad_norms"].tobytes() == res.grad_norms.tobytes()
+        np.testing.assert_array_equal(z["eval_steps"], res.eval_steps)
+        np.testing.assert_array_equal(z["curve:validation/loss"], res.curves["validation/loss"])
+    back = TrialResult.load(tmp_path / "result")
+    assert back.grad_norms.dtype == np.float64
+    assert back.grad_norms.tobytes() == res.grad_norms.tobytes()
+    # Every field, timings and paths included (NaN written as JSON NaN and read back).
+    assert json.dumps(back.to_dict()) == json.dumps(res.to_dict())
+    assert back.same_computation(res) and back.extras["divergence_step"] == res.steps_done
+    assert TrialResult.from_json(res.to_json()).to_json() == res.to_json()
+    with pytest.raises(ValueError, match="curvez"):
+        TrialResult.from_dict({**res.to_dict(), "curvez": {}})
+    with pytest.raises(ValueError, match="status='diverged'"):
+        TrialResult(config={}, seed=0, status="diverged")
+
+
+_THREADS_CHILD = r"""
+import dataclasses, functools, json, sys
+sys.path.insert(0, {repo!r})
+import numba, threadpoolctl
+from refplay.train import run_trial
+from tests.test_train import ADAM, RUN, LinearSoftmax, tiny_workload
+
+def counts():
+    blas = {{i["filepath"]: i["num_threads"] for i in threadpoolctl.threadpool_info()
+             if i["user_api"] == "blas"}}
+    return [numba.get_num_threads(), blas]
+
+seen = []
+class Probe(LinearSoftmax):
+    def loss_and_grads(self, *args, **kwargs):
+        seen.append(counts())
+        return super().loss_and_grads(*args, **kwargs)
+
+wl = dataclasses.replace(tiny_workload(), build_model=functools.partial(Probe, 5, 3))
+before = counts()
+result = run_trial(wl, ADAM, **RUN)
+print(json.dumps({{"before": before, "seen": seen, "after": counts(), "status": result.status}}))
+"""
+
+
+def test_trial_pins_blas_and_numba_to_one_thread_and_restores_them():
+    optional_import("threadpoolctl")
+    env = {**os.environ, "NUMBA_NUM_THREADS": "3", "OMP_NUM_THREADS": "2",
+           "OPENBLAS_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}
+    proc = subprocess.run([sys.executable, "-c", _THREADS_CHILD.format(repo=str(REPO))],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["status"] == "complete"
+    assert out["before"][0] == 3                      # Numba really had 3 threads before
+    assert len(out["seen"]) == RUN["max_train_steps"]
+    # Every BLAS library, including SciPy's that Numba's np.dot loads lazily, on one thread.
+    assert all(numba_n == 1 and blas and set(blas.values()) == {1}
+               for numba_n, blas in out["seen"]), out["seen"][0]
+    numba_after, blas_after = out["after"]
+    assert numba_after == 3                           # the caller's settings come back
+    assert all(blas_after[lib] == n for lib, n in out["before"][1].items())
+
+
+def test_float64_workloads_train_in_float64_and_float32_stays_float32(tmp_path):
+    for dtype in ("float32", "float64"):
+        wl = get_workload("spirals_mlp", dtype=dtype)
+        res = run_trial(wl, {**ADAM, "batch_size": 50, "ema_decay": 0.5}, seed=0,
+                        max_train_steps=5, eval_every=5, checkpoint_dir=tmp_path / dtype)
+        assert res.status == "complete", res.reason
+        arrays = io.load_npz(tmp_path / dtype / ckpt.LATEST)
+        floats = {k: v.dtype.name for k, v in arrays.items()
+                  if k.split("/")[0] in ("params", "ema", "opt") and v.dtype.kind == "f"}
+        assert any(k.startswith("params/") for k in floats)
+        assert any(k.startswith("ema/") for k in floats)
+        assert any(k.startswith("opt/") for k in floats)
+        assert set(floats.values()) == {dtype}, floats
+
+
 # ------------------------------------------------------------------------ bad input
 @pytest.mark.parametrize("config, key", [
     ({"optimizer": "adamw", "lr": 0.1}, "optimizer"),
@@ -515,8 +663,11 @@ def test_init_seed_and_data_seed_change_one_stream_only():
     ({"optimizer": "adam", "lr": 0.1, "warmup_steps": -1}, "warmup_steps"),
 ])
 def test_bad_configs_raise_value_error_naming_the_key(config, key):
-    with pytest.raises(ValueError, match=key):
+    with pytest.raises(ValueError) as info:
         run_trial(tiny_workload(), config, **RUN)
+    message = str(info.value)
+    named = [f"{key}=", f"key {key!r}", f"[{key!r}]"]
+    assert any(message.startswith(n) or f" {n}" in message for n in named), message
 
 
 @pytest.mark.parametrize("kwargs, key", [

@@ -25,8 +25,9 @@ key (a typo must never silently fall back to a default):
   ``eval_batch_size`` (default ``max(batch_size, 1024)``; the playbook: the
   evaluation batch size "should be *at least* as large as the batch size used
   for training"), ``grad_clip`` (``None`` or the max global norm),
-  ``ema_decay`` (``None`` or the decay of an exponential moving average of
-  the parameters, evaluated alongside them);
+  ``ema_decay`` (``None`` or the decay ``d`` of an exponential moving average
+  of the parameters — Polyak averaging in its exponential form,
+  ``ema_{t+1} = d·ema_t + (1 - d)·θ_{t+1}`` — evaluated alongside them);
 * **seeds** — ``init_seed`` and ``data_seed`` (default ``None``: derived from
   the trial seed; see :mod:`refplay.train.seeds`);
 * **model** — the workload's hyperparameters (width, depth, dropout, label
@@ -124,9 +125,12 @@ def parse_config(config: Mapping[str, object], *, model_hparams: Mapping[str, ob
                          f"allowed keys: {allowed}")
 
     # ------------------------------------------------------------ optimizer
+    required = {"optimizer": f"the update rule, one of {sorted(optim.RULES)}",
+                "lr": "the base learning rate, a real number >= 0"}
     for key in OPTIMIZER_KEYS:
         if key not in config:
-            raise ValueError(f"trial config is missing the required key {key!r}")
+            raise ValueError(f"trial config is missing the required key {key!r} "
+                             f"({required[key]})")
     name = config["optimizer"]
     if not isinstance(name, str):
         raise TypeError(f"optimizer must be a string, got {name!r}")

@@ -42,6 +42,7 @@ draw is a pure function of (seed, step).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -56,6 +57,7 @@ import numpy as np
 from refplay import _validate, clipping, optim, threads
 from refplay import tree as tree_lib
 from refplay.data.batching import TrainBatches
+from refplay.data.metrics import subset_agreement
 from refplay.data.splits import stratified_subset
 from refplay.train import checkpoints as ckpt
 from refplay.train import seeds
@@ -115,6 +117,9 @@ def run_trial(workload: Workload | str, config: Mapping[str, object], *, seed: i
             ``"validation/loss"`` for regression.
         divergence_factor: a training loss above this multiple of the step-0
             loss makes the trial infeasible (``None``: only NaN/Inf do).
+
+    While the trial runs, BLAS and Numba are pinned to one thread (the
+    caller's thread counts are restored when it returns).
 
     Raises:
         ValueError, TypeError: for an invalid argument or config key (named).
@@ -263,6 +268,7 @@ class _Trial:
     validation: object = None
     eval_at: list[int] = field(default_factory=list)
     progress: _Progress | None = None
+    periodic_eval_check: dict | None = None
 
     # ------------------------------------------------------------ identity
     def fingerprint(self) -> str:
@@ -296,12 +302,16 @@ class _Trial:
 
     # ----------------------------------------------------------------- run
     def run(self) -> TrialResult:
-        threads.pin_threads(1)
+        with _one_thread():
+            return self._run()
+
+    def _run(self) -> TrialResult:
         wall_start = time.perf_counter()
         try:
             self._setup()
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 self._train(wall_start)
+                self.periodic_eval_check = self._check_periodic_sample()
         except _Diverged as d:
             return self._result("infeasible", d.reason, wall_start, divergence_step=d.step)
         except Exception:  # noqa: BLE001 - a trial records its failure, it never raises
@@ -332,6 +342,28 @@ class _Trial:
                 opt_state=tc.optimizer.init(params),
                 ema_params=tree_lib.copy(params) if tc.ema_decay is not None else None,
                 data_state=self.batches.get_state())
+
+    def _check_periodic_sample(self) -> dict | None:
+        """The final parameters on the periodic-evaluation sample vs the whole validation split.
+
+        The playbook ("Choosing a sample for periodic evaluation"): "Check that the
+        performance computed on the sampled dataset used by the periodic job matches
+        the performance on the whole offline evaluation set". Both numbers are
+        reported; for classification :func:`refplay.data.subset_agreement` also
+        says whether the error rates agree within 3 standard errors. None when
+        no sample was used.
+        """
+        wl, p, tc = self.workload, self.progress, self.trial_config
+        if self.validation is wl.validation:
+            return None
+        full = evaluate(self.model, p.params, p.model_state, wl.validation, tc.eval_batch_size)
+        sample = evaluate(self.model, p.params, p.model_state, self.validation,
+                          tc.eval_batch_size)
+        sizes = {"n_full": len(wl.validation), "n_subset": len(self.validation)}
+        if "error_rate" not in full:
+            return {"metric": "loss", "full": full["loss"], "subset": sample["loss"], **sizes}
+        check = subset_agreement(full["error_rate"], sample["error_rate"], **sizes)
+        return {"metric": "error_rate", **check._asdict(), **sizes}
 
     def _train(self, wall_start: float) -> None:
         p, tc = self.progress, self.trial_config
@@ -426,6 +458,7 @@ class _Trial:
             "selection_metric": self.selection_metric,
             "divergence_factor": self.divergence_factor,
             "divergence_step": divergence_step,
+            "periodic_eval_check": self.periodic_eval_check,
         }
         if p is None:   # failed before the first step (e.g. the model could not be built)
             return TrialResult(config=self.config, seed=self.seed, status=status, reason=reason,
@@ -451,6 +484,35 @@ class _Trial:
             seconds_per_step=p.train_seconds / trained if trained else float("nan"),
             wall_seconds=p.wall_seconds + time.perf_counter() - wall_start,
             extras=extras)
+
+
+@contextlib.contextmanager
+def _one_thread():
+    """BLAS and Numba on one thread while the trial runs (DESIGN.md principle 4).
+
+    One thread fixes the summation order, so a trial's bits do not depend on
+    the machine's core count. The caller's thread counts come back when the
+    trial ends: ``run_trial`` called from a notebook must not leave NumPy
+    single-threaded.
+    """
+    import numba
+    try:
+        numba_threads = numba.get_num_threads()
+    except Exception:  # noqa: BLE001 - no Numba threading layer: nothing to pin or restore
+        numba_threads = None
+    try:
+        # Numba's np.dot calls SciPy's BLAS, a second OpenBLAS that loads lazily at the
+        # first kernel compilation; a library loaded after the limit escapes it.
+        import scipy.linalg.cython_blas  # noqa: F401
+    except ImportError:
+        pass
+    with threads.limited_threads(1):     # restores the BLAS thread counts on exit
+        threads.pin_threads(1)
+        try:
+            yield
+        finally:
+            if numba_threads is not None:
+                numba.set_num_threads(numba_threads)
 
 
 def _cast(x: float, like: np.ndarray):
