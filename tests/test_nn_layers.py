@@ -350,3 +350,24 @@ def test_dropout_in_training_requires_a_generator():
 def test_bad_init_dtype_raises():
     with pytest.raises(ValueError, match="dtype"):
         L.Dense(2, 2).init(np.random.default_rng(0), np.int32)
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 3000])
+def test_conv_batch_chunking_does_not_change_results(monkeypatch, chunk_bytes):
+    # Large batches run in chunks (cache locality); chunks of 1 and of a few examples must
+    # give the unchunked results, and the gradients must still match finite differences.
+    layer = L.Conv2D(2, 3, 3, stride=(1, 2), padding=1, activation="relu", name="c")
+    params = layer.init(np.random.default_rng(0), np.float64)
+    x = _x((5, 2, 6, 7))
+    out, cache = layer.forward(params, x)
+    dout = _x(out.shape, seed=1)
+    dx, grads = layer.backward(params, dout, cache)
+    monkeypatch.setattr(L, "_CHUNK_BYTES", chunk_bytes)
+    out2, cache2 = layer.forward(params, x)
+    assert len(cache2[0]) > 1                                # really chunked
+    dx2, grads2 = layer.backward(params, dout, cache2)
+    np.testing.assert_allclose(out2, out, rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(dx2, dx, rtol=1e-13, atol=1e-15)
+    for k in grads:
+        np.testing.assert_allclose(grads2[k], grads[k], rtol=1e-12, atol=1e-14)
+    check_layer_gradients(layer, x)

@@ -24,6 +24,11 @@ def _pad_to(x: np.ndarray, kh: int, kw: int, sh: int, sw: int, pt: int, pl: int,
     return np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)), constant_values=value)
 
 
+def _offset(i: int, j: int, sh: int, sw: int, oh: int, ow: int) -> tuple[slice, slice]:
+    """The rows and columns of the padded input that kernel offset (i, j) reads for all outputs."""
+    return slice(i, i + sh * (oh - 1) + 1, sh), slice(j, j + sw * (ow - 1) + 1, sw)
+
+
 def im2col(x, kh, kw, sh, sw, pt, pl, oh, ow):
     """Twin of :func:`refplay.nn.kernels.im2col`: one strided slice per window offset."""
     n_, c_ = x.shape[:2]
@@ -31,38 +36,90 @@ def im2col(x, kh, kw, sh, sw, pt, pl, oh, ow):
     cols = np.empty((c_, kh, kw, n_, oh, ow), x.dtype)
     for i in range(kh):
         for j in range(kw):
-            window = xp[:, :, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw]  # (N, C, oh, ow)
-            cols[:, i, j] = window.transpose(1, 0, 2, 3)
+            rows, columns = _offset(i, j, sh, sw, oh, ow)
+            cols[:, i, j] = xp[:, :, rows, columns].transpose(1, 0, 2, 3)   # (C, N, oh, ow)
     return cols.reshape(c_ * kh * kw, n_ * oh * ow)
 
 
-def col2im(cols, n_, c_, h_, w_, kh, kw, sh, sw, pt, pl, oh, ow):
+def col2im(cols, dx, kh, kw, sh, sw, pt, pl, oh, ow):
     """Twin of :func:`refplay.nn.kernels.col2im`: add each window offset's slice back."""
-    dxp = _pad_to(np.zeros((n_, c_, h_, w_), cols.dtype), kh, kw, sh, sw, pt, pl, oh, ow)
+    n_, c_, h_, w_ = dx.shape
+    dxp = _pad_to(np.zeros_like(dx), kh, kw, sh, sw, pt, pl, oh, ow)
     c6 = cols.reshape(c_, kh, kw, n_, oh, ow)
     for i in range(kh):
         for j in range(kw):
-            dxp[:, :, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw] += c6[:, i, j].transpose(1, 0, 2, 3)
-    return dxp[:, :, pt:pt + h_, pl:pl + w_].copy()
+            rows, columns = _offset(i, j, sh, sw, oh, ow)
+            dxp[:, :, rows, columns] += c6[:, i, j].transpose(1, 0, 2, 3)
+    dx[...] = dxp[:, :, pt:pt + h_, pl:pl + w_]
+    return dx
 
 
-def bias_act_to_nchw(y, b, relu, n_):
+def bias_act_to_nchw(y, b, relu, out):
     """Twin of :func:`refplay.nn.kernels.bias_act_to_nchw`."""
-    c_ = y.shape[0]
-    out = (y + b[:, None]).reshape(c_, n_, -1).transpose(1, 0, 2)
-    return np.ascontiguousarray(np.maximum(out, 0) if relu else out)
+    n_, c_, p_ = out.shape
+    z = (y + b[:, None]).reshape(c_, n_, p_).transpose(1, 0, 2)
+    out[...] = np.maximum(z, 0) if relu else z
+    return out
 
 
 def relu_grad_to_cn(dout, a, relu):
     """Twin of :func:`refplay.nn.kernels.relu_grad_to_cn`."""
     dz = dout * (a > 0) if relu else dout
-    dz = dz.transpose(1, 0, 2).reshape(dout.shape[1], -1)
-    return np.ascontiguousarray(dz), dz.sum(axis=1, dtype=np.float64).astype(dout.dtype)
+    return np.ascontiguousarray(dz.transpose(1, 0, 2).reshape(dout.shape[1], -1))
+
+
+def conv2d_direct(x, w, b, stride, padding):
+    r"""The convolution straight from its definition (no im2col): the layer's independent oracle.
+
+    .. math:: z_{n,o,p,q} = b_o + \sum_{c,i,j} W_{o,c,i,j}\, \tilde x_{n,c,\,p s_h + i,\,q s_w + j}
+
+    one term per kernel offset ``(i, j)``. ``x`` (N, C, H, W), ``w`` (C_out, C, KH, KW),
+    ``b`` (C_out,) or None, ``stride = (sh, sw)``, ``padding = ((top, bottom), (left, right))``.
+    """
+    (sh, sw), ((pt, pb), (pl, pr)) = stride, padding
+    c_out, _, kh, kw = w.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
+    oh = (xp.shape[2] - kh) // sh + 1
+    ow = (xp.shape[3] - kw) // sw + 1
+    z = np.zeros((x.shape[0], c_out, oh, ow), np.result_type(x, w))
+    for i in range(kh):
+        for j in range(kw):
+            rows, cols = _offset(i, j, sh, sw, oh, ow)
+            z += np.einsum("ncpq,oc->nopq", xp[:, :, rows, cols], w[:, :, i, j])
+    if b is not None:
+        z += b[:, None, None]
+    return z
+
+
+def conv2d_direct_backward(dz, x, w, stride, padding):
+    r"""Gradients of :func:`conv2d_direct` from the same sum, term by term:
+
+    * :math:`\partial L/\partial W_{o,c,i,j} = \sum_{n,p,q} dz_{n,o,p,q}\,
+      \tilde x_{n,c,\,p s_h+i,\,q s_w+j}`
+    * :math:`\partial L/\partial \tilde x_{n,c,\,p s_h+i,\,q s_w+j} \mathrel{+}=
+      \sum_o dz_{n,o,p,q} W_{o,c,i,j}`
+    * :math:`\partial L/\partial b_o = \sum_{n,p,q} dz_{n,o,p,q}`
+
+    Returns ``(dx, dw, db)``.
+    """
+    (sh, sw), ((pt, pb), (pl, pr)) = stride, padding
+    kh, kw = w.shape[2:]
+    oh, ow = dz.shape[2:]
+    xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
+    dxp = np.zeros_like(xp)
+    dw = np.zeros_like(w)
+    for i in range(kh):
+        for j in range(kw):
+            rows, cols = _offset(i, j, sh, sw, oh, ow)
+            dw[:, :, i, j] = np.einsum("nopq,ncpq->oc", dz, xp[:, :, rows, cols])
+            dxp[:, :, rows, cols] += np.einsum("nopq,oc->ncpq", dz, w[:, :, i, j])
+    dx = dxp[:, :, pt:pt + x.shape[2], pl:pl + x.shape[3]]
+    return dx, dw, dz.sum(axis=(0, 2, 3))
 
 
 def _windows(xp, kh, kw, sh, sw, oh, ow):
     """All windows of a padded ``xp`` stacked on a new last axis: (N, C, oh, ow, kh*kw)."""
-    return np.stack([xp[:, :, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw]
+    return np.stack([xp[(slice(None), slice(None), *_offset(i, j, sh, sw, oh, ow))]
                      for i in range(kh) for j in range(kw)], axis=-1)
 
 
@@ -98,7 +155,8 @@ def avgpool2d_backward(dout, hp, wp, kh, kw, sh, sw):
     g = dout / (kh * kw)
     for i in range(kh):
         for j in range(kw):
-            dxp[:, :, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw] += g
+            rows, cols = _offset(i, j, sh, sw, oh, ow)
+            dxp[:, :, rows, cols] += g
     return dxp
 
 
