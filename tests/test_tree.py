@@ -42,3 +42,63 @@ def test_map_zeros_allclose_and_structure_errors():
     with pytest.raises(ValueError, match="shape"):
         tree.check_same_structure(t, {"dense_1/w": np.zeros((3, 2)), "dense_1/b": t["dense_1/b"]})
     assert tree.num_params(t) == 8
+
+
+def test_helpers_keep_dtypes_and_copy():
+    t = {"a/w": np.ones((2, 2), dtype=np.float32), "a/b": np.zeros(3, dtype=np.float64)}
+    for out in (tree.zeros_like(t), tree.full_like(t, 0.5), tree.copy(t)):
+        assert list(out) == list(t)
+        assert all(out[k].dtype == t[k].dtype and out[k].shape == t[k].shape for k in t)
+    assert all(np.all(v == 0.5) for v in tree.full_like(t, 0.5).values())
+    c = tree.copy(t)
+    c["a/w"][0, 0] = 7.0                       # a deep copy: the original is untouched
+    assert t["a/w"][0, 0] == 1.0
+    cast = tree.astype(t, np.float32)
+    assert all(v.dtype == np.float32 for v in cast.values())
+    assert tree.map(lambda a: a * 2, t)["a/w"].dtype == np.float32
+
+
+def test_global_norm_accumulates_in_float64():
+    # Each square (1e40) overflows float32 (max 3.4e38); accumulated in float64 the
+    # norm is exactly √4 · 1e20. An implementation summing in float32 returns inf.
+    t = {"w": np.full(4, 1e20, dtype=np.float32)}
+    assert tree.global_norm(t) == pytest.approx(2e20, rel=1e-7)
+    assert type(tree.global_norm(t)) is float
+    assert tree.global_norm({}) == 0.0
+
+
+def test_flatten_edge_cases_and_errors():
+    vec, spec = tree.flatten({})
+    assert vec.size == 0 and spec == [] and tree.unflatten(vec, spec) == {}
+    t = {"s": np.array(2.0), "v": np.arange(3.0)}          # a 0-d leaf survives the round trip
+    vec, spec = tree.flatten(t)
+    np.testing.assert_array_equal(vec, [2.0, 0.0, 1.0, 2.0])
+    back = tree.unflatten(vec, spec)
+    assert back["s"].shape == () and back["s"] == 2.0
+    with pytest.raises(ValueError, match="1-D"):
+        tree.unflatten(vec.reshape(2, 2), spec)
+
+
+def test_structure_checks_name_what_differs():
+    t = _t()
+    with pytest.raises(ValueError, match=r"unexpected \['extra'\]"):
+        tree.check_same_structure(t, {**t, "extra": np.zeros(1)})
+    swapped = {"dense_1/b": t["dense_1/b"], "dense_1/w": t["dense_1/w"]}
+    with pytest.raises(ValueError, match="another order"):
+        tree.check_same_structure(t, swapped)
+    with pytest.raises(ValueError, match="other tree"):
+        tree.map(lambda a, b: a + b, t, {"dense_1/w": t["dense_1/w"]})
+    assert not tree.allclose(t, swapped)                  # same leaves, other order
+    assert not tree.allclose(t, {"dense_1/w": t["dense_1/w"].ravel(), "dense_1/b": t["dense_1/b"]})
+    with pytest.raises(ValueError, match="missing"):
+        tree.max_abs_diff(t, {"dense_1/w": t["dense_1/w"]})
+
+
+def test_check_floating_accepts_float_trees_only():
+    out = tree.check_floating({"w": [1.0, 2.0]}, "grads")
+    assert out["w"].dtype == np.float64
+    with pytest.raises(TypeError, match=r"grads\['i'\].*int"):
+        tree.check_floating({"i": np.arange(3)}, "grads")
+    with pytest.raises(TypeError, match="params must be a dict"):
+        tree.check_floating([np.zeros(2)], "params")
+

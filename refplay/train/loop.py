@@ -500,12 +500,8 @@ def _one_thread():
         numba_threads = numba.get_num_threads()
     except Exception:  # noqa: BLE001 - no Numba threading layer: nothing to pin or restore
         numba_threads = None
-    try:
-        # Numba's np.dot calls SciPy's BLAS, a second OpenBLAS that loads lazily at the
-        # first kernel compilation; a library loaded after the limit escapes it.
-        import scipy.linalg.cython_blas  # noqa: F401
-    except ImportError:
-        pass
+    # limited_threads also loads the BLAS Numba calls, which would otherwise
+    # load after the limit and escape it.
     with threads.limited_threads(1):     # restores the BLAS thread counts on exit
         threads.pin_threads(1)
         try:
