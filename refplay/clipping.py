@@ -65,24 +65,12 @@ def clip_by_global_norm(grads: Mapping[str, np.ndarray], max_norm: float
     and ``info.norm`` reports it, so divergence checks still see it.
     """
     max_norm = _validate.real("max_norm", max_norm, low=0.0, low_open=True)
-    grads = _check_grads(grads)
+    grads = tree_lib.check_floating(grads, "grads")
     norm = tree_lib.global_norm(grads)
     if not (np.isfinite(norm) and norm > max_norm):
         return dict(grads), ClipInfo(norm=norm, clipped=False, scale=1.0)
     scale = max_norm / norm                                   # λ / |g|
     return {k: scale * g for k, g in grads.items()}, ClipInfo(norm=norm, clipped=True, scale=scale)
-
-
-def _check_grads(grads: Mapping[str, np.ndarray]) -> Tree:
-    if not isinstance(grads, Mapping):
-        raise TypeError(f"grads must be a dict of arrays, got {type(grads).__name__}")
-    out = {}
-    for k, g in grads.items():
-        g = np.asarray(g)
-        if g.dtype.kind != "f":
-            raise TypeError(f"grads[{k!r}] must be a floating-point array, got dtype {g.dtype}")
-        out[k] = g
-    return out
 
 
 def _check_norms(norms, *, allow_inf: bool) -> np.ndarray:

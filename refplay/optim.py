@@ -122,18 +122,17 @@ class Optimizer:
 
     def init(self, params: Mapping[str, np.ndarray]) -> OptState:
         """Fresh state: step 0 and every slot filled with its initial value."""
-        params = _check_params(params)
+        params = tree_lib.check_floating(params, "params")
         return OptState(step=0, slots={s: tree_lib.full_like(params, v0) for s, v0 in self.slots})
 
     def update(self, params: Mapping[str, np.ndarray], grads: Mapping[str, np.ndarray],
                state: OptState, lr: float) -> tuple[Tree, OptState]:
         """One step with learning rate ``lr`` (:math:`\\eta_t`; finite and ≥ 0)."""
         lr = _validate.real("lr", lr, low=0.0)
-        params = _check_params(params)
-        if not isinstance(grads, Mapping):
-            raise TypeError(f"grads must be a dict of arrays, got {type(grads).__name__}")
+        params = tree_lib.check_floating(params, "params")
+        grads = tree_lib.check_floating(grads, "grads")
         tree_lib.check_same_structure(params, grads)
-        grads = {k: np.asarray(g, dtype=params[k].dtype) for k, g in grads.items()}
+        grads = {k: g.astype(params[k].dtype, copy=False) for k, g in grads.items()}
         self._check_state(params, state)
         wd = self.hparams["weight_decay"]
         decoupled = self.hparams["weight_decay_mode"] == "decoupled"
@@ -165,18 +164,13 @@ class Optimizer:
         _validate.integer("state.step", state.step, low=0)
         for s, t in state.slots.items():
             tree_lib.check_same_structure(params, t, "params", f"state.slots[{s!r}]")
-
-
-def _check_params(params: Mapping[str, np.ndarray]) -> Tree:
-    if not isinstance(params, Mapping):
-        raise TypeError(f"params must be a dict of arrays, got {type(params).__name__}")
-    out = {}
-    for k, p in params.items():
-        p = np.asarray(p)
-        if p.dtype.kind != "f":
-            raise TypeError(f"params[{k!r}] must be a floating-point array, got dtype {p.dtype}")
-        out[k] = p
-    return out
+            for k, buf in t.items():
+                # A float64 buffer would silently promote float32 parameters to float64.
+                if np.asarray(buf).dtype != params[k].dtype:
+                    raise ValueError(
+                        f"state.slots[{s!r}][{k!r}] has dtype {np.asarray(buf).dtype}, but "
+                        f"params[{k!r}] has dtype {params[k].dtype}; the optimizer state must "
+                        f"have the dtype of its parameters (re-create it with init)")
 
 
 def _unit_interval(name: str, value) -> float:

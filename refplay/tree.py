@@ -21,6 +21,9 @@ def check_same_structure(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray
     if list(a.keys()) != list(b.keys()):
         missing = [k for k in a if k not in b]
         extra = [k for k in b if k not in a]
+        if not missing and not extra:
+            raise ValueError(f"{name_b} has the keys of {name_a} in another order: "
+                             f"{list(b)}; expected the order {list(a)}")
         raise ValueError(
             f"{name_b} must have the same keys as {name_a} in the same order; "
             f"missing {missing}, unexpected {extra}"
@@ -29,6 +32,20 @@ def check_same_structure(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray
         sa, sb = np.shape(a[k]), np.shape(b[k])
         if sa != sb:
             raise ValueError(f"{name_b}[{k!r}] has shape {sb}, but {name_a}[{k!r}] has shape {sa}")
+
+
+def check_floating(tree: Mapping[str, np.ndarray], name: str = "params") -> Tree:
+    """``tree`` as a dict of numpy arrays; ``TypeError`` unless it is a mapping of
+    floating-point arrays (the boundary check for parameters and gradients)."""
+    if not isinstance(tree, Mapping):
+        raise TypeError(f"{name} must be a dict of arrays, got {type(tree).__name__}")
+    out = {}
+    for k, v in tree.items():
+        a = np.asarray(v)
+        if a.dtype.kind != "f":
+            raise TypeError(f"{name}[{k!r}] must be a floating-point array, got dtype {a.dtype}")
+        out[k] = a
+    return out
 
 
 def map(fn: Callable[..., np.ndarray], tree: Mapping[str, np.ndarray],  # noqa: A001

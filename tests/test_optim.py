@@ -492,6 +492,22 @@ def test_state_from_another_optimizer_or_params_is_rejected():
         optim.OptState.from_arrays({"step": np.array(-1)})
     with pytest.raises(ValueError, match="slot:param"):
         optim.OptState.from_arrays({"step": np.array(0), "w": np.zeros(2)})
+    # A float64 state must not silently turn float32 parameters into float64 ones.
+    p32 = _params(np.float32)
+    state64 = optim.adam().init(params)
+    with pytest.raises(ValueError, match=r"state.slots\['m'\]\['w'\] has dtype float64"):
+        optim.adam().update(p32, _grads(p32), state64, 0.1)
+
+
+def test_grads_must_be_real_floats_in_the_same_key_order():
+    opt = optim.sgd()
+    params = _params()
+    state = opt.init(params)
+    grads = _grads(params)
+    with pytest.raises(TypeError, match=r"grads\['w'\].*complex"):
+        opt.update(params, {**grads, "w": grads["w"] + 1j}, state, 0.1)
+    with pytest.raises(ValueError, match="another order"):
+        opt.update(params, dict(reversed(list(grads.items()))), state, 0.1)
 
 
 def test_get_rejects_unknown_names_and_hyperparameters():
@@ -572,3 +588,51 @@ def test_adam_with_huge_eps_approaches_sgd(params, seed, etas, beta1, beta2):
     for k in p:
         np.testing.assert_allclose(p[k], q[k], rtol=0, atol=1e-6 * path + 1e-14)
     assert path > 1e-6   # the limit is not vacuous: the steps are not negligible
+
+
+# -------------------------------------------------------------- the demo command
+def test_demo_prints_the_rule_and_its_first_steps_by_hand(capsys):
+    from refplay import demo
+    from refplay.cli import main
+
+    # l(θ) = ½ θᵀ diag(3, 0.5) θ from θ_0 = (1, −1) at η = 0.1, SGD by hand:
+    # θ_1 = (1 − 0.3, −1 + 0.05) = (0.7, −0.95); θ_2 = (0.7 − 0.21, −0.95 + 0.0475)
+    (t0, th0), (t1, th1), (t2, th2) = demo.run("sgd", steps=2, lr=0.1)
+    assert (t0, t1, t2) == (0, 1, 2)
+    np.testing.assert_array_equal(th0, [1.0, -1.0])
+    np.testing.assert_allclose(th1, [0.7, -0.95], rtol=0, atol=1e-15)
+    np.testing.assert_allclose(th2, [0.49, -0.9025], rtol=0, atol=1e-15)
+
+    assert main(["demo", "--rule", "rmsprop", "--steps", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "refplay/optim.py: optim.rmsprop" in out
+    assert r"m_{t+1} &= \gamma m_t + \frac{\eta_t}{\sqrt{v_{t+1} + \epsilon}}" in out
+    # RMSProp's first step by hand (v_0 = 1, ρ = 0.9, γ = 0, ε = 1e-10): g = 3,
+    # v_1 = 0.9 + 0.1·9 = 1.8, θ_1 = 1 − 0.1·3/√(1.8 + 1e-10)
+    first = 1 - 0.1 * 3 / math.sqrt(1.8 + 1e-10)
+    assert f"θ_1 = [ {first:.12f}," in out and "θ_3" not in out
+
+    for flag, value in (("--steps", "-1"), ("--lr", "-0.1")):
+        assert main(["demo", flag, value]) == 2
+        err = capsys.readouterr()
+        assert err.out == ""                                  # validated before printing
+        assert f"{flag[2:]}={value}" in err.err or f"{flag[2:]}={float(value)}" in err.err
+
+
+def test_refplay_command_and_python_m_refplay_list_the_commands():
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    script = shutil.which("refplay")
+    assert script is not None, "the `refplay` console script is not installed (pip install -e .)"
+    for cmd in ([script, "--help"], [sys.executable, "-m", "refplay", "--help"]):
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        for command in ("demo", "oracle", "study"):
+            assert command in proc.stdout, (cmd, proc.stdout)
+    proc = subprocess.run([sys.executable, "-m", "refplay", "demo", "--rule", "sgd",
+                           "--steps", "1"], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0 and "θ_1 = [ 0.700000000000, -0.950000000000]" in proc.stdout

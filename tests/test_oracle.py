@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from refplay import optim
 from refplay.cli import main
 from refplay.oracle import compare, golden, lr_values, problems, standard_schedule, trajectory
-from refplay.oracle.frameworks import ROW_NAMES, eps_values, row_hparams
+from refplay.oracle.frameworks import FRAMEWORKS, ROW_NAMES, eps_values, row_hparams, rows
 
 PROBLEM_NAMES = list(problems.PROBLEMS)
 
@@ -289,6 +290,61 @@ def test_every_table_row_has_hparams_for_each_eps():
             rule, hp = row_hparams(name, eps)
             optim.get(rule, **hp)                    # valid for refplay
             assert ("eps" in hp) == (eps is not None)
+
+
+# ----------------------------------------------------------------- docs/oracle.md
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "oracle.md"
+_DOC_RULES = {"SGD": "sgd", "Momentum": "momentum", "Nesterov": "nesterov", "RMSProp": "rmsprop",
+              "Adam": "adam", "NAdam": "nadam", "Adam + L2": "adam+l2", "AdamW": "adamw"}
+_DOC_FRAMEWORKS = {"torch": "torch", "optax": "optax", "Keras 3": "keras"}
+
+
+def _markdown_table(text: str, heading: str) -> list[list[str]]:
+    """The first table after ``heading``: its rows (header first) as lists of cells."""
+    lines = text[text.index(heading):].splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    rows = []
+    for line in lines[first:]:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if not set("".join(cells)) <= set("- :"):             # skip the --- separator
+            rows.append(cells)
+    return rows
+
+
+def test_docs_table_is_the_tested_table():
+    """Every cell of docs/oracle.md's table states the verdict of the row that
+    tests/test_oracle_frameworks.py::test_table_cell runs, and every row is there."""
+    header, *body = _markdown_table(DOCS.read_text(), "## The table")
+    assert header[0] == "rule"
+    frameworks_in_doc = [_DOC_FRAMEWORKS[h] for h in header[1:]]
+    assert sorted(frameworks_in_doc) == sorted(FRAMEWORKS)
+    seen = set()
+    for cells in body:
+        label = cells[0].split(" (")[0]                         # "Adam + L2 (`...`)"
+        name = _DOC_RULES[label]
+        for fw, cell in zip(frameworks_in_doc, cells[1:]):
+            verdict = cell.replace("**", "").split(":")[0].strip()
+            row = next(r for r in rows(fw) if r.name == name)
+            assert verdict == row.verdict, f"docs say {fw} · {name}: {verdict!r}, " \
+                                           f"the tested row says {row.verdict!r}"
+            seen.add((fw, name))
+    assert seen == {(fw, name) for fw in FRAMEWORKS for name in ROW_NAMES}
+
+
+def test_docs_detail_every_cell():
+    """Each rule's section of docs/oracle.md has a line (configuration and measured
+    numbers) for each framework."""
+    text = DOCS.read_text()
+    sections = {"sgd": "### SGD", "momentum": "### Momentum", "nesterov": "### Nesterov",
+                "rmsprop": "### RMSProp", "adam": "### Adam", "nadam": "### NAdam"}
+    for name, heading in sections.items():
+        table = _markdown_table(text, heading)
+        assert {r[0] for r in table[1:] if r[0]} >= {"torch", "optax", "Keras"}, name
+    weight_decay = _markdown_table(text, "### Weight decay")
+    assert {(r[0], r[1]) for r in weight_decay[1:]} == {
+        (row, fw) for row in ("Adam + L2", "AdamW") for fw in ("torch", "optax", "Keras")}
 
 
 # ----------------------------------------------------------------------------- CLI

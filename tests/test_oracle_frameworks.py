@@ -39,6 +39,18 @@ def _row(framework, name):
 CELLS = [(fw, name) for fw in frameworks.FRAMEWORKS for name in frameworks.ROW_NAMES]
 
 
+def test_a_missing_framework_fails_under_ci_and_skips_locally(monkeypatch):
+    """The mechanism that makes every test below fail, not skip, in CI (``.ci/run``
+    sets REFPLAY_REQUIRE_OPTIONAL=1) when torch, jax, optax or Keras is missing."""
+    missing = "refplay_no_such_framework"
+    monkeypatch.setenv("REFPLAY_REQUIRE_OPTIONAL", "1")
+    with pytest.raises(pytest.fail.Exception, match="required under CI"):
+        optional_import(missing)
+    monkeypatch.delenv("REFPLAY_REQUIRE_OPTIONAL")
+    with pytest.raises(pytest.skip.Exception, match="not installed"):
+        optional_import(missing)
+
+
 @pytest.mark.parametrize("framework,name", CELLS, ids=[f"{f}-{n}" for f, n in CELLS])
 def test_table_cell(framework, name):
     _require(framework)
