@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 
 _ENV_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
              "BLIS_NUM_THREADS", "NUMBA_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
@@ -19,8 +20,13 @@ def set_thread_env(n: int = 1) -> None:
     """Set the thread-count environment variables (effective only before numpy/numba load).
 
     Use this at the top of a worker process or a benchmark script.
+    ``NUMBA_NUM_THREADS`` is left alone once Numba is imported: Numba re-reads
+    it at every compilation and refuses a value that differs from the thread
+    pool it already launched; :func:`pin_threads` limits Numba at run time.
     """
     for var in _ENV_VARS:
+        if var == "NUMBA_NUM_THREADS" and "numba" in sys.modules:
+            continue
         os.environ[var] = str(int(n))
 
 
