@@ -14,8 +14,8 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = (
-    "analysis", "clipping", "data", "nn", "optim", "oracle", "plots", "procedures",
-    "reproduce", "schedules", "search", "study", "train", "tree",
+    "clipping", "data", "nn", "optim", "oracle", "schedules", "search", "study", "threads",
+    "train", "tree",
 )
 
 __all__ = ["__version__", *_SUBMODULES]
