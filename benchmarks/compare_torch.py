@@ -8,7 +8,8 @@ A *training step* is forward, backward and an SGD update on one float32
 batch, for the same network on both sides:
 
 * refplay: ``model.loss_and_grads(params, state, batch)`` then
-  ``optim.sgd().update(params, grads, state, lr)`` -- the path a trial runs;
+  ``optim.sgd().update(params, grads, state, lr)`` -- the path a trial runs
+  (the batch carries unit per-example weights, as ``data.TrainBatches`` gives);
 * torch: ``opt.zero_grad(); F.cross_entropy(net(x), y).backward(); opt.step()``.
 
 Networks (issue 4): MLP 784-256-256-10 (batch 32, 128, 512); a 2-D CNN on
@@ -18,8 +19,8 @@ maxpool 2; dense 1568->10; batch 32, 128); the MNIST-1D paper's MLP and CNN
 (``refplay.threads.limited_threads`` + ``numba.set_num_threads`` for refplay,
 ``torch.set_num_threads`` for torch). Short rounds (~30 ms) of refplay and
 torch steps alternate, 40 times, and each side keeps its best round: on a
-shared machine both sides then get the same chances at a quiet moment. The ratio is ``refplay examples/s / torch examples/s`` (> 1: refplay is
-faster). GFLOP/s counts the multiply-adds of the dense and convolution layers
+shared machine both sides then get the same chances at a quiet moment. The
+ratio is ``refplay examples/s / torch examples/s`` (> 1: refplay is faster). GFLOP/s counts the multiply-adds of the dense and convolution layers
 (forward, weight gradient, and input gradient for all but the first layer).
 
 The process first calls ``refplay.threads.keep_freed_memory()`` so that
@@ -29,8 +30,11 @@ while torch's own allocator already caches its blocks.
 
 ``kernels`` compares each convolution and pooling layer (forward + backward)
 on the Numba kernels against the same layer on their plain-numpy twins
-(``impl="numpy"``), and each convolution against its direct definition
-(``reference.conv2d_direct``). ``startup`` times ``import refplay`` and a fresh process
+(``impl="numpy"``, the twins of ``refplay.nn.reference`` that the tests
+check the kernels against), and each convolution against its direct
+definition (``reference.conv2d_direct``). For a convolution it also times
+the kernel calls alone and the GEMMs both paths share: the GEMMs' share of
+the layer bounds the layer's speed-up (Amdahl), whatever the kernels do. ``startup`` times ``import refplay`` and a fresh process
 up to the end of its first training step with a warm Numba cache.
 """
 
@@ -47,7 +51,7 @@ import numpy as np
 from refplay import optim
 from refplay.data import Batch
 from refplay.nn import layers as L
-from refplay.nn import models, reference
+from refplay.nn import kernels, models, reference
 from refplay.threads import keep_freed_memory, limited_threads
 
 LR = 0.01
@@ -141,7 +145,8 @@ class RefplayStep:
         self.opt = optim.sgd()
         self.opt_state = self.opt.init(self.params)
         x = rng.standard_normal((batch_size, *input_shape(name)), dtype=np.float32)
-        self.batch = Batch(x, rng.integers(0, 10, batch_size), None)
+        # Unit weights, as refplay.data.TrainBatches gives them: the path run_trial takes.
+        self.batch = Batch(x, rng.integers(0, 10, batch_size), np.ones(batch_size))
 
     def __call__(self) -> float:
         loss, grads, self.state, _ = self.model.loss_and_grads(self.params, self.state, self.batch, None)
@@ -241,6 +246,8 @@ KERNEL_CASES = [
                                                   impl=impl), (128, 16, 14, 14), True),
     ("mnist1d conv_2 B=100", lambda impl: L.Conv1D(25, 25, 3, stride=2, padding=1, activation="relu", name="c",
                                                    impl=impl), (100, 25, 19), True),
+    ("mnist1d conv_3 B=100", lambda impl: L.Conv1D(25, 25, 3, stride=2, padding=1, activation="relu", name="c",
+                                                   impl=impl), (100, 25, 10), True),
     ("maxpool 2x2   B=32", lambda impl: L.MaxPool2D(2, impl=impl), (32, 16, 28, 28), True),
     ("avgpool 3x3/2 B=32", lambda impl: L.AvgPool2D(3, stride=2, padding=1, impl=impl), (32, 16, 28, 28), True),
 ]
@@ -258,11 +265,66 @@ def _direct_conv_step(layer, params, x, need_dx):
     return reference.conv2d_direct_backward(z * (z > 0), x, w, stride, pads)
 
 
+def _conv_pieces(layer, params, x, need_dx) -> dict:
+    """The two halves of a convolution layer's forward + backward, chunked as the layer chunks.
+
+    ``"shared"``: its GEMMs and the bias-gradient sum (numpy; the same on both
+    paths). ``"numba"`` / ``"numpy"``: its kernel calls (im2col, bias + ReLU
+    into NCHW, ReLU gradient into the GEMM layout, col2im) on
+    :mod:`refplay.nn.kernels` or on their twins in :mod:`refplay.nn.reference`.
+    """
+    w, b = params[f"{layer.name}/w"], params[f"{layer.name}/b"]
+    if isinstance(layer, L.Conv1D):
+        x, w = x[:, :, None, :], w[:, :, None, :]
+        (sh, sw), ((pt, pb), (pl, pr)) = (1, layer.stride[0]), ((0, 0), *layer._pads(x.shape[3:]))
+    else:
+        (sh, sw), ((pt, pb), (pl, pr)) = layer.stride, layer._pads(x.shape[2:])
+    x = np.ascontiguousarray(x)
+    n, c, c_out, (kh, kw) = x.shape[0], x.shape[1], w.shape[0], w.shape[2:]
+    oh = L.conv_output_size(x.shape[2], kh, sh, pt, pb)
+    ow = L.conv_output_size(x.shape[3], kw, sw, pl, pr)
+    geometry = (kh, kw, sh, sw, pt, pl, oh, ow)
+    w2 = w.reshape(c_out, -1)
+    chunks = []                              # per chunk: x, cols, y, z, dz, dcols, dx
+    for sl in L._batch_chunks(n, (c * kh * kw + c_out) * oh * ow * w.itemsize):
+        cols = kernels.im2col(x[sl], *geometry)
+        y = w2 @ cols
+        z = kernels.bias_act_to_nchw(y, b, True, np.empty((len(y[0]) // (oh * ow), c_out, oh * ow),
+                                                           w.dtype))
+        dz = kernels.relu_grad_to_cn(z, z, True)
+        chunks.append((x[sl], cols, y, z, dz, w2.T @ dz, np.empty_like(x[sl])))
+
+    def shared():
+        for _, cols, _, _, dz, _, _ in chunks:
+            w2 @ cols, (cols @ dz.T).T, dz.sum(axis=1)
+            if need_dx:
+                w2.T @ dz
+
+    def kernel_calls(k):
+        def run():
+            for xk, _, y, z, _, dcols, dx in chunks:
+                k.im2col(xk, *geometry)
+                k.bias_act_to_nchw(y, b, True, z)
+                k.relu_grad_to_cn(z, z, True)
+                if need_dx:
+                    k.col2im(dcols, dx, *geometry)
+        return run
+
+    return {"shared": shared, "numba": kernel_calls(kernels), "numpy": kernel_calls(reference)}
+
+
 def compare_kernels(rounds: int, round_s: float) -> None:
-    print("\n== Numba kernels vs numpy twins: layer forward + backward, float32, 1 thread ==")
-    print("   numpy twins = the same im2col/GEMM algorithm on reference.py's twins (impl='numpy');")
-    print("   direct = reference.conv2d_direct(_backward), the definition as one einsum per kernel offset")
-    print(f"{'layer':<22}{'numba ms':>10}{'twins ms':>10}{'speed-up':>10}{'direct ms':>11}{'speed-up':>10}")
+    print("\n== Numba kernels vs numpy twins, float32, 1 thread ==")
+    print("   layer: forward + backward of the layer on the Numba kernels vs on reference.py's twins")
+    print("          (impl='numpy': the same im2col/GEMM algorithm, the twins the tests check against);")
+    print("   kernels: the kernel calls alone (im2col, bias+ReLU, ReLU grad, col2im), chunked as in the layer;")
+    print("   GEMM: the GEMMs and bias sum both paths share, and their share of the Numba layer's time")
+    print("          (it bounds the layer speed-up: twins / GEMM);")
+    print("   direct: reference.conv2d_direct(_backward), the definition as one einsum per kernel offset")
+    print(f"{'':<22}{'---------- layer ----------':>30}{'--------- kernels ---------':>30}"
+          f"{'---- GEMM ----':>16}{'----- direct -----':>20}")
+    print(f"{'case':<22}{'numba ms':>10}{'twins ms':>10}{'speed-up':>10}{'numba ms':>10}{'twins ms':>10}"
+          f"{'speed-up':>10}{'ms':>8}{'share':>8}{'ms':>10}{'vs numba':>10}")
     with limited_threads(1):
         for label, make, shape, need_dx in KERNEL_CASES:
             rng = np.random.default_rng(0)
@@ -276,12 +338,21 @@ def compare_kernels(rounds: int, round_s: float) -> None:
                     out, cache = layer.forward(params, x, train=True)
                     return layer.backward(params, out, cache, need_dx=need_dx)
                 fns[impl] = step
-            if isinstance(layer, (L.Conv1D, L.Conv2D)):
+            is_conv = isinstance(layer, (L.Conv1D, L.Conv2D))
+            if is_conv:
                 fns["direct"] = lambda layer=layer, params=params: _direct_conv_step(layer, params, x, need_dx)
+                pieces = _conv_pieces(layer, params, x, need_dx)
+                fns.update({"shared": pieces["shared"], "k numba": pieces["numba"],
+                            "k numpy": pieces["numpy"]})
             t = best_times(fns, rounds, round_s)
-            direct = (f"{t['direct'] * 1e3:>11.3f}{t['direct'] / t['numba']:>9.1f}x" if "direct" in t else "")
-            print(f"{label:<22}{t['numba'] * 1e3:>10.3f}{t['numpy'] * 1e3:>10.3f}"
-                  f"{t['numpy'] / t['numba']:>9.1f}x{direct}", flush=True)
+            line = (f"{label:<22}{t['numba'] * 1e3:>10.3f}{t['numpy'] * 1e3:>10.3f}"
+                    f"{t['numpy'] / t['numba']:>9.1f}x")
+            if is_conv:
+                line += (f"{t['k numba'] * 1e3:>10.3f}{t['k numpy'] * 1e3:>10.3f}"
+                         f"{t['k numpy'] / t['k numba']:>9.1f}x{t['shared'] * 1e3:>8.3f}"
+                         f"{t['shared'] / t['numba']:>7.0%} {t['direct'] * 1e3:>10.3f}"
+                         f"{t['direct'] / t['numba']:>9.1f}x")
+            print(line, flush=True)
 
 
 _FIRST_STEP = """

@@ -50,9 +50,13 @@ GEOMETRIES = _geometries(0, 12)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("wide_batch", [False, True], ids=["rows", "batch_innermost"])
 @pytest.mark.parametrize("geom", GEOMETRIES)
-def test_im2col_col2im_match_twins(geom, dtype):
+def test_im2col_col2im_match_twins(geom, wide_batch, dtype):
+    # The kernels copy along output rows when N <= OW and along the batch when N > OW:
+    # run every geometry with a batch on each side of that line.
     n, c, h, w, kh, kw, sh, sw, pt, pl, oh, ow = geom
+    n = ow + 1 + n if wide_batch else min(n, ow)
     rng = np.random.default_rng(1)
     x = rng.standard_normal((n, c, h, w)).astype(dtype)
     cols = kernels.im2col(x, kh, kw, sh, sw, pt, pl, oh, ow)
@@ -64,6 +68,25 @@ def test_im2col_col2im_match_twins(geom, dtype):
     assert dx.dtype == dtype and dx.shape == x.shape
     ref = reference.col2im(g, np.empty_like(x), kh, kw, sh, sw, pt, pl, oh, ow)
     assert _rel(dx, ref) <= TOL[dtype]
+
+
+@pytest.mark.parametrize("geom", GEOMETRIES)
+def test_both_loop_orders_build_and_fold_the_same_columns(geom):
+    # im2col/col2im pick a loop order by shape; the two orders must agree bit for bit
+    # (the same copies; the same additions in the same kernel-offset order).
+    n, c, h, w, kh, kw, sh, sw, pt, pl, oh, ow = geom
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((n + 4, c, h, w))
+    rows = kernels._im2col_rows(x, kh, kw, sh, sw, pt, pl, oh, ow)
+    inner = np.full((c * kh * kw, n + 4, oh, ow), np.nan)
+    kernels._im2col_batch_innermost(x, inner, kh, kw, sh, sw, pt, pl)
+    np.testing.assert_array_equal(inner.reshape(rows.shape), rows)
+    g = rng.standard_normal(rows.shape)
+    dx_rows = np.zeros_like(x)
+    kernels._col2im_rows(g, dx_rows, kh, kw, sh, sw, pt, pl, oh, ow)
+    dx_inner = np.zeros_like(x)
+    kernels._col2im_batch_innermost(g.reshape(inner.shape), dx_inner, kh, kw, sh, sw, pt, pl)
+    np.testing.assert_array_equal(dx_inner, dx_rows)
 
 
 @pytest.mark.parametrize("geom", GEOMETRIES[:6])
@@ -102,6 +125,29 @@ def test_bias_and_relu_layout_kernels_match_twins(relu, dtype):
     dz = kernels.relu_grad_to_cn(dout, out, relu)
     assert dz.dtype == dtype and dz.shape == (c, n * p)
     np.testing.assert_array_equal(dz, reference.relu_grad_to_cn(dout, out, relu))   # exact: a masked copy
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("relu", [True, False])
+def test_dense_bias_and_relu_kernels_match_twins(relu, dtype):
+    rng = np.random.default_rng(8)
+    z = rng.standard_normal((6, 5)).astype(dtype)
+    b = rng.standard_normal(5).astype(dtype)
+    got = kernels.dense_bias_act(z.copy(), b, relu)
+    want = reference.dense_bias_act(z.copy(), b, relu)
+    assert got.dtype == dtype and _rel(got, want) <= TOL[dtype]
+    if relu:
+        assert (got >= 0).all() and (got == 0).any()
+    z_nan = z.copy()
+    z_nan[0, 0] = np.nan                                   # a diverging model must not look finite
+    assert np.isnan(kernels.dense_bias_act(z_nan, b, relu)[0, 0])
+
+    dout = rng.standard_normal(z.shape).astype(dtype)
+    dz, db = kernels.dense_relu_grad(dout, got, relu)
+    dz_ref, db_ref = reference.dense_relu_grad(dout, got, relu)
+    assert dz.dtype == dtype and db.dtype == np.float64
+    np.testing.assert_array_equal(dz, dz_ref)               # exact: a masked copy
+    assert _rel(db, db_ref) <= 1e-12                         # both accumulate in float64
 
 
 def _pool_geometries(seed: int, n: int):
@@ -152,15 +198,34 @@ def test_maxpool_picks_the_first_maximum_and_propagates_nan():
     assert np.isnan(out[0, 0, 0, 0])
 
 
-def test_importing_refplay_compiles_no_kernel():
-    # Import must stay cheap: kernels compile on first call, not at import.
-    code = ("import refplay, refplay.nn.layers as L, refplay.nn.kernels as k\n"
-            "names = [n for n in ('im2col', 'col2im', 'bias_act_to_nchw', 'relu_grad_to_cn',\n"
-            "         'maxpool2d_forward', 'maxpool2d_backward', 'avgpool2d_forward', 'avgpool2d_backward')]\n"
-            "compiled = [n for n in names if getattr(k, n).signatures]\n"
-            "print(compiled)\n")
+def test_importing_refplay_compiles_no_kernel_and_kernels_are_cached_and_serial():
+    # Import must stay cheap: kernels compile on first call, not at import; cache=True lets a
+    # second process load them from disk; none runs threads (DESIGN.md principle 4).
+    code = ("import numba, refplay, refplay.nn, refplay.nn.layers, refplay.nn.kernels as k\n"
+            "from numba.core.caching import NullCache\n"
+            "ks = {n: f for n, f in vars(k).items() if isinstance(f, numba.core.registry.CPUDispatcher)}\n"
+            "print(len(ks))\n"
+            "print(sorted(n for n, f in ks.items() if f.signatures))\n"
+            "print(sorted(n for n, f in ks.items() if isinstance(f._cache, NullCache)))\n"
+            "print(sorted(n for n, f in ks.items() if f.targetoptions.get('parallel')))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]", out.stdout + out.stderr
+    count, compiled, uncached, parallel = out.stdout.split("\n")[:4]
+    assert int(count) >= 20, out.stdout                      # the kernels were found
+    assert compiled == "[]", out.stdout + out.stderr
+    assert uncached == "[]" and parallel == "[]", out.stdout
+
+
+def test_every_public_kernel_has_a_numpy_twin_with_the_same_signature():
+    import inspect
+
+    import numba
+    public = [n for n, f in vars(kernels).items()
+              if isinstance(f, numba.core.registry.CPUDispatcher) and not n.startswith("_")]
+    for name in public:
+        twin = getattr(reference, name, None)
+        assert twin is not None, f"kernels.{name} has no twin in reference.py"
+        assert (list(inspect.signature(twin).parameters)
+                == list(inspect.signature(getattr(kernels, name).py_func).parameters)), name
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

@@ -73,10 +73,20 @@ def test_dense_gradients(activation):
     check_layer_gradients(L.Dense(i, o, name="dense_1", activation=activation), _x((n, i)))
 
 
-def test_dense_without_bias_gradients():
-    layer = L.Dense(5, 3, name="d", use_bias=False)
+@pytest.mark.parametrize("activation", L.ACTIVATIONS)
+def test_dense_without_bias_gradients(activation):
+    layer = L.Dense(5, 3, name="d", use_bias=False, activation=activation)
     assert list(layer.init(np.random.default_rng(0))) == ["d/w"]
     check_layer_gradients(layer, _x((4, 5)))
+
+
+@pytest.mark.parametrize("layer,shape", [
+    (L.Conv1D(2, 3, 3, stride=2, padding=1, activation="relu", name="c"), (7, 2, 9)),
+    (L.Conv2D(2, 3, (2, 3), stride=(1, 2), padding=(1, 0), activation="tanh", name="c"), (6, 2, 4, 7)),
+])
+def test_conv_gradients_with_a_batch_wider_than_the_output_rows(layer, shape):
+    # N > OW switches im2col/col2im to their batch-innermost loop order (as in MNIST-1D's CNN).
+    check_layer_gradients(layer, _x(shape, seed=4))
 
 
 def _conv_cases(seed: int, n: int, ndim: int):
@@ -118,6 +128,25 @@ def test_conv1d_gradients(case):
 ])
 def test_pool_gradients(cls, pool, stride, padding, shape):
     check_layer_gradients(cls(pool, stride=stride, padding=padding), _x(shape, seed=3))
+
+
+def _pool_cases(seed: int, n: int):
+    """Random pools: kind, 1-D or 2-D, window, stride, padding (at most half the window), shape."""
+    rng = np.random.default_rng(seed)
+    classes = [L.MaxPool2D, L.AvgPool2D, L.MaxPool1D, L.AvgPool1D]
+    cases = []
+    for t in range(n):
+        cls = classes[t % 4]
+        k = int(rng.integers(1, 4))
+        stride, pad = int(rng.integers(1, 4)), int(rng.integers(0, k // 2 + 1))
+        spatial = tuple(int(v) for v in rng.integers(k, 9, size=2 if cls._ndim == 2 else 1))
+        cases.append((cls, k, stride, pad, (int(rng.integers(1, 4)), int(rng.integers(1, 4)), *spatial)))
+    return cases
+
+
+@pytest.mark.parametrize("cls,pool,stride,padding,shape", _pool_cases(13, 8))
+def test_pool_gradients_on_random_shapes(cls, pool, stride, padding, shape):
+    check_layer_gradients(cls(pool, stride=stride, padding=padding), _x(shape, seed=5))
 
 
 @pytest.mark.parametrize("activation", L.ACTIVATIONS)

@@ -62,12 +62,15 @@ def test_dense_matches_torch_linear(torch, activation):
              lambda x, w, b: act(torch.nn.functional.linear(x, w.T, b)))
 
 
+# Batch 2 is narrower than every output row here (im2col copies rows); batch 9 is wider
+# (im2col copies along the batch): both loop orders of the kernels meet torch.
+@pytest.mark.parametrize("batch", [2, 9])
 @pytest.mark.parametrize("stride,padding", [(1, 0), (1, 1), (2, 0), (2, 1), ((2, 1), (1, 2)), (1, "same")])
 @pytest.mark.parametrize("activation", ["identity", "relu"])
-def test_conv2d_matches_torch(torch, stride, padding, activation):
+def test_conv2d_matches_torch(torch, stride, padding, activation, batch):
     act = _act(torch, activation)
     layer = L.Conv2D(3, 4, 3, stride=stride, padding=padding, activation=activation, name="c")
-    _compare(torch, layer, _x((2, 3, 9, 8)),
+    _compare(torch, layer, _x((batch, 3, 9, 8)),
              lambda x, w, b: act(torch.nn.functional.conv2d(x, w, b, stride=stride, padding=padding)))
 
 
@@ -87,10 +90,11 @@ def test_conv2d_same_with_stride_matches_torch_with_explicit_asymmetric_padding(
              lambda x, w, b: F.conv2d(F.pad(x, (pl, pr, pt, pb)), w, b, stride=2))
 
 
+@pytest.mark.parametrize("batch", [3, 21])
 @pytest.mark.parametrize("k,stride,padding", [(5, 2, 1), (3, 2, 1), (3, 1, "same"), (4, 3, 0)])
-def test_conv1d_matches_torch(torch, k, stride, padding):
+def test_conv1d_matches_torch(torch, k, stride, padding, batch):
     layer = L.Conv1D(2, 5, k, stride=stride, padding=padding, activation="relu", name="c")
-    _compare(torch, layer, _x((3, 2, 19)),
+    _compare(torch, layer, _x((batch, 2, 19)),
              lambda x, w, b: torch.relu(torch.nn.functional.conv1d(x, w, b, stride=stride, padding=padding)))
 
 

@@ -40,9 +40,10 @@ def normalized_weights(weights, batch_size: int) -> np.ndarray:
     if w.shape != (batch_size,):
         raise ValueError(f"weights must have shape ({batch_size},) (one per example), "
                          f"got {w.shape}")
-    if not np.all(np.isfinite(w)) or np.any(w < 0):
-        raise ValueError("weights must be finite and >= 0")
     total = w.sum()
+    smallest = w.min() if w.size else 0.0
+    if not (np.isfinite(total) and smallest >= 0):      # a NaN or an inf makes the sum non-finite
+        raise ValueError(f"weights must be finite and >= 0, got min {smallest}, sum {total}")
     if total <= 0:
         raise ValueError("weights sum to 0: a batch made only of padding has no loss")
     return w / total

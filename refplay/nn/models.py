@@ -185,7 +185,7 @@ class Model:
 
 def _mask(weights: np.ndarray | None) -> np.ndarray | None:
     """The batch-norm mask: None when every example is real (the common, fast case)."""
-    if weights is None or np.all(weights > 0):
+    if weights is None or (weights.size and weights.min() > 0):
         return None
     return weights > 0
 

@@ -68,6 +68,20 @@ def relu_grad_to_cn(dout, a, relu):
     return np.ascontiguousarray(dz.transpose(1, 0, 2).reshape(dout.shape[1], -1))
 
 
+def dense_bias_act(z, b, relu):
+    """Twin of :func:`refplay.nn.kernels.dense_bias_act` (in place)."""
+    z += b
+    if relu:
+        np.maximum(z, 0, out=z)
+    return z
+
+
+def dense_relu_grad(dout, a, relu):
+    """Twin of :func:`refplay.nn.kernels.dense_relu_grad`."""
+    dz = dout * (a > 0) if relu else dout.copy()
+    return dz, dz.sum(axis=0, dtype=np.float64)
+
+
 def conv2d_direct(x, w, b, stride, padding):
     r"""The convolution straight from its definition (no im2col): the layer's independent oracle.
 
