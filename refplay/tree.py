@@ -28,8 +28,11 @@ def check_same_structure(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray
             f"{name_b} must have the same keys as {name_a} in the same order; "
             f"missing {missing}, unexpected {extra}"
         )
-    for k in a:
-        sa, sb = np.shape(a[k]), np.shape(b[k])
+    for k, x in a.items():
+        y = b[k]
+        # ndarray.shape directly: this check runs on every optimizer step.
+        sa = x.shape if isinstance(x, np.ndarray) else np.shape(x)
+        sb = y.shape if isinstance(y, np.ndarray) else np.shape(y)
         if sa != sb:
             raise ValueError(f"{name_b}[{k!r}] has shape {sb}, but {name_a}[{k!r}] has shape {sa}")
 
