@@ -3,13 +3,17 @@ bitwise the same study as a serial run."""
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import time
 
+import numpy as np
 import pytest
 
 from refplay import search, study
 from refplay.study import Store, StudySpec
 from refplay.study.synthetic import LinearRegressionTrial
+from refplay.train.result import TrialResult
 from tests.helpers import optional_import
 
 FAST = LinearRegressionTrial(max_train_steps=60, eval_every=10)
@@ -44,14 +48,23 @@ def toy_spec(name="dask_toy") -> StudySpec:
 def test_dask_records_equal_serial(client, tmp_path):
     spec = toy_spec()
     study.run(spec, store=tmp_path / "serial", trial_fn=FAST, workers=0, progress=False)
-    status = study.run(spec, store=tmp_path / "dask", trial_fn=FAST, progress=False,
+    # The same computation, 0.1 s longer, so that both workers get trials.
+    paced = dataclasses.replace(FAST, sleep_seconds=0.1)
+    status = study.run(spec, store=tmp_path / "dask", trial_fn=paced, progress=False,
                        executor=client.get_executor(pure=False))
     assert status.done == 12
     with Store(tmp_path / "serial", readonly=True) as a, \
             Store(tmp_path / "dask", readonly=True) as b:
         assert b.records(spec.name) == a.records(spec.name)
         workers = {t.worker for t in b.trials(spec.name)}
-    assert len(workers) >= 1 and all(":" in w for w in workers)
+        complete = b.status(spec.name).counts["complete"]
+    # Both worker processes ran trials, none of them in this process.
+    assert len(workers) == 2 and f":{os.getpid()}" not in "".join(workers)
+    assert 0 < complete < 12          # infeasible trials are among the records compared
+    for i in range(12):               # the per-step gradient norms too
+        sa = TrialResult.load(tmp_path / "serial" / spec.name / "trials" / f"{i:05d}")
+        sb = TrialResult.load(tmp_path / "dask" / spec.name / "trials" / f"{i:05d}")
+        assert np.array_equal(sa.grad_norms, sb.grad_norms)
 
 
 def test_default_workload_trials_on_dask_equal_serial(client, tmp_path):

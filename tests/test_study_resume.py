@@ -4,6 +4,7 @@ cleanly; readers see consistent snapshots while a study runs."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -131,13 +132,51 @@ def test_sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run(tmp_p
     assert status.counts["infeasible"] >= 1     # the records compared include infeasible ones
 
 
+def running_members(pgid: int) -> list[int]:
+    """Processes of group ``pgid`` that are still running (exited-but-unreaped ones excluded)."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:           # exited while we looked
+            continue
+        state, group = fields[0], int(fields[2])
+        if group == pgid and state not in ("Z", "X"):
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+def test_pool_workers_exit_when_the_driver_is_sigkilled(tmp_path):
+    """Only the driver is killed (kill -9 PID, the OOM killer): its workers must not live on,
+    running trials into the folders of a resumed study and then idling forever."""
+    spec = synthetic_spec("orphans", num_trials=4, high_lr=1e-2)
+    spec_path = tmp_path / "orphans.json"
+    spec_path.write_text(spec.to_json())
+    proc = launch_driver(spec_path, tmp_path / "ws", {**TRIAL, "sleep_seconds": 60}, workers=2)
+    try:
+        # The driver, multiprocessing's resource tracker and fork server, and the two workers.
+        wait_until(lambda: len(running_members(proc.pid)) >= 5, proc)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()              # not communicate(): orphaned workers would hold its pipes open
+        for _ in range(2000):    # the workers are inside 60-second trials: they must not finish
+            if not running_members(proc.pid):
+                break
+            time.sleep(0.01)
+        assert running_members(proc.pid) == []
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.stdout.close()
+        proc.stderr.close()
+
+
 def test_ctrl_c_stops_a_pooled_run_cleanly_and_resume_finishes_it(tmp_path):
     spec_text = f"""
 name = "interrupted"
 workload = "spirals_mlp"
-num_trials = 10
-max_train_steps = 200
-eval_every = 50
+num_trials = 8
+max_train_steps = 100
+eval_every = 25
 metric = "validation/error_rate"
 [search_space.optimizer]
 type = "fixed"
@@ -168,13 +207,13 @@ scale = "log"
     assert group_gone(proc.pid)
     with Store(ws, readonly=True) as store:
         n = store.status("interrupted").done
-    assert 2 <= n < 10
+    assert 2 <= n < 8
 
     proc = launch([*cli, "resume", "interrupted", "--workers", "2", "--workspace", str(ws),
                    "--quiet"])
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
-    assert "10/10 recorded (complete 10" in out
+    assert "8/8 recorded (complete 8" in out
     reference = tmp_path / "reference"
     study.run(StudySpec.load(spec_path), store=reference, workers=0, progress=False)
     with Store(reference, readonly=True) as a, Store(ws, readonly=True) as b:

@@ -5,6 +5,7 @@ function, and the ``refplay study`` commands."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import math
 import os
@@ -141,7 +142,9 @@ def test_spreadsheet_row(serial_run):
 
 def test_process_pool_records_equal_serial(serial_run, tmp_path):
     spec, ws, _ = serial_run
-    status = study.run(spec, store=tmp_path, trial_fn=FAST, workers=2, progress=False)
+    # The same computation, 0.1 s longer: a worker that starts late still gets trials.
+    paced = dataclasses.replace(FAST, sleep_seconds=0.1)
+    status = study.run(spec, store=tmp_path, trial_fn=paced, workers=2, progress=False)
     assert status.done == 16
     with Store(ws, readonly=True) as a, Store(tmp_path, readonly=True) as b:
         assert a.records(spec.name) == b.records(spec.name)
@@ -216,6 +219,49 @@ def test_ctrl_c_keeps_finished_trials_and_resume_runs_exactly_the_rest(serial_ru
         assert a.records(spec.name) == b.records(spec.name)
 
 
+class _FakePool:
+    """Stands in for a ProcessPoolExecutor in the tests of ``_stop_pool``."""
+
+    def __init__(self, processes=None, public=False):
+        self.calls = []
+        if processes is not None:
+            self._processes = processes
+        if public:
+            self.terminate_workers = lambda: self.calls.append("terminate_workers")
+
+    def shutdown(self, wait=True, *, cancel_futures=False):
+        self.calls.append(("shutdown", wait, cancel_futures))
+
+
+class _FakeProcess:
+    def __init__(self, calls):
+        self.calls = calls
+
+    def terminate(self):
+        self.calls.append("terminate")
+
+    def join(self, timeout=None):
+        self.calls.append("join")
+
+
+def test_stop_pool_prefers_the_public_method_and_guards_the_private_table():
+    from refplay.study.runner import _stop_pool
+    # Python >= 3.14: the public terminate_workers(), and nothing private.
+    pool = _FakePool(processes={1: "must not be touched"}, public=True)
+    _stop_pool(pool)
+    assert pool.calls == ["terminate_workers"]
+    # Python < 3.14: cancel what has not started, then terminate the running workers.
+    pool = _FakePool(processes={})
+    pool._processes.update({1: _FakeProcess(pool.calls), 2: _FakeProcess(pool.calls)})
+    _stop_pool(pool)
+    assert pool.calls == [("shutdown", False, True), "terminate", "terminate", "join", "join"]
+    # A Python without the private table: still shut down, no error.
+    for table in (None, "unexpected"):
+        pool = _FakePool(processes=table)
+        _stop_pool(pool)
+        assert pool.calls == [("shutdown", False, True)]
+
+
 def test_run_argument_errors(tmp_path):
     spec = halton_spec(num_trials=2)
     with pytest.raises(ValueError, match="has no workload; pass trial_fn"):
@@ -267,6 +313,48 @@ def test_default_trial_function_runs_train_run_trial_with_checkpoints(tmp_path):
         trial_dir = tmp_path / spec.name / "trials" / f"{trial.index:05d}"
         assert any((trial_dir / "checkpoints").iterdir())
         assert TrialResult.load(trial_dir).same_computation(direct)
+
+
+def test_an_interrupted_trial_continues_from_its_checkpoint(tmp_path, monkeypatch):
+    """Ctrl-C in the middle of trial 1; on resume trial 1 starts from its latest checkpoint
+    (not from step 0) and the study's records equal an uninterrupted run's."""
+    from refplay.train.checkpoints import CheckpointStore
+    spec = spirals_spec(name="cont", max_train_steps=40, eval_every=10)
+    study.run(spec, store=tmp_path / "reference", workers=0, progress=False)
+
+    ws = tmp_path / "ws"
+    trial_1 = ws / "cont" / "trials" / "00001" / "checkpoints"
+    real_save, real_load = CheckpointStore.save, CheckpointStore.load_latest
+
+    def save_then_ctrl_c(self, step, arrays, history):
+        paths = real_save(self, step, arrays, history)
+        if self.directory == trial_1 and step == 20:
+            raise KeyboardInterrupt
+        return paths
+
+    monkeypatch.setattr(CheckpointStore, "save", save_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        study.run(spec, store=ws, workers=0, progress=False)
+    monkeypatch.setattr(CheckpointStore, "save", real_save)
+    with Store(ws, readonly=True) as store:
+        assert store.status("cont").recorded == [0]
+
+    started_from: dict = {}
+
+    def spying_load(self):
+        arrays = real_load(self)
+        started_from[self.directory.parent.name] = None if arrays is None else int(arrays["step"])
+        return arrays
+
+    monkeypatch.setattr(CheckpointStore, "load_latest", spying_load)
+    status = study.run(spec, store=ws, workers=0, progress=False)
+    assert started_from == {"00001": 20, "00002": None}     # trial 0 was not run again
+    assert status.done == 3
+    with Store(tmp_path / "reference", readonly=True) as a, Store(ws, readonly=True) as b:
+        assert b.records("cont") == a.records("cont")
+    resumed = TrialResult.load(ws / "cont" / "trials" / "00001")
+    reference = TrialResult.load(tmp_path / "reference" / "cont" / "trials" / "00001")
+    assert np.array_equal(resumed.grad_norms, reference.grad_norms)
 
 
 def test_invalid_trial_configs_fail_before_the_study_is_recorded(tmp_path):
@@ -323,8 +411,10 @@ def test_study_commands(tmp_path, capsys):
     assert f"best validation/error_rate (min): {row.best_value:.6g}" in status_out
     assert (tmp_path / "ws" / row.spec_copy).read_text() == SPEC_TOML   # the stored copy
     assert row.spec_source == str(spec_path.resolve())
-    assert row.command == (f"refplay study run {spec_path.resolve()} --workspace "
-                           f"{(tmp_path / 'ws').resolve()}")
+    # The reproduction command runs the stored copy, which outlives edits to the original.
+    copy = (tmp_path / "ws" / "cli_spirals" / "spec.toml").resolve()
+    assert row.spec_copy == "cli_spirals/spec.toml"
+    assert row.command == f"refplay study run {copy} --workspace {(tmp_path / 'ws').resolve()}"
 
     assert refplay_main(["study", "list", "--workspace", ws]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -359,6 +449,30 @@ def test_study_commands(tmp_path, capsys):
     bad.write_text(SPEC_TOML.replace("num_trials = 3", "num_trials = 0"))
     assert refplay_main(["study", "run", str(bad), "--workspace", ws]) == 2
     assert "num_trials=0 is out of range" in capsys.readouterr().err
+    # A config the workload rejects fails before a database is created (nothing left behind).
+    typo = tmp_path / "typo.toml"
+    typo.write_text(SPEC_TOML.replace("search_space.width", "search_space.widht"))
+    fresh = tmp_path / "fresh"
+    assert refplay_main(["study", "run", str(typo), "--workspace", str(fresh)]) == 2
+    assert "unknown trial config key 'widht'" in capsys.readouterr().err
+    assert not fresh.exists()
+    assert refplay_main(["study", "run", str(spec_path), "--workspace", str(fresh),
+                         "--dask-workers", "2"]) == 2
+    assert "--dask-workers goes with --dask local" in capsys.readouterr().err
+    assert not fresh.exists()
+
+
+def test_commands_on_a_study_with_a_custom_trial_function(tmp_path, capsys):
+    spec = halton_spec(name="custom", num_trials=2)
+    study.run(spec, store=tmp_path, trial_fn=FAST, workers=0)
+    assert refplay_main(["study", "status", "custom", "--workspace", str(tmp_path)]) == 0
+    assert "2/2 recorded" in capsys.readouterr().out
+    # The command line runs workloads only; it says how to run this study instead.
+    spec_file = tmp_path / "custom.json"
+    spec_file.write_text(spec.to_json())
+    for argv in (["resume", "custom"], ["run", str(spec_file)]):
+        assert refplay_main(["study", *argv, "--workspace", str(tmp_path)]) == 2
+        assert "trial_fn=" in capsys.readouterr().err
 
 
 def test_one_driver_per_study(tmp_path):

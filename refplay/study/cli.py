@@ -11,15 +11,17 @@
 ``--dask ADDRESS`` sends trials to the Dask scheduler at ADDRESS (e.g.
 ``tcp://10.0.0.5:8786``; its workers need refplay installed and must see the
 workspace directory); ``--dask local`` starts a ``LocalCluster`` with
-``--workers`` single-threaded worker processes.
+``--dask-workers`` single-threaded worker processes (default: one per CPU).
+
+The reproduction command recorded for a study is ``refplay study run`` on the
+*stored copy* of its spec (``WORKSPACE/NAME/spec.toml`` or ``.json``), which keeps working
+after the original spec file is edited for the next round.
 """
 
 from __future__ import annotations
 
-import os
 import shlex
 import sys
-from pathlib import Path
 
 DEFAULT_WORKSPACE = "refplay-workspace"
 
@@ -73,34 +75,35 @@ def register(sub) -> None:
 # ------------------------------------------------------------------ run / resume
 def _run(args) -> int:
     from refplay.study.spec import StudySpec
-    spec = StudySpec.load(args.spec)
-    command = shlex.join(["refplay", "study", "run", str(Path(args.spec).resolve()),
-                          "--workspace", str(Path(args.workspace).resolve())])
-    return _run_spec(spec, args, command)
+    return _run_spec(StudySpec.load(args.spec), args)
 
 
 def _resume(args) -> int:
     from refplay.study.store import Store
     with Store(args.workspace, readonly=True) as store:
         spec = store.get_spec(args.name)
-        command = store.require_study(args.name).command
-    if spec.workload is None:
-        raise ValueError(f"study {args.name!r} runs a custom trial function; resume it from "
-                         f"Python with refplay.study.run(spec, store=..., trial_fn=...)")
-    return _run_spec(spec, args, command)
+    return _run_spec(spec, args)
 
 
-def _run_spec(spec, args, command: str) -> int:
+def _run_spec(spec, args) -> int:
     from refplay.study import runner
     from refplay.study.store import Store
     progress = False if args.quiet else None
     if args.dask_workers is not None and args.dask != "local":
         raise ValueError("--dask-workers goes with --dask local")
+    # Every check that can fail comes before the database is created and a
+    # cluster started: a typo in the spec leaves nothing behind.
+    if spec.workload is None:
+        raise ValueError(f"study {spec.name!r} runs a custom trial function (no workload); run "
+                         f"or resume it from Python with refplay.study.run(spec, store=..., "
+                         f"trial_fn=...)")
+    runner.WorkloadTrial.from_spec(spec).check_configs(spec.sampled_configs)
     try:
         with Store(args.workspace) as store, _dask_executor(args) as executor:
+            # command=None: the runner records `refplay study run` on the stored copy.
             status = runner.run(spec, store=store, executor=executor,
                                 workers=None if executor is not None else args.workers,
-                                time_limit=args.time_limit, progress=progress, command=command)
+                                time_limit=args.time_limit, progress=progress)
     except KeyboardInterrupt:
         print(f"\ninterrupted: finished trials are recorded; continue with\n"
               f"  refplay study resume {spec.name} --workspace {shlex.quote(args.workspace)}",
@@ -129,13 +132,20 @@ class _DaskExecutor:
             import distributed
         except ImportError:
             raise ValueError("--dask needs dask.distributed: pip install 'refplay[dask]'") from None
+        from refplay.study.runner import _available_cpus
+        if n_workers is not None and n_workers < 1:
+            raise ValueError(f"--dask-workers={n_workers} is not allowed: use 1 or more")
         self._cluster = None
         if address == "local":
-            n = n_workers or len(os.sched_getaffinity(0))
-            self._cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1,
-                                                     processes=True)
+            self._cluster = distributed.LocalCluster(n_workers=n_workers or _available_cpus(),
+                                                     threads_per_worker=1, processes=True)
             address = self._cluster.scheduler_address
-        self._client = distributed.Client(address)
+        try:
+            self._client = distributed.Client(address)
+        except BaseException:
+            if self._cluster is not None:
+                self._cluster.close()
+            raise
 
     def __enter__(self):
         return self._client.get_executor(pure=False)

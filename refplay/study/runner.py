@@ -8,8 +8,9 @@ runner
    time; the rest after a crash or Ctrl-C),
 3. submits those trials to a ``concurrent.futures.Executor`` — in-process
    serial (``workers=0``), a local process pool (the default; one BLAS/Numba
-   thread per worker), or any executor the caller passes, e.g. a Dask
-   cluster's ``distributed.Client(address).get_executor(pure=False)``,
+   thread per worker; workers exit if the driver is killed), or any executor
+   the caller passes, e.g. a Dask cluster's
+   ``distributed.Client(address).get_executor(pure=False)``,
 4. records each result as it completes. The driver is the only process that
    writes the store; a trial is recorded in one transaction, so a study killed
    at any moment loses at most the trials that were running, and resuming runs
@@ -38,6 +39,7 @@ import json
 import math
 import multiprocessing
 import os
+import select
 import shlex
 import signal
 import socket
@@ -169,13 +171,56 @@ class _Outcome:
     worker: str
 
 
-def _init_worker() -> None:
-    """Process-pool initializer: one BLAS/Numba thread; Ctrl-C is the driver's to handle."""
+def _init_worker(driver_pid: int | None = None) -> None:
+    """Process-pool initializer: one BLAS/Numba thread; Ctrl-C is the driver's to handle.
+
+    With ``driver_pid``, the worker also exits as soon as the driver process
+    is gone (see :func:`_exit_with_the_driver`).
+    """
     threads.set_thread_env(1)
     threads.pin_threads(1)
+    threads.keep_freed_memory()   # a worker reuses its step buffers: no page faults per step
     # The terminal sends SIGINT to the whole process group; the driver decides
     # what happens (it stops the pool), so workers ignore it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if driver_pid is not None:
+        threading.Thread(target=_exit_with_the_driver, args=(driver_pid,), daemon=True,
+                         name="refplay-driver-watch").start()
+
+
+def _exit_with_the_driver(driver_pid: int) -> None:
+    """Watch the driver from a worker; end the worker when the driver is gone.
+
+    A process-pool worker does not notice that its driver was SIGKILLed (or
+    killed by the out-of-memory killer): it finishes its trial, writing
+    checkpoints into the trial folder that the resumed study is using for
+    the same trial, then waits forever for more work. So each worker watches
+    the driver and exits with it; the trial it was running has no record and
+    is run again on resume, from its latest checkpoint.
+
+    Linux's ``pidfd_open`` wakes the watcher the moment the driver exits;
+    elsewhere the driver's pid is polled once a second.
+    """
+    try:
+        pidfd = os.pidfd_open(driver_pid)
+    except (AttributeError, OSError):      # not Linux >= 5.3, or the driver is already gone
+        pidfd = None
+    if pidfd is not None:
+        select.select([pidfd], [], [])     # readable once the driver has exited
+    else:
+        while _process_exists(driver_pid):
+            time.sleep(1.0)
+    os._exit(1)
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)                    # signal 0: only checks that the pid exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:                # exists, owned by someone else
+        return True
+    return True
 
 
 def _run_task(trial_fn: TrialFunction, task: _Task) -> _Outcome:
@@ -420,7 +465,7 @@ def _run_trials(spec, store, trials, trial_fn, executor, workers, time_limit, sh
         else:
             executor = ProcessPoolExecutor(
                 max_workers=min(workers, len(trials)), initializer=_init_worker,
-                mp_context=_forkserver_context())
+                initargs=(os.getpid(),), mp_context=_forkserver_context())
     serial = isinstance(executor, SerialExecutor)
     tasks = [_Task(t.index, t.config, t.seed, str(store.trial_dir(spec.name, t.index)),
                    time_limit, pin_threads=not owned) for t in trials]
@@ -560,11 +605,27 @@ def _serial_thread_limits() -> Iterator[None]:
 
 
 def _stop_pool(executor: ProcessPoolExecutor) -> None:
-    """Stop a process pool now: cancel queued trials and terminate running ones."""
-    # Python 3.11 has no public way to stop running workers (3.14 adds
-    # terminate_workers()); the pool's process table is the documented-in-code
-    # attribute ``_processes``. Abandoned trials are re-run on resume.
-    processes = list((getattr(executor, "_processes", None) or {}).values())
+    """Stop a process pool now: cancel queued trials and terminate running ones.
+
+    The abandoned trials have no record, so resuming runs them again (from
+    their latest checkpoints, if the trial function keeps any).
+
+    Python >= 3.14 has a public way to do this,
+    ``ProcessPoolExecutor.terminate_workers()``, used when present. Before
+    3.14, ``shutdown(cancel_futures=True)`` cancels only trials that have not
+    started and leaves running ones to finish, so we terminate the worker
+    processes listed in the pool's private ``_processes`` table (a dict
+    ``pid -> multiprocessing.Process`` in CPython 3.8-3.13). The access is
+    guarded: should that table be missing, the pool is only shut down, and
+    the running trials finish (unrecorded) before the driver exits -- slower
+    to stop, but nothing is lost or recorded twice.
+    """
+    terminate_workers = getattr(executor, "terminate_workers", None)
+    if callable(terminate_workers):
+        terminate_workers()
+        return
+    table = getattr(executor, "_processes", None)
+    processes = list(table.values()) if isinstance(table, dict) else []
     executor.shutdown(wait=False, cancel_futures=True)
     for p in processes:
         with contextlib.suppress(Exception):
