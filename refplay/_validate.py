@@ -3,6 +3,7 @@ and what is allowed (DESIGN.md: "Fail loudly at the boundary")."""
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 
@@ -46,3 +47,16 @@ def one_of(name: str, value, allowed) -> object:
     if value not in allowed:
         raise ValueError(f"{name}={value!r} is not allowed; choose one of {sorted(map(str, allowed))}")
     return value
+
+
+def known_hparams(kind: str, name: str, factory, hparams, also_allowed=()) -> None:
+    """Raise ``ValueError`` if ``hparams`` has a key that ``factory`` does not take.
+
+    Used by the by-name builders (``optim.get``, ``schedules.get``): a typo in a
+    hyperparameter name is an error, never silently ignored.
+    """
+    allowed = [*inspect.signature(factory).parameters, *also_allowed]
+    unknown = sorted(set(hparams) - set(allowed))
+    if unknown:
+        raise ValueError(f"unknown hyperparameter(s) {unknown} for {kind} {name!r}; "
+                         f"allowed {allowed}")

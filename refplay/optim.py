@@ -42,7 +42,6 @@ Weight decay is not part of the playbook's rules; it is opt-in and explicit:
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -377,10 +376,5 @@ def get(name: str, **hparams) -> Optimizer:
     if not isinstance(name, str):
         raise TypeError(f"optimizer name must be a string, got {name!r}")
     _validate.one_of("optimizer", name, RULES)
-    factory = RULES[name]
-    allowed = list(inspect.signature(factory).parameters)
-    unknown = sorted(set(hparams) - set(allowed))
-    if unknown:
-        raise ValueError(f"unknown hyperparameter(s) {unknown} for optimizer {name!r}; "
-                         f"allowed {allowed}")
-    return factory(**hparams)
+    _validate.known_hparams("optimizer", name, RULES[name], hparams)
+    return RULES[name](**hparams)

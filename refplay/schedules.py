@@ -23,7 +23,6 @@ them. The playbook's round-2 advice for compute-bound training is
 
 from __future__ import annotations
 
-import inspect
 import math
 import numbers
 from dataclasses import dataclass
@@ -369,12 +368,7 @@ def get(name: str, *, warmup_steps: int = 0, **hparams) -> Schedule:
     if not isinstance(name, str):
         raise TypeError(f"schedule name must be a string, got {name!r}")
     _validate.one_of("schedule", name, SCHEDULES)
-    factory = SCHEDULES[name]
-    allowed = list(inspect.signature(factory).parameters)
-    unknown = sorted(set(hparams) - set(allowed))
-    if unknown:
-        raise ValueError(f"unknown hyperparameter(s) {unknown} for schedule {name!r}; "
-                         f"allowed {allowed + ['warmup_steps']}")
-    schedule = factory(**hparams)
+    _validate.known_hparams("schedule", name, SCHEDULES[name], hparams, also_allowed=["warmup_steps"])
+    schedule = SCHEDULES[name](**hparams)
     warmup_steps = _validate.integer("warmup_steps", warmup_steps, low=0)
     return Warmup(schedule, warmup_steps) if warmup_steps else schedule

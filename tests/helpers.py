@@ -20,3 +20,28 @@ def optional_import(name: str):
         if os.environ.get("REFPLAY_REQUIRE_OPTIONAL") == "1":
             pytest.fail(f"optional package {name!r} is required under CI but missing: {exc}")
         pytest.skip(f"optional package {name!r} not installed")
+
+
+def numeric_grad(f, x, h: float = 1e-6):
+    """Centered finite differences of the scalar ``f(x)`` with respect to ``x`` (float64).
+
+    ``x`` is perturbed in place, one coordinate at a time, and restored.
+    """
+    import numpy as np
+    g = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        old = x[i]
+        x[i] = old + h
+        fp = f(x)
+        x[i] = old - h
+        fm = f(x)
+        x[i] = old
+        g[i] = (fp - fm) / (2 * h)
+    return g
+
+
+def rel_error(a, b) -> float:
+    """``‖a − b‖ / max(‖a‖, ‖b‖)``: the relative error of a gradient check."""
+    import numpy as np
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(a), np.linalg.norm(b), 1e-300))

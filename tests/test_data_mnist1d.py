@@ -16,14 +16,13 @@ KEYS = ("x", "y", "x_test", "y_test", "t")
 
 def _reference(**overrides) -> dict:
     """``mnist1d.data.make_dataset`` with the given args; global RNG state restored after."""
-    mnist1d = optional_import("mnist1d")
-    import mnist1d.data  # noqa: F401  (the submodule)
-    args = mnist1d.data.get_dataset_args()
+    reference = optional_import("mnist1d.data")
+    args = reference.get_dataset_args()
     for key, value in overrides.items():
         setattr(args, key, value)
     np_state, py_state = np.random.get_state(), random.getstate()
     try:
-        return mnist1d.data.make_dataset(args)
+        return reference.make_dataset(args)
     finally:
         np.random.set_state(np_state)
         random.setstate(py_state)

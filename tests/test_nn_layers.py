@@ -12,29 +12,9 @@ import numpy as np
 import pytest
 
 from refplay.nn import layers as L
+from tests.helpers import numeric_grad, rel_error
 
-H = 1e-6
 GRAD_TOL = 1e-6
-
-
-def _numeric_grad(f, a: np.ndarray) -> np.ndarray:
-    """Centered finite differences of the scalar ``f()`` with respect to ``a`` (changed in place)."""
-    g = np.zeros_like(a)
-    flat, gflat = a.reshape(-1), g.reshape(-1)
-    for i in range(flat.size):
-        old = flat[i]
-        flat[i] = old + H
-        fp = f()
-        flat[i] = old - H
-        fm = f()
-        flat[i] = old
-        gflat[i] = (fp - fm) / (2 * H)
-    return g
-
-
-def _rel_err(a: np.ndarray, b: np.ndarray) -> float:
-    scale = max(np.linalg.norm(a), np.linalg.norm(b), 1e-300)
-    return float(np.linalg.norm(a - b) / scale)
 
 
 def check_layer_gradients(layer, x: np.ndarray, seed: int = 0, train: bool = False) -> None:
@@ -52,10 +32,10 @@ def check_layer_gradients(layer, x: np.ndarray, seed: int = 0, train: bool = Fal
     dx, grads = layer.backward(params, r, cache)
     assert dx.shape == x.shape and dx.dtype == np.float64
     assert list(grads) == list(params)
-    assert _rel_err(dx, _numeric_grad(loss, x)) <= GRAD_TOL
+    assert rel_error(dx, numeric_grad(lambda _: loss(), x)) <= GRAD_TOL
     for k, g in grads.items():
         assert g.shape == params[k].shape and g.dtype == np.float64
-        assert _rel_err(g, _numeric_grad(loss, params[k])) <= GRAD_TOL, k
+        assert rel_error(g, numeric_grad(lambda _: loss(), params[k])) <= GRAD_TOL, k
 
 
 def _x(shape, seed=0):

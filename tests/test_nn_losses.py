@@ -3,25 +3,8 @@
 import numpy as np
 import pytest
 
+from tests.helpers import numeric_grad, rel_error
 from refplay.nn import kernels, losses, reference
-
-
-def _fd(f, x, h=1e-6):
-    """Centered finite differences of the scalar function ``f`` at ``x`` (float64)."""
-    g = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        old = x[i]
-        x[i] = old + h
-        fp = f(x)
-        x[i] = old - h
-        fm = f(x)
-        x[i] = old
-        g[i] = (fp - fm) / (2 * h)
-    return g
-
-
-def _rel(a, b):
-    return np.linalg.norm(a - b) / max(np.linalg.norm(a), np.linalg.norm(b), 1e-300)
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -33,8 +16,8 @@ def test_softmax_cross_entropy_gradient_matches_finite_differences(seed):
     w = rng.random(B) + 0.1
     eps = [0.0, 0.1, 0.3, 1.0][seed]
     loss, dz = losses.softmax_cross_entropy(z, y, w, label_smoothing=eps)
-    fd = _fd(lambda v: losses.softmax_cross_entropy(v, y, w, label_smoothing=eps)[0], z.copy())
-    assert _rel(dz, fd) <= 1e-6
+    fd = numeric_grad(lambda v: losses.softmax_cross_entropy(v, y, w, label_smoothing=eps)[0], z.copy())
+    assert rel_error(dz, fd) <= 1e-6
     assert loss == pytest.approx(np.sum(w * losses.per_example_softmax_cross_entropy(z, y, eps)) / w.sum(),
                                  rel=1e-13)
 
@@ -74,8 +57,8 @@ def test_softmax_xent_kernel_equals_twin(dtype, tol):
         lk, gk = kernels.softmax_xent(z, y, eps, d)
         lr, gr = reference.softmax_xent(z, y, eps, d)
         assert gk.dtype == dtype and gr.dtype == dtype
-        assert _rel(lk, lr) <= tol
-        assert _rel(gk.astype(np.float64), gr.astype(np.float64)) <= tol
+        assert rel_error(lk, lr) <= tol
+        assert rel_error(gk.astype(np.float64), gr.astype(np.float64)) <= tol
 
 
 def test_zero_weight_padding_changes_neither_loss_nor_gradients():
@@ -103,7 +86,7 @@ def test_mean_squared_error_gradient_and_definition(shape):
     rng = np.random.default_rng(4)
     o, t, w = rng.normal(size=shape), rng.normal(size=shape), rng.random(shape[0]) + 0.2
     loss, do = losses.mean_squared_error(o, t, w)
-    assert _rel(do, _fd(lambda v: losses.mean_squared_error(v, t, w)[0], o.copy())) <= 1e-6
+    assert rel_error(do, numeric_grad(lambda v: losses.mean_squared_error(v, t, w)[0], o.copy())) <= 1e-6
     per = ((o - t) ** 2).reshape(shape[0], -1).mean(axis=1)
     assert loss == pytest.approx(np.sum(w * per) / np.sum(w), rel=1e-13)
     if shape[1:] == (1,):     # (B,) targets for one output
@@ -119,7 +102,7 @@ def test_l2_penalty_value_gradient_and_default_selection():
     assert pen == pytest.approx(0.15 * (np.sum(params["dense_1/w"] ** 2) + np.sum(params["conv_1/w"] ** 2)))
     for k in params:
         f = lambda v, k=k: losses.l2_penalty({**params, k: v}, 0.3)[0]   # noqa: E731
-        assert np.allclose(grads[k], _fd(f, params[k].copy()), rtol=1e-6, atol=1e-9)
+        assert np.allclose(grads[k], numeric_grad(f, params[k].copy()), rtol=1e-6, atol=1e-9)
     assert not grads["dense_1/b"].any() and not grads["bn_1/scale"].any()
     pen_all, _ = losses.l2_penalty(params, 0.3, include=lambda k: True)
     assert pen_all > pen

@@ -5,25 +5,9 @@ import zlib
 import numpy as np
 import pytest
 
+from tests.helpers import numeric_grad, rel_error
 from refplay.nn import kernels, norms, reference
 from refplay.nn.norms import BatchNorm, LayerNorm
-
-
-def _fd(f, x, h=1e-6):
-    g = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        old = x[i]
-        x[i] = old + h
-        fp = f(x)
-        x[i] = old - h
-        fm = f(x)
-        x[i] = old
-        g[i] = (fp - fm) / (2 * h)
-    return g
-
-
-def _rel(a, b):
-    return np.linalg.norm(a - b) / max(np.linalg.norm(a), np.linalg.norm(b), 1e-300)
 
 
 def _params(layer, rng, dtype=np.float64):
@@ -49,10 +33,10 @@ def _check_layer_gradients(layer, params, x, *, state=None, train=True, mask=Non
     else:
         _, cache, _ = layer.apply(params, state, x, train=train, mask=mask)
     dx, grads = layer.backward(params, R, cache)
-    assert _rel(dx, _fd(lambda v: np.sum(R * out(params, v)), x.copy())) <= 1e-6
+    assert rel_error(dx, numeric_grad(lambda v: np.sum(R * out(params, v)), x.copy())) <= 1e-6
     for k in params:
         f = lambda v, k=k: np.sum(R * out({**params, k: v}, x))   # noqa: E731
-        assert _rel(grads[k], _fd(f, params[k].copy())) <= 1e-6, k
+        assert rel_error(grads[k], numeric_grad(f, params[k].copy())) <= 1e-6, k
     return dx, grads
 
 
@@ -293,22 +277,22 @@ def test_batchnorm_kernels_equal_their_numpy_twins(dtype, tol):
         bounds = _random_bounds(rng, n)
         for a, b in zip(kernels.bn_group_stats(x, mask, bounds), reference.bn_group_stats(x, mask, bounds)):
             assert a.dtype == b.dtype == np.float64
-            assert _rel(a, b) <= tol or np.linalg.norm(a - b) == 0
+            assert rel_error(a, b) <= tol or np.linalg.norm(a - b) == 0
         for a, b in zip(kernels.bn_group_backward_sums(g, x, bounds),
                         reference.bn_group_backward_sums(g, x, bounds)):
-            assert _rel(a, b) <= tol
+            assert rel_error(a, b) <= tol
         G = len(bounds) - 1
         mean, rstd = rng.normal(size=(G, c)), rng.random((G, c)) + 0.5
         scale, bias = rng.normal(size=c).astype(dtype), rng.normal(size=c).astype(dtype)
         for a, b in zip(kernels.bn_normalize(x, bounds, mean, rstd, scale, bias),
                         reference.bn_normalize(x, bounds, mean, rstd, scale, bias)):
             assert a.dtype == b.dtype == dtype
-            assert _rel(a.astype(np.float64), b.astype(np.float64)) <= tol
+            assert rel_error(a.astype(np.float64), b.astype(np.float64)) <= tol
         k, c1, c2 = rng.normal(size=(G, c)), rng.normal(size=(G, c)), rng.normal(size=(G, c))
         a = kernels.bn_backward_dx(g, x, bounds, mask, k, c1, c2)
         b = reference.bn_backward_dx(g, x, bounds, mask, k, c1, c2)
         assert a.dtype == b.dtype == dtype
-        assert _rel(a.astype(np.float64), b.astype(np.float64)) <= tol
+        assert rel_error(a.astype(np.float64), b.astype(np.float64)) <= tol
 
 
 def test_bad_input_raises_value_error_naming_the_argument():

@@ -171,7 +171,7 @@ def test_pool_workers_exit_when_the_driver_is_sigkilled(tmp_path):
 
 
 def test_ctrl_c_stops_a_pooled_run_cleanly_and_resume_finishes_it(tmp_path):
-    spec_text = f"""
+    spec_text = """
 name = "interrupted"
 workload = "spirals_mlp"
 num_trials = 8
