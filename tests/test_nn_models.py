@@ -81,6 +81,7 @@ MODEL_CASES = {
     "mlp_regression": lambda: models.mlp(3, (8,), 2, task="regression", activation="tanh"),
     "logreg": lambda: models.logreg(7, 4),
     "mnist1d_mlp": lambda: models.mnist1d_mlp(9, 8, 5),
+    "mnist1d_mlp_dropout": lambda: models.mnist1d_mlp(9, 8, 5, dropout=0.25),
     "mnist1d_cnn": lambda: models.mnist1d_cnn(),
     "cnn1d_bn_avgpool_global": lambda: models.cnn1d(12, 3, channels=(4, 5), norm="batch", pool="avg",
                                                     global_pool=True, virtual_batch_size=4),
@@ -407,3 +408,17 @@ def test_initializers_have_the_documented_variance():
         init_lib.he_normal(rng, (3,), 0, 3)
     with pytest.raises(ValueError, match="mode"):
         init_lib.variance_scaling(rng, (3,), 3, 3, mode="fan_sum")
+
+
+def test_mnist1d_mlp_dropout_is_opt_in_and_changes_only_training():
+    plain, dropped = models.mnist1d_mlp(), models.mnist1d_mlp(dropout=0.5)
+    params, state = plain.init_params(np.random.default_rng(0), dtype=np.float64)
+    p2, _ = dropped.init_params(np.random.default_rng(0), dtype=np.float64)
+    assert list(params) == list(p2)                     # dropout adds no parameters
+    batch = _batch(plain, np.random.default_rng(1), 16)
+    eval_plain = plain.loss_and_grads(params, state, batch, None, train=False)[0]
+    eval_dropped = dropped.loss_and_grads(params, state, batch, None, train=False)[0]
+    assert eval_plain == eval_dropped                   # eval mode: dropout is the identity
+    train_plain = plain.loss_and_grads(params, state, batch, np.random.default_rng(2))[0]
+    train_dropped = dropped.loss_and_grads(params, state, batch, np.random.default_rng(2))[0]
+    assert train_plain == eval_plain and train_dropped != eval_dropped

@@ -290,7 +290,7 @@ def logreg(in_dim: int, num_classes: int, *, label_smoothing: float = 0.0,
 
 
 def mnist1d_mlp(in_dim: int = 40, hidden: int = 100, num_classes: int = 10, *,
-                activation: str = "relu", label_smoothing: float = 0.0,
+                activation: str = "relu", dropout: float = 0.0, label_smoothing: float = 0.0,
                 name: str = "mnist1d_mlp") -> Model:
     r"""The MNIST-1D paper's MLP (``MLPBase``): 40 -> 100 -> 100 -> 10 with ReLU.
 
@@ -299,7 +299,9 @@ def mnist1d_mlp(in_dim: int = 40, hidden: int = 100, num_classes: int = 10, *,
 
         h = relu(dense_1(x));  h = h + relu(dense_2(h));  logits = dense_3(h)
 
-    torch's default initialization, as in the reference.
+    torch's default initialization, as in the reference. ``dropout`` (not in
+    the reference; 0 by default) goes before the output layer, as in
+    :func:`mnist1d_cnn`.
     """
     w_init, b_init = _inits("torch_default")
     hidden = int(hidden)
@@ -308,8 +310,10 @@ def mnist1d_mlp(in_dim: int = 40, hidden: int = 100, num_classes: int = 10, *,
                 b_init=b_init),
         Residual(L.Dense(hidden, hidden, name="dense_2", activation=activation, w_init=w_init,
                          b_init=b_init), name="skip_2", placement="none"),
-        L.Dense(hidden, num_classes, name="dense_3", w_init=w_init, b_init=b_init),
     ]
+    if _dropout(dropout) > 0:
+        layers.append(L.Dropout(dropout, name="dropout"))
+    layers.append(L.Dense(hidden, num_classes, name="dense_3", w_init=w_init, b_init=b_init))
     return Model(Sequential(layers, name=name), input_shape=(in_dim,),
                  label_smoothing=label_smoothing, name=name)
 

@@ -8,7 +8,7 @@ may set any of them (``{"dropout": 0.1, "width": 256, ...}``); data settings
 when the workload is built, because every trial of a study shares the data::
 
     wl = train.get_workload("mnist1d_mlp", shuffle_seq=True)
-    wl.hparams            # {'width': 100, 'activation': 'relu', 'label_smoothing': 0.0}
+    wl.hparams            # {'width': 100, 'activation': 'relu', 'dropout': 0.0, 'label_smoothing': 0.0}
     model = wl.model(width=256)
 
 Built in (``WORKLOADS``):
@@ -163,8 +163,8 @@ def _mnist1d_logreg_model(*, label_smoothing: float):
     return _models().logreg(40, 10, label_smoothing=label_smoothing)
 
 
-def _mnist1d_mlp_model(*, width: int, activation: str, label_smoothing: float):
-    return _models().mnist1d_mlp(40, width, 10, activation=activation,
+def _mnist1d_mlp_model(*, width: int, activation: str, dropout: float, label_smoothing: float):
+    return _models().mnist1d_mlp(40, width, 10, activation=activation, dropout=dropout,
                                  label_smoothing=label_smoothing)
 
 
@@ -201,7 +201,7 @@ WORKLOADS: dict[str, WorkloadSpec] = {
         description="MNIST-1D, linear softmax (logistic regression): the floor"),
     "mnist1d_mlp": WorkloadSpec(
         _mnist1d_splits, _MNIST1D_DATA, _mnist1d_mlp_model,
-        {"width": 100, "activation": "relu", "label_smoothing": 0.0},
+        {"width": 100, "activation": "relu", "dropout": 0.0, "label_smoothing": 0.0},
         description="MNIST-1D, the paper's MLP 40-100-100-10 with ReLU (and its skip connection)"),
     "mnist1d_cnn": WorkloadSpec(
         _mnist1d_splits, _MNIST1D_DATA, _mnist1d_cnn_model,
