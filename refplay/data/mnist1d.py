@@ -109,21 +109,22 @@ class _Draws(NamedTuple):
 def _replay_draws(rs: np.random.RandomState, n: int, length: int, max_translation: int) -> _Draws:
     """Draw the reference's random numbers in the reference's order.
 
-    ``mnist1d.transform.transform`` makes six calls per example; each line
-    below is one of them, in the same order. (``np.random.choice(m)`` is
-    ``randint(0, m)`` in NumPy's legacy generator, whose stream NumPy keeps
-    frozen; calling ``randint`` directly is 3x cheaper.)
+    ``mnist1d.transform.transform`` makes six calls per example on NumPy's
+    global generator; each line below replays one of them, in the same order,
+    on the private ``rs`` (the reference's call is named in the comment). Its
+    ``choice(m)`` is ``randint(0, m)`` in NumPy's legacy generator, whose
+    stream NumPy keeps frozen; calling ``randint`` directly is 3x cheaper.
     """
     pad_u, scale_u, shear_u = np.empty(n), np.empty(n), np.empty(n)
     shift = np.empty(n, dtype=np.int64)
     corr_z, iid_z = np.empty((n, length)), np.empty((n, length))
     for i in range(n):
-        pad_u[i] = rs.random_sample()                   # pad:        np.random.rand()
-        scale_u[i] = rs.random_sample()                 # scale:      np.random.rand()
-        shift[i] = rs.randint(0, max_translation)       # translate:  np.random.choice(m)
-        corr_z[i] = rs.standard_normal(length)          # corr noise: np.random.randn(length)
-        iid_z[i] = rs.standard_normal(length)           # iid noise:  np.random.randn(length)
-        shear_u[i] = rs.random_sample()                 # shear:      np.random.rand()
+        pad_u[i] = rs.random_sample()                   # pad:        reference rand()
+        scale_u[i] = rs.random_sample()                 # scale:      reference rand()
+        shift[i] = rs.randint(0, max_translation)       # translate:  reference choice(m)
+        corr_z[i] = rs.standard_normal(length)          # corr noise: reference randn(length)
+        iid_z[i] = rs.standard_normal(length)           # iid noise:  reference randn(length)
+        shear_u[i] = rs.random_sample()                 # shear:      reference rand()
     return _Draws(pad_u, scale_u, shift, corr_z, iid_z, shear_u)
 
 
