@@ -8,7 +8,7 @@ hyperparameters, then sample plain configs for ``train.run_trial``::
     space = search.SearchSpace(
         optimizer=search.Choice(["nesterov", "adam"], role="scientific"),
         lr=search.Float(1e-4, 1e-1, scale="log"),                         # nuisance by default
-        momentum=search.Float(0.8, 0.99, when={"optimizer": "nesterov"}),  # conditional
+        gamma=search.Float(0.8, 0.99, when={"optimizer": "nesterov"}),     # conditional
         weight_decay=search.Fixed(0.0),
     )
     configs = search.halton(space, n=32, seed=0)     # [{"optimizer": "adam", "lr": ...}, ...]

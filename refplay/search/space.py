@@ -12,7 +12,7 @@ hyperparameters"):
   of experiments" (:class:`Fixed`).
 
 **Conditional** hyperparameters exist only for some values of another one:
-``momentum=Float(0.8, 0.99, when={"optimizer": "nesterov"})``. And "we should
+``gamma=Float(0.8, 0.99, when={"optimizer": "nesterov"})`` (Nesterov's momentum γ). And "we should
 not assume two conditional hyperparameters are the same just because they have
 the same name! ... the conditional hyperparameter called ``learning_rate`` is a
 *different* hyperparameter for ``optimizer="Nesterov_momentum"`` versus
@@ -24,7 +24,7 @@ it writes into a trial config is the last ``/``-separated part::
         "optimizer": Choice(["nesterov", "adam"], role="scientific"),
         "nesterov/lr": Float(1e-2, 10.0, scale="log", when={"optimizer": "nesterov"}),
         "adam/lr": Float(1e-4, 1e-1, scale="log", when={"optimizer": "adam"}),
-        "momentum": Float(0.8, 0.99, when={"optimizer": "nesterov"}),
+        "gamma": Float(0.8, 0.99, when={"optimizer": "nesterov"}),
     })
     config = {"optimizer": "adam", "lr": 3e-3}          # what train.run_trial receives
     space.active_parameters(config)                     # {"optimizer": "adam", "adam/lr": 0.003}
@@ -443,7 +443,7 @@ class SearchSpace:
 
         SearchSpace(optimizer=Choice(["nesterov", "adam"], role="scientific"),
                     lr=Float(1e-4, 1e-1, scale="log"),
-                    momentum=Float(0.8, 0.99, when={"optimizer": "nesterov"}),
+                    gamma=Float(0.8, 0.99, when={"optimizer": "nesterov"}),
                     weight_decay=Fixed(0.0))
 
     The samplers map point ``u`` of the unit cube to a config: coordinate ``j``
