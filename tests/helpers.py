@@ -45,3 +45,18 @@ def rel_error(a, b) -> float:
     import numpy as np
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     return float(np.linalg.norm(a - b) / max(np.linalg.norm(a), np.linalg.norm(b), 1e-300))
+
+
+def playbook_search_space():
+    """The playbook's optimizer example as a search space: a learning rate per optimizer
+    (namespaced names), conditional momentum / beta1, a discrete and a fixed parameter."""
+    from refplay.search import Choice, Discrete, Fixed, Float, SearchSpace
+    return SearchSpace({
+        "optimizer": Choice(["nesterov", "adam"], role="scientific"),
+        "nesterov/lr": Float(1e-2, 10.0, scale="log", when={"optimizer": "nesterov"}),
+        "momentum": Float(0.8, 0.99, when={"optimizer": "nesterov"}),
+        "adam/lr": Float(1e-4, 1e-1, scale="log", when={"optimizer": "adam"}),
+        "beta1": Float(0.8, 0.99, when={"optimizer": "adam"}),
+        "batch_size": Discrete([256, 64, 128]),     # unsorted on purpose: Discrete sorts
+        "weight_decay": Fixed(0.0),
+    })

@@ -12,21 +12,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from refplay import search
+from tests.helpers import playbook_search_space
 from refplay.search import Choice, Discrete, Fixed, Float, Int, SearchSpace
 
 PLAIN = (float, int, str, bool)
 
 
-def playbook_space() -> SearchSpace:
-    return SearchSpace({
-        "optimizer": Choice(["nesterov", "adam"], role="scientific"),
-        "nesterov/lr": Float(1e-2, 10.0, scale="log", when={"optimizer": "nesterov"}),
-        "momentum": Float(0.8, 0.99, when={"optimizer": "nesterov"}),
-        "adam/lr": Float(1e-4, 1e-1, scale="log", when={"optimizer": "adam"}),
-        "beta1": Float(0.8, 0.99, when={"optimizer": "adam"}),
-        "batch_size": Discrete([64, 128, 256]),
-        "weight_decay": Fixed(0.0),
-    })
 
 
 # --------------------------------------------------------------------------
@@ -36,7 +27,7 @@ def playbook_space() -> SearchSpace:
 
 @pytest.mark.parametrize("sampler", [search.halton, search.random])
 def test_extensible_reproducible_plain_configs(sampler):
-    space = playbook_space()
+    space = playbook_search_space()
     full = sampler(space, 100, 5)
     assert sampler(space, 37, 5) + sampler(space, 63, 5, skip=37) == full
     assert sampler(space, 100, 5) == full
@@ -58,7 +49,7 @@ def test_halton_uses_halton_points_in_dimension_order():
 
 
 def test_conditional_configs_drop_inactive_parameters():
-    space = playbook_space()
+    space = playbook_search_space()
     for config in search.halton(space, 64, 0):
         if config["optimizer"] == "nesterov":
             assert set(config) == {"optimizer", "lr", "momentum", "batch_size", "weight_decay"}
@@ -76,7 +67,7 @@ def test_parent_marginal_still_stratified(n):
     """The scientific parent takes coordinate 0 (base 2): a 2-valued parent is split
     exactly in half in any 2^k trials, a 3-valued one within 2 of n/3."""
     for seed in range(4):
-        two = Counter(c["optimizer"] for c in search.halton(playbook_space(), n, seed, skip=seed))
+        two = Counter(c["optimizer"] for c in search.halton(playbook_search_space(), n, seed, skip=seed))
         assert two == {"nesterov": n // 2, "adam": n // 2}
         space3 = SearchSpace(opt=Choice(["sgd", "nesterov", "adam"], role="scientific"),
                              lr=Float(1e-3, 1.0, scale="log", when={"opt": ["sgd", "nesterov"]}),
@@ -89,7 +80,7 @@ def test_each_branch_of_a_shared_name_is_stratified():
     """'adam/lr' is coordinate 3 (base 7); Adam trials are every other index (coordinate
     0, base 2), and 7 indices of one parity cover every residue mod 7, so 98 trials put
     exactly 7 Adam learning rates in each seventh of the log range."""
-    space = playbook_space()
+    space = playbook_search_space()
     assert space.dimensions.index("adam/lr") == 3
     configs = search.halton(space, 98, 1, skip=11)
     adam_u = np.array([math.log(c["lr"] / 1e-4) / math.log(1e3) for c in configs
@@ -106,7 +97,7 @@ def test_random_is_uniform_and_skip_matches_slicing():
 
 
 def test_sample_dispatches_by_name():
-    space = playbook_space()
+    space = playbook_search_space()
     assert search.sample(space, 8, 1) == search.halton(space, 8, 1)
     assert search.sample(space, 8, 1, sampler="random", skip=2) == search.random(space, 8, 1, 2)
     with pytest.raises(ValueError, match="sampler='sobol' is not allowed"):
@@ -124,9 +115,9 @@ def test_sampler_arguments_are_checked():
     with pytest.raises(TypeError, match="space must be a search.SearchSpace"):
         search.halton({"lr": Float(0.1, 1.0)}, 4, 0)
     with pytest.raises(ValueError, match="n=-2"):
-        search.halton(playbook_space(), -2, 0)
+        search.halton(playbook_search_space(), -2, 0)
     with pytest.raises(ValueError, match="seed=-1"):
-        search.random(playbook_space(), 2, -1)
+        search.random(playbook_search_space(), 2, -1)
 
 
 # --------------------------------------------------------------------------
@@ -223,7 +214,7 @@ def test_grid_refuses_more_than_two_dimensions_and_bad_counts():
 
 
 def test_explicit_validates_every_config():
-    space = playbook_space()
+    space = playbook_search_space()
     good = {"optimizer": "adam", "lr": np.float64(1e-3), "beta1": 0.9, "batch_size": 64,
             "weight_decay": 0.0}
     nesterov = {"optimizer": "nesterov", "lr": 0.1, "momentum": 0.9, "batch_size": 128,

@@ -9,20 +9,10 @@ import numpy as np
 import pytest
 
 from refplay import search
+from tests.helpers import playbook_search_space
 from refplay.search import Choice, Discrete, Fixed, Float, Int, SearchSpace
 
 
-def playbook_space() -> SearchSpace:
-    """The playbook's optimizer example: a learning rate per optimizer."""
-    return SearchSpace({
-        "optimizer": Choice(["nesterov", "adam"], role="scientific"),
-        "nesterov/lr": Float(1e-2, 10.0, scale="log", when={"optimizer": "nesterov"}),
-        "momentum": Float(0.8, 0.99, when={"optimizer": "nesterov"}),
-        "adam/lr": Float(1e-4, 1e-1, scale="log", when={"optimizer": "adam"}),
-        "beta1": Float(0.8, 0.99, when={"optimizer": "adam"}),
-        "batch_size": Discrete([256, 64, 128]),
-        "weight_decay": Fixed(0.0),
-    })
 
 
 def test_contract_example_builds_with_roles():
@@ -50,7 +40,7 @@ def test_dimensions_put_scientific_parameters_first():
 
 
 def test_namespaced_parameters_share_a_config_key():
-    space = playbook_space()
+    space = playbook_search_space()
     assert space.config_key("adam/lr") == "lr" and space.config_key("optimizer") == "optimizer"
     adam = {"optimizer": "adam", "lr": 3e-3, "beta1": 0.9, "batch_size": 64, "weight_decay": 0.0}
     nest = {"optimizer": "nesterov", "lr": 0.5, "momentum": 0.9, "batch_size": 64,
@@ -66,7 +56,7 @@ def test_namespaced_parameters_share_a_config_key():
 
 
 def test_validate_config_normalizes_to_plain_python_scalars():
-    space = playbook_space()
+    space = playbook_search_space()
     config = {"optimizer": np.str_("adam"), "lr": np.float32(0.001), "beta1": np.float64(0.9),
               "batch_size": 64.0, "weight_decay": 0}
     out = space.validate_config(config)
@@ -97,7 +87,7 @@ def test_validate_config_normalizes_to_plain_python_scalars():
 ])
 def test_validate_config_errors_name_the_key(config, exc, match):
     with pytest.raises(exc, match=match):
-        playbook_space().validate_config(config)
+        playbook_search_space().validate_config(config)
 
 
 def test_int_and_choice_values_keep_their_kind():
@@ -226,7 +216,7 @@ def test_parameters_are_immutable_specs():
 
 
 def test_to_dict_shape_and_round_trip():
-    space = playbook_space()
+    space = playbook_search_space()
     d = space.to_dict()
     assert d["adam/lr"] == {"type": "float", "low": 1e-4, "high": 0.1, "scale": "log",
                             "role": "nuisance", "when": {"optimizer": ["adam"]}}
