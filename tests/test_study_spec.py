@@ -144,7 +144,7 @@ def test_safe_study_names_are_accepted():
     ({"sampler": "sobol"}, ValueError, "sampler"),
     ({"workload": "mnist2d"}, ValueError, "workload"),
     ({"workload": "teacher_student", "metric": "validation/error_rate"}, ValueError,
-     "not reported by workload"),
+     "not reported by the trials of workload"),
     ({"workload": "spirals_mlp", "mode": "max"}, ValueError, "lower-is-better"),
     ({"search_space": None}, ValueError, "search_space is required"),
     ({"points_per_dim": 3}, ValueError, "points_per_dim is only for"),

@@ -205,7 +205,7 @@ def test_export_csv(tmp_path):
     assert rows[0]["status"] == "complete" and float(rows[0]["objective"]) == 0.4
     assert float(rows[0]["best/validation/loss"]) == 0.4
     assert float(rows[0]["config/lr"]) == t0.config["lr"]          # repr: exact round trip
-    assert rows[1]["reason"] == "diverged, badly" and rows[1]["objective"] == "nan"
+    assert rows[1]["reason"] == "diverged, badly" and rows[1]["objective"] == ""   # no objective
     ms = list(csv.DictReader(measurements_csv.open()))
     assert len(ms) == 2 * 2 * 3
     first = [m for m in ms if m["trial"] == "0" and m["split"] == "validation"]

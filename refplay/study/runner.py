@@ -56,7 +56,8 @@ from pathlib import Path
 from refplay import _validate, threads
 from refplay.study.spec import StudySpec, Trial
 from refplay.study.store import Store, StudyStatus
-from refplay.train.result import TrialResult
+from refplay.train.result import TrialResult, TrialStatus
+from refplay.train.settings import TrialSettings
 
 __all__ = ["run", "SerialExecutor", "WorkloadTrial", "StudyError", "TrialTimeout",
            "DEFAULT_TRIAL_FUNCTION"]
@@ -102,44 +103,41 @@ class WorkloadTrial:
     """The default trial function: ``train.run_trial`` on a named workload.
 
     ``train.run_trial(train.get_workload(workload, **workload_options), config,
-    seed=seed, max_train_steps=..., eval_every=..., checkpoint_dir=
-    trial_dir/checkpoints, keep_best=...)``.
+    seed=seed, settings=settings, checkpoint_dir=trial_dir/checkpoints)``,
+    with the study's :class:`~refplay.train.TrialSettings` (``spec.settings``).
     """
 
     workload: str
     workload_options: dict
-    max_train_steps: int
-    eval_every: int
-    keep_best: int
-    metric: str
+    settings: TrialSettings
 
     @classmethod
     def from_spec(cls, spec: StudySpec) -> "WorkloadTrial":
-        return cls(spec.workload, dict(spec.workload_options), spec.max_train_steps,
-                   spec.eval_every, spec.keep_best, spec.metric)
+        return cls(spec.workload, dict(spec.workload_options), spec.settings)
 
     def _workload(self):
         return _cached_workload(self.workload, json.dumps(self.workload_options, sort_keys=True))
 
     def check_configs(self, configs: list[dict]) -> None:
-        """Validate every config before any trial runs (a typo fails now, not N times)."""
+        """Refuse, before any trial runs, a configuration no trial could train.
+
+        Invalid keys, a batch larger than the training set, a selection metric
+        the trial would not report: a mistake fails now, once, not as N failed
+        trials.
+        """
         from refplay import train
         workload = self._workload()
         for i, config in enumerate(configs):
             try:
-                train.parse_config(config, model_hparams=workload.hparams,
-                                   max_train_steps=self.max_train_steps,
-                                   default_batch_size=workload.batch_size)
+                train.check_trial(workload, config, self.settings)
             except (ValueError, TypeError) as exc:
                 raise type(exc)(f"configuration {i} of the study ({config}) is not a valid "
                                 f"trial config for workload {self.workload!r}: {exc}") from None
 
     def __call__(self, config: dict, seed: int, *, trial_dir: str) -> TrialResult:
         from refplay import train
-        return train.run_trial(self._workload(), config, seed=seed,
-                               max_train_steps=self.max_train_steps, eval_every=self.eval_every,
-                               checkpoint_dir=Path(trial_dir) / "checkpoints",
-                               keep_best=self.keep_best, selection_metric=self.metric)
+        return train.run_trial(self._workload(), config, seed=seed, settings=self.settings,
+                               checkpoint_dir=Path(trial_dir) / "checkpoints")
 
 
 @functools.lru_cache(maxsize=4)
@@ -250,7 +248,8 @@ def _run_task(trial_fn: TrialFunction, task: _Task) -> _Outcome:
 
 
 def _failed(task: _Task, reason: str) -> TrialResult:
-    return TrialResult(config=dict(task.config), seed=task.seed, status="failed", reason=reason)
+    return TrialResult(config=dict(task.config), seed=task.seed, status=TrialStatus.FAILED,
+                       reason=reason)
 
 
 def _timeout_reason(limit: float) -> str:
@@ -557,7 +556,8 @@ def _record(spec: StudySpec, store: Store, trial: Trial, task: _Task,
         result = _failed(task, f"the trial's result could not be saved: "
                                f"{type(exc).__name__}: {exc}")
         result.save(trial_dir)
-    objective = result.best_metrics.get(spec.metric)
+    # A diverged or failed trial has no objective (NULL), whatever it measured before.
+    objective = result.best_metrics.get(spec.metric) if result.feasible else None
     store.record_trial(spec.name, trial, result, objective=objective,
                        trial_seconds=outcome.trial_seconds, worker=outcome.worker)
     return result
@@ -569,22 +569,22 @@ def _checked_result(result: TrialResult, metric: str) -> TrialResult:
     Catches trial functions that return NaN losses without calling the trial
     infeasible. (Other curves may hold NaN by design: ``train/loss`` at step 0.)
     """
-    if result.status != "complete":
+    if result.status != TrialStatus.COMPLETE:
         return result
     for step, value in zip(result.eval_steps, result.curves.get(metric, [])):
         if not math.isfinite(value):
             return dataclasses.replace(
-                result, status="infeasible",
+                result, status=TrialStatus.INFEASIBLE,
                 reason=f"{metric} is {value} at step {step} (found by the study runner in a "
                        f"trial reported complete)")
     if metric not in result.best_metrics:
         return dataclasses.replace(
-            result, status="failed",
+            result, status=TrialStatus.FAILED,
             reason=f"the trial reported no best_metrics[{metric!r}] (it reported "
                    f"{sorted(result.best_metrics)}); is the study's metric right?")
     value = result.best_metrics[metric]
     if not math.isfinite(value):
-        return dataclasses.replace(result, status="infeasible",
+        return dataclasses.replace(result, status=TrialStatus.INFEASIBLE,
                                    reason=f"best {metric} is {value} (found by the study runner)")
     return result
 

@@ -35,12 +35,26 @@ key. A TOML spec looks like ``examples/mnist1d_nesterov_vs_adam.toml``::
     metric = "validation/error_rate"
     mode = "min"
 
+    [trial]             # optional: how every trial runs (refplay.train.TrialSettings)
+    eval_train = "all"
+    divergence_factor = 10.0
+
     [sampler]
     name = "halton"
     seed = 0
 
     [search_space]
     ...   # refplay.search.SearchSpace.from_dict format
+
+The ``[trial]`` table takes any field of :class:`refplay.train.TrialSettings`
+(``dense_eval_steps``, ``eval_test``, ``eval_train``, ``periodic_eval_size``,
+``divergence_factor``, ``divergence_window``, ``divergence_steps``, and
+``max_train_steps``, ``eval_every``, ``keep_best``, which may also stand at
+the top level as before). The study's ``metric`` is every trial's selection
+metric; a metric no trial would report (``ema/...`` without ``ema_decay``,
+``train_eval/...`` without ``eval_train``) is refused when the spec is
+built, and so is any ``test/...`` metric: the playbook touches the test set
+only after exploration concludes (set ``eval_test = true`` to report it).
 """
 
 from __future__ import annotations
@@ -68,12 +82,14 @@ MODES = ("min", "max")
 # Study names become directory names and command-line arguments.
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _NAME_MAX = 128
-_METRIC_RE = re.compile(r"(ema/)?(train|validation|test)/[A-Za-z0-9_]+")
+_METRIC_RE = re.compile(r"(ema/)?(train|train_eval|validation|test)/[A-Za-z0-9_]+")
 
 # Keys of the dict / TOML form, in the order they are written.
 _TOP_KEYS = ("name", "description", "goal", "workload", "workload_options", "num_trials",
              "repeats", "seed", "max_train_steps", "eval_every", "keep_best", "metric", "mode",
-             "sampler", "search_space")
+             "trial", "sampler", "search_space")
+# TrialSettings fields that are also top-level spec keys.
+_FLAT_SETTINGS = ("max_train_steps", "eval_every", "keep_best")
 _SAMPLER_KEYS = ("name", "seed", "points_per_dim", "configs")
 
 
@@ -151,7 +167,12 @@ class StudySpec:
     keep_best:
         Number of best checkpoints each trial keeps (plus its latest one).
     metric, mode:
-        What "best" means, e.g. ``"validation/error_rate"``, ``"min"``.
+        What "best" means, e.g. ``"validation/error_rate"``, ``"min"``; the
+        metric also selects each trial's best checkpoint.
+    trial_settings:
+        The other trial settings, the ``[trial]`` table (a dict of
+        :class:`refplay.train.TrialSettings` fields: evaluation options,
+        divergence rule); see :attr:`settings`.
     description, goal:
         The playbook's notes: a short description of the study and the goal of
         this round of experiments.
@@ -176,6 +197,7 @@ class StudySpec:
     keep_best: int = 1
     metric: str = "validation/error_rate"
     mode: str = "min"
+    trial_settings: dict = field(default_factory=dict)
     description: str = ""
     goal: str = ""
     source: str | None = field(default=None, compare=False)
@@ -197,11 +219,12 @@ class StudySpec:
         _validate.one_of("sampler", self.sampler, SAMPLERS)
         if not isinstance(self.workload_options, dict):
             raise TypeError(f"workload_options must be a table/dict, got {self.workload_options!r}")
+        self._check_trial_table()
         if self.workload is None:
             if self.workload_options:
                 raise ValueError("workload_options given without a workload")
         else:
-            _check_workload(self.workload, self.metric, self.mode)
+            _check_workload(self.workload, self.mode)
 
         # Normalize the search space to a SearchSpace object (frozen: use object.__setattr__).
         space = self.search_space
@@ -215,6 +238,53 @@ class StudySpec:
 
         self._check_sampler_options()
         object.__setattr__(self, "workload_options", _plain(self.workload_options))
+        if self.workload is not None:
+            self._check_metric_is_reported()
+
+    def _check_trial_table(self) -> None:
+        """Validate the ``[trial]`` table by building the settings once."""
+        table = self.trial_settings
+        if not isinstance(table, dict):
+            raise TypeError(f"trial must be a table/dict of trial settings, got {table!r}")
+        for key in _FLAT_SETTINGS:
+            if key in table:
+                raise ValueError(f"trial.{key} duplicates the top-level key {key!r}; "
+                                 f"give it once, at the top level")
+        if "selection_metric" in table:
+            raise ValueError("trial.selection_metric is the study's metric; set 'metric' instead")
+        object.__setattr__(self, "trial_settings", _plain(dict(table)))
+        try:
+            self.settings
+        except (ValueError, TypeError) as exc:
+            raise type(exc)(f"trial: {exc}") from None
+
+    @property
+    def settings(self):
+        """The :class:`refplay.train.TrialSettings` every trial of the study runs with."""
+        from refplay.train.settings import TrialSettings
+        return TrialSettings.from_dict({"max_train_steps": self.max_train_steps,
+                                        "eval_every": self.eval_every,
+                                        "keep_best": self.keep_best,
+                                        "selection_metric": self.metric,
+                                        **self.trial_settings})
+
+    def _check_metric_is_reported(self) -> None:
+        """Refuse a metric that the workload's trials would not report (named, before any trial)."""
+        from refplay.train import WORKLOADS
+        from refplay.train.settings import curve_names, selectable_metrics
+        configs = self.sampled_configs
+        ema = bool(configs) and all(c.get("ema_decay") is not None for c in configs)
+        clip = bool(configs) and all(c.get("grad_clip") is not None for c in configs)
+        names = curve_names(WORKLOADS[self.workload].task, self.settings, grad_clip=clip, ema=ema)
+        allowed = selectable_metrics(names)
+        if self.metric not in allowed:
+            hint = ""
+            if self.metric.startswith("ema/"):
+                hint = " (ema/... needs ema_decay in every trial config)"
+            elif self.metric.startswith("train_eval/"):
+                hint = " (train_eval/... needs trial.eval_train)"
+            raise ValueError(f"metric={self.metric!r} is not reported by the trials of workload "
+                             f"{self.workload!r}{hint}; choose one of {allowed}")
 
     def _check_sampler_options(self) -> None:
         if self.sampler != "grid" and self.points_per_dim is not None:
@@ -296,6 +366,9 @@ class StudySpec:
              "keep_best": self.keep_best, "metric": self.metric, "mode": self.mode,
              "sampler": sampler,
              "search_space": None if self.search_space is None else self.search_space.to_dict()}
+        if self.trial_settings:
+            # Only when set: specs without a [trial] table keep their stored identity.
+            d["trial"] = dict(self.trial_settings)
         return d
 
     @classmethod
@@ -306,9 +379,8 @@ class StudySpec:
         unknown = sorted(set(d) - set(_TOP_KEYS))
         if unknown:
             raise ValueError(f"unknown study spec key(s) {unknown}; allowed {list(_TOP_KEYS)}")
-        for key in ("name", "max_train_steps", "eval_every"):
-            if key not in d:
-                raise ValueError(f"study spec is missing the required key {key!r}")
+        if "name" not in d:
+            raise ValueError("study spec is missing the required key 'name'")
         kwargs = {k: v for k, v in d.items() if k not in ("sampler",)}
         sampler = d.get("sampler", {"name": "halton"})
         if isinstance(sampler, str):
@@ -327,6 +399,22 @@ class StudySpec:
             kwargs["configs"] = sampler["configs"]
         if kwargs.get("workload_options") is None:
             kwargs.pop("workload_options", None)
+        trial = kwargs.pop("trial", None)
+        if trial is not None and not isinstance(trial, dict):
+            raise TypeError(f"trial must be a table of trial settings, got {trial!r}")
+        if isinstance(trial, dict):
+            # max_train_steps, eval_every and keep_best may sit in [trial] too.
+            trial = dict(trial)
+            for key in _FLAT_SETTINGS:
+                if key in trial:
+                    if key in kwargs and kwargs[key] != trial[key]:
+                        raise ValueError(f"{key} is given twice with different values: "
+                                         f"{kwargs[key]!r} and trial.{key}={trial[key]!r}")
+                    kwargs[key] = trial.pop(key)
+            kwargs["trial_settings"] = trial
+        for key in ("max_train_steps", "eval_every"):
+            if key not in kwargs:
+                raise ValueError(f"study spec is missing the required key {key!r}")
         return cls(**kwargs, source=source)
 
     def to_json(self) -> str:
@@ -373,23 +461,22 @@ def _check_metric(metric: object) -> None:
         raise ValueError(f"metric={metric!r} is not allowed: use 'SPLIT/NAME' with SPLIT one of "
                          f"{list(SPLITS)} (optionally 'ema/SPLIT/NAME'), "
                          f"e.g. 'validation/error_rate'")
+    if metric.startswith(("test/", "ema/test/")):
+        raise ValueError(f"metric={metric!r} selects on the test split; the playbook touches the "
+                         f"test set only after exploration concludes. Select on "
+                         f"'validation/...' and set trial.eval_test = true to report test metrics")
 
 
-def _check_workload(name: object, metric: str, mode: str) -> None:
-    """A built-in workload, and a metric its trials report (train's metrics: lower is better)."""
+def _check_workload(name: object, mode: str) -> None:
+    """A built-in workload (train's metrics are lower-is-better, so mode is 'min')."""
     if not isinstance(name, str):
         raise TypeError(f"workload must be a string (a name in refplay.train.WORKLOADS), "
                         f"got {name!r}")
     from refplay.train import WORKLOADS
     _validate.one_of("workload", name, WORKLOADS)
-    names = ["loss", "error_rate"] if WORKLOADS[name].task == "classification" else ["loss"]
-    allowed = [f"{p}{s}/{m}" for p in ("", "ema/") for s in ("validation", "test") for m in names]
-    if metric not in allowed:
-        raise ValueError(f"metric={metric!r} is not reported by workload {name!r}; "
-                         f"choose one of {allowed}")
     if mode != "min":
         raise ValueError(f"mode={mode!r} is not allowed with workload {name!r}: its metrics "
-                         f"({', '.join(names)}) are lower-is-better; use mode='min'")
+                         f"(loss, error rate) are lower-is-better; use mode='min'")
 
 
 def _plain(obj):

@@ -56,6 +56,7 @@ from pathlib import Path
 
 from refplay import io
 from refplay.study.spec import StudySpec, Trial, check_study_name
+from refplay.train.result import TrialStatus
 
 __all__ = ["Store", "StoreError", "StudyRow", "StudyStatus", "TrialRecord", "Measurement",
            "DB_NAME", "SCHEMA_VERSION"]
@@ -175,14 +176,19 @@ class StudyStatus:
 
 @dataclass(frozen=True)
 class TrialRecord:
-    """One row of the ``trials`` table, decoded."""
+    """One row of the ``trials`` table, decoded.
+
+    ``objective`` is the study metric at the trial's best checkpoint for a
+    complete trial, and NaN (NULL in the database and the CSV) for an
+    infeasible or failed one: a diverged trial has no objective to plot.
+    """
 
     trial: int
     config_index: int
     repeat: int
     seed: int
     config: dict
-    status: str
+    status: TrialStatus
     reason: str
     steps_done: int
     best_step: int | None
@@ -220,6 +226,11 @@ class Store:
         self.path = self.workspace / DB_NAME
         self.readonly = readonly
         exists = self.path.exists() and self.path.stat().st_size > 0
+        if exists and _has_no_tables(self.path):
+            # A first open killed before its schema commit leaves a database with
+            # no tables at all (journal_mode=WAL is written first): it holds
+            # nothing, so it is new.
+            exists = False
         if readonly:
             if not exists:
                 raise FileNotFoundError(f"no study database in workspace {str(self.workspace)!r} "
@@ -345,7 +356,7 @@ class Store:
     def get_study(self, name: str) -> StudyRow | None:
         row = self._conn.execute(f"SELECT {_STUDY_COLUMNS} FROM studies WHERE name = ?",
                                  (name,)).fetchone()
-        return None if row is None else StudyRow(*row)
+        return None if row is None else _study_row(row)
 
     def require_study(self, name: str) -> StudyRow:
         check_study_name(name)
@@ -367,12 +378,12 @@ class Store:
 
     def list_studies(self) -> list[StudyRow]:
         rows = self._conn.execute(f"SELECT {_STUDY_COLUMNS} FROM studies ORDER BY created_at, name")
-        return [StudyRow(*r) for r in rows.fetchall()]
+        return [_study_row(r) for r in rows.fetchall()]
 
     # --------------------------------------------------------------- trials
     def recorded_indices(self, name: str) -> set[int]:
         rows = self._conn.execute("SELECT trial FROM trials WHERE study = ?", (name,))
-        return {r[0] for r in rows.fetchall()}
+        return {r["trial"] for r in rows.fetchall()}
 
     def record_trial(self, name: str, trial: Trial, result, *, objective: float | None,
                      trial_seconds: float, worker: str | None) -> None:
@@ -407,7 +418,8 @@ class Store:
                 (name, trial.index, trial.config_index, trial.repeat, trial.seed,
                  json.dumps(trial.config), result.status, result.reason, int(result.steps_done),
                  None if result.best_step is None else int(result.best_step),
-                 None if objective is None else float(objective),
+                 None if objective is None or result.status != TrialStatus.COMPLETE
+                 else float(objective),
                  json.dumps(best_metrics), json.dumps(rest, default=_json_default),
                  float(result.examples_per_second), float(result.seconds_per_step),
                  float(result.wall_seconds), float(trial_seconds), worker, _now()))
@@ -429,12 +441,12 @@ class Store:
                             (check_study_name(name),)).fetchone()
             if row is None:
                 raise ValueError(f"no study named {name!r} in {self.path}")
-            study = StudyRow(*row)
-            counts = {"complete": 0, "infeasible": 0, "failed": 0}
+            study = _study_row(row)
+            counts = {status.value: 0 for status in TrialStatus}
             for status, n in c.execute("SELECT status, COUNT(*) FROM trials WHERE study = ? "
                                        "GROUP BY status", (name,)).fetchall():
                 counts[status] = n
-            recorded = [r[0] for r in c.execute("SELECT trial FROM trials WHERE study = ? "
+            recorded = [r["trial"] for r in c.execute("SELECT trial FROM trials WHERE study = ? "
                                                 "ORDER BY trial", (name,)).fetchall()]
             best_config = None
             if study.best_trial is not None:
@@ -452,12 +464,15 @@ class Store:
             "FROM trials WHERE study = ? ORDER BY trial", (name,)).fetchall()
         out = []
         for r in rows:
-            r = list(r)
-            r[4], r[10], r[11] = json.loads(r[4]), json.loads(r[10]), json.loads(r[11])
-            r[9] = _nan_if_null(r[9])
-            for i in (12, 13, 14, 15):
-                r[i] = _nan_if_null(r[i])
-            out.append(TrialRecord(*r))
+            d = {k: r[k] for k in r.keys()}
+            d["config"] = json.loads(d.pop("config_json"))
+            d["best_metrics"] = json.loads(d.pop("best_metrics_json"))
+            d["result"] = json.loads(d.pop("result_json"))
+            d["status"] = TrialStatus(d["status"])
+            for key in ("objective", "examples_per_second", "seconds_per_step", "wall_seconds",
+                        "trial_seconds"):
+                d[key] = _nan_if_null(d[key])
+            out.append(TrialRecord(**d))
         return out
 
     def measurements(self, name: str, trial: int | None = None) -> list[Measurement]:
@@ -468,7 +483,8 @@ class Store:
             sql += " AND trial = ?"
             args += (int(trial),)
         rows = self._conn.execute(sql + " ORDER BY trial, split, metric, step", args).fetchall()
-        return [Measurement(t, s, sp, m, _nan_if_null(v)) for t, s, sp, m, v in rows]
+        return [Measurement(r["trial"], r["step"], r["split"], r["metric"],
+                            _nan_if_null(r["value"])) for r in rows]
 
     def load_result(self, name: str, index: int):
         """The full ``TrialResult`` of a recorded trial (with its per-step gradient norms).
@@ -510,16 +526,18 @@ def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
     if readonly:
         conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0,
                                isolation_level=None)
+        conn.row_factory = sqlite3.Row
     else:
         conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)
         conn.execute("PRAGMA foreign_keys = ON")
+    conn.row_factory = sqlite3.Row     # rows are decoded by column name
     return conn
 
 
 def _check_schema(conn: sqlite3.Connection, path: Path) -> None:
     """Refuse a file that is not a healthy refplay store of this schema version."""
     try:
-        tables = {r[0] for r in conn.execute(
+        tables = {r["name"] for r in conn.execute(
             "SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()}
         if "schema_version" not in tables:
             raise StoreError(f"{path} is not a refplay study database (no schema_version table; "
@@ -535,13 +553,31 @@ def _check_schema(conn: sqlite3.Connection, path: Path) -> None:
         if version < SCHEMA_VERSION:
             raise StoreError(f"{path} has schema version {version}, older than {SCHEMA_VERSION}, "
                              f"and there is no migration for it")
-        check = conn.execute("PRAGMA quick_check").fetchall()
+        check = [tuple(r) for r in conn.execute("PRAGMA quick_check").fetchall()]
         if check != [("ok",)]:
             raise StoreError(f"{path} is corrupted (PRAGMA quick_check: "
                              f"{'; '.join(r[0] for r in check[:5])})")
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"{path} is not a readable SQLite database (corrupted?): {exc}. "
                          f"The file was not modified.") from None
+
+
+def _has_no_tables(path: Path) -> bool:
+    """True for a readable SQLite file without a single table (an interrupted first open)."""
+    try:
+        conn = _connect(path, readonly=True)
+    except sqlite3.Error:
+        return False
+    try:
+        return conn.execute("SELECT COUNT(*) AS n FROM sqlite_master").fetchone()["n"] == 0
+    except sqlite3.DatabaseError:
+        return False
+    finally:
+        conn.close()
+
+
+def _study_row(row: sqlite3.Row) -> StudyRow:
+    return StudyRow(**{k: row[k] for k in row.keys()})
 
 
 def _differing_keys(a: dict, b: dict) -> list[str]:

@@ -37,7 +37,7 @@ import time
 import numpy as np
 
 from refplay import optim, tree
-from refplay.train.result import TrialResult
+from refplay.train.result import TrialResult, TrialStatus
 
 __all__ = ["LinearRegressionTrial"]
 
@@ -92,7 +92,7 @@ class LinearRegressionTrial:
         since_eval: list[float] = []
         order = np.zeros(0, dtype=np.int64)
         initial_loss = None
-        status, reason, steps_done = "complete", "", self.max_train_steps
+        status, reason, steps_done = TrialStatus.COMPLETE, "", self.max_train_steps
 
         for step in range(self.max_train_steps + 1):
             if step % self.eval_every == 0 or step == self.max_train_steps:
@@ -110,14 +110,14 @@ class LinearRegressionTrial:
             initial_loss = loss if initial_loss is None else initial_loss
             if not (math.isfinite(loss) and math.isfinite(grad_norms[step])) \
                     or loss > 1e6 * initial_loss:
-                status, reason = "infeasible", f"training loss is {loss:.6g} at step {step}"
+                status, reason = TrialStatus.INFEASIBLE, f"training loss is {loss:.6g} at step {step}"
                 grad_norms, steps_done = grad_norms[:step + 1], step
                 break
             since_eval.append(loss)
             params, state = opt.update(params, grads, state, lr)
 
         best_step, best_metrics = None, {}
-        if status == "complete":
+        if status == TrialStatus.COMPLETE:
             val = curves["validation/loss"]
             best = int(np.argmin(val))            # retrospective selection: first minimum
             best_step = eval_steps[best]

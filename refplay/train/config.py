@@ -17,10 +17,20 @@ key (a typo must never silently fall back to a default):
   ``weight_decay``, ``weight_decay_mode`` (see :mod:`refplay.optim`; a
   hyperparameter of another rule, e.g. ``beta1`` with ``sgd``, is an error);
 * **schedule** — ``schedule`` (default ``"constant"``), ``warmup_steps``
-  (default 0) and the schedule's own hyperparameters (``decay_steps``,
-  ``final_lr``, ...; see :mod:`refplay.schedules`). ``decay_steps`` defaults
-  to ``max_train_steps - warmup_steps``: decay over the whole run. The
-  ``piecewise`` schedule's ``values`` are multiples of ``lr``;
+  (default 0), ``warmup_prepend`` (default ``False``) and the schedule's own
+  hyperparameters (``decay_steps``, ``final_lr``, ...; see
+  :mod:`refplay.schedules`). The ``piecewise`` schedule's ``values`` are
+  multiples of ``lr``.
+
+  **Where the warmup goes.** By default (``warmup_prepend=False``) the warmup
+  is carved *out of* the budget: the trial runs ``max_train_steps`` updates
+  and the decay spans the ``max_train_steps - warmup_steps`` steps after the
+  ramp. With ``warmup_prepend=True`` the warmup is *prepended*, as the
+  playbook prescribes ("How to apply learning rate warmup": "if we originally
+  had 10,000 `max_train_steps` and did `warmup_steps` for 1000 steps, the new
+  training procedure should run for 11,000 steps total"): the trial runs
+  ``max_train_steps + warmup_steps`` updates and the decay spans
+  ``max_train_steps``. Either way ``decay_steps`` may be set explicitly;
 * **training** — ``batch_size`` (default: the workload's),
   ``eval_batch_size`` (default ``max(batch_size, 1024)``; the playbook: the
   evaluation batch size "should be *at least* as large as the batch size used
@@ -44,7 +54,7 @@ from dataclasses import dataclass, field
 from refplay import _validate, optim
 
 OPTIMIZER_KEYS = ("optimizer", "lr")
-SCHEDULE_KEYS = ("schedule", "warmup_steps")
+SCHEDULE_KEYS = ("schedule", "warmup_steps", "warmup_prepend")
 TRAINING_KEYS = ("batch_size", "eval_batch_size", "grad_clip", "ema_decay")
 SEED_KEYS = ("init_seed", "data_seed")
 DEFAULT_SCHEDULE = "constant"
@@ -98,8 +108,14 @@ class TrialConfig:
     ema_decay: float | None
     init_seed: int | None
     data_seed: int | None
+    warmup_steps: int = 0
+    warmup_prepend: bool = False
     model_hparams: dict = field(default_factory=dict)
     resolved: dict = field(default_factory=dict)
+
+    def total_steps(self, max_train_steps: int) -> int:
+        """Updates the trial runs: ``max_train_steps`` (+ ``warmup_steps`` when prepended)."""
+        return max_train_steps + (self.warmup_steps if self.warmup_prepend else 0)
 
 
 def parse_config(config: Mapping[str, object], *, model_hparams: Mapping[str, object],
@@ -141,10 +157,18 @@ def parse_config(config: Mapping[str, object], *, model_hparams: Mapping[str, ob
 
     # ------------------------------------------------------------- schedule
     warmup_steps = _validate.integer("warmup_steps", config.get("warmup_steps", 0), low=0)
+    warmup_prepend = config.get("warmup_prepend", False)
+    if not isinstance(warmup_prepend, bool):
+        raise TypeError(f"warmup_prepend must be true or false, got {warmup_prepend!r}")
     schedule_name = config.get("schedule", DEFAULT_SCHEDULE)
     sched_hparams = {k: config[k] for k in sched_names if k in config}
+    # The steps the decay spans by default: the whole run after the warmup.
+    decay_span = max_train_steps if warmup_prepend else max_train_steps - warmup_steps
     schedule, sched_resolved = _build_schedule(schedule_name, lr, warmup_steps, sched_hparams,
-                                               max_train_steps)
+                                               decay_span)
+    if warmup_prepend:
+        # Only present when set, so configs without it resolve exactly as before.
+        sched_resolved["warmup_prepend"] = True
 
     # ------------------------------------------------------------- training
     batch_size = _validate.integer("batch_size", config.get("batch_size", default_batch_size),
@@ -167,12 +191,12 @@ def parse_config(config: Mapping[str, object], *, model_hparams: Mapping[str, ob
                       "init_seed": init_seed, "data_seed": data_seed, **hparams})
     return TrialConfig(optimizer=optimizer, schedule=schedule, batch_size=batch_size,
                        eval_batch_size=eval_batch_size, grad_clip=grad_clip, ema_decay=ema_decay,
-                       init_seed=init_seed, data_seed=data_seed, model_hparams=hparams,
-                       resolved=resolved)
+                       init_seed=init_seed, data_seed=data_seed, warmup_steps=warmup_steps,
+                       warmup_prepend=warmup_prepend, model_hparams=hparams, resolved=resolved)
 
 
 def _build_schedule(name, lr: float, warmup_steps: int, hparams: dict,
-                    max_train_steps: int) -> tuple[Callable[[int], float], dict]:
+                    decay_span: int) -> tuple[Callable[[int], float], dict]:
     """``schedules.get(name, base_lr=lr, warmup_steps=warmup_steps, **hparams)``.
 
     ``piecewise`` has no base rate: its ``values`` are multiples of ``lr``
@@ -193,7 +217,7 @@ def _build_schedule(name, lr: float, warmup_steps: int, hparams: dict,
     hparams = dict(hparams)
     if "decay_steps" in params and "decay_steps" not in hparams:
         # The playbook decays over the whole run: the steps after the warmup.
-        hparams["decay_steps"] = max(max_train_steps - warmup_steps, 1)
+        hparams["decay_steps"] = max(decay_span, 1)
     missing = [p for p, spec in params.items()
                if p != "base_lr" and spec.default is inspect.Parameter.empty and p not in hparams]
     if missing:

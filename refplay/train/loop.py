@@ -16,6 +16,9 @@ initialization and the last step is always evaluated) the trial records
 * ``train/loss`` — the mean training-batch loss over the steps since the
   previous evaluation (NaN at step 0, before any training step),
 * ``lr`` — ``schedule(s)``, the learning rate of the next update,
+* ``train_eval/loss`` and ``train_eval/error_rate`` with ``eval_train``: the
+  training split (or a fixed stratified sample of it) in eval mode — the
+  playbook's *training error*, free of dropout and label smoothing,
 * ``validation/loss`` and ``validation/error_rate`` (classification) on the
   validation split or its fixed periodic-evaluation sample,
 * ``test/...`` when ``eval_test=True``, ``ema/validation/...`` (and
@@ -25,12 +28,20 @@ initialization and the last step is always evaluated) the trial records
 then writes a checkpoint (when ``checkpoint_dir`` is given; see
 :mod:`refplay.train.checkpoints`).
 
+Every step also records the minibatch loss (``TrialResult.train_losses``)
+and the unclipped gradient norm (``TrialResult.grad_norms``), so an
+instability between two evaluations is never lost.
+
 **Divergence.** A NaN or Inf training loss or gradient norm, a training loss
-above ``divergence_factor`` × the loss of step 0, or a non-finite
-validation loss ends the trial as ``infeasible`` with the reason and step
-(the playbook, Figure 7a: "An 'infeasible' trial is defined as one that
-either produces NaNs or uncharacteristically high values of the loss").
-Any other exception ends it as ``failed`` with the traceback text.
+above ``divergence_factor`` × the loss of step 0 on ``divergence_steps`` of
+the last ``divergence_window`` steps (or at the end of the run), or a
+non-finite validation loss ends the trial as ``infeasible`` with the reason
+and step (the playbook, Figure 7a: "An 'infeasible' trial is defined as one
+that either produces NaNs or uncharacteristically high values of the loss").
+Fewer blown-up steps are *loss spikes*: recorded in ``extras["loss_spikes"]``
+while training goes on, so the spike-and-recover runs of the playbook's
+Figures 4 and 5 can be seen (see :mod:`refplay.train.settings`). Any other
+exception ends the trial as ``failed`` with the traceback text.
 ``run_trial`` raises only for invalid arguments, before training starts.
 
 **Resume.** Re-running ``run_trial`` with the same arguments and the same
@@ -63,60 +74,57 @@ from refplay.train import checkpoints as ckpt
 from refplay.train import seeds
 from refplay.train.config import TrialConfig, parse_config, plain
 from refplay.train.evaluation import eval_steps, evaluate
-from refplay.train.result import TrialResult
+from refplay.train.result import TrialResult, TrialStatus
+from refplay.train.settings import (DEFAULT_DIVERGENCE_FACTOR, EVAL_TRAIN_ALL, TrialSettings,
+                                    curve_names, selectable_metrics)
 from refplay.train.workloads import Workload, get_workload
 
 Tree = dict[str, np.ndarray]
 
-DEFAULT_DIVERGENCE_FACTOR = 10.0
+# The keyword form of run_trial: every TrialSettings field may be passed directly.
+_SETTINGS_KEYWORDS = tuple(TrialSettings.__dataclass_fields__)
 
 
 def divergence_reason(step: int, loss: float, grad_norm: float, initial_loss: float,
                       divergence_factor: float | None) -> str | None:
-    """Why training step ``step`` counts as diverged, or ``None`` when it does not.
+    """Why training step ``step`` counts as blown up, or ``None`` when it does not.
 
-    Diverged: a non-finite loss or gradient norm, or (when
+    Blown up: a non-finite loss or gradient norm, or (when
     ``divergence_factor`` is set and the initial loss is positive)
-    ``loss > divergence_factor * initial_loss``.
+    ``loss > divergence_factor * initial_loss``. A non-finite value ends the
+    trial at once; finite blow-ups end it when ``divergence_steps`` of the last
+    ``divergence_window`` steps are blown up (see :mod:`refplay.train.settings`).
     """
     if not math.isfinite(loss):
         return f"training loss is {loss} at step {step}"
     if not math.isfinite(grad_norm):
         return f"gradient norm is {grad_norm} at step {step}"
-    blown_up = (divergence_factor is not None and initial_loss > 0
-                and loss > divergence_factor * initial_loss)
-    if blown_up:
+    if _above_factor(loss, initial_loss, divergence_factor):
         return (f"training loss {loss:.6g} exceeds {divergence_factor:g} x the initial loss "
                 f"{initial_loss:.6g} at step {step}")
     return None
 
 
+def _above_factor(loss: float, initial_loss: float, factor: float | None) -> bool:
+    return factor is not None and initial_loss > 0 and loss > factor * initial_loss
+
+
 def run_trial(workload: Workload | str, config: Mapping[str, object], *, seed: int,
-              max_train_steps: int, eval_every: int,
-              checkpoint_dir: str | os.PathLike | None = None, keep_best: int = 1,
-              dense_eval_steps: int = 0, eval_test: bool = False,
-              periodic_eval_size: int | None = None, selection_metric: str | None = None,
-              divergence_factor: float | None = DEFAULT_DIVERGENCE_FACTOR) -> TrialResult:
-    """Train ``config`` on ``workload`` for ``max_train_steps`` steps; never raises once started.
+              settings: TrialSettings | None = None,
+              checkpoint_dir: str | os.PathLike | None = None, **settings_keywords) -> TrialResult:
+    """Train ``config`` on ``workload`` as ``settings`` say; never raises once started.
 
     Args:
         workload: a :class:`Workload` or the name of a built-in one.
         config: the trial config (see :mod:`refplay.train.config`).
         seed: the trial seed; derives the init, data-order and dropout streams.
-        max_train_steps: number of optimizer updates.
-        eval_every: evaluate every this many steps (plus step 0 and the last step).
+        settings: how the trial runs (:class:`~refplay.train.settings.TrialSettings`:
+            ``max_train_steps``, ``eval_every``, ``keep_best``, evaluation and
+            divergence options).
         checkpoint_dir: where to keep ``latest.npz`` and the ``keep_best`` best
             checkpoints; an existing ``latest.npz`` there is resumed from.
-        keep_best: N, the number of best checkpoints kept.
-        dense_eval_steps: also evaluate every step for steps ``0 ... dense_eval_steps``.
-        eval_test: also evaluate the test split at every evaluation.
-        periodic_eval_size: evaluate on a fixed, class-stratified sample of this
-            many validation examples instead of the whole validation split.
-        selection_metric: the curve that ranks checkpoints (lower is better);
-            default ``"validation/error_rate"`` for classification,
-            ``"validation/loss"`` for regression.
-        divergence_factor: a training loss above this multiple of the step-0
-            loss makes the trial infeasible (``None``: only NaN/Inf do).
+        **settings_keywords: instead of ``settings``, its fields as keywords:
+            ``run_trial(wl, config, seed=0, max_train_steps=1000, eval_every=100)``.
 
     While the trial runs, BLAS and Numba are pinned to one thread (the
     caller's thread counts are restored when it returns).
@@ -124,57 +132,74 @@ def run_trial(workload: Workload | str, config: Mapping[str, object], *, seed: i
     Raises:
         ValueError, TypeError: for an invalid argument or config key (named).
     """
+    settings = _settings_from(settings, settings_keywords)
     if isinstance(workload, str):
         workload = get_workload(workload)
     if not isinstance(workload, Workload):
         raise TypeError(f"workload must be a Workload or a workload name, "
                         f"got {type(workload).__name__}")
     seed = _validate.integer("seed", seed, low=0)
-    max_train_steps = _validate.integer("max_train_steps", max_train_steps, low=1)
-    eval_every = _validate.integer("eval_every", eval_every, low=1)
-    keep_best = _validate.integer("keep_best", keep_best, low=0)
-    dense_eval_steps = _validate.integer("dense_eval_steps", dense_eval_steps, low=0)
-    if not isinstance(eval_test, bool):
-        raise TypeError(f"eval_test must be True or False, got {eval_test!r}")
-    if periodic_eval_size is not None:
-        periodic_eval_size = _validate.integer("periodic_eval_size", periodic_eval_size, low=1)
-    if divergence_factor is not None:
-        divergence_factor = _validate.real("divergence_factor", divergence_factor, low=1.0,
-                                           low_open=True)
-    trial_config = parse_config(config, model_hparams=workload.hparams,
-                                max_train_steps=max_train_steps,
-                                default_batch_size=workload.batch_size)
-    if trial_config.batch_size > len(workload.train):
-        raise ValueError(f"batch_size={trial_config.batch_size} is larger than the "
-                         f"{len(workload.train)} training examples of workload {workload.name!r}")
+    trial_config = check_trial(workload, config, settings)
     model = workload.model(**trial_config.model_hparams)   # bad model hyperparameters raise here
-    metric_names = _curve_names(workload.task, eval_test, trial_config)
-    if selection_metric is None:
-        selection_metric = workload.selection_metric
-    _validate.one_of("selection_metric", selection_metric,
-                     [m for m in metric_names if m not in ("lr", "train/clipped_fraction")])
-
+    metric_names = curve_names(workload.task, settings, grad_clip=trial_config.grad_clip is not None,
+                               ema=trial_config.ema_decay is not None)
+    if settings.selection_metric is None:
+        settings = settings.replace(selection_metric=workload.selection_metric)
     trial = _Trial(workload=workload, model=model, config=plain(config), trial_config=trial_config,
-                   seed=seed,
-                   max_train_steps=max_train_steps, eval_every=eval_every,
+                   seed=seed, settings=settings,
                    checkpoint_dir=None if checkpoint_dir is None else Path(checkpoint_dir),
-                   keep_best=keep_best, dense_eval_steps=dense_eval_steps, eval_test=eval_test,
-                   periodic_eval_size=periodic_eval_size, selection_metric=selection_metric,
-                   divergence_factor=divergence_factor, metric_names=metric_names)
+                   metric_names=metric_names)
     trial.check_checkpoint_matches()
     return trial.run()
 
 
-def _curve_names(task: str, eval_test: bool, tc: TrialConfig) -> list[str]:
-    split_metrics = ["loss", "error_rate"] if task == "classification" else ["loss"]
-    splits = ["validation", "test"] if eval_test else ["validation"]
-    names = ["train/loss", "lr"]
-    if tc.grad_clip is not None:
-        names.append("train/clipped_fraction")
-    names += [f"{s}/{m}" for s in splits for m in split_metrics]
-    if tc.ema_decay is not None:
-        names += [f"ema/{s}/{m}" for s in splits for m in split_metrics]
-    return names
+def _settings_from(settings: TrialSettings | None, keywords: dict) -> TrialSettings:
+    unknown = sorted(set(keywords) - set(_SETTINGS_KEYWORDS))
+    if unknown:
+        raise TypeError(f"run_trial() got unexpected keyword argument(s) {unknown}; "
+                        f"trial settings are {list(_SETTINGS_KEYWORDS)}")
+    if settings is None:
+        return TrialSettings(**keywords)
+    if keywords:
+        raise TypeError(f"pass either settings=TrialSettings(...) or its fields as keywords, "
+                        f"not both (got settings and {sorted(keywords)})")
+    if not isinstance(settings, TrialSettings):
+        raise TypeError(f"settings must be a TrialSettings, got {type(settings).__name__}")
+    return settings
+
+
+def check_trial(workload: Workload, config: Mapping[str, object],
+                settings: TrialSettings) -> TrialConfig:
+    """Validate ``config`` against ``workload`` and ``settings`` without training.
+
+    Refuses what no trial could run: invalid config keys, a batch larger than
+    the training set, an ``eval_train`` sample larger than it, a selection
+    metric this trial would not report. Returns the parsed config. Studies call
+    it for every configuration before the first trial runs.
+    """
+    trial_config = parse_config(config, model_hparams=workload.hparams,
+                                max_train_steps=settings.max_train_steps,
+                                default_batch_size=workload.batch_size)
+    n_train = len(workload.train)
+    if trial_config.batch_size > n_train:
+        raise ValueError(f"batch_size={trial_config.batch_size} is larger than the "
+                         f"{n_train} training examples of workload {workload.name!r}")
+    if isinstance(settings.eval_train, int) and settings.eval_train > n_train:
+        raise ValueError(f"eval_train={settings.eval_train} is larger than the {n_train} "
+                         f"training examples of workload {workload.name!r}; use 'all'")
+    names = curve_names(workload.task, settings, grad_clip=trial_config.grad_clip is not None,
+                        ema=trial_config.ema_decay is not None)
+    selection = settings.selection_metric or workload.selection_metric
+    allowed = selectable_metrics(names)
+    if selection not in allowed:
+        hint = ""
+        if selection.startswith("ema/"):
+            hint = " (ema/... curves need ema_decay in the trial config)"
+        elif selection.startswith("train_eval/"):
+            hint = " (train_eval/... curves need the eval_train setting)"
+        raise ValueError(f"selection_metric={selection!r} is not reported by this trial{hint}; "
+                         f"choose one of {allowed}")
+    return trial_config
 
 
 @dataclass
@@ -190,9 +215,14 @@ class _Progress:
     eval_steps: list[int] = field(default_factory=list)
     curves: dict[str, list[float]] = field(default_factory=dict)
     grad_norms: list[float] = field(default_factory=list)
+    train_losses: list[float] = field(default_factory=list)
     interval_losses: list[float] = field(default_factory=list)
     interval_clipped: list[bool] = field(default_factory=list)
     initial_loss: float = float("nan")
+    # The loss excursion above divergence_factor x initial_loss in progress
+    # (first step, or -1 when the loss is below), and the finished ones.
+    spike_start: int = -1
+    loss_spikes: list[dict] = field(default_factory=list)
     train_seconds: float = 0.0
     wall_seconds: float = 0.0
 
@@ -208,6 +238,9 @@ class _Progress:
         arrays.update(ckpt.pack("curve", {k: np.asarray(v, dtype=np.float64)
                                           for k, v in self.curves.items()}))
         arrays["grad_norms"] = np.asarray(self.grad_norms, dtype=np.float64)
+        arrays["train_losses"] = np.asarray(self.train_losses, dtype=np.float64)
+        arrays["spike_start"] = np.asarray(self.spike_start, dtype=np.int64)
+        arrays["loss_spikes"] = np.asarray(json.dumps(self.loss_spikes))
         arrays["interval_losses"] = np.asarray(self.interval_losses, dtype=np.float64)
         arrays["interval_clipped"] = np.asarray(self.interval_clipped, dtype=bool)
         arrays["initial_loss"] = np.asarray(self.initial_loss, dtype=np.float64)
@@ -227,6 +260,9 @@ class _Progress:
             eval_steps=[int(s) for s in arrays["eval_steps"]],
             curves={k: [float(x) for x in v] for k, v in ckpt.unpack("curve", arrays).items()},
             grad_norms=[float(x) for x in arrays["grad_norms"]],
+            train_losses=[float(x) for x in arrays["train_losses"]],
+            spike_start=int(arrays["spike_start"]),
+            loss_spikes=json.loads(str(arrays["loss_spikes"])),
             interval_losses=[float(x) for x in arrays["interval_losses"]],
             interval_clipped=[bool(x) for x in arrays["interval_clipped"]],
             initial_loss=float(arrays["initial_loss"]),
@@ -252,41 +288,41 @@ class _Trial:
     config: dict
     trial_config: TrialConfig
     seed: int
-    max_train_steps: int
-    eval_every: int
+    settings: TrialSettings           # selection_metric resolved
     checkpoint_dir: Path | None
-    keep_best: int
-    dense_eval_steps: int
-    eval_test: bool
-    periodic_eval_size: int | None
-    selection_metric: str
-    divergence_factor: float | None
     metric_names: list[str]
     # Set up by ``_setup`` (inside the try: any failure there is a failed trial).
     streams: seeds.TrialStreams | None = None
     batches: TrainBatches | None = None
     validation: object = None
+    train_eval: object = None
     eval_at: list[int] = field(default_factory=list)
     progress: _Progress | None = None
     periodic_eval_check: dict | None = None
 
     # ------------------------------------------------------------ identity
+    @property
+    def total_steps(self) -> int:
+        """Updates this trial runs (``max_train_steps``, plus a prepended warmup)."""
+        return self.trial_config.total_steps(self.settings.max_train_steps)
+
     def fingerprint(self) -> str:
-        """Everything that determines the computation, as canonical JSON."""
+        """Everything that determines the computation, as canonical JSON.
+
+        ``keep_best`` is left out: it decides which checkpoint files are kept,
+        not what the trial computes.
+        """
+        settings = self.settings.to_dict()
+        settings.pop("keep_best")
         return json.dumps(plain({
             "workload": self.workload.name, "workload_settings": self.workload.settings,
-            "config": self.trial_config.resolved, "seed": self.seed,
-            "max_train_steps": self.max_train_steps, "eval_every": self.eval_every,
-            "dense_eval_steps": self.dense_eval_steps, "eval_test": self.eval_test,
-            "periodic_eval_size": self.periodic_eval_size,
-            "selection_metric": self.selection_metric,
-            "divergence_factor": self.divergence_factor,
+            "config": self.trial_config.resolved, "seed": self.seed, "settings": settings,
         }), sort_keys=True, allow_nan=True)
 
     def store(self) -> ckpt.CheckpointStore | None:
         if self.checkpoint_dir is None:
             return None
-        return ckpt.CheckpointStore(self.checkpoint_dir, self.keep_best)
+        return ckpt.CheckpointStore(self.checkpoint_dir, self.settings.keep_best)
 
     def check_checkpoint_matches(self) -> None:
         """Refuse (ValueError) to resume a checkpoint written by a different trial."""
@@ -313,22 +349,28 @@ class _Trial:
                 self._train(wall_start)
                 self.periodic_eval_check = self._check_periodic_sample()
         except _Diverged as d:
-            return self._result("infeasible", d.reason, wall_start, divergence_step=d.step)
+            return self._result(TrialStatus.INFEASIBLE, d.reason, wall_start,
+                                divergence_step=d.step)
         except Exception:  # noqa: BLE001 - a trial records its failure, it never raises
-            return self._result("failed", traceback.format_exc(), wall_start)
-        return self._result("complete", "", wall_start)
+            return self._result(TrialStatus.FAILED, traceback.format_exc(), wall_start)
+        return self._result(TrialStatus.COMPLETE, "", wall_start)
 
     def _setup(self) -> None:
         tc, wl = self.trial_config, self.workload
         self.streams = seeds.trial_streams(self.seed, init_seed=tc.init_seed,
                                            data_seed=tc.data_seed)
         self.batches = TrainBatches(wl.train, tc.batch_size, seed=self.streams.data)
+        st = self.settings
         self.validation = wl.validation
-        if self.periodic_eval_size is not None and self.periodic_eval_size < len(wl.validation):
+        if st.periodic_eval_size is not None and st.periodic_eval_size < len(wl.validation):
             # A fixed sample shared by every trial of the workload (seed 0), so
             # periodic metrics of different trials are comparable.
-            self.validation = stratified_subset(wl.validation, self.periodic_eval_size, seed=0)
-        self.eval_at = eval_steps(self.max_train_steps, self.eval_every, self.dense_eval_steps)
+            self.validation = stratified_subset(wl.validation, st.periodic_eval_size, seed=0)
+        if st.eval_train == EVAL_TRAIN_ALL or st.eval_train == len(wl.train):
+            self.train_eval = wl.train
+        elif st.eval_train is not None:
+            self.train_eval = stratified_subset(wl.train, st.eval_train, seed=0)
+        self.eval_at = eval_steps(self.total_steps, st.eval_every, st.dense_eval_steps)
         store = self.store()
         arrays = None if store is None else store.load_latest()
         if arrays is not None:
@@ -368,10 +410,12 @@ class _Trial:
     def _train(self, wall_start: float) -> None:
         p, tc = self.progress, self.trial_config
         eval_set = set(self.eval_at)
+        total_steps = self.total_steps
         while True:
             if p.step in eval_set and (not p.eval_steps or p.eval_steps[-1] < p.step):
                 self._evaluate_and_checkpoint(wall_start)
-            if p.step >= self.max_train_steps:
+            if p.step >= total_steps:
+                self._end_of_training(total_steps)
                 return
             t0 = time.perf_counter()
             step = p.step
@@ -382,13 +426,11 @@ class _Trial:
             loss = float(loss)
             grad_norm = tree_lib.global_norm(grads)     # unclipped, logged every step
             p.grad_norms.append(grad_norm)
+            p.train_losses.append(loss)
             p.interval_losses.append(loss)
             if step == 0:
                 p.initial_loss = loss
-            reason = divergence_reason(step, loss, grad_norm, p.initial_loss,
-                                       self.divergence_factor)
-            if reason is not None:
-                raise _Diverged(reason, step)
+            self._check_divergence(step, loss, grad_norm)
             if tc.grad_clip is not None:
                 grads, info = clipping.clip_by_global_norm(grads, tc.grad_clip)
                 p.interval_clipped.append(bool(info.clipped))
@@ -402,6 +444,47 @@ class _Trial:
             p.step = step + 1
             p.train_seconds += time.perf_counter() - t0
 
+    def _check_divergence(self, step: int, loss: float, grad_norm: float) -> None:
+        """End the trial (``_Diverged``) on NaN/Inf or on too many blown-up steps in the
+        window; record each run of blown-up steps as a loss spike."""
+        p, st = self.progress, self.settings
+        reason = divergence_reason(step, loss, grad_norm, p.initial_loss, st.divergence_factor)
+        if reason is None:
+            self._close_spike(step)
+            return
+        if not (math.isfinite(loss) and math.isfinite(grad_norm)):
+            raise _Diverged(reason, step)
+        if p.spike_start < 0:
+            p.spike_start = step
+        recent = p.train_losses[-st.divergence_window:]
+        blown_up = sum(_above_factor(x, p.initial_loss, st.divergence_factor) for x in recent)
+        if blown_up >= st.divergence_steps:
+            if st.divergence_steps > 1:
+                reason = (f"training loss exceeded {st.divergence_factor:g} x the initial loss "
+                          f"{p.initial_loss:.6g} on {blown_up} of the last {len(recent)} steps; "
+                          f"at step {step} it is {loss:.6g}")
+            raise _Diverged(reason, step)
+
+    def _end_of_training(self, total_steps: int) -> None:
+        """A run that ends still blown up never recovered: it is infeasible."""
+        p, st = self.progress, self.settings
+        if p.spike_start >= 0:
+            last = total_steps - 1
+            raise _Diverged(f"training loss stayed above {st.divergence_factor:g} x the initial "
+                            f"loss {p.initial_loss:.6g} from step {p.spike_start} to the last "
+                            f"step {last} ({p.train_losses[last]:.6g}); it never recovered", last)
+
+    def _close_spike(self, step: int) -> None:
+        """Record the excursion above the divergence factor that ended before ``step``."""
+        p = self.progress
+        if p.spike_start < 0:
+            return
+        losses = p.train_losses[p.spike_start:step]
+        peak = max(losses)
+        p.loss_spikes.append({"start": p.spike_start, "end": step - 1, "peak": peak,
+                              "peak_ratio": peak / p.initial_loss})
+        p.spike_start = -1
+
     def _evaluate_and_checkpoint(self, wall_start: float) -> None:
         p, tc, wl = self.progress, self.trial_config, self.workload
         step = p.step
@@ -411,7 +494,12 @@ class _Trial:
         if tc.grad_clip is not None:
             metrics["train/clipped_fraction"] = (float(np.mean(p.interval_clipped))
                                                  if p.interval_clipped else float("nan"))
-        splits = [("validation", self.validation)] + ([("test", wl.test)] if self.eval_test else [])
+        if self.train_eval is not None:
+            for name, value in evaluate(self.model, p.params, p.model_state, self.train_eval,
+                                        tc.eval_batch_size).items():
+                metrics[f"train_eval/{name}"] = value
+        splits = [("validation", self.validation)] + ([("test", wl.test)]
+                                                      if self.settings.eval_test else [])
         for prefix, params in [("", p.params)] + ([("ema/", p.ema_params)]
                                                   if p.ema_params is not None else []):
             for split, dataset in splits:
@@ -442,22 +530,23 @@ class _Trial:
 
     def history(self) -> list[tuple[int, float]]:
         p = self.progress
-        return list(zip(p.eval_steps, p.curves.get(self.selection_metric, [])))
+        return list(zip(p.eval_steps, p.curves.get(self.settings.selection_metric, [])))
 
     # -------------------------------------------------------------- result
     def _result(self, status: str, reason: str, wall_start: float, *,
                 divergence_step: int | None = None) -> TrialResult:
         p = self.progress
+        st = self.settings
         extras = {
             "workload": self.workload.name,
             "workload_settings": plain(self.workload.settings),
             "resolved_config": self.trial_config.resolved,
-            "max_train_steps": self.max_train_steps,
-            "eval_every": self.eval_every,
-            "dense_eval_steps": self.dense_eval_steps,
-            "selection_metric": self.selection_metric,
-            "divergence_factor": self.divergence_factor,
+            "settings": st.to_dict(),
+            "max_train_steps": st.max_train_steps,
+            "total_steps": self.total_steps,
+            "selection_metric": st.selection_metric,
             "divergence_step": divergence_step,
+            "loss_spikes": [] if p is None else list(p.loss_spikes),
             "periodic_eval_check": self.periodic_eval_check,
         }
         if p is None:   # failed before the first step (e.g. the model could not be built)
@@ -478,6 +567,7 @@ class _Trial:
             steps_done=steps_done, eval_steps=list(p.eval_steps),
             curves={k: list(v) for k, v in p.curves.items()},
             grad_norms=np.asarray(p.grad_norms, dtype=np.float64),
+            train_losses=np.asarray(p.train_losses, dtype=np.float64),
             best_step=best_step, best_metrics=best_metrics, checkpoint_paths=paths,
             examples_per_second=(self.trial_config.batch_size * trained / p.train_seconds
                                  if p.train_seconds > 0 else float("nan")),

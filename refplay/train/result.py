@@ -8,6 +8,7 @@ its traceback text).
 
 from __future__ import annotations
 
+import enum
 import json
 import math
 import os
@@ -18,7 +19,17 @@ import numpy as np
 
 from refplay import io
 
-STATUSES = ("complete", "infeasible", "failed")
+
+
+class TrialStatus(enum.StrEnum):
+    """How a trial ended; stored as its string (``"complete"``, ...) everywhere."""
+
+    COMPLETE = "complete"      # trained for its whole budget
+    INFEASIBLE = "infeasible"  # diverged: a data point of the study, drawn as a red x
+    FAILED = "failed"          # anything else went wrong; the reason holds the traceback
+
+
+STATUSES = tuple(s.value for s in TrialStatus)
 
 # Fields that measure the machine rather than the computation; excluded when
 # two results are compared for bitwise equality.
@@ -31,19 +42,22 @@ class TrialResult:
 
     ``curves`` maps a metric name such as ``"validation/error_rate"`` or
     ``"train/loss"`` to its values at ``eval_steps``. ``grad_norms[i]`` is the
-    unclipped global gradient norm at step ``i``. ``best_step`` and
+    unclipped global gradient norm at step ``i`` and ``train_losses[i]`` the
+    training-mode loss of step ``i``'s minibatch (both float64, one per
+    update). ``best_step`` and
     ``best_metrics`` come from retrospective selection over the whole
     evaluation history.
     """
 
     config: dict
     seed: int
-    status: str = "complete"
+    status: str = TrialStatus.COMPLETE
     reason: str = ""
     steps_done: int = 0
     eval_steps: list[int] = field(default_factory=list)
     curves: dict[str, list[float]] = field(default_factory=dict)
     grad_norms: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    train_losses: np.ndarray = field(default_factory=lambda: np.zeros(0))
     best_step: int | None = None
     best_metrics: dict[str, float] = field(default_factory=dict)
     checkpoint_paths: list[str] = field(default_factory=list)
@@ -55,17 +69,21 @@ class TrialResult:
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
             raise ValueError(f"status={self.status!r} is not allowed; choose one of {list(STATUSES)}")
+        self.status = TrialStatus(self.status)
         self.grad_norms = np.asarray(self.grad_norms, dtype=np.float64)
+        self.train_losses = np.asarray(self.train_losses, dtype=np.float64)
 
     @property
     def feasible(self) -> bool:
-        return self.status == "complete"
+        return self.status == TrialStatus.COMPLETE
 
     # ------------------------------------------------------------------ JSON
     def to_dict(self) -> dict:
         """A JSON-ready dict (arrays as lists; NaN kept as JSON ``NaN``)."""
         d = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        d["status"] = str(self.status)
         d["grad_norms"] = [float(x) for x in self.grad_norms]
+        d["train_losses"] = [float(x) for x in self.train_losses]
         d["curves"] = {k: [float(x) for x in v] for k, v in self.curves.items()}
         d["eval_steps"] = [int(s) for s in self.eval_steps]
         d["best_metrics"] = {k: float(v) for k, v in self.best_metrics.items()}
@@ -99,14 +117,15 @@ class TrialResult:
 
     # ------------------------------------------------------------------ files
     def save(self, directory: str | os.PathLike) -> Path:
-        """Write ``result.json`` and ``arrays.npz`` (gradient norms, curves) atomically."""
+        """Write ``result.json`` and ``arrays.npz`` (per-step arrays, curves) atomically."""
         directory = Path(directory)
         d = self.to_dict()
-        arrays = {"grad_norms": self.grad_norms,
+        arrays = {"grad_norms": self.grad_norms, "train_losses": self.train_losses,
                   "eval_steps": np.asarray(self.eval_steps, dtype=np.int64)}
         arrays.update({f"curve:{k}": np.asarray(v, dtype=np.float64) for k, v in self.curves.items()})
         io.save_npz(directory / "arrays.npz", arrays)
         d["grad_norms"] = "arrays.npz:grad_norms"
+        d["train_losses"] = "arrays.npz:train_losses"
         io.save_json(directory / "result.json", d)
         return directory
 
@@ -116,6 +135,8 @@ class TrialResult:
         d = json.loads((directory / "result.json").read_text())
         arrays = io.load_npz(directory / "arrays.npz")
         d["grad_norms"] = arrays["grad_norms"]
+        # Results saved before per-step losses were recorded have none.
+        d["train_losses"] = arrays.get("train_losses", np.zeros(0))
         return cls.from_dict(d)
 
 
