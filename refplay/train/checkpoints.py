@@ -106,23 +106,58 @@ class CheckpointStore:
         self._prune(keep)                               # 3. only then forget the others
         return self.paths(history)
 
-    def load_latest(self) -> dict[str, np.ndarray] | None:
-        """The arrays of ``latest.npz`` (``None`` when there is none).
+    def newest_readable(self) -> tuple[Path | None, dict[str, np.ndarray] | None,
+                                       list[tuple[Path, str]]]:
+        """The newest checkpoint that can be read, without changing any file.
 
-        Also deletes what a crash may have left behind: temporaries of
+        Tries ``latest.npz``, then the best files from the latest step down.
+        Returns ``(path, arrays, skipped)``: ``path`` and ``arrays`` are
+        ``None`` when no checkpoint can be read, and ``skipped`` lists each
+        damaged file (truncated, empty, not an ``.npz``, missing its step)
+        with the reason it was skipped.
+        """
+        skipped: list[tuple[Path, str]] = []
+        if not self.directory.exists():
+            return None, None, skipped
+        candidates = [self.latest_path] if self.latest_path.exists() else []
+        candidates += [path for _, path in sorted(self._best_files().items(), reverse=True)]
+        for path in candidates:
+            try:
+                arrays = io.load_npz(path)
+                if "step" not in arrays:
+                    raise ValueError("it holds no 'step' array")
+            except Exception as exc:  # noqa: BLE001 - any unreadable file is skipped, by name
+                skipped.append((path, f"{type(exc).__name__}: {exc}".splitlines()[0][:200]))
+                continue
+            return path, arrays, skipped
+        return None, None, skipped
+
+    def load_latest(self) -> dict[str, np.ndarray] | None:
+        """The arrays of the newest readable checkpoint (``None`` when there is none).
+
+        Normally ``latest.npz``. A damaged checkpoint (a truncated write on a
+        full disk, a file overwritten by hand) is skipped for the next newest
+        one, or for a fresh start, and moved aside to ``<name>.damaged`` with
+        its bytes untouched; :attr:`skipped` then lists what was skipped and
+        why. Also deletes what a crash may have left behind: temporaries of
         interrupted atomic writes, and best files no longer ranked in the
-        history stored in ``latest.npz`` (key ``"history/steps"`` and
+        history stored in the checkpoint (keys ``"history/steps"`` and
         ``"history/metric"``).
         """
+        self.skipped: list[tuple[Path, str]] = []
         if not self.directory.exists():
             return None
         for tmp in self.directory.glob(".*.tmp"):
             tmp.unlink(missing_ok=True)
-        if not self.latest_path.exists():
-            for path in self._best_files().values():
-                path.unlink(missing_ok=True)
+        path, arrays, skipped = self.newest_readable()
+        for bad, reason in skipped:
+            aside = bad.with_name(bad.name + ".damaged")
+            os.replace(bad, aside)            # a rename: the damaged bytes are kept as they are
+            self.skipped.append((aside, reason))
+        if arrays is None:
+            for best in self._best_files().values():
+                best.unlink(missing_ok=True)
             return None
-        arrays = io.load_npz(self.latest_path)
         self._prune(best_steps(history_from_arrays(arrays), self.keep_best))
         return arrays
 

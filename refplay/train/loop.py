@@ -299,6 +299,7 @@ class _Trial:
     eval_at: list[int] = field(default_factory=list)
     progress: _Progress | None = None
     periodic_eval_check: dict | None = None
+    checkpoint_skipped: list = field(default_factory=list)   # damaged files set aside
 
     # ------------------------------------------------------------ identity
     @property
@@ -326,14 +327,14 @@ class _Trial:
 
     def check_checkpoint_matches(self) -> None:
         """Refuse (ValueError) to resume a checkpoint written by a different trial."""
-        path = None if self.checkpoint_dir is None else self.checkpoint_dir / ckpt.LATEST
-        if path is None or not path.exists():
+        store = self.store()
+        path, arrays, _ = (None, None, None) if store is None else store.newest_readable()
+        if arrays is None:
             return
-        with np.load(path, allow_pickle=False) as z:
-            stored = str(z["meta/fingerprint"]) if "meta/fingerprint" in z.files else ""
+        stored = str(arrays["meta/fingerprint"]) if "meta/fingerprint" in arrays else ""
         if stored != self.fingerprint():
             raise ValueError(f"checkpoint_dir={str(self.checkpoint_dir)!r} holds a checkpoint of a "
-                             f"different trial; use a new directory per trial.\n"
+                             f"different trial ({path.name}); use a new directory per trial.\n"
                              f"stored:    {stored}\nrequested: {self.fingerprint()}")
 
     # ----------------------------------------------------------------- run
@@ -373,6 +374,9 @@ class _Trial:
         self.eval_at = eval_steps(self.total_steps, st.eval_every, st.dense_eval_steps)
         store = self.store()
         arrays = None if store is None else store.load_latest()
+        if store is not None:
+            self.checkpoint_skipped = [{"file": str(path), "reason": reason}
+                                       for path, reason in store.skipped]
         if arrays is not None:
             self.progress = _Progress.from_arrays(arrays, has_ema=tc.ema_decay is not None)
             self.batches.set_state(self.progress.data_state)
@@ -549,6 +553,9 @@ class _Trial:
             "loss_spikes": [] if p is None else list(p.loss_spikes),
             "periodic_eval_check": self.periodic_eval_check,
         }
+        if self.checkpoint_skipped:
+            # Only when it happened: a clean resume stays bitwise equal to a fresh run.
+            extras["checkpoint_skipped"] = list(self.checkpoint_skipped)
         if p is None:   # failed before the first step (e.g. the model could not be built)
             return TrialResult(config=self.config, seed=self.seed, status=status, reason=reason,
                                wall_seconds=time.perf_counter() - wall_start, extras=extras)
