@@ -507,3 +507,26 @@ def test_progress_bar_on_terminals_only_unless_asked(tmp_path, monkeypatch, term
         best = store.get_study("bar").best_value
     assert final.startswith("bar: 100%") and "4/4" in final
     assert f"infeasible=1 failed=1 best={best:.4g}" in final
+
+
+# -------------------------------------------------------- progress when stdout is not a terminal
+def test_one_line_per_finished_trial_when_not_a_terminal(tmp_path, capsys):
+    spec = halton_spec(num_trials=4)
+    study.run(spec, store=tmp_path, trial_fn=FAST, workers=0)    # progress=None: auto
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 4
+    with Store(tmp_path, readonly=True) as store:
+        records = store.trials("toy")
+    for i, (line, record) in enumerate(zip(lines, records)):
+        assert line.startswith(f"toy [{i + 1}/4] trial {i}: {record.status}")
+        if record.status == "complete":
+            assert f"validation/loss={record.objective:.4g}" in line
+        assert " s; best so far " in line
+
+
+def test_progress_false_prints_nothing_and_bad_progress_is_refused(tmp_path, capsys):
+    study.run(halton_spec(num_trials=2), store=tmp_path, trial_fn=FAST, workers=0, progress=False)
+    assert capsys.readouterr().out == ""
+    with pytest.raises(ValueError, match="progress='loud' is not allowed"):
+        study.run(halton_spec(name="other", num_trials=2), store=tmp_path, trial_fn=FAST,
+                  workers=0, progress="loud")

@@ -312,8 +312,11 @@ def run(spec: StudySpec, *, store: Store | str | os.PathLike,
         Optional wall-clock limit per trial in seconds; a trial that runs past
         it is recorded as failed.
     progress:
-        Show a progress bar (done / total, infeasible, failed, best so far);
-        by default only when stderr is a terminal.
+        ``True``: a progress bar (done / total, infeasible, failed, best so
+        far); ``"lines"``: one line per finished trial on stdout (status,
+        objective, elapsed) — what a log file, ``tee`` or a notebook cell can
+        show; ``False``: nothing. By default a bar when stderr is a terminal,
+        else lines.
     command:
         The command line that reproduces the study, for the tracking table
         (the CLI passes its own argv).
@@ -334,6 +337,7 @@ def run(spec: StudySpec, *, store: Store | str | os.PathLike,
                         f"got {type(executor).__name__}")
     if workers is not None:
         workers = _validate.integer("workers", workers, low=0)
+    show = _show_progress(progress)
 
     if isinstance(trial_fn, WorkloadTrial):
         trial_fn.check_configs(spec.sampled_configs)   # before the study is recorded
@@ -352,8 +356,7 @@ def run(spec: StudySpec, *, store: Store | str | os.PathLike,
             done = store.recorded_indices(spec.name)
             trials = [spec.trial(i) for i in range(spec.budget) if i not in done]
             if trials:
-                _run_trials(spec, store, trials, trial_fn, executor, workers, time_limit,
-                            _show_progress(progress))
+                _run_trials(spec, store, trials, trial_fn, executor, workers, time_limit, show)
         return store.status(spec.name)
     finally:
         if own_store:
@@ -429,10 +432,15 @@ def _default_command(spec: StudySpec, store: Store, fn_name: str, spec_text: str
             f"store={workspace!r}, trial_fn={fn_name})\"")
 
 
-def _show_progress(progress: bool | None) -> bool:
+def _show_progress(progress: bool | str | None) -> str | None:
+    """How to report progress: ``"bar"``, ``"lines"`` or ``None`` (silent)."""
     if progress is None:
-        return bool(getattr(sys.stderr, "isatty", lambda: False)())
-    return bool(progress)
+        return "bar" if getattr(sys.stderr, "isatty", lambda: False)() else "lines"
+    if progress == "lines":
+        return "lines"
+    if not isinstance(progress, bool):
+        raise ValueError(f"progress={progress!r} is not allowed; use True, False, 'lines' or None")
+    return "bar" if progress else None
 
 
 def _available_cpus() -> int:
@@ -489,7 +497,8 @@ def _drive(spec, store, executor, trial_fn, tasks, by_index, show, window):
     counts = dict(status.counts)
     best = status.study.best_value
     bar = tqdm(total=spec.budget, initial=status.done, desc=spec.name, unit="trial",
-               disable=not show, dynamic_ncols=True, file=sys.stderr)
+               disable=show != "bar", dynamic_ncols=True, file=sys.stderr)
+    done = status.done
     _set_postfix(bar, counts, best)
     queue = iter(tasks)
     pending: dict[Future, _Task] = {}
@@ -511,8 +520,11 @@ def _drive(spec, store, executor, trial_fn, tasks, by_index, show, window):
                 result = _record(spec, store, by_index[task.index], task, outcome)
                 counts[result.status] += 1
                 best = store.get_study(spec.name).best_value
+                done += 1
                 bar.update(1)
                 _set_postfix(bar, counts, best)
+                if show == "lines":
+                    print(_trial_line(spec, task.index, result, outcome, done, best), flush=True)
             submit_more()
     except BaseException:
         for future in pending:
@@ -520,6 +532,17 @@ def _drive(spec, store, executor, trial_fn, tasks, by_index, show, window):
         raise
     finally:
         bar.close()
+
+
+def _trial_line(spec: StudySpec, index: int, result: TrialResult, outcome: _Outcome, done: int,
+                best: float | None) -> str:
+    """``nesterov_vs_adam [3/16] trial 2: complete validation/error_rate=0.0780 (12.3 s)``."""
+    objective = result.best_metrics.get(spec.metric) if result.feasible else None
+    value = f" {spec.metric}={objective:.4g}" if objective is not None else ""
+    why = f" ({result.reason.splitlines()[-1][:80]})" if result.reason else ""
+    best_text = "-" if best is None else f"{best:.4g}"
+    return (f"{spec.name} [{done}/{spec.budget}] trial {index}: {result.status}{value}{why} "
+            f"in {outcome.trial_seconds:.1f} s; best so far {best_text}")
 
 
 def _set_postfix(bar, counts: dict, best: float | None) -> None:
