@@ -530,3 +530,50 @@ def test_progress_false_prints_nothing_and_bad_progress_is_refused(tmp_path, cap
     with pytest.raises(ValueError, match="progress='loud' is not allowed"):
         study.run(halton_spec(name="other", num_trials=2), store=tmp_path, trial_fn=FAST,
                   workers=0, progress="loud")
+
+
+# -------------------------------------------------------- retrying failed trials
+def flaky_trial(config, seed, *, trial_dir):
+    """Fails while the file named by $REFPLAY_TEST_FLAKY exists, then succeeds."""
+    if os.path.exists(os.environ["REFPLAY_TEST_FLAKY"]):
+        raise RuntimeError("planted failure, fixed later")
+    return FAST(config, seed, trial_dir=trial_dir)
+
+
+def test_retry_failed_runs_failed_trials_again_and_keeps_their_history(tmp_path, monkeypatch):
+    flag = tmp_path / "broken"
+    flag.write_text("")
+    monkeypatch.setenv("REFPLAY_TEST_FLAKY", str(flag))
+    spec = halton_spec(num_trials=3)
+    ws = tmp_path / "ws"
+    status = study.run(spec, store=ws, trial_fn=flaky_trial, workers=0, progress=False)
+    assert status.counts["failed"] == 3 and status.study.best_value is None
+    # Resuming alone does nothing: every trial has a result.
+    assert study.run(spec, store=ws, trial_fn=flaky_trial, workers=0,
+                     progress=False).counts["failed"] == 3
+    flag.unlink()
+    status = study.run(spec, store=ws, trial_fn=flaky_trial, workers=0, progress=False,
+                       retry_failed=True)
+    assert status.counts == {"complete": 3, "infeasible": 0, "failed": 0}
+    with Store(ws, readonly=True) as store:
+        retired = store.retired("toy")
+        fresh = store.records("toy")
+    assert [(r["trial"], r["attempt"]) for r in retired] == [(0, 1), (1, 1), (2, 1)]
+    assert all("planted failure" in r["row"]["reason"] for r in retired)
+    other = tmp_path / "other"
+    study.run(spec, store=other, trial_fn=FAST, workers=0, progress=False)
+    with Store(other, readonly=True) as store:
+        assert store.records("toy") == fresh     # the retried study equals a clean one
+
+
+def test_baseline_record(tmp_path):
+    spec = halton_spec(num_trials=4)
+    study.run(spec, store=tmp_path, trial_fn=FAST, workers=0, progress=False)
+    with Store(tmp_path) as store:
+        assert store.baseline() is None
+        best = store.status("toy").study.best_trial
+        row = store.set_baseline("toy", best, note="adopted: beats the old one by 3 SE")
+        assert (row.study, row.trial, row.metric) == ("toy", best, "validation/loss")
+        assert row.objective == store.status("toy").study.best_value
+        with pytest.raises(ValueError, match="no recorded result"):
+            store.set_baseline("toy", 99)

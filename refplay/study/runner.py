@@ -285,7 +285,8 @@ def _time_limit(seconds: float | None) -> Iterator[bool]:
 def run(spec: StudySpec, *, store: Store | str | os.PathLike,
         executor: Executor | None = None, workers: int | None = None,
         trial_fn: TrialFunction | None = None, time_limit: float | None = None,
-        progress: bool | None = None, command: str | None = None) -> StudyStatus:
+        progress: bool | str | None = None, command: str | None = None,
+        retry_failed: bool = False) -> StudyStatus:
     """Run (or resume) study ``spec``: every trial without a recorded result.
 
     Parameters
@@ -320,6 +321,9 @@ def run(spec: StudySpec, *, store: Store | str | os.PathLike,
     command:
         The command line that reproduces the study, for the tracking table
         (the CLI passes its own argv).
+    retry_failed:
+        Run the study's ``failed`` trials again; their old records are kept
+        in the store's history (``Store.retired``).
 
     Returns the study's status after the run. Ctrl-C stops the run cleanly:
     finished trials are kept, running ones are abandoned (and re-run on
@@ -338,6 +342,8 @@ def run(spec: StudySpec, *, store: Store | str | os.PathLike,
     if workers is not None:
         workers = _validate.integer("workers", workers, low=0)
     show = _show_progress(progress)
+    if not isinstance(retry_failed, bool):
+        raise TypeError(f"retry_failed must be True or False, got {retry_failed!r}")
 
     if isinstance(trial_fn, WorkloadTrial):
         trial_fn.check_configs(spec.sampled_configs)   # before the study is recorded
@@ -353,6 +359,8 @@ def run(spec: StudySpec, *, store: Store | str | os.PathLike,
             store.begin_study(
                 spec, trial_function=fn_name, spec_text=spec_text,
                 command=command or _default_command(spec, store, fn_name, spec_text))
+            if retry_failed:
+                store.retire_failed(spec.name)
             done = store.recorded_indices(spec.name)
             trials = [spec.trial(i) for i in range(spec.budget) if i not in done]
             if trials:

@@ -31,6 +31,11 @@ Tables (schema version 1):
 * ``measurements``: ``(study, trial, step, split, metric, value)``, one row
   per point of each evaluation curve. SQLite stores NaN as NULL, so a NULL
   ``value`` means NaN.
+* ``retired_trials`` (added, no version change): failed trials moved aside by
+  ``refplay study resume NAME --retry-failed``, with their measurements, so
+  that the retry runs them again and nothing is forgotten.
+* ``baselines`` (added): the configuration to beat — a complete trial recorded
+  as the current baseline ("launch"), shown by ``refplay study list``.
 
 Concurrency: the driver of ``study.run`` is the only writer; each trial is
 recorded in one transaction (trial row, its measurements, the study row
@@ -59,6 +64,7 @@ from refplay.study.spec import StudySpec, Trial, check_study_name
 from refplay.train.result import TrialStatus
 
 __all__ = ["Store", "StoreError", "StudyRow", "StudyStatus", "TrialRecord", "Measurement",
+           "BaselineRow",
            "DB_NAME", "SCHEMA_VERSION"]
 
 DB_NAME = "refplay-studies.sqlite"
@@ -120,6 +126,29 @@ CREATE TABLE measurements (
     value  REAL,                        -- NULL means NaN
     PRIMARY KEY (study, trial, split, metric, step),
     FOREIGN KEY (study, trial) REFERENCES trials(study, trial)
+);
+"""
+
+# Tables added after schema version 1. They are additive (a refplay that does not
+# know them reads the database as before), so they are created on every open for
+# writing instead of bumping the schema version.
+_EXTRA_TABLES = """
+CREATE TABLE IF NOT EXISTS retired_trials (
+    study       TEXT NOT NULL,
+    trial       INTEGER NOT NULL,
+    attempt     INTEGER NOT NULL,       -- 1 for the first retired record of this trial
+    retired_at  TEXT NOT NULL,
+    row_json    TEXT NOT NULL,          -- the trials row, and its measurements
+    PRIMARY KEY (study, trial, attempt)
+);
+CREATE TABLE IF NOT EXISTS baselines (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    study       TEXT NOT NULL,
+    trial       INTEGER NOT NULL,
+    metric      TEXT NOT NULL,
+    objective   REAL,
+    note        TEXT NOT NULL,
+    recorded_at TEXT NOT NULL
 );
 """
 
@@ -204,6 +233,18 @@ class TrialRecord:
 
 
 @dataclass(frozen=True)
+class BaselineRow:
+    """The configuration to beat: a complete trial recorded as the current baseline."""
+
+    study: str
+    trial: int
+    metric: str
+    objective: float | None
+    note: str
+    recorded_at: str
+
+
+@dataclass(frozen=True)
 class Measurement:
     trial: int
     step: int
@@ -254,6 +295,11 @@ class Store:
         self._conn = _connect(self.path, readonly=False)
         if not exists:
             self._create_schema()
+        if not (self._has_table("retired_trials") and self._has_table("baselines")):
+            with self._write() as c:
+                for statement in _EXTRA_TABLES.split(";"):
+                    if statement.strip():
+                        c.execute(statement)
 
     # ----------------------------------------------------------- connection
     def close(self) -> None:
@@ -328,8 +374,10 @@ class Store:
             if diff:
                 raise ValueError(
                     f"study {spec.name!r} already exists in {self.path} with a different spec "
-                    f"(differs in {diff}); give the new study another name, or resume it with "
-                    f"its stored spec ({self.workspace / row.spec_copy})")
+                    f"(differs in {diff}). To go on: give the new spec another name (e.g. "
+                    f"'{spec.name}-v2'); or finish the stored study with `refplay study resume "
+                    f"{spec.name}` (its spec: {self.workspace / row.spec_copy}); or run its "
+                    f"failed trials again with `refplay study resume {spec.name} --retry-failed`")
             if row.trial_function != trial_function:
                 raise ValueError(
                     f"study {spec.name!r} was run with trial function {row.trial_function!r}, "
@@ -433,6 +481,87 @@ class Store:
                 "trial ASC LIMIT 1", (name,)).fetchone() or (None, None, None)
             c.execute("UPDATE studies SET trials_run = ?, best_value = ?, best_trial = ?, "
                       "best_step = ?, updated_at = ? WHERE name = ?", (count, *best, _now(), name))
+
+    def retire_failed(self, name: str) -> list[int]:
+        """Move the failed trials of ``name`` to the history, so that resuming runs them again.
+
+        Each retired row (with its measurements) is kept in ``retired_trials``
+        with an attempt number; :meth:`retired` reads them back. Returns the
+        retired trial indices. Complete and infeasible trials are results and
+        stay: only a failure (a bug, a crash, a time limit) is worth a retry.
+        """
+        self.require_study(name)
+        with self._write() as c:
+            rows = c.execute("SELECT * FROM trials WHERE study = ? AND status = 'failed' "
+                             "ORDER BY trial", (name,)).fetchall()
+            for r in rows:
+                row = {k: r[k] for k in r.keys()}
+                points = [dict(zip(m.keys(), tuple(m))) for m in c.execute(
+                    "SELECT step, split, metric, value FROM measurements WHERE study = ? AND "
+                    "trial = ? ORDER BY split, metric, step", (name, row["trial"])).fetchall()]
+                (attempts,) = c.execute("SELECT COUNT(*) FROM retired_trials WHERE study = ? AND "
+                                        "trial = ?", (name, row["trial"])).fetchone()
+                c.execute("INSERT INTO retired_trials (study, trial, attempt, retired_at, "
+                          "row_json) VALUES (?, ?, ?, ?, ?)",
+                          (name, row["trial"], attempts + 1, _now(),
+                           json.dumps({"row": row, "measurements": points})))
+                c.execute("DELETE FROM measurements WHERE study = ? AND trial = ?",
+                          (name, row["trial"]))
+                c.execute("DELETE FROM trials WHERE study = ? AND trial = ?", (name, row["trial"]))
+            (count,) = c.execute("SELECT COUNT(*) FROM trials WHERE study = ?", (name,)).fetchone()
+            c.execute("UPDATE studies SET trials_run = ?, updated_at = ? WHERE name = ?",
+                      (count, _now(), name))
+        return [r["trial"] for r in rows]
+
+    def retired(self, name: str) -> list[dict]:
+        """The retired (retried) trial records of ``name``: study, trial, attempt, row, measurements."""
+        if not self._has_table("retired_trials"):
+            return []
+        out = []
+        for r in self._conn.execute("SELECT trial, attempt, retired_at, row_json FROM "
+                                    "retired_trials WHERE study = ? ORDER BY trial, attempt",
+                                    (name,)).fetchall():
+            d = json.loads(r["row_json"])
+            out.append({"trial": r["trial"], "attempt": r["attempt"],
+                        "retired_at": r["retired_at"], **d})
+        return out
+
+    # ------------------------------------------------------------ baselines
+    def set_baseline(self, name: str, trial: int, *, note: str = "") -> BaselineRow:
+        """Record trial ``trial`` of study ``name`` as the current baseline (a "launch").
+
+        The playbook's loop ends each round with "Determine whether to launch
+        the new configuration"; the record keeps which configuration is the one
+        to beat, with its objective and why it was adopted.
+        """
+        study = self.require_study(name)
+        records = {t.trial: t for t in self.trials(name)}
+        if trial not in records:
+            raise ValueError(f"trial {trial} of study {name!r} has no recorded result; "
+                             f"recorded trials: {sorted(records)}")
+        if records[trial].status != TrialStatus.COMPLETE:
+            raise ValueError(f"trial {trial} of study {name!r} is {records[trial].status}; only a "
+                             f"complete trial can be a baseline")
+        if not isinstance(note, str):
+            raise TypeError(f"note must be a string, got {note!r}")
+        objective = records[trial].objective
+        with self._write() as c:
+            c.execute("INSERT INTO baselines (study, trial, metric, objective, note, recorded_at) "
+                      "VALUES (?, ?, ?, ?, ?, ?)",
+                      (name, int(trial), study.metric, objective, note, _now()))
+        return self.baseline()
+
+    def baseline(self) -> BaselineRow | None:
+        """The current baseline of the workspace (the most recent record), if any."""
+        if not self._has_table("baselines"):
+            return None
+        r = self._conn.execute("SELECT study, trial, metric, objective, note, recorded_at FROM "
+                               "baselines ORDER BY id DESC LIMIT 1").fetchone()
+        return None if r is None else BaselineRow(**{k: r[k] for k in r.keys()})
+
+    def _has_table(self, table: str) -> bool:
+        return self._conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
+                                  "name = ?", (table,)).fetchone() is not None
 
     def status(self, name: str) -> StudyStatus:
         """A consistent snapshot of study ``name``: its row and trial counts."""
