@@ -34,7 +34,7 @@ import time  # noqa: E402
 from concurrent.futures import ProcessPoolExecutor  # noqa: E402
 
 from refplay import search, study  # noqa: E402
-from refplay.study import runner  # noqa: E402
+from refplay.study import executors, runner  # noqa: E402
 from refplay.study.synthetic import LinearRegressionTrial  # noqa: E402
 
 
@@ -94,8 +94,8 @@ def _plain_pool(trial_fn, spec, workers: int) -> float:
     """Wall time of the study's trials on a bare process pool: the machine's own scaling."""
     with tempfile.TemporaryDirectory() as ws:
         start = time.perf_counter()
-        with ProcessPoolExecutor(workers, initializer=runner._init_worker,
-                                 mp_context=runner._forkserver_context()) as pool:
+        with ProcessPoolExecutor(workers, initializer=executors._init_worker,
+                                 mp_context=executors._forkserver_context()) as pool:
             futures = [pool.submit(trial_fn, t.config, t.seed, trial_dir=f"{ws}/{t.index}")
                        for t in spec.trials()]
             for f in futures:

@@ -19,7 +19,9 @@ On the command line: ``refplay study run|resume|status|list|export``.
 
 Modules: :mod:`~refplay.study.spec` (``StudySpec``: trial ``t`` is a pure
 function of (spec, t)), :mod:`~refplay.study.runner` (``run`` over any
-``concurrent.futures.Executor``), :mod:`~refplay.study.store` (the SQLite
+``concurrent.futures.Executor``: what a study does),
+:mod:`~refplay.study.executors` (how processes run: the local pool, one
+thread per worker, time limits), :mod:`~refplay.study.store` (the SQLite
 "spreadsheet"), :mod:`~refplay.study.export` (CSV),
 :mod:`~refplay.study.synthetic` (a fast example trial function),
 :mod:`~refplay.study.cli` (the commands).
@@ -34,10 +36,11 @@ import importlib
 _EXPORTS = {
     "StudySpec": "spec", "Trial": "spec", "check_study_name": "spec", "trial_seed": "spec",
     "SAMPLERS": "spec",
-    "run": "runner", "SerialExecutor": "runner", "WorkloadTrial": "runner",
-    "StudyError": "runner", "TrialTimeout": "runner", "DEFAULT_TRIAL_FUNCTION": "runner",
+    "run": "runner", "SerialExecutor": "executors", "WorkloadTrial": "runner",
+    "StudyError": "runner", "TrialTimeout": "executors", "DEFAULT_TRIAL_FUNCTION": "runner",
     "Store": "store", "StoreError": "store", "StudyStatus": "store", "StudyRow": "store",
-    "TrialRecord": "store", "Measurement": "store", "DB_NAME": "store", "SCHEMA_VERSION": "store",
+    "TrialRecord": "store", "Measurement": "store", "BaselineRow": "store", "DB_NAME": "store",
+    "SCHEMA_VERSION": "store",
     "export_csv": "export",
 }
 

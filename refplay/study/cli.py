@@ -7,6 +7,10 @@
     refplay study status NAME   [--workspace DIR]
     refplay study list          [--workspace DIR]
     refplay study export NAME --csv FILE [--workspace DIR]
+    refplay study report NAME [--out DIR] [--workspace DIR]
+
+``run`` and ``resume`` end by printing the best trial per scientific value
+and writing the report (``--no-report`` skips it).
 
 ``--dask ADDRESS`` sends trials to the Dask scheduler at ADDRESS (e.g.
 ``tcp://10.0.0.5:8786``; its workers need refplay installed and must see the
@@ -52,6 +56,8 @@ def register(sub) -> None:
         p.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
                        help="record a trial as failed when it runs longer than this")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
+        p.add_argument("--no-report", action="store_true",
+                       help="skip the study report written at the end of the run")
 
     p = add("run", "run a study from its spec file (resumes it if it exists)", _run)
     p.add_argument("spec", help="study spec, a .toml (or .json) file")
@@ -65,6 +71,11 @@ def register(sub) -> None:
     p.add_argument("name", help="study name")
 
     add("list", "the tracking table: every study of the workspace", _list)
+
+    p = add("report", "write a study's report: Markdown, self-contained HTML and PNGs", _report)
+    p.add_argument("name", help="study name")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="output directory (default: WORKSPACE/NAME/report)")
 
     p = add("export", "write a study's trials and measurements as CSV", _export)
     p.add_argument("name", help="study name")
@@ -113,6 +124,26 @@ def _run_spec(spec, args) -> int:
         print(f"refplay: error: {exc}", file=sys.stderr)
         return 1
     print(format_status(status))
+    if not args.no_report:
+        print(_summary_and_report(args.workspace, spec.name, None))
+    return 0
+
+
+def _summary_and_report(workspace: str, name: str, out: str | None) -> str:
+    """The best per scientific value, the study's answer, and where the report went."""
+    from refplay import analysis, report  # lazy: matplotlib, only when a report is written
+    from refplay.study.store import Store
+    with Store(workspace, readonly=True) as store:
+        text = report.summary_table(analysis.load(store, name))
+        written = report.write_report(store, name, out)
+    return f"{text}\nreport: {written.html} (and {written.markdown.name}, PNGs)"
+
+
+def _report(args) -> int:
+    from refplay.study.store import Store
+    with Store(args.workspace, readonly=True) as store:
+        store.require_study(args.name)
+    print(_summary_and_report(args.workspace, args.name, args.out))
     return 0
 
 
@@ -132,12 +163,12 @@ class _DaskExecutor:
             import distributed
         except ImportError:
             raise ValueError("--dask needs dask.distributed: pip install 'refplay[dask]'") from None
-        from refplay.study.runner import _available_cpus
+        from refplay.study.executors import available_cpus
         if n_workers is not None and n_workers < 1:
             raise ValueError(f"--dask-workers={n_workers} is not allowed: use 1 or more")
         self._cluster = None
         if address == "local":
-            self._cluster = distributed.LocalCluster(n_workers=n_workers or _available_cpus(),
+            self._cluster = distributed.LocalCluster(n_workers=n_workers or available_cpus(),
                                                      threads_per_worker=1, processes=True)
             address = self._cluster.scheduler_address
         try:

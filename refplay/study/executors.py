@@ -1,0 +1,271 @@
+"""How trials run: executors, worker processes, time limits, one thread per trial.
+
+The study logic (which trials to run, what to record) is in
+:mod:`refplay.study.runner`; this module is the process plumbing under it:
+
+* :class:`SerialExecutor` runs trials in this process (``workers=0``);
+* :func:`process_pool` starts a local pool of forkserver workers, each with one
+  BLAS/Numba thread (:func:`_init_worker`), that exit when the driver dies
+  (:func:`_exit_with_the_driver`), and :func:`_stop_pool` stops one at once;
+* :func:`_run_task` runs one trial in a worker, under a time limit
+  (:func:`_time_limit`), turning every exception into a ``failed`` result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import multiprocessing
+import os
+import select
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+
+from refplay import threads
+from refplay.train.result import TrialResult, TrialStatus
+
+__all__ = ["SerialExecutor", "TrialTimeout", "process_pool", "available_cpus"]
+
+TrialFunction = Callable[..., TrialResult]
+
+
+class TrialTimeout(BaseException):
+    """Raised inside a trial that ran past its time limit.
+
+    A ``BaseException`` (like ``KeyboardInterrupt``) so that a trial
+    function's own ``except Exception`` cannot swallow it.
+    """
+
+
+class SerialExecutor(Executor):
+    """Runs each submitted call at once, in this process (``workers=0``).
+
+    The easiest executor to debug: breakpoints and prints work, and Ctrl-C
+    interrupts the running trial directly.
+    """
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        future: Future = Future()
+        try:
+            result = fn(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - delivered through the future, as executors do
+            future.set_exception(exc)
+        else:
+            future.set_result(result)
+        return future
+
+
+@dataclasses.dataclass(frozen=True)
+class _Task:
+    """What a worker needs to run one trial (small and picklable)."""
+
+    index: int
+    config: dict
+    seed: int
+    trial_dir: str
+    time_limit: float | None
+    pin_threads: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class _Outcome:
+    index: int
+    result: TrialResult
+    trial_seconds: float      # time inside the trial function
+    worker: str
+
+
+def _init_worker(driver_pid: int | None = None) -> None:
+    """Process-pool initializer: one BLAS/Numba thread; Ctrl-C is the driver's to handle.
+
+    With ``driver_pid``, the worker also exits as soon as the driver process
+    is gone (see :func:`_exit_with_the_driver`).
+    """
+    threads.set_thread_env(1)
+    threads.pin_threads(1)
+    threads.keep_freed_memory()   # a worker reuses its step buffers: no page faults per step
+    # The terminal sends SIGINT to the whole process group; the driver decides
+    # what happens (it stops the pool), so workers ignore it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if driver_pid is not None:
+        threading.Thread(target=_exit_with_the_driver, args=(driver_pid,), daemon=True,
+                         name="refplay-driver-watch").start()
+
+
+def _exit_with_the_driver(driver_pid: int) -> None:
+    """Watch the driver from a worker; end the worker when the driver is gone.
+
+    A process-pool worker does not notice that its driver was SIGKILLed (or
+    killed by the out-of-memory killer): it finishes its trial, writing
+    checkpoints into the trial folder that the resumed study is using for
+    the same trial, then waits forever for more work. So each worker watches
+    the driver and exits with it; the trial it was running has no record and
+    is run again on resume, from its latest checkpoint.
+
+    Linux's ``pidfd_open`` wakes the watcher the moment the driver exits;
+    elsewhere the driver's pid is polled once a second.
+    """
+    try:
+        pidfd = os.pidfd_open(driver_pid)
+    except (AttributeError, OSError):      # not Linux >= 5.3, or the driver is already gone
+        pidfd = None
+    if pidfd is not None:
+        select.select([pidfd], [], [])     # readable once the driver has exited
+    else:
+        while _process_exists(driver_pid):
+            time.sleep(1.0)
+    os._exit(1)
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)                    # signal 0: only checks that the pid exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:                # exists, owned by someone else
+        return True
+    return True
+
+
+def _run_task(trial_fn: TrialFunction, task: _Task) -> _Outcome:
+    """Run one trial in a worker; every exception becomes a ``failed`` result."""
+    if task.pin_threads:     # an executor we did not start (e.g. a Dask worker)
+        threads.set_thread_env(1)
+        threads.pin_threads(1)
+    start = time.perf_counter()
+    try:
+        with _time_limit(task.time_limit) as enforced:
+            result = trial_fn(dict(task.config), task.seed, trial_dir=task.trial_dir)
+        elapsed = time.perf_counter() - start
+        if not isinstance(result, TrialResult):
+            result = _failed(task, f"the trial function returned {type(result).__name__}, "
+                                   f"not a TrialResult")
+        elif not enforced and task.time_limit is not None and elapsed > task.time_limit:
+            result = _failed(task, _timeout_reason(task.time_limit) + " (checked when it "
+                             "returned: this executor runs trials in threads, which cannot "
+                             "be interrupted)")
+    except TrialTimeout:
+        elapsed = time.perf_counter() - start
+        result = _failed(task, _timeout_reason(task.time_limit))
+    except Exception:  # noqa: BLE001 - a failing trial is data, recorded with its traceback
+        elapsed = time.perf_counter() - start
+        result = _failed(task, traceback.format_exc())
+    return _Outcome(task.index, result, elapsed, f"{socket.gethostname()}:{os.getpid()}")
+
+
+def _failed(task: _Task, reason: str) -> TrialResult:
+    return TrialResult(config=dict(task.config), seed=task.seed, status=TrialStatus.FAILED,
+                       reason=reason)
+
+
+def _timeout_reason(limit: float) -> str:
+    return f"the trial ran past its time limit of {limit:g} s"
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float | None) -> Iterator[bool]:
+    """Raise ``TrialTimeout`` in the trial after ``seconds`` (SIGALRM, main thread only).
+
+    Yields whether the limit is enforced; in a non-main thread (Dask workers
+    run tasks in threads) signals cannot reach the trial, and the caller
+    checks the elapsed time when the trial returns instead.
+    """
+    if (seconds is None or not hasattr(signal, "setitimer")
+            or threading.current_thread() is not threading.main_thread()):
+        yield False
+        return
+
+    def on_alarm(signum, frame):
+        raise TrialTimeout()
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield True
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _available_cpus() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def _forkserver_context():
+    """Workers forked from a clean server process, with the runner already imported.
+
+    Not ``fork``: workers would inherit the driver's threads (tqdm's monitor,
+    a Dask client), its open database connection and thread settings. The
+    server imports this module (and so NumPy and the trainer) once, so each
+    worker starts in milliseconds instead of re-importing. (The preload list
+    only takes effect when this process starts its forkserver.)
+    """
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["__main__", "refplay.study.runner", "refplay.study.executors"])
+    return context
+
+
+@contextlib.contextmanager
+def _serial_thread_limits() -> Iterator[None]:
+    """One BLAS/Numba thread while trials run in this process; restored afterwards."""
+    numba = sys.modules.get("numba")
+    previous = numba.get_num_threads() if numba is not None else None
+    with threads.limited_threads(1):
+        if numba is not None:
+            numba.set_num_threads(1)
+        try:
+            yield
+        finally:
+            if numba is not None:
+                numba.set_num_threads(previous)
+
+
+def _stop_pool(executor: ProcessPoolExecutor) -> None:
+    """Stop a process pool now: cancel queued trials and terminate running ones.
+
+    The abandoned trials have no record, so resuming runs them again (from
+    their latest checkpoints, if the trial function keeps any).
+
+    Python >= 3.14 has a public way to do this,
+    ``ProcessPoolExecutor.terminate_workers()``, used when present. Before
+    3.14, ``shutdown(cancel_futures=True)`` cancels only trials that have not
+    started and leaves running ones to finish, so we terminate the worker
+    processes listed in the pool's private ``_processes`` table (a dict
+    ``pid -> multiprocessing.Process`` in CPython 3.8-3.13). The access is
+    guarded: should that table be missing, the pool is only shut down, and
+    the running trials finish (unrecorded) before the driver exits -- slower
+    to stop, but nothing is lost or recorded twice.
+    """
+    terminate_workers = getattr(executor, "terminate_workers", None)
+    if callable(terminate_workers):
+        terminate_workers()
+        return
+    table = getattr(executor, "_processes", None)
+    processes = list(table.values()) if isinstance(table, dict) else []
+    executor.shutdown(wait=False, cancel_futures=True)
+    for p in processes:
+        with contextlib.suppress(Exception):
+            p.terminate()
+    for p in processes:
+        with contextlib.suppress(Exception):
+            p.join(timeout=10)
+
+
+def process_pool(workers: int) -> ProcessPoolExecutor:
+    """A local pool of ``workers`` forkserver processes, one BLAS/Numba thread each,
+    that exit when this (driver) process dies."""
+    return ProcessPoolExecutor(max_workers=workers, initializer=_init_worker,
+                               initargs=(os.getpid(),), mp_context=_forkserver_context())
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask), at least 1."""
+    return _available_cpus()
