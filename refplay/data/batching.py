@@ -25,7 +25,7 @@ from collections.abc import Iterator, Mapping
 
 import numpy as np
 
-from refplay import _validate
+from refplay import _validate, rng
 from refplay.data.dataset import Batch, Dataset
 
 __all__ = ["TrainBatches", "eval_batches", "epoch_order", "default_eval_batch_size",
@@ -37,9 +37,7 @@ DEFAULT_EVAL_BATCH_SIZE = 1024
 
 
 def _seed_sequence(seed) -> np.random.SeedSequence:
-    if isinstance(seed, np.random.SeedSequence):
-        return seed
-    return np.random.SeedSequence(_validate.integer("seed", seed, low=0))
+    return rng.sequence(seed)
 
 
 def epoch_order(seed: int | np.random.SeedSequence, epoch: int, num_examples: int) -> np.ndarray:
@@ -49,11 +47,8 @@ def epoch_order(seed: int | np.random.SeedSequence, epoch: int, num_examples: in
     ``epoch`` -- the same SeedSequence that ``SeedSequence(seed).spawn(epoch + 1)[-1]``
     returns -- so it depends on ``(seed, epoch)`` only, never on what ran before.
     """
-    base = _seed_sequence(seed)
     epoch = _validate.integer("epoch", epoch, low=0)
-    child = np.random.SeedSequence(base.entropy, spawn_key=base.spawn_key + (epoch,),
-                                   pool_size=base.pool_size)
-    return np.random.default_rng(child).permutation(num_examples)
+    return np.random.default_rng(rng.child(seed, epoch)).permutation(num_examples)
 
 
 class TrainBatches:

@@ -71,7 +71,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from refplay import _validate
+from refplay import _validate, rng
 
 __all__ = ["StudySpec", "Trial", "SAMPLERS", "SPLITS", "check_study_name", "trial_seed"]
 
@@ -118,8 +118,7 @@ def trial_seed(seed: int, index: int) -> int:
     ``SeedSequence(seed).spawn(n)`` would make for any ``n > index``, so a
     trial's seed never depends on the size of the study.
     """
-    child = np.random.SeedSequence(seed, spawn_key=(index,))
-    return int(child.generate_state(1, dtype=np.uint32)[0])
+    return rng.seed_int(rng.child(seed, index))
 
 
 class Trial(NamedTuple):

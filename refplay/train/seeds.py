@@ -26,7 +26,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from refplay import _validate
+from refplay import _validate, rng
 
 # Position of each stream among the children of a seed. Fixed forever: changing
 # it would change every result ever computed with refplay.
@@ -43,7 +43,7 @@ class TrialStreams(NamedTuple):
 
 
 def _children(seed: int) -> list[np.random.SeedSequence]:
-    return np.random.SeedSequence(seed).spawn(_NUM_STREAMS)
+    return rng.children(seed, _NUM_STREAMS)
 
 
 def trial_streams(seed: int, *, init_seed: int | None = None,
@@ -64,7 +64,7 @@ def trial_streams(seed: int, *, init_seed: int | None = None,
 
 def generator(stream: np.random.SeedSequence) -> np.random.Generator:
     """A fresh generator drawing from ``stream`` (the same draws every call)."""
-    return np.random.Generator(np.random.PCG64(_copy(stream)))
+    return rng.generator(stream)
 
 
 def step_generator(stream: np.random.SeedSequence, step: int) -> np.random.Generator:
@@ -74,13 +74,4 @@ def step_generator(stream: np.random.SeedSequence, step: int) -> np.random.Gener
     independent of every call made before — which is what makes resuming
     from a checkpoint bitwise exact without saving any generator state.
     """
-    child = np.random.SeedSequence(stream.entropy, spawn_key=(*stream.spawn_key, int(step)),
-                                   pool_size=stream.pool_size)
-    return np.random.Generator(np.random.PCG64(child))
-
-
-def _copy(stream: np.random.SeedSequence) -> np.random.SeedSequence:
-    # A SeedSequence remembers how many children it spawned; copying keeps
-    # ``generator`` free of side effects on the caller's stream.
-    return np.random.SeedSequence(stream.entropy, spawn_key=stream.spawn_key,
-                                  pool_size=stream.pool_size)
+    return np.random.Generator(np.random.PCG64(rng.child(stream, step)))
