@@ -3,6 +3,10 @@
 Every file refplay writes goes to a temporary file in the same directory and
 is moved into place with ``os.replace``, so a crash never leaves a half-written
 file behind (DESIGN.md principle 6).
+
+Files get the permissions ``open()`` would give them (``0o666`` less the
+process's umask), so results are readable by the group like the study
+database: ``tempfile.mkstemp`` alone would leave every file at ``0o600``.
 """
 
 from __future__ import annotations
@@ -10,11 +14,58 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
+
+_UMASK_LOCK = threading.Lock()
+_PROC_STATUS = Path("/proc/self/status")       # Linux >= 4.7 lists "Umask:" here
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where the OS allows.
+
+    Linux reports it in ``/proc/self/status``. Elsewhere the only way is to set
+    a umask and put the old one back; a lock keeps two of our own threads from
+    interleaving that, and the value is restored at once.
+    """
+    try:
+        status = _PROC_STATUS.read_text()
+    except OSError:
+        status = ""
+    match = re.search(r"^Umask:\s*([0-7]+)$", status, flags=re.MULTILINE)
+    if match:
+        return int(match.group(1), 8)
+    with _UMASK_LOCK:
+        mask = os.umask(0o077)
+        os.umask(mask)
+    return mask
+
+
+#: Environment variable naming the folder that tutorial and example outputs go under.
+OUT_ENV = "REFPLAY_OUT"
+#: Its default, relative to the working directory (git-ignored in the repository).
+DEFAULT_OUT = "runs"
+
+
+def output_dir(name: str, root: str | os.PathLike | None = None) -> Path:
+    """The folder for the outputs of ``name`` (a tutorial, an example), created if missing.
+
+    ``root / name`` where ``root`` is the argument, else ``$REFPLAY_OUT``, else
+    ``runs`` under the working directory: figures, CSVs and checkpoint folders
+    never land loose in the repository.
+    """
+    if not isinstance(name, str) or not name or Path(name).name != name or name in (".", ".."):
+        raise ValueError(f"output name={name!r} is not allowed: use one folder name, e.g. "
+                         f"'02_quasi_random_search'")
+    root = root if root is not None else (os.environ.get(OUT_ENV) or DEFAULT_OUT)
+    path = Path(root) / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def _atomic_write_bytes(path: Path, write) -> Path:
@@ -23,6 +74,7 @@ def _atomic_write_bytes(path: Path, write) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o666 & ~current_umask())   # mkstemp's 0o600 -> open()'s mode
             write(f)
             f.flush()
             os.fsync(f.fileno())
@@ -39,7 +91,8 @@ def save_npz(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> Path:
     for k, v in arrays.items():
         if np.asarray(v).dtype == object:
             raise TypeError(f"array {k!r} has dtype object; only numeric/bool/str arrays are saved")
-    return _atomic_write_bytes(Path(path), lambda f: np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()}))
+    plain = {k: np.asarray(v) for k, v in arrays.items()}
+    return _atomic_write_bytes(Path(path), lambda f: np.savez(f, **plain))
 
 
 def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -57,3 +110,8 @@ def save_json(path: str | os.PathLike, obj) -> Path:
 def write_text(path: str | os.PathLike, text: str) -> Path:
     """Write ``text`` atomically."""
     return _atomic_write_bytes(Path(path), lambda f: f.write(text.encode()))
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` atomically (figures: a PNG is never seen half-written)."""
+    return _atomic_write_bytes(Path(path), lambda f: f.write(data))

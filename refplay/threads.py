@@ -4,13 +4,22 @@ Inside a trial, BLAS and Numba run single-threaded: tiny models get slower,
 not faster, with threads, and a different thread count changes summation
 order and so the bits of the result. Throughput comes from running trials in
 parallel processes instead.
+
+threadpoolctl is a core dependency, not an option: the thread-count
+environment variables only reach libraries loaded after they are set, and a
+worker that imported numpy first (or a notebook) would otherwise run its BLAS
+on every core -- slower for tiny models and a different summation order, so
+different bits for the same seed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import sys
+
+from threadpoolctl import threadpool_limits
 
 _ENV_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
              "BLIS_NUM_THREADS", "NUMBA_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
@@ -36,23 +45,18 @@ def _load_numba_blas() -> None:
     It loads lazily, at the first kernel compilation; a library loaded after a
     thread limit is set escapes the limit, so load it first.
     """
-    try:
+    try:   # lazy: SciPy is optional, loaded here only so that its BLAS gets pinned
         import scipy.linalg.cython_blas  # noqa: F401
     except ImportError:  # no SciPy: Numba has no BLAS to call, nothing to pin
         pass
 
 
 def pin_threads(n: int = 1) -> None:
-    """Limit every BLAS (via threadpoolctl, when installed) and Numba to ``n`` threads now."""
+    """Limit every BLAS loaded in this process (threadpoolctl) and Numba to ``n`` threads now."""
     _load_numba_blas()
+    threadpool_limits(limits=int(n))
     try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # threadpoolctl is optional; env vars still apply to new processes
-        threadpool_limits = None
-    if threadpool_limits is not None:
-        threadpool_limits(limits=int(n))
-    try:
-        import numba
+        import numba  # lazy: Numba's import costs ~0.2 s, paid only by processes that train
         numba.set_num_threads(min(int(n), numba.config.NUMBA_NUM_THREADS))
     except Exception:  # noqa: BLE001 - numba threading layer may be unavailable; nothing to pin
         pass
@@ -62,17 +66,16 @@ def keep_freed_memory() -> bool:
     """Ask glibc's malloc to keep freed memory for reuse instead of returning it to the OS.
 
     A training step allocates and frees the same large arrays every step
-    (im2col columns, activations, gradients: ~20 MB for the issue-4 CNN at
-    batch 32). By default glibc serves large blocks (above a threshold that
-    starts at 128 KB) with fresh ``mmap`` pages and unmaps them on free, so
-    every step pays thousands of page faults -- measured at ~40% of a small
-    CNN's step (torch's own allocator caches its blocks instead). Raising the mmap
-    and trim thresholds to 32 MB / 64 MB makes freed blocks reusable; the
-    process's resident memory then stays at its peak. Call it once at the
-    start of a worker or benchmark process. Returns False (and changes
-    nothing) where glibc's ``mallopt`` is unavailable.
+    (im2col columns, activations, gradients: ~20 MB for the 2-D CNN of
+    ``benchmarks/compare_torch.py`` at batch 32). By default glibc serves
+    large blocks (above a threshold that starts at 128 KB) with fresh ``mmap``
+    pages and unmaps them on free, so every step pays thousands of page faults
+    -- measured at ~40% of a small CNN's step (torch's own allocator caches its
+    blocks instead). Raising the mmap and trim thresholds to 32 MB / 64 MB
+    makes freed blocks reusable; the process's resident memory then stays at
+    its peak. Call it once at the start of a worker or benchmark process.
+    Returns False (and changes nothing) where glibc's ``mallopt`` is unavailable.
     """
-    import ctypes
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
@@ -88,10 +91,5 @@ def keep_freed_memory() -> bool:
 def limited_threads(n: int = 1):
     """Context manager form of :func:`pin_threads` for BLAS (restores on exit)."""
     _load_numba_blas()
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        yield
-        return
     with threadpool_limits(limits=int(n)):
         yield

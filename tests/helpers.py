@@ -60,3 +60,76 @@ def playbook_search_space():
         "batch_size": Discrete([256, 64, 128]),     # unsorted on purpose: Discrete sorts
         "weight_decay": Fixed(0.0),
     })
+
+
+# --------------------------------------------------------------------------- trial gate
+# A study run in a subprocess (its pool workers included) whose trials block at a gate
+# the test opens: a test can interrupt a study at a known point without any timing.
+TRIAL_GATE_ENV = "REFPLAY_TEST_TRIAL_GATE"
+
+_SITECUSTOMIZE = """\
+# Written by tests/helpers.py: every Python process started with this folder on
+# PYTHONPATH (a study driver, its forkserver, its pool workers) gates refplay's trials.
+from tests.helpers import install_trial_gate
+install_trial_gate()
+"""
+
+
+def trial_gate_env(gate_dir, free_trials: int, repo) -> dict:
+    """Environment additions that gate ``refplay.train.run_trial`` in every process.
+
+    The first ``free_trials`` calls (over all processes) run normally; every
+    later call writes ``gate_dir/blocked-<k>`` and waits until
+    :func:`open_trial_gate` is called. Python imports ``sitecustomize`` at
+    start-up, so the gate reaches the pool workers the runner starts itself.
+    """
+    import pathlib
+    gate_dir = pathlib.Path(gate_dir)
+    site = gate_dir / "site"
+    site.mkdir(parents=True, exist_ok=True)
+    (site / "sitecustomize.py").write_text(_SITECUSTOMIZE)
+    return {"PYTHONPATH": os.pathsep.join([str(site), str(repo)]),
+            TRIAL_GATE_ENV: f"{int(free_trials)}{os.pathsep}{gate_dir}"}
+
+
+def blocked_trials(gate_dir) -> int:
+    """How many trials are waiting at the gate now."""
+    import pathlib
+    return len(list(pathlib.Path(gate_dir).glob("blocked-*")))
+
+
+def open_trial_gate(gate_dir) -> None:
+    import pathlib
+    (pathlib.Path(gate_dir) / "open").touch()
+
+
+def install_trial_gate() -> None:
+    """Wrap ``refplay.train.run_trial`` with the gate named by ``$REFPLAY_TEST_TRIAL_GATE``."""
+    import pathlib
+    import time
+    setting = os.environ.get(TRIAL_GATE_ENV)
+    if not setting:
+        return
+    free, gate = setting.split(os.pathsep, 1)
+    free, gate = int(free), pathlib.Path(gate)
+    from refplay import train
+    real_run_trial = train.run_trial
+
+    def claim_ticket() -> int:
+        k = 0
+        while True:          # O_EXCL: exactly one process gets each ticket
+            try:
+                os.close(os.open(gate / f"ticket-{k}", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+                return k
+            except FileExistsError:
+                k += 1
+
+    def gated_run_trial(*args, **kwargs):
+        ticket = claim_ticket()
+        if ticket >= free:
+            (gate / f"blocked-{ticket}").touch()
+            while not (gate / "open").exists():     # waits for the test, however long
+                time.sleep(0.01)
+        return real_run_trial(*args, **kwargs)
+
+    train.run_trial = gated_run_trial

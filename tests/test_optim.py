@@ -606,7 +606,7 @@ def test_demo_prints_the_rule_and_its_first_steps_by_hand(capsys):
     assert main(["demo", "--rule", "rmsprop", "--steps", "2"]) == 0
     out = capsys.readouterr().out
     assert "refplay/optim.py: optim.rmsprop" in out
-    assert r"m_{t+1} &= \gamma m_t + \frac{\eta_t}{\sqrt{v_{t+1} + \epsilon}}" in out
+    assert "m_{t+1} = γ m_t + (η_t / √(v_{t+1} + ε)) ∇l(θ_t)" in out
     # RMSProp's first step by hand (v_0 = 1, ρ = 0.9, γ = 0, ε = 1e-10): g = 3,
     # v_1 = 0.9 + 0.1·9 = 1.8, θ_1 = 1 − 0.1·3/√(1.8 + 1e-10)
     first = 1 - 0.1 * 3 / math.sqrt(1.8 + 1e-10)

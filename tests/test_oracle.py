@@ -359,3 +359,27 @@ def test_cli_export(tmp_path, capsys):
 def test_cli_rejects_unknown_framework():
     with pytest.raises(SystemExit):
         main(["oracle", "check", "jaxopt"])
+
+
+# ------------------------------------------------------------------ a framework not installed
+@pytest.mark.parametrize("framework, module", [("torch", "torch"), ("optax", "optax"),
+                                               ("optax", "jax"), ("keras", "keras")])
+def test_check_without_the_framework_says_which_extra_to_install(framework, module, monkeypatch,
+                                                                 capsys):
+    """``refplay oracle check torch`` without torch: one plain line naming the extra, exit 2."""
+    import importlib.util
+    import re
+    import sys
+    monkeypatch.setitem(sys.modules, module, None)       # import of `module` now fails
+    assert main(["oracle", "check", framework]) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("refplay: error: ")
+    named = re.search(r"checks need (\w+), which is not installed", lines[0])
+    assert named, lines[0]
+    # the module named is one that really cannot be imported (jax may be missing before optax)
+    assert named.group(1) == module or importlib.util.find_spec(named.group(1)) is None
+    assert "pip install -e '.[oracle]'" in lines[0] and "torch==2.13.0" in lines[0]
+    assert "Traceback" not in captured.err
+    assert captured.out == ""                             # no header printed before the error

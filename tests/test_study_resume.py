@@ -21,6 +21,7 @@ from refplay import search, study
 from refplay.cli import main as refplay_main
 from refplay.study import DB_NAME, Store, StudySpec
 from refplay.study.synthetic import LinearRegressionTrial
+from tests.helpers import blocked_trials, open_trial_gate, trial_gate_env
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -171,6 +172,13 @@ def test_pool_workers_exit_when_the_driver_is_sigkilled(tmp_path):
 
 
 def test_ctrl_c_stops_a_pooled_run_cleanly_and_resume_finishes_it(tmp_path):
+    """Ctrl-C while trials are running: exit 130 with the resume command, no traceback, no
+    worker left, the finished trials kept; resuming ends where an uninterrupted run ends.
+
+    No timing: the first two trials run, every later one waits at a gate the test never
+    opens, and Ctrl-C is sent once a worker is waiting there -- so the study is known to
+    be mid-run, with exactly two trials recorded.
+    """
     spec_text = """
 name = "interrupted"
 workload = "spirals_mlp"
@@ -190,24 +198,33 @@ scale = "log"
     spec_path = tmp_path / "interrupted.toml"
     spec_path.write_text(spec_text)
     ws = tmp_path / "ws"
+    gate = tmp_path / "gate"
     cli = ["-m", "refplay", "study"]
-    proc = launch([*cli, "run", str(spec_path), "--workers", "2", "--workspace", str(ws),
-                   "--quiet"])
-    wait_until(lambda: recorded(ws) >= 2, proc)
-    os.killpg(proc.pid, signal.SIGINT)              # what Ctrl-C in a terminal does
-    out, err = proc.communicate(timeout=60)
+    env = {**os.environ, **trial_gate_env(gate, free_trials=2, repo=REPO)}
+    proc = subprocess.Popen([sys.executable, *cli, "run", str(spec_path), "--workers", "2",
+                             "--workspace", str(ws), "--quiet"],
+                            cwd=REPO, env=env, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: recorded(ws) >= 2 and blocked_trials(gate) >= 1, proc)
+        os.killpg(proc.pid, signal.SIGINT)              # what Ctrl-C in a terminal does
+        out, err = proc.communicate(timeout=300)        # a guard against a hang, not a race
+    finally:
+        open_trial_gate(gate)                           # never leave a worker waiting
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 130, err
     assert "interrupted: finished trials are recorded" in err
     assert "refplay study resume interrupted" in err
     assert "Traceback" not in err
-    for _ in range(1000):                           # the pool's workers are gone too
+    for _ in range(30_000):                             # the pool's workers are gone too
         if group_gone(proc.pid):
             break
         time.sleep(0.01)
     assert group_gone(proc.pid)
     with Store(ws, readonly=True) as store:
         n = store.status("interrupted").done
-    assert 2 <= n < 8
+    assert n == 2                                       # the gated trials left no record
 
     proc = launch([*cli, "resume", "interrupted", "--workers", "2", "--workspace", str(ws),
                    "--quiet"])

@@ -15,8 +15,8 @@
 # hand, shows why the *placement* of the learning rate and of ε matters, and
 # builds the schedules and clipping the playbook recommends.
 #
-# Run it as a script (`python tutorials/01_update_rules.py`) or open it as a
-# notebook with jupytext.
+# Run it as a script (`python tutorials/01_update_rules.py`; it only prints,
+# and writes no file) or open it as a notebook with jupytext.
 
 # %%
 import numpy as np

@@ -21,9 +21,10 @@
 # the FAQ "How many trials are needed to get good results with quasi-random
 # search?", replayed by bootstrapping a toy study.
 #
-# Run it as a script (`python tutorials/02_quasi_random_search.py`; it writes
-# three PNG files to the current directory) or open it as a notebook with
-# jupytext.
+# Run it as a script (`python tutorials/02_quasi_random_search.py`) or open
+# it as a notebook with jupytext. It writes two PNG files, never into the
+# repository: under `runs/02_quasi_random_search/` in the current directory (set
+# `REFPLAY_OUT=DIR` to write under `DIR/02_quasi_random_search/` instead).
 
 # %%
 import math
@@ -31,7 +32,9 @@ import math
 import matplotlib.pyplot as plt
 import numpy as np
 
-from refplay import search
+from refplay import io, search
+
+OUT = io.output_dir("02_quasi_random_search")      # runs/02_quasi_random_search/ by default
 
 # %% [markdown]
 # ## A search space with roles and conditional hyperparameters
@@ -244,11 +247,12 @@ for ax, (title, cfgs) in zip(axes, samples.items()):
         ax.axhline(y, color="0.8", lw=0.8, zorder=0)
     ax.set_title(f"{title}\npoints per box: {counts.min()}..{counts.max()}")
     ax.set_xlabel("learning rate (log scale)")
-axes[0].set_ylabel(r"$\beta_1$")
+axes[0].set_ylabel(r"$\beta_1$ (Adam's first-moment decay)")
+fig.suptitle("Which search spreads 64 trials more evenly? (grey lines: 4 x 3 boxes)")
 fig.tight_layout()
-fig.savefig("quasi_random_vs_random.png", dpi=100)
+fig.savefig(OUT / "quasi_random_vs_random.png", dpi=100)
 plt.close(fig)
-print("wrote quasi_random_vs_random.png")
+print("wrote", OUT / "quasi_random_vs_random.png")
 
 halton2 = samples["quasi-random (Halton)"]
 for start in range(0, 64 - 12 + 1):
@@ -317,11 +321,12 @@ fig, ax = plt.subplots(figsize=(5, 3.5))
 ax.boxplot([best[k] for k in budgets])
 ax.set_xticks(range(1, len(budgets) + 1), [str(k) for k in budgets])
 ax.set_xlabel("trials in the study (bootstrapped)")
-ax.set_ylabel("best validation error")
+ax.set_ylabel("best validation error (fraction)")
+ax.set_title("How many trials are needed?\nbest error of 2,000 bootstrapped studies")
 fig.tight_layout()
-fig.savefig("how_many_trials.png", dpi=100)
+fig.savefig(OUT / "how_many_trials.png", dpi=100)
 plt.close(fig)
-print("wrote how_many_trials.png")
+print("wrote", OUT / "how_many_trials.png")
 
 assert iqr[20] < iqr[6] < iqr[2]
 assert np.median(best[20]) < np.median(best[6])

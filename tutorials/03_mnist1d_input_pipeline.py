@@ -24,9 +24,10 @@
 #   agrees with the full split;
 # * **per-class counts** of correct predictions.
 #
-# Run it as a script (`python tutorials/03_mnist1d_input_pipeline.py`; it
-# writes `mnist1d_examples.png` and `pipeline_state.npz` to the current
-# directory) or open it as a notebook with jupytext.
+# Run it as a script (`python tutorials/03_mnist1d_input_pipeline.py`) or
+# open it as a notebook with jupytext. It writes `mnist1d_examples.png` and
+# `pipeline_state.npz` under `runs/03_mnist1d_input_pipeline/` in the current directory (set
+# `REFPLAY_OUT=DIR` to write under `DIR/03_mnist1d_input_pipeline/` instead).
 
 # %%
 import matplotlib.pyplot as plt
@@ -34,6 +35,8 @@ import numpy as np
 
 from refplay import data, io
 from refplay.data.splits import stratified_counts
+
+OUT = io.output_dir("03_mnist1d_input_pipeline")   # runs/03_mnist1d_input_pipeline/ by default
 
 # %% [markdown]
 # ## Generate MNIST-1D
@@ -63,11 +66,13 @@ for digit, ax in enumerate(axes.ravel()):
     for i in np.flatnonzero(raw["y"] == digit)[:3]:
         ax.plot(raw["t"], raw["x"][i], lw=1.2)
     ax.set_title(f"class {digit}")
-fig.supxlabel("t")
+fig.supxlabel("t (position along the signal, arbitrary units)")
+fig.supylabel("signal x (arbitrary units)")
+fig.suptitle("What does MNIST-1D look like? Three training signals of each class")
 fig.tight_layout()
-fig.savefig("mnist1d_examples.png", dpi=100)
+fig.savefig(OUT / "mnist1d_examples.png", dpi=100)
 plt.close(fig)
-print("wrote mnist1d_examples.png")
+print("wrote", OUT / "mnist1d_examples.png")
 
 # %% [markdown]
 # ## Splits for tuning: 3,500 / 500 / 1,000, and the test set left alone
@@ -153,10 +158,10 @@ assert np.array_equal(np.sort(orders[0]), np.arange(len(train)))  # each example
 interrupted = data.TrainBatches(train, BATCH_SIZE, seed=DATA_SEED)
 for _ in range(40):
     interrupted.next()
-io.save_npz("pipeline_state.npz", interrupted.get_state())
+io.save_npz(OUT / "pipeline_state.npz", interrupted.get_state())
 del interrupted                                       # the job is preempted
 
-state = io.load_npz("pipeline_state.npz")
+state = io.load_npz(OUT / "pipeline_state.npz")
 print("saved state:", {k: v.tolist() for k, v in state.items()})
 resumed = data.TrainBatches(train, BATCH_SIZE, seed=DATA_SEED)
 resumed.set_state(state)

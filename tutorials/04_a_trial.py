@@ -25,10 +25,11 @@
 # * **resuming** from a checkpoint, bitwise identical to an uninterrupted run;
 # * **seeds**: one trial seed, separate streams for initialization and data order.
 #
-# Run it as a script (`python tutorials/04_a_trial.py`; it writes two PNG
-# files and two checkpoint directories to the current directory) or open it
-# as a notebook with jupytext. With `REFPLAY_TUTORIAL_QUICK=1` it trains 500
-# steps instead of 1,500.
+# Run it as a script (`python tutorials/04_a_trial.py`) or open it as a
+# notebook with jupytext. With `REFPLAY_TUTORIAL_QUICK=1` it trains 500 steps
+# instead of 1,500. It writes two PNG files and two checkpoint directories
+# under `runs/04_a_trial/` in the current directory (set
+# `REFPLAY_OUT=DIR` to write under `DIR/04_a_trial/` instead).
 
 # %%
 import os
@@ -46,8 +47,11 @@ QUICK = os.environ.get("REFPLAY_TUTORIAL_QUICK") == "1"
 MAX_TRAIN_STEPS = 500 if QUICK else 1_500
 EVAL_EVERY = 20 if QUICK else 25
 KEEP_BEST = 3
+OUT = io.output_dir("04_a_trial")                  # runs/04_a_trial/ by default
+TRIAL_DIR = OUT / "trial_cnn"                      # the trial's checkpoints
+PREEMPTED_DIR = OUT / "trial_cnn_preempted"        # a copy "killed" mid-run, then resumed
 # Start from empty checkpoint directories, so the script can be run again.
-for directory in ("trial_cnn", "trial_cnn_preempted"):
+for directory in (TRIAL_DIR, PREEMPTED_DIR):
     shutil.rmtree(directory, ignore_errors=True)
 
 # %% [markdown]
@@ -70,7 +74,7 @@ print("model hyperparameters and defaults:", dict(workload.hparams))
 config = {"optimizer": "adam", "lr": 1e-2, "batch_size": 100}
 
 result = train.run_trial(workload, config, seed=0, max_train_steps=MAX_TRAIN_STEPS,
-                         eval_every=EVAL_EVERY, checkpoint_dir="trial_cnn", keep_best=KEEP_BEST)
+                         eval_every=EVAL_EVERY, checkpoint_dir=TRIAL_DIR, keep_best=KEEP_BEST)
 print(f"status {result.status!r}, {result.steps_done} steps, "
       f"{1e3 * result.seconds_per_step:.2f} ms per step")
 resolved = result.extras["resolved_config"]
@@ -139,19 +143,20 @@ fig, (ax_loss, ax_err) = plt.subplots(1, 2, figsize=(11, 4))
 ax_loss.plot(steps[1:], result.curves["train/loss"][1:], label="train/loss (mean since last eval)")
 ax_loss.plot(steps, result.curves["validation/loss"], label="validation/loss")
 ax_loss.set_yscale("log")
-ax_loss.set_ylabel("cross-entropy")
+ax_loss.set_ylabel("cross-entropy (nats, log scale)")
 ax_err.plot(steps, val_error, color="C1", label="validation/error_rate")
-ax_err.set_ylabel("error rate")
+ax_err.set_ylabel("error rate (fraction wrong)")
 for ax in (ax_loss, ax_err):
     ax.axvline(result.best_step, color="k", ls=":", lw=1, label=f"best step {result.best_step}")
     ax.set_xlabel("step")
     ax.legend()
 ax_err.plot([result.best_step], [val_error[i_best]], "k*", ms=12)
-fig.suptitle(f"mnist1d_cnn, Adam, constant lr={config['lr']:g}")
+fig.suptitle(f"Which checkpoint to keep? mnist1d_cnn, Adam, constant lr={config['lr']:g} "
+             f"(★ the best evaluation)")
 fig.tight_layout()
-fig.savefig("training_curves.png", dpi=100)
+fig.savefig(OUT / "training_curves.png", dpi=100)
 plt.close(fig)
-print("wrote training_curves.png")
+print("wrote", OUT / "training_curves.png")
 
 # %% [markdown]
 # ## N best checkpoints on disk
@@ -171,12 +176,12 @@ print("wrote training_curves.png")
 ranked = [int(s) for _, s in sorted(zip(val_error, steps))]
 expected_files = sorted([checkpoints.best_filename(s) for s in ranked[:KEEP_BEST]]
                         + ["latest.npz"])
-on_disk = sorted(p.name for p in Path("trial_cnn").iterdir())
+on_disk = sorted(p.name for p in TRIAL_DIR.iterdir())
 print("files:", on_disk)
 print("result.checkpoint_paths (best first, then latest):", result.checkpoint_paths)
 assert on_disk == expected_files and len(on_disk) == KEEP_BEST + 1 < len(steps)
-expected_paths = [Path("trial_cnn") / checkpoints.best_filename(s) for s in ranked[:KEEP_BEST]]
-assert result.checkpoint_paths == [str(p) for p in [*expected_paths, Path("trial_cnn/latest.npz")]]
+expected_paths = [TRIAL_DIR / checkpoints.best_filename(s) for s in ranked[:KEEP_BEST]]
+assert result.checkpoint_paths == [str(p) for p in [*expected_paths, TRIAL_DIR / "latest.npz"]]
 
 # %% [markdown]
 # A checkpoint is a plain `.npz` (read without pickle). Selecting the model
@@ -196,7 +201,7 @@ print("re-evaluated:", again)
 assert int(best["step"]) == result.best_step
 assert again["error_rate"] == result.best_metrics["validation/error_rate"]
 assert again["loss"] == result.best_metrics["validation/loss"]
-assert int(io.load_npz("trial_cnn/latest.npz")["step"]) == MAX_TRAIN_STEPS
+assert int(io.load_npz(TRIAL_DIR / "latest.npz")["step"]) == MAX_TRAIN_STEPS
 
 # %% [markdown]
 # ## Gradient norms: log them unclipped, plot them, pick a threshold
@@ -230,14 +235,15 @@ ax_t.set_xlabel("step")
 ax_t.set_ylabel("unclipped gradient norm")
 ax_h.hist(norms, bins=50)
 ax_h.set_xlabel("unclipped gradient norm")
-ax_h.set_ylabel("steps")
+ax_h.set_ylabel("steps (count)")
+fig.suptitle("Where to clip? The unclipped gradient norm of every step, and its histogram")
 for ax, draw in ((ax_t, ax_t.axhline), (ax_h, ax_h.axvline)):
     draw(report.threshold, color="C3", ls="--", label=f"90th percentile {report.threshold:.2f}")
     ax.legend()
 fig.tight_layout()
-fig.savefig("grad_norms.png", dpi=100)
+fig.savefig(OUT / "grad_norms.png", dpi=100)
 plt.close(fig)
-print("wrote grad_norms.png")
+print("wrote", OUT / "grad_norms.png")
 
 # %% [markdown]
 # ## Training with `grad_clip`: the logged norm is still the unclipped one
@@ -274,10 +280,14 @@ assert round(np.sum(fraction[1:] * np.diff(clipped.eval_steps))) == np.sum(logge
 # either produces NaNs or uncharacteristically high values of the loss." A
 # study runs many trials; one that blows up must be recorded — with its
 # reason, so it can be plotted as infeasible — and the study must go on.
-# `run_trial` never raises once training has started. By default a training
-# loss above 10 × the loss of step 0 ends the trial; with
-# `divergence_factor=None` only a NaN or Inf does. SGD at a learning rate of
-# 100 fails both ways.
+# `run_trial` never raises once training has started. By default a trial is
+# infeasible when its training loss is NaN or Inf, or when it is above
+# 10 × the loss of step 0 on 10 of the last 50 steps; a shorter excursion is
+# recorded as a *loss spike* (`result.extras["loss_spikes"]`) and training
+# goes on, because the playbook's Figures 4 and 5 show losses that shoot up
+# and recover. `divergence_steps=1` is the strict "one bad batch" rule, and
+# with `divergence_factor=None` only a NaN or Inf counts. SGD at a learning
+# rate of 100 fails every way.
 #
 # Early instability can hide between evaluations: "Common evaluation
 # schedules can miss these issues by not evaluating frequently enough! To
@@ -290,7 +300,7 @@ assert round(np.sum(fraction[1:] * np.diff(clipped.eval_steps))) == np.sum(logge
 # %%
 huge = {"optimizer": "sgd", "lr": 100.0, "batch_size": 100}
 blown_up = train.run_trial(workload, huge, seed=0, max_train_steps=200, eval_every=20,
-                           dense_eval_steps=20)
+                           dense_eval_steps=20, divergence_steps=1)
 print("validation loss at steps", blown_up.eval_steps, ":", blown_up.curves["validation/loss"])
 nan_run = train.run_trial(workload, huge, seed=0, max_train_steps=200, eval_every=20,
                           divergence_factor=None)
@@ -311,6 +321,20 @@ assert nan_run.reason.startswith("training loss is nan") and np.isnan(nan_run.gr
 assert nan_run.extras["divergence_step"] > blown_up.extras["divergence_step"]
 
 # %% [markdown]
+# Under the default rule the same run keeps training after its first blown-up
+# step, and ends as soon as the evaluation after step 4 sees a NaN validation
+# loss: the loss did not come back.
+
+# %%
+default_rule = train.run_trial(workload, huge, seed=0, max_train_steps=200, eval_every=20,
+                               dense_eval_steps=20)
+print(f"default rule: {default_rule.status}: {default_rule.reason!r}")
+print("per-step training losses:", default_rule.train_losses)
+assert default_rule.status == "infeasible" and default_rule.steps_done == 4
+assert default_rule.reason == "validation loss is nan at step 4"
+assert np.all(default_rule.train_losses[1:] > 10 * default_rule.train_losses[0])
+
+# %% [markdown]
 # ## Resume: re-running with the same `checkpoint_dir`
 # Checkpointing "allows the training job to be resilient to compute instance
 # interruptions." Calling `run_trial` again with the same arguments and the
@@ -320,16 +344,16 @@ assert nan_run.extras["divergence_step"] > blown_up.extras["divergence_step"]
 # (only timings and file paths are left out).
 
 # %%
-def file_times(directory: str) -> dict[str, int]:
+def file_times(directory: Path) -> dict[str, int]:
     return {p.name: p.stat().st_mtime_ns for p in Path(directory).iterdir()}
 
 
-before = file_times("trial_cnn")
+before = file_times(TRIAL_DIR)
 rerun = train.run_trial(workload, config, seed=0, max_train_steps=MAX_TRAIN_STEPS,
-                        eval_every=EVAL_EVERY, checkpoint_dir="trial_cnn", keep_best=KEEP_BEST)
+                        eval_every=EVAL_EVERY, checkpoint_dir=TRIAL_DIR, keep_best=KEEP_BEST)
 print("re-run identical:", rerun.same_computation(result))
 assert rerun.same_computation(result)
-assert file_times("trial_cnn") == before
+assert file_times(TRIAL_DIR) == before
 
 # %% [markdown]
 # Now a real interruption. Every kept checkpoint holds the full training state
@@ -345,27 +369,26 @@ assert file_times("trial_cnn") == before
 
 # %%
 killed_at = min(ranked[:KEEP_BEST])
-Path("trial_cnn_preempted").mkdir()
+PREEMPTED_DIR.mkdir()
 for s in ranked[:KEEP_BEST]:
     if s <= killed_at:                 # the later ones did not exist yet
         name = checkpoints.best_filename(s)
-        shutil.copyfile(Path("trial_cnn") / name, Path("trial_cnn_preempted") / name)
-shutil.copyfile(Path("trial_cnn") / checkpoints.best_filename(killed_at),
-                "trial_cnn_preempted/latest.npz")
-print("before resuming:", sorted(p.name for p in Path("trial_cnn_preempted").iterdir()))
+        shutil.copyfile(TRIAL_DIR / name, PREEMPTED_DIR / name)
+shutil.copyfile(TRIAL_DIR / checkpoints.best_filename(killed_at), PREEMPTED_DIR / "latest.npz")
+print("before resuming:", sorted(p.name for p in PREEMPTED_DIR.iterdir()))
 resumed = train.run_trial(workload, config, seed=0, max_train_steps=MAX_TRAIN_STEPS,
-                          eval_every=EVAL_EVERY, checkpoint_dir="trial_cnn_preempted",
+                          eval_every=EVAL_EVERY, checkpoint_dir=PREEMPTED_DIR,
                           keep_best=KEEP_BEST)
 print(f"resumed at step {killed_at}, trained {MAX_TRAIN_STEPS - killed_at} "
       f"more steps; identical: {resumed.same_computation(result)}")
 assert resumed.same_computation(result)
 assert np.array_equal(resumed.grad_norms, result.grad_norms)
-assert sorted(p.name for p in Path("trial_cnn_preempted").iterdir()) == expected_files
+assert sorted(p.name for p in PREEMPTED_DIR.iterdir()) == expected_files
 
 # A checkpoint directory belongs to one trial: another config there is an error.
 try:
     train.run_trial(workload, {**config, "lr": 3e-3}, seed=0, max_train_steps=MAX_TRAIN_STEPS,
-                    eval_every=EVAL_EVERY, checkpoint_dir="trial_cnn", keep_best=KEEP_BEST)
+                    eval_every=EVAL_EVERY, checkpoint_dir=TRIAL_DIR, keep_best=KEEP_BEST)
 except ValueError as err:
     print("ValueError:", str(err).splitlines()[0])
 else:

@@ -8,6 +8,8 @@ the measured differences — the same code the tests run.
 
 from __future__ import annotations
 
+import sys
+
 
 def _export(args) -> int:
     from refplay.oracle import golden
@@ -22,6 +24,11 @@ def _check(args) -> int:
     from refplay import _validate
     from refplay.oracle import frameworks, problems
     _validate.integer("steps", args.steps, low=50)      # the table's claims are for 50+ steps
+    try:
+        frameworks.require(args.framework)              # before the header: one plain line
+    except ImportError as exc:
+        print(f"refplay: error: {exc}", file=sys.stderr)
+        return 2
     probs = args.problems or list(problems.PROBLEMS)
     print(f"{args.framework} vs the playbook rules: {args.dtype}, {args.steps} steps of "
           f"warmup + cosine, problems {', '.join(probs)}; max|Δθ| over problems and steps.")

@@ -51,7 +51,7 @@ StepFn = Callable[[Tree, Tree, float], Tree]
 
 __all__ = ["FRAMEWORKS", "EPS_VALUES", "WEIGHT_DECAY", "MATCH_TOL", "CONTROL_MIN", "FLOAT32_TOL",
            "ROW_NAMES", "Setup", "Row", "RowResult", "rows", "row_hparams", "eps_values",
-           "run_setup", "run_row", "check",
+           "run_setup", "run_row", "check", "require", "INSTALL_HINT",
            "format_table"]
 
 FRAMEWORKS = ("torch", "optax", "keras")
@@ -67,6 +67,20 @@ CONTROL_MIN = 1e-9
 FLOAT32_TOL = DEFAULT_TOL["float32"]
 
 _GAMMA, _RHO, _BETA1, _BETA2 = 0.9, 0.9, 0.9, 0.999
+
+#: How to install the frameworks (pyproject.toml's ``oracle`` extra). torch comes first,
+#: pinned: it is the CPU wheel; left to the extra, pip would fetch a multi-GB CUDA build.
+INSTALL_HINT = ("pip install torch==2.13.0 && pip install -e '.[oracle]' "
+                "(torch first: the pinned CPU wheel, not a multi-GB CUDA build)")
+
+
+def _import(module: str, framework: str):
+    """Import ``module`` for ``framework``'s checks; if it is missing, say how to install it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ImportError(f"the {framework} checks need {module}, which is not installed "
+                          f"({exc}): {INSTALL_HINT}") from None
 
 
 def row_hparams(name: str, eps: float | None) -> tuple[str, dict]:
@@ -149,7 +163,7 @@ class Row:
 
 # =========================================================================== torch
 def _torch():
-    return importlib.import_module("torch")
+    return _import("torch", "torch")
 
 
 @contextlib.contextmanager
@@ -319,7 +333,7 @@ def _torch_rows() -> list[Row]:
 
 # =========================================================================== optax
 def _jax_optax():
-    return importlib.import_module("jax"), importlib.import_module("optax")
+    return _import("jax", "optax"), _import("optax", "optax")
 
 
 def _x64(jax, dtype: np.dtype):
@@ -441,11 +455,11 @@ def _optax_rows() -> list[Row]:
 # =========================================================================== Keras
 def _keras():
     os.environ.setdefault("KERAS_BACKEND", "jax")
-    keras = importlib.import_module("keras")
+    keras = _import("keras", "keras")
     if keras.backend.backend() != "jax":
         raise RuntimeError(f"the Keras oracle runs with KERAS_BACKEND=jax; Keras was already "
                            f"imported with backend {keras.backend.backend()!r}")
-    return importlib.import_module("jax"), keras
+    return _import("jax", "keras"), keras
 
 
 @contextlib.contextmanager
@@ -601,6 +615,13 @@ def _keras_rows() -> list[Row]:
 
 # ========================================================================== running
 _ROW_BUILDERS = {"torch": _torch_rows, "optax": _optax_rows, "keras": _keras_rows}
+_LOADERS = {"torch": _torch, "optax": _jax_optax, "keras": _keras}
+
+
+def require(framework: str) -> None:
+    """Import what ``framework``'s checks use now; ``ImportError`` naming the extra if missing."""
+    _validate.one_of("framework", framework, FRAMEWORKS)
+    _LOADERS[framework]()
 
 
 def rows(framework: str) -> list[Row]:

@@ -1,0 +1,121 @@
+"""refplay.io: atomic writes with the permissions ``open()`` would give, pickle-free loads."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from refplay import io
+
+
+@pytest.fixture
+def umask():
+    """Set the process umask for one test and put the old one back."""
+    old = os.umask(0o022)
+    os.umask(old)
+    yield os.umask
+    os.umask(old)
+
+
+def _mode(path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+WRITERS = {
+    "write_text": lambda p: io.write_text(p, "hello"),
+    "save_json": lambda p: io.save_json(p, {"a": 1}),
+    "save_npz": lambda p: io.save_npz(p, {"x": np.arange(3)}),
+}
+
+
+@pytest.mark.parametrize("writer", sorted(WRITERS))
+@pytest.mark.parametrize("mask", [0o022, 0o027, 0o002, 0o077])
+def test_atomic_files_get_the_mode_open_would_give(tmp_path, umask, writer, mask):
+    """Results are readable like the database: 0o666 less the umask, not mkstemp's 0o600."""
+    umask(mask)
+    reference = tmp_path / "plain.txt"
+    with open(reference, "w") as f:          # what every other program writes
+        f.write("x")
+    path = WRITERS[writer](tmp_path / "out.bin")
+    assert _mode(path) == 0o666 & ~mask == _mode(reference)
+
+
+def test_a_replaced_file_gets_the_current_umask_too(tmp_path, umask):
+    umask(0o077)
+    path = io.write_text(tmp_path / "a.txt", "first")
+    assert _mode(path) == 0o600
+    umask(0o022)
+    io.write_text(path, "second")
+    assert _mode(path) == 0o644 and path.read_text() == "second"
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o027, 0o000])
+def test_current_umask_reads_without_changing_it(umask, mask):
+    umask(mask)
+    assert io.current_umask() == mask
+    assert io.current_umask() == mask              # reading twice: still unchanged
+    assert os.umask(mask) == mask                  # ... and the process's umask is as set
+
+
+def test_current_umask_without_proc_falls_back_and_restores(umask, monkeypatch, tmp_path):
+    """Where /proc has no Umask line, the set-and-restore path gives the same answer."""
+    monkeypatch.setattr(io, "_PROC_STATUS", tmp_path / "no-such-file")
+    umask(0o027)
+    assert io.current_umask() == 0o027
+    assert os.umask(0o027) == 0o027
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch):
+    path = io.write_text(tmp_path / "r.json", "old")
+
+    def crash(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", crash)     # the crash comes after the bytes were written
+    with pytest.raises(OSError, match="disk full"):
+        io.write_text(path, "new")
+    monkeypatch.undo()
+    assert path.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json"]
+
+
+def test_round_trips(tmp_path):
+    arrays = {"w": np.linspace(0, 1, 5, dtype=np.float32), "step": np.int64(7)}
+    loaded = io.load_npz(io.save_npz(tmp_path / "a.npz", arrays))
+    assert loaded["w"].tobytes() == arrays["w"].tobytes() and int(loaded["step"]) == 7
+    assert json.loads(io.save_json(tmp_path / "a.json", {"x": [1, 2]}).read_text()) == {"x": [1, 2]}
+
+
+def test_object_arrays_are_refused_by_name(tmp_path):
+    with pytest.raises(TypeError, match="'bad'"):
+        io.save_npz(tmp_path / "a.npz", {"bad": np.array([{}], dtype=object)})
+    assert not list(tmp_path.iterdir())
+
+
+# ------------------------------------------------------------------ output folders
+def test_output_dir_defaults_to_runs_under_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(io.OUT_ENV, raising=False)
+    path = io.output_dir("02_quasi_random_search")
+    assert path == Path("runs") / "02_quasi_random_search" and (tmp_path / path).is_dir()
+    assert io.output_dir("02_quasi_random_search") == path          # exists already: fine
+
+
+def test_output_dir_root_from_the_environment_then_the_argument(tmp_path, monkeypatch):
+    monkeypatch.setenv(io.OUT_ENV, str(tmp_path / "elsewhere"))
+    elsewhere = tmp_path / "elsewhere" / "t"
+    assert io.output_dir("t") == elsewhere and elsewhere.is_dir()
+    assert io.output_dir("t", root=tmp_path / "arg") == tmp_path / "arg" / "t"
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", "a/b", "../up", 3])
+def test_output_dir_refuses_anything_but_one_folder_name(name, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match="output name="):
+        io.output_dir(name)
+    assert list(tmp_path.iterdir()) == []
