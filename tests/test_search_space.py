@@ -146,7 +146,7 @@ INVALID = [
     ("log int needs low > 0", dict(n=Int(0, 8, scale="log")), ValueError,
      "'n': scale='log' needs low > 0"),
     ("unknown scale", dict(x=Float(1e-3, 1.0, scale="logarithmic")), ValueError,
-     r"'x': scale='logarithmic' is not allowed; choose one of \['linear', 'log'\]"),
+     r"'x': scale='logarithmic' is not allowed; choose one of \['linear', 'log', 'log1m'\]"),
     ("int bound not integer", dict(n=Int(1, 2.5)), TypeError, "'n': high=2.5 must be integers"),
     ("int low == high", dict(n=Int(3, 3)), ValueError, "'n': need low < high"),
     ("empty choice", dict(c=Choice([])), ValueError, "'c': values must not be empty"),

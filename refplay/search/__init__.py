@@ -16,9 +16,19 @@ hyperparameters, then sample plain configs for ``train.run_trial``::
 
 Modules: :mod:`~refplay.search.space` (parameter kinds, ``SearchSpace``),
 :mod:`~refplay.search.halton_sequence` (the randomized Halton sequence and its Numba
-kernel), :mod:`~refplay.search.samplers` (halton, random, grid, explicit).
+kernel), :mod:`~refplay.search.samplers` (halton, random, grid, explicit),
+:mod:`~refplay.search.adam` (Adam's search space by budget, the playbook's rule of
+thumb), :mod:`~refplay.search.gp` (Bayesian optimization for the end of tuning:
+a Gaussian process, expected improvement weighted by the probability that a
+trial is feasible, batches by constant liar)::
+
+    space = search.adam_space(num_trials=16)           # lr and beta1 searched
+    history = [(config, objective_or_None, feasible), ...]
+    next_configs = search.gp_ei(space, history, n=8, seed=0)
 """
 
+from refplay.search.adam import ADAM_DEFAULTS, SUBSTANTIALLY_MORE_THAN_25, adam_space
+from refplay.search.gp import GPFit, fit_gp, gp_ei, gp_posterior
 from refplay.search.halton_sequence import MAX_DIMENSIONS, first_primes, halton_points
 from refplay.search.samplers import SAMPLERS, explicit, grid, halton, random, sample
 from refplay.search.space import (
@@ -29,4 +39,6 @@ __all__ = [
     "SearchSpace", "Float", "Int", "Discrete", "Choice", "Fixed", "ROLES", "SCALES",
     "halton", "random", "grid", "explicit", "sample", "SAMPLERS",
     "halton_points", "first_primes", "MAX_DIMENSIONS",
+    "adam_space", "ADAM_DEFAULTS", "SUBSTANTIALLY_MORE_THAN_25",
+    "gp_ei", "fit_gp", "gp_posterior", "GPFit",
 ]

@@ -63,7 +63,7 @@ import numpy as np
 __all__ = ["Float", "Int", "Discrete", "Choice", "Fixed", "SearchSpace", "ROLES", "SCALES"]
 
 ROLES = ("scientific", "nuisance", "fixed")
-SCALES = ("linear", "log")
+SCALES = ("linear", "log", "log1m")
 Scalar = float | int | str | bool | None
 Condition = Mapping[str, Any]
 
@@ -188,6 +188,9 @@ class _Parameter:
     def _from_unit(self, u: np.ndarray) -> list:
         raise NotImplementedError
 
+    def _to_unit(self, value: Any) -> float:
+        raise NotImplementedError
+
     def _grid(self, m: int) -> list:
         raise NotImplementedError
 
@@ -243,6 +246,12 @@ def _check_bounds(name: str, low: Any, high: Any, scale: str, *, integer: bool) 
                          f"choose one of {list(SCALES)}")
     if scale == "log" and low <= 0:
         raise ValueError(f"parameter {name!r}: scale='log' needs low > 0, got low={low!r}")
+    if scale == "log1m" and integer:
+        raise ValueError(f"parameter {name!r}: scale='log1m' is for search.Float (e.g. Adam's "
+                         f"beta1, beta2); an Int takes 'linear' or 'log'")
+    if scale == "log1m" and high >= 1:
+        raise ValueError(f"parameter {name!r}: scale='log1m' (uniform in log(1 - x)) needs "
+                         f"high < 1, got high={high!r}")
     return low, high
 
 
@@ -252,7 +261,11 @@ class Float(_Parameter):
     From a unit-cube coordinate :math:`u \in [0, 1)`: ``scale="linear"`` gives
     :math:`low + u\,(high - low)`; ``scale="log"`` gives
     :math:`low \cdot (high/low)^u` (uniform in :math:`\log`, as the playbook
-    searches learning rates).
+    searches learning rates); ``scale="log1m"`` gives
+    :math:`1 - (1 - low)\,\big((1 - high)/(1 - low)\big)^u`, uniform in
+    :math:`\log(1 - x)` (needs ``high < 1``). That is the scale for Adam's
+    :math:`\beta_1, \beta_2`: what matters is the averaging horizon
+    :math:`1/(1 - \beta)`, so 0.9, 0.99 and 0.999 are equally far apart.
     """
 
     kind: ClassVar[str] = "float"
@@ -269,9 +282,22 @@ class Float(_Parameter):
     def _from_unit(self, u: np.ndarray) -> list:
         if self.scale == "log":
             x = self.low * (self.high / self.low) ** u
+        elif self.scale == "log1m":
+            x = 1.0 - (1.0 - self.low) * ((1.0 - self.high) / (1.0 - self.low)) ** u
         else:
             x = self.low + u * (self.high - self.low)
         return np.clip(x, self.low, self.high).tolist()  # clip: rounding at the top end
+
+    def _to_unit(self, x: float) -> float:
+        """The inverse of ``_from_unit``: the coordinate that maps to ``x``."""
+        if self.scale == "log":
+            u = math.log(x / self.low) / math.log(self.high / self.low)
+        elif self.scale == "log1m":
+            u = math.log((1.0 - x) / (1.0 - self.low)) / math.log((1.0 - self.high)
+                                                                   / (1.0 - self.low))
+        else:
+            u = (x - self.low) / (self.high - self.low)
+        return min(max(u, 0.0), _BELOW_ONE)  # x = high maps to the last float below 1
 
     def _grid(self, m: int) -> list:
         if m == 1:
@@ -317,6 +343,13 @@ class Int(_Parameter):
             x = self.low + np.floor(u * (self.high - self.low + 1))
         return np.clip(x, self.low, self.high).astype(np.int64).tolist()
 
+    def _to_unit(self, k: int) -> float:
+        """The centre of the interval of coordinates that ``_from_unit`` maps to ``k``."""
+        if self.scale == "log":
+            span = math.log((self.high + 1) / self.low)
+            return 0.5 * (math.log(k / self.low) + math.log((k + 1) / self.low)) / span
+        return (k - self.low + 0.5) / (self.high - self.low + 1)
+
     def _grid(self, m: int) -> list:
         if m == 1:
             u = np.array([0.5])
@@ -360,6 +393,10 @@ class _Finite(_Parameter):
         k = len(self.values)
         index = np.minimum(np.floor(u * k).astype(np.int64), k - 1)
         return [self.values[i] for i in index.tolist()]
+
+    def _to_unit(self, value: Any) -> float:
+        """The centre of value i's share of the unit interval, :math:`(i + 1/2)/K`."""
+        return (_find(self.values, value) + 0.5) / len(self.values)
 
     def _grid(self, m: int) -> list:
         return list(self.values)
@@ -428,6 +465,10 @@ _OPTIONAL = {"float": ("scale", "role", "when"), "int": ("scale", "role", "when"
 # --------------------------------------------------------------------------
 # The space
 # --------------------------------------------------------------------------
+
+
+#: The largest float64 below 1: from_unit_cube takes coordinates in [0, 1).
+_BELOW_ONE = float(np.nextafter(1.0, 0.0))
 
 
 def _config_key(name: str) -> str:
@@ -645,6 +686,25 @@ class SearchSpace:
                     values[name] = param.value if isinstance(param, Fixed) else columns[name][i]
             configs.append(self._to_config(values))
         return configs
+
+    def to_unit_cube(self, config: Mapping[str, Any]) -> np.ndarray:
+        """The point of [0, 1)^num_dimensions that ``from_unit_cube`` maps to ``config``.
+
+        The inverse of :meth:`from_unit_cube`: coordinate j belongs to
+        ``self.dimensions[j]``. A Float's coordinate inverts its scale (the
+        value ``high`` maps to the last float below 1); an Int, Discrete or
+        Choice value maps to the centre of its share of the unit interval.
+        ``config`` is validated first (see :meth:`validate_config`). A
+        parameter that is inactive in ``config`` has no coordinate: its entry
+        is NaN, and any value in [0, 1) there maps back to the same config::
+
+            u = space.to_unit_cube(config)
+            space.from_unit_cube(np.nan_to_num(u, nan=0.5)[None])[0]   # == config
+                                                    # (Floats: to rounding, ~1e-15)
+        """
+        values = self._resolve(config)
+        return np.array([self._params[name]._to_unit(values[name]) if name in values else np.nan
+                         for name in self._dimensions], dtype=np.float64)
 
     def _resolve(self, config: Mapping[str, Any]) -> dict[str, Any]:
         """Validate ``config`` and return ``{name: value}`` of its active parameters."""
