@@ -21,13 +21,16 @@ A :class:`Model` is what a trial trains (``refplay.train``)::
   loss and gradients.
 
 Constructors: :func:`mlp`, :func:`logreg`, :func:`cnn1d`, :func:`cnn2d`,
-:func:`resnet1d`, and the two reference networks of the MNIST-1D paper
+:func:`resnet1d`, :func:`residual_mlp` (a deep residual MLP whose norm
+placement and initial scale are hyperparameters, for the instability
+figures), and the two reference networks of the MNIST-1D paper
 (Greydanus & Kobak 2024; ``notebooks/models.py`` of github.com/greydanus/mnist1d)
 :func:`mnist1d_mlp` and :func:`mnist1d_cnn`. :func:`get` builds one by name.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -46,7 +49,8 @@ if TYPE_CHECKING:                     # a Batch is any object with x, y, weights
 Tree = dict[str, np.ndarray]
 
 __all__ = [
-    "Model", "Reshape", "mlp", "logreg", "cnn1d", "cnn2d", "resnet1d", "mnist1d_mlp",
+    "Model", "Reshape", "mlp", "logreg", "cnn1d", "cnn2d", "resnet1d", "residual_mlp",
+    "mnist1d_mlp",
     "mnist1d_cnn", "MODELS", "get", "TASKS", "NORMS",
 ]
 
@@ -522,9 +526,83 @@ def resnet1d(in_length: int = 40, num_classes: int = 10, *, in_channels: int = 1
                  label_smoothing=label_smoothing, name=name)
 
 
+def _scaled_init(base, gain: float, rng, shape, fan_in, fan_out, dtype=np.float32):
+    """``gain`` x the weights ``base`` draws (a module-level function, so models pickle)."""
+    w = base(rng, shape, fan_in, fan_out, dtype)
+    return (w * np.asarray(gain, dtype=w.dtype)).astype(w.dtype, copy=False)
+
+
+def residual_mlp(in_dim: int = 40, num_classes: int = 10, *, width: int = 64, depth: int = 8,
+                 activation: str = "relu", norm: str | None = "layer",
+                 norm_placement: str = "pre", init_gain: float = 1.0, init: str = "he_normal",
+                 label_smoothing: float = 0.0, name: str = "residual_mlp") -> Model:
+    r"""A deep residual MLP whose instability knobs are hyperparameters.
+
+    ``stem`` (dense ``in_dim -> width``), then ``depth`` residual blocks
+    ``block_i`` with branch :math:`f(h) = W_{b}\,\phi(W_{a} h + b_a) + b_b`
+    (``block_i/dense_a``, ``block_i/dense_b``, both ``width -> width``), the
+    norm ``norm`` ("layer", "batch" or None) placed by ``norm_placement``
+    (see :class:`~refplay.nn.residual.Residual`):
+
+    =========  ===================================  ===========================
+    placement  block                                after the last block
+    =========  ===================================  ===========================
+    "pre"      :math:`h + f(N(h))`                  ``final_norm``, then ``head``
+    "post"     :math:`N(h + f(h))`                  ``head``
+    "branch"   :math:`h + N(f(h))`                  ``head``
+    "none"     :math:`h + f(h)`                     ``head``
+    =========  ===================================  ===========================
+
+    The pre-norm network ends with a ``final_norm`` (as pre-LN Transformers
+    do), so that with every placement the head sees a normalized input.
+
+    ``init_gain`` multiplies every initial weight of the stem and the blocks
+    (``init`` draws them; the head is not scaled): a gain :math:`g` makes
+    each branch's output about :math:`g^2` times larger at initialization, so
+    the residual stream and the gradients grow with depth. Playbook, "How can
+    optimization failures be debugged and mitigated?":
+
+        *Normalization should be inside the residual. E.g. x + f(Norm(x)).
+        Norm(x + f(x)) known to cause issues.*
+
+    ``"post"`` is the arrangement "known to cause issues"; ``"pre"`` is the
+    playbook's example. refplay has no Transformer: this model reproduces the
+    mechanism (where the norm sits, how large the initial weights are), not
+    the sizes of the playbook's figures.
+    """
+    from refplay.nn.residual import PLACEMENTS
+    _check_norm(norm)
+    _validate.one_of("norm_placement", norm_placement, PLACEMENTS)
+    if (norm is None) != (norm_placement == "none"):
+        raise ValueError(f"norm={norm!r} and norm_placement={norm_placement!r} do not fit: use "
+                         "norm=None with norm_placement='none', a norm with any other placement")
+    width = _validate.integer("width", width, low=1)
+    depth = _validate.integer("depth", depth, low=0)
+    gain = _validate.real("init_gain", init_gain, low=0.0, low_open=True)
+    base_init, b_init = _inits(init)
+    w_init = base_init if gain == 1.0 else functools.partial(_scaled_init, base_init, gain)
+
+    def dense(d_in, d_out, layer_name, act="identity"):
+        return L.Dense(d_in, d_out, name=layer_name, activation=act, w_init=w_init,
+                       b_init=b_init)
+
+    layers = [dense(in_dim, width, "stem")]
+    for i in range(1, depth + 1):
+        block = f"block_{i}"
+        branch = Sequential([dense(width, width, f"{block}/dense_a", activation),
+                             dense(width, width, f"{block}/dense_b")], name=f"{block}/branch")
+        norm_layer = None if norm is None else _norm_layer(norm, width, f"{block}/norm", {})
+        layers.append(Residual(branch, name=block, norm=norm_layer, placement=norm_placement))
+    if norm_placement == "pre":
+        layers.append(_norm_layer(norm, width, "final_norm", {}))
+    layers.append(_head(width, num_classes, "head", init))
+    return Model(Sequential(layers, name=name), input_shape=(in_dim,),
+                 label_smoothing=label_smoothing, name=name)
+
+
 #: Model constructors by name (``models.get("mlp", in_dim=40, ...)``).
 MODELS = {"mlp": mlp, "logreg": logreg, "cnn1d": cnn1d, "cnn2d": cnn2d, "resnet1d": resnet1d,
-          "mnist1d_mlp": mnist1d_mlp, "mnist1d_cnn": mnist1d_cnn}
+          "residual_mlp": residual_mlp, "mnist1d_mlp": mnist1d_mlp, "mnist1d_cnn": mnist1d_cnn}
 
 
 def get(name: str, **hparams) -> Model:

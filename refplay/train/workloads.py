@@ -20,6 +20,10 @@ Built in (``WORKLOADS``):
   (kernels 5, 3, 3; stride 2; padding 1) and a linear layer (94 %);
 * ``mnist1d_resnet`` — a small residual 1-D CNN with BatchNorm whose stride,
   norm placement and residual initialization are hyperparameters;
+* ``mnist1d_resmlp`` — a deep residual MLP (8 blocks of width 64, LayerNorm)
+  whose norm placement ("pre"/"post"/"branch"/"none") and initial weight
+  scale (``init_gain``) are hyperparameters: the laptop workload of the
+  instability figures (calibration in ``docs/instability.md``);
 * ``spirals_mlp`` — two-class spirals in 2-D, a small MLP (fast tests);
 * ``teacher_student`` — regression onto a random tanh MLP (fast tests).
 """
@@ -187,6 +191,16 @@ _RESNET_HPARAMS = {
 }
 
 
+def _mnist1d_resmlp_model(**hparams):
+    return _models().residual_mlp(40, 10, **hparams)
+
+
+_RESMLP_HPARAMS = {
+    "width": 64, "depth": 8, "activation": "relu", "norm": "layer", "norm_placement": "pre",
+    "init_gain": 1.0, "init": "he_normal", "label_smoothing": 0.0,
+}
+
+
 def _spirals_model(*, width: int, depth: int, activation: str, dropout: float):
     return _models().mlp(2, [width] * depth, 2, activation=activation, dropout=dropout)
 
@@ -211,6 +225,10 @@ WORKLOADS: dict[str, WorkloadSpec] = {
         _mnist1d_splits, _MNIST1D_DATA, _mnist1d_resnet_model, _RESNET_HPARAMS,
         description="MNIST-1D, a small residual 1-D CNN with BatchNorm (stride, norm placement, "
                     "ReZero init as hyperparameters)"),
+    "mnist1d_resmlp": WorkloadSpec(
+        _mnist1d_splits, _MNIST1D_DATA, _mnist1d_resmlp_model, _RESMLP_HPARAMS,
+        description="MNIST-1D, a deep residual MLP (norm placement and initial weight scale as "
+                    "hyperparameters: the instability workload)"),
     "spirals_mlp": WorkloadSpec(
         _spirals_splits, {"n": 1000, "noise": 0.05, "turns": 1.5, "dataset_seed": 0,
                           "dtype": "float32"},
