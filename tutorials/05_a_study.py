@@ -29,8 +29,10 @@
 # 6. export everything to CSV.
 #
 # Run it as a script (`python tutorials/05_a_study.py`; it writes a workspace
-# folder, two PNG files and two CSV files to the current directory, and takes
-# some 10-20 s), or open it as a notebook with jupytext.
+# folder, the two studies' reports, two axis plots and two CSV files under
+# `runs/05_a_study/` in the current directory (set `REFPLAY_OUT=DIR` to write
+# under `DIR/05_a_study/`), and takes some 10-20 s), or open it as a notebook
+# with jupytext.
 # `REFPLAY_TUTORIAL_QUICK=1` runs fewer and shorter trials; that is how the
 # test suite runs it.
 
@@ -48,13 +50,14 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from refplay import search, study
+from refplay import analysis, io as refplay_io, plots, report, search, study
 from refplay.cli import main as refplay_main
 
 QUICK = os.environ.get("REFPLAY_TUTORIAL_QUICK") == "1"
 NUM_TRIALS = 12 if QUICK else 16          # configurations per study
 MAX_TRAIN_STEPS = 400 if QUICK else 1000  # fixed for every trial of a study
-WORKSPACE = Path("study_workspace")       # the SQLite store and one folder per trial
+OUT = refplay_io.output_dir("05_a_study")  # runs/05_a_study/ by default
+WORKSPACE = OUT / "study_workspace"       # the SQLite store and one folder per trial
 shutil.rmtree(WORKSPACE, ignore_errors=True)   # start from scratch on every run of the script
 
 # %% [markdown]
@@ -243,117 +246,72 @@ assert min(t.config["lr"] for t in infeasible1) > max(
 # %% [markdown]
 # ## A basic hyperparameter axis plot, drawn from the store
 # One point per trial: validation error (at its best checkpoint) against
-# learning rate, log scale, one panel per optimizer, the playbook's Figure 1
-# style. Infeasible trials are red ×s along the top of the panel. The best
-# trial of each optimizer is a star, and the dashed lines are the search
-# space's boundaries.
+# learning rate, log scale, one colour per optimizer, the playbook's Figure 1
+# style. `analysis.load` reads the study into a `TrialsFrame` (one row per
+# trial, with each trial's *active* parameters: the `lr` of an Adam trial is
+# parameter `"adam/lr"`, with Adam's range). `plots.axis_plot` draws it:
+# infeasible trials are red ×s at a cap above the feasible points, the top 3
+# trials of each optimizer are stars, and the dotted lines are each
+# optimizer's search range.
 
 # %%
-def axis_plot(store: study.Store, name: str, space: search.SearchSpace, path: str):
-    """Validation error vs lr per optimizer, from the store; returns (figure, points drawn)."""
-    trials = store.trials(name)
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=True)
-    drawn = 0
-    for ax, optimizer in zip(axes, ("nesterov", "adam")):
-        mine = [t for t in trials if t.config["optimizer"] == optimizer]
-        ok = [t for t in mine if t.status == "complete"]
-        bad = [t for t in mine if t.status != "complete"]
-        best = min(ok, key=lambda t: t.objective)
-        points = ax.scatter([t.config["lr"] for t in ok], [t.objective for t in ok],
-                            color="tab:blue", s=25, label="complete")
-        # Infeasible trials have no meaningful error: put them at the top edge
-        # (x in data units, y in axes units).
-        crosses = ax.scatter([t.config["lr"] for t in bad], [0.96] * len(bad), marker="x",
-                             color="red", s=40, transform=ax.get_xaxis_transform(),
-                             label="infeasible")
-        ax.scatter([best.config["lr"]], [best.objective], marker="*", s=220, color="gold",
-                   edgecolor="black", zorder=3, label="best")
-        p = space[f"{optimizer}/lr"]
-        for x in (p.low, p.high):
-            ax.axvline(x, color="0.5", ls="--", lw=1,
-                       label="search space boundary" if x == p.low else None)
-        ax.set_xscale("log")
-        ax.set_xlabel(f"{optimizer} learning rate")
-        ax.set_title(f"{name}: {optimizer}")
-        drawn += len(points.get_offsets()) + len(crosses.get_offsets())
-    low, high = axes[0].get_ylim()       # shared by both panels
-    axes[0].set_ylim(low, high + 0.15 * (high - low))   # room for the red crosses on top
-    axes[0].set_ylabel("validation error rate (best checkpoint)")
-    axes[1].legend(loc="center left", fontsize=8)
-    fig.tight_layout()
+def draw_axis_plot(name: str, path: Path) -> tuple[analysis.TrialsFrame, int]:
+    """The axis plot of lr by optimizer; returns the frame and the number of trials drawn."""
+    with study.Store(WORKSPACE, readonly=True) as store:
+        frame = analysis.load(store, name)
+    fig = plots.axis_plot(frame, "lr", by="scientific")
     fig.savefig(path, dpi=100)
-    return fig, drawn
+    # Every trial is one dot or one cross (the stars sit on top of dots).
+    drawn = sum(len(c.get_offsets()) for c in fig.axes[0].collections
+                if c.get_gid() in ("trials", "infeasible"))
+    return frame, drawn
 
 
-with study.Store(WORKSPACE, readonly=True) as store:
-    fig, drawn = axis_plot(store, round1.name, space1, "axis_plot_round1.png")
-plt.close(fig)
-print("wrote axis_plot_round1.png")
+frame1, drawn = draw_axis_plot(round1.name, OUT / "axis_plot_round1.png")
+print("wrote", OUT / "axis_plot_round1.png")
 assert drawn == round1.budget                       # every trial is on the plot
-assert plt.imread("axis_plot_round1.png").shape[:2] == (360, 900)
+assert plt.imread(OUT / "axis_plot_round1.png").shape[:2] == (480, 900)
 
 # %% [markdown]
 # ## Is the best trial near the boundary?
 # "A search space is suspicious if the best point sampled from it is close to
 # its boundary. We might find an even better point if we expanded the search
-# range in that direction." The playbook gives no number for "close". We take
-# the best trial's position in the log range, from 0 (lower boundary) to 1
-# (upper), and call it close when it is within the outer fifth on either side.
+# range in that direction." The playbook gives no number for "close".
+# `analysis.boundary_check` takes each trial's position in the log range,
+# from 0 (lower boundary) to 1 (upper), and calls the best trial close when it
+# is within the outer fifth on either side (`near=0.2`).
 #
 # The playbook also describes a second pattern: "If all trials are infeasible
 # for learning rates greater than some threshold value, and if the best
 # performing trials have learning rates at the edge of that region, the model
 # may suffer from stability issues preventing it from accessing higher
-# learning rates." We check it too. The threshold is the smallest learning
-# rate that diverged, provided every larger one diverged and every smaller one
-# trained. "At the edge" means the best trial is in the top third of the
-# feasible range (log scale, from the lower boundary up to the threshold).
+# learning rates." The check looks for it too. The threshold is the smallest
+# learning rate that diverged, provided every larger one diverged and every
+# smaller one trained. "At the edge" means the best trial is in the top third
+# of the feasible range (log scale, from the lower boundary up to the
+# threshold). The decision is one of `ok`, `expand_low`, `expand_high` and
+# `instability_limited`.
 
 # %%
 NEAR = 0.2      # "close to the boundary": the outer fifth of the log range
-EDGE = 2 / 3    # "at the edge of the infeasible region": the top third of the feasible range
-
-
-def log_position(x: float, low: float, high: float) -> float:
-    return math.log(x / low) / math.log(high / low)
-
-
-def boundary_check(trials: list, space: search.SearchSpace, optimizer: str) -> dict:
-    p = space[f"{optimizer}/lr"]
-    mine = [t for t in trials if t.config["optimizer"] == optimizer]
-    ok = [t.config["lr"] for t in mine if t.status == "complete"]
-    diverged = [t.config["lr"] for t in mine if t.status == "infeasible"]
-    best = min((t for t in mine if t.status == "complete"), key=lambda t: t.objective)
-    position = log_position(best.config["lr"], p.low, p.high)
-    threshold = min(diverged) if diverged and min(diverged) > max(ok) else None
-    return {"optimizer": optimizer, "best lr": best.config["lr"], "best error": best.objective,
-            "position": position,
-            "near boundary": position < NEAR or position > 1 - NEAR,
-            "divergence threshold": threshold,
-            "at infeasible edge": (threshold is not None and
-                                   log_position(best.config["lr"], p.low, threshold) > EDGE)}
 
 
 def print_checks(checks: dict) -> None:
     for c in checks.values():
-        threshold = c["divergence threshold"]
-        diverged = ("no divergence threshold" if threshold is None else
-                    f"every lr >= {threshold:.3g} diverged, best at that edge: "
-                    f"{c['at infeasible edge']}")
-        print(f"{c['optimizer']:>8}: best lr {c['best lr']:.3g} (error {c['best error']:.3f}), "
-              f"at {c['position']:.2f} of the log range, near boundary: {c['near boundary']}; "
-              f"{diverged}")
+        print(f"{c.message} [decision: {c.decision}]")
 
 
-checks1 = {opt: boundary_check(trials1, space1, opt) for opt in ("nesterov", "adam")}
+checks1 = {v[0]: c for v, c in analysis.boundary_check(frame1, "lr", near=NEAR).checks.items()}
 print_checks(checks1)
 # Nesterov's best trial is pressed against the top of its range: suspicious.
-assert checks1["nesterov"]["near boundary"] and checks1["nesterov"]["position"] > 1 - NEAR
-assert checks1["nesterov"]["divergence threshold"] is None   # no Nesterov trial diverged
+assert checks1["nesterov"].near_high and checks1["nesterov"].positions[0] > 1 - NEAR
+assert checks1["nesterov"].decision == "expand_high"
+assert checks1["nesterov"].divergence_threshold is None   # no Nesterov trial diverged
 # Adam's best is well inside its range; the top of that range diverges, and the
 # best trial sits just below the divergence threshold.
-assert not checks1["adam"]["near boundary"]
-assert checks1["adam"]["at infeasible edge"]
+assert not (checks1["adam"].near_low or checks1["adam"].near_high)
+assert checks1["adam"].best_at_infeasible_edge
+assert checks1["adam"].decision == "instability_limited"
 
 # %% [markdown]
 # So round 1 does not answer the question fairly. Nesterov's nuisance
@@ -463,24 +421,43 @@ print(f"{len(adam1)} Adam trials recorded identically in both rounds")
 
 # %%
 print_trials(trials2)
-with study.Store(WORKSPACE, readonly=True) as store:
-    fig, drawn = axis_plot(store, round2.name, space2, "axis_plot_round2.png")
-plt.close(fig)
-print("wrote axis_plot_round2.png")
+frame2, drawn = draw_axis_plot(round2.name, OUT / "axis_plot_round2.png")
+print("wrote", OUT / "axis_plot_round2.png")
 assert drawn == round2.budget
 
-checks2 = {opt: boundary_check(trials2, space2, opt) for opt in ("nesterov", "adam")}
+checks2 = {v[0]: c for v, c in analysis.boundary_check(frame2, "lr", near=NEAR).checks.items()}
 print_checks(checks2)
 # Nesterov's best is no longer at a boundary of the search space; it sits just
 # below the learning rates that diverge, like Adam's.
-assert not checks2["nesterov"]["near boundary"]
-assert checks2["nesterov"]["at infeasible edge"]
+assert not (checks2["nesterov"].near_low or checks2["nesterov"].near_high)
+assert checks2["nesterov"].decision == "instability_limited"
 assert any(t.status == "infeasible" and t.config["optimizer"] == "nesterov" for t in trials2)
 # Widening the range found a better Nesterov trial than round 1 could.
-assert checks2["nesterov"]["best error"] < checks1["nesterov"]["best error"]
-print(f"Nesterov's best error: round 1 {checks1['nesterov']['best error']:.3f}, "
-      f"round 2 {checks2['nesterov']['best error']:.3f}; "
-      f"Adam's best: {checks2['adam']['best error']:.3f}")
+best1, best2 = analysis.best(frame1), analysis.best(frame2)
+assert best2[("nesterov",)].objective < best1[("nesterov",)].objective
+print(f"Nesterov's best error: round 1 {best1[('nesterov',)].objective:.3f}, "
+      f"round 2 {best2[('nesterov',)].objective:.3f}; "
+      f"Adam's best: {best2[('adam',)].objective:.3f}")
+
+# %% [markdown]
+# ## The report: the whole checklist in one command
+# `refplay study report NAME` (or `report.write_report`) writes all of the
+# above, and more, to one page: the best trial per optimizer with its binomial
+# standard error on the 500 validation examples, the boundary table, the
+# infeasible fraction, the fixed hyperparameters the answer depends on, the
+# curve diagnostics of the best trials, and the playbook's plots
+# (`report.md`, a self-contained `report.html`, and the PNGs).
+
+# %%
+with study.Store(WORKSPACE, readonly=True) as store:
+    written = report.write_report(store, round2.name, OUT / "report_round2")
+print("wrote", written.html)
+print(written.numbers["answer"])
+# The report's table is the analysis: the same best trials, the same decisions.
+assert {lab: r["best"] for lab, r in written.numbers["best"].items()} == {
+    frame2.label(v): b for v, b in best2.items()}
+assert written.numbers["boundary"]["lr"].checks[("nesterov",)].decision == "instability_limited"
+assert "axis_lr" in written.images and written.html.stat().st_size > 10_000
 
 # %% [markdown]
 # Is one optimizer better? Not from this study alone. Each best error above
@@ -518,9 +495,10 @@ assert f"{status2.study.best_value:.4g} (trial {status2.study.best_trial})" in l
 
 # %%
 with study.Store(WORKSPACE, readonly=True) as store:
-    trials_csv, curves_csv = study.export_csv(store, round2.name, "round2.csv")
+    trials_csv, curves_csv = study.export_csv(store, round2.name, OUT / "round2.csv")
     n_measurements = len(store.measurements(round2.name))
-print("wrote", trials_csv, "and", curves_csv)
+print("wrote", trials_csv)
+print("wrote", curves_csv)
 
 with open(trials_csv, newline="") as f:
     rows = list(csv.DictReader(f))
@@ -528,7 +506,10 @@ print("columns:", ", ".join(rows[0]))
 assert [int(r["trial"]) for r in rows] == [t.trial for t in trials2]
 for r, t in zip(rows, trials2):
     assert r["status"] == t.status and r["reason"] == t.reason
-    assert float(r["config/lr"]) == t.config["lr"] and float(r["objective"]) == t.objective
+    # An infeasible trial has no objective: an empty cell, NaN in the store.
+    objective = float(r["objective"]) if r["objective"] else math.nan
+    assert float(r["config/lr"]) == t.config["lr"]
+    assert objective == t.objective or (math.isnan(objective) and math.isnan(t.objective))
     inactive = "config/beta1" if t.config["optimizer"] == "nesterov" else "config/gamma"
     assert r[inactive] == ""
 assert sum(r["status"] == "infeasible" for r in rows) == status2.counts["infeasible"]

@@ -1,0 +1,124 @@
+"""The study report: renders on tiny, degenerate and large studies; its numbers are analysis's."""
+
+from __future__ import annotations
+
+import base64
+import re
+
+import pytest
+
+from refplay import analysis, report, search, study
+from refplay.cli import main as refplay_main
+from refplay.report.build import answer_line, fmt
+from refplay.study.synthetic import LinearRegressionTrial
+
+STEPS = 40
+
+
+def space(scientific=True, lr_high=3.0):
+    params = {"lr": search.Float(1e-3, lr_high, scale="log"),
+              "gamma": search.Float(0.8, 0.99, when={"optimizer": "nesterov"})}
+    if scientific:
+        params["optimizer"] = search.Choice(["nesterov", "adam"], role="scientific")
+    else:
+        params["optimizer"] = search.Fixed("nesterov")
+    return search.SearchSpace(params)
+
+
+def run(ws, name, n, **kw):
+    spec = study.StudySpec(name=name, workload=None, num_trials=n, max_train_steps=STEPS,
+                           eval_every=10, metric="validation/loss", search_space=space(**kw),
+                           goal="Which optimizer fits better?")
+    study.run(spec, store=ws, workers=0, trial_fn=LinearRegressionTrial(STEPS, 10),
+              progress=False)
+
+
+def write(ws, name, tmp_path):
+    with study.Store(ws, readonly=True) as store:
+        rep = report.write_report(store, name, tmp_path / f"{name}_report")
+        frame = analysis.load(store, name)
+    md, page = rep.markdown.read_text(), rep.html.read_text()
+    for key, path in rep.images.items():
+        assert path.exists() and path.read_bytes()[:4] == b"\x89PNG"
+        assert f"({key}.png)" in md
+        assert base64.b64encode(path.read_bytes()).decode() in page     # embedded
+    assert page.count("<img") == len(rep.images) and "src='report" not in page
+    return rep, frame, md
+
+
+def test_report_numbers_equal_the_analysis_functions(tmp_path):
+    run(tmp_path / "ws", "mid", 24)
+    rep, frame, md = write(tmp_path / "ws", "mid", tmp_path)
+    best = analysis.best(frame)
+    for value, b in best.items():
+        row = f"| {frame.label(value)} | {fmt(b.objective)} | - | {b.trial} | {b.step} |"
+        assert row in md
+    assert answer_line(frame, list(rep.numbers["best"].values())) in md
+    for param, by in (("lr", "scientific"), ("gamma", "scientific")):
+        checks = analysis.boundary_check(frame, param, by=by).checks
+        for value, c in checks.items():
+            assert rep.numbers["boundary"][param].checks[value] == c
+            assert f"| {param} | {frame.label(value)} | " \
+                   f"{', '.join(fmt(u) for u in c.positions)} |" in md
+            assert f"| {c.decision} |" in md
+    counts = analysis.infeasible_fraction(frame)
+    for value, c in counts.items():
+        assert f"| {c.n_trials - c.n_infeasible - c.n_failed}/{c.n_trials} | {fmt(c.fraction)} |" \
+            in md
+    for i in analysis.importance(frame):
+        assert f"| {i.param} | {fmt(i.spread)} | {i.n_slices} |" in md
+    assert "**These conclusions hold only for**" in md and "max_train_steps = 40" in md
+    assert set(rep.images) >= {"axis_lr", "axis_gamma", "isolation_optimizer", "best_of_n",
+                               "training_curves", "best_steps"}
+
+
+def test_report_on_a_two_trial_study(tmp_path):
+    run(tmp_path / "ws", "two", 2)
+    rep, frame, md = write(tmp_path / "ws", "two", tmp_path)
+    assert "best_of_n" not in rep.images and len(frame) == 2
+    assert "vs" in rep.numbers["answer"] or "Best" in rep.numbers["answer"]
+
+
+def test_report_when_every_trial_is_infeasible(tmp_path):
+    spec = study.StudySpec(name="boom", workload=None, num_trials=4, max_train_steps=STEPS,
+                           eval_every=10, metric="validation/loss", search_space=search.SearchSpace(
+                               optimizer=search.Fixed("sgd"),
+                               lr=search.Float(50.0, 100.0, scale="log")))
+    study.run(spec, store=tmp_path / "ws", workers=0, trial_fn=LinearRegressionTrial(STEPS, 10),
+              progress=False)
+    rep, frame, md = write(tmp_path / "ws", "boom", tmp_path)
+    assert frame.statuses() == ["infeasible"] * 4
+    assert "No trial completed" in md
+    assert "no_complete_trials" in md and "more than half" in md
+    assert "axis_lr" in rep.images and "training_curves" not in rep.images
+
+
+def test_report_without_a_scientific_hyperparameter(tmp_path):
+    run(tmp_path / "ws", "tune", 8, scientific=False)
+    rep, frame, md = write(tmp_path / "ws", "tune", tmp_path)
+    assert frame.scientific == ()
+    assert "| all trials |" in md and "(none: a tuning study)" in md
+    assert not any(k.startswith("isolation") for k in rep.images)
+
+
+@pytest.mark.slow
+def test_report_on_a_200_trial_study(tmp_path):
+    run(tmp_path / "ws", "big", 200)
+    rep, frame, md = write(tmp_path / "ws", "big", tmp_path)
+    assert len(frame) == 200
+    assert rep.numbers["best_of_n"].budgets == tuple(range(2, 21))
+
+
+def test_cli_report_and_run_summary(tmp_path, capsys):
+    run(tmp_path / "ws", "cli", 6)
+    out = tmp_path / "out"
+    code = refplay_main(["study", "report", "cli", "--workspace", str(tmp_path / "ws"),
+                         "--out", str(out)])
+    assert code == 0 and (out / "report.md").exists() and (out / "report.html").exists()
+    assert str(out / "report.html") in capsys.readouterr().out
+    code = refplay_main(["study", "report", "nope", "--workspace", str(tmp_path / "ws")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "nope" in err
+    with study.Store(tmp_path / "ws", readonly=True) as store:
+        text = report.summary_table(analysis.load(store, "cli"))
+    assert re.search(r"optimizer=(adam|nesterov)", text) and text.splitlines()[-1].endswith(".")
