@@ -187,10 +187,8 @@ def test_a_nonsense_option_is_refused_by_name_and_nothing_changes(case, ws, base
 
 
 @pytest.mark.parametrize("option, value, name", [
-    pytest.param("--workers", "-1", "workers=-1",
-                 marks=pytest.mark.xfail(strict=True, reason="lead: item 5")),
-    pytest.param("--time-limit", "-5", "time_limit=-5",
-                 marks=pytest.mark.xfail(strict=True, reason="lead: item 5")),
+    ("--workers", "-1", "workers=-1"),
+    ("--time-limit", "-5", "time_limit=-5"),
 ])
 def test_a_bad_run_option_creates_no_workspace(option, value, name, base, tmp_path, capsys):
     """Every check that can fail comes before the database is created."""
@@ -241,7 +239,6 @@ def test_a_sqlite_database_that_is_not_refplays_is_named(damaged_ws, capsys):
     assert snapshot(damaged_ws) == before
 
 
-@pytest.mark.xfail(strict=True, reason="lead: item 3")
 def test_an_empty_database_file_is_named_as_empty_not_missing(damaged_ws, capsys):
     for extra in damaged_ws.glob(DB_NAME + "-*"):
         extra.unlink()

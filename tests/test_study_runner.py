@@ -417,10 +417,17 @@ def test_study_commands(tmp_path, capsys):
     assert row.command == f"refplay study run {copy} --workspace {(tmp_path / 'ws').resolve()}"
 
     assert refplay_main(["study", "list", "--workspace", ws]) == 0
-    lines = capsys.readouterr().out.splitlines()
+    out = capsys.readouterr().out
+    lines = out.splitlines()
     assert lines[0].split()[:4] == ["study", "trials", "best", "metric"]
     assert lines[1].startswith("cli_spirals") and "3/3" in lines[1]
-    assert "spirals through the CLI" in lines[1] and row.command in lines[1]
+    assert f"{row.best_value:.4g} (trial {row.best_trial})" in lines[1]
+    assert "spirals through the CLI" in out
+    # The reproduce command, wrapped at spaces only: its words are all there, in order.
+    block = out[out.index("reproduce: "):].split("\n\n")[0]
+    assert block.removeprefix("reproduce: ").split() == row.command.split()
+    # Readable in 100 columns: only a single unbreakable word (a long path) may be longer.
+    assert all(len(line) <= 100 or len(line.split()) == 1 for line in lines)
 
     out_csv = tmp_path / "export.csv"
     assert refplay_main(["study", "export", "cli_spirals", "--csv", str(out_csv),
@@ -577,3 +584,20 @@ def test_baseline_record(tmp_path):
         assert row.objective == store.status("toy").study.best_value
         with pytest.raises(ValueError, match="no recorded result"):
             store.set_baseline("toy", 99)
+
+
+def test_study_list_shows_the_baseline(tmp_path, capsys):
+    study.run(halton_spec(num_trials=3), store=tmp_path, trial_fn=FAST, workers=0, progress=False)
+    assert refplay_main(["study", "list", "--workspace", str(tmp_path)]) == 0
+    assert "baseline: none recorded" in capsys.readouterr().out
+    with Store(tmp_path, readonly=True) as store:
+        best = store.status("toy").study
+    assert refplay_main(["study", "baseline", "toy", str(best.best_trial), "--note",
+                         "the first study", "--workspace", str(tmp_path)]) == 0
+    capsys.readouterr()
+    assert refplay_main(["study", "list", "--workspace", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert (f"baseline: study toy, trial {best.best_trial} (validation/loss "
+            f"{best.best_value:.4g})") in out and "the first study" in " ".join(out.split())
+    assert refplay_main(["study", "baseline", "toy", "99", "--workspace", str(tmp_path)]) == 2
+    assert "trial 99 of study 'toy' has no recorded result" in capsys.readouterr().err

@@ -7,6 +7,7 @@
     refplay study status NAME   [--workspace DIR]
     refplay study list          [--workspace DIR]
     refplay study export NAME --csv FILE [--workspace DIR]
+    refplay study baseline [NAME TRIAL [--note TEXT]] [--workspace DIR]
     refplay study report NAME [--out DIR] [--workspace DIR]
 
 ``run`` and ``resume`` end by printing the best trial per scientific value
@@ -24,8 +25,11 @@ after the original spec file is edited for the next round.
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
+import textwrap
+from pathlib import Path
 
 DEFAULT_WORKSPACE = "refplay-workspace"
 
@@ -58,6 +62,9 @@ def register(sub) -> None:
         p.add_argument("--quiet", action="store_true", help="no progress bar")
         p.add_argument("--no-report", action="store_true",
                        help="skip the study report written at the end of the run")
+        p.add_argument("--retry-failed", action="store_true",
+                       help="run the study's failed trials again (their old records are kept "
+                            "as history)")
 
     p = add("run", "run a study from its spec file (resumes it if it exists)", _run)
     p.add_argument("spec", help="study spec, a .toml (or .json) file")
@@ -76,6 +83,12 @@ def register(sub) -> None:
     p.add_argument("name", help="study name")
     p.add_argument("--out", default=None, metavar="DIR",
                    help="output directory (default: WORKSPACE/NAME/report)")
+
+    p = add("baseline", "record a complete trial as the current baseline (the configuration "
+                        "to beat); without TRIAL, show the current one", _baseline)
+    p.add_argument("name", nargs="?", help="study name")
+    p.add_argument("trial", nargs="?", type=int, help="trial index")
+    p.add_argument("--note", default="", help="why it was adopted, e.g. the evidence")
 
     p = add("export", "write a study's trials and measurements as CSV", _export)
     p.add_argument("name", help="study name")
@@ -102,6 +115,14 @@ def _run_spec(spec, args) -> int:
     progress = False if args.quiet else None
     if args.dask_workers is not None and args.dask != "local":
         raise ValueError("--dask-workers goes with --dask local")
+    if args.workers is not None and args.workers < 0:
+        raise ValueError(f"--workers={args.workers} is not allowed: use 0 (run trials in this "
+                         f"process) or more")
+    if args.time_limit is not None and not args.time_limit > 0:
+        raise ValueError(f"--time-limit: time_limit={args.time_limit:g} is not allowed: use a "
+                         f"number of seconds > 0")
+    if args.dask_workers is not None and args.dask_workers < 1:
+        raise ValueError(f"--dask-workers={args.dask_workers} is not allowed: use 1 or more")
     # Every check that can fail comes before the database is created and a
     # cluster started: a typo in the spec leaves nothing behind.
     if spec.workload is None:
@@ -114,7 +135,8 @@ def _run_spec(spec, args) -> int:
             # command=None: the runner records `refplay study run` on the stored copy.
             status = runner.run(spec, store=store, executor=executor,
                                 workers=None if executor is not None else args.workers,
-                                time_limit=args.time_limit, progress=progress)
+                                time_limit=args.time_limit, progress=progress,
+                                retry_failed=args.retry_failed)
     except KeyboardInterrupt:
         print(f"\ninterrupted: finished trials are recorded; continue with\n"
               f"  refplay study resume {spec.name} --workspace {shlex.quote(args.workspace)}",
@@ -224,20 +246,74 @@ def format_status(status) -> str:
 
 
 def _list(args) -> int:
+    """The tracking table, one block per study, readable in a 100-column terminal."""
     from refplay.study.store import Store
     with Store(args.workspace, readonly=True) as store:
         rows = store.list_studies()
+        baseline = store.baseline()
     if not rows:
         print(f"no studies in {args.workspace}")
         return 0
-    table = [("study", "trials", "best", "metric", "description", "config", "reproduce")]
+    print(format_study_list(rows, baseline))
+    return 0
+
+
+def format_study_list(rows, baseline=None, width: int = 100) -> str:
+    """The text of ``refplay study list``: a short table, then each study's notes and command.
+
+    The playbook's spreadsheet columns ("Setting up experiment tracking"): study
+    name, config link, notes, number of trials, best validation performance,
+    reproduction command.
+    """
+    table = [("study", "trials", "best", "metric")]
     for r in rows:
         best = "-" if r.best_value is None else f"{r.best_value:.4g} (trial {r.best_trial})"
-        table.append((r.name, f"{r.trials_run}/{r.budget}", best, f"{r.metric} ({r.mode})",
-                      r.description or "-", r.spec_copy, r.command))
-    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]) - 1)]
-    for row in table:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
+        table.append((r.name, f"{r.trials_run}/{r.budget}", best, f"{r.metric} ({r.mode})"))
+    widths = [max(len(row[i]) for row in table) for i in range(4)]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in table]
+    for r in rows:
+        lines.append("")
+        lines.append(f"{r.name}:")
+        notes = r.description or "-"
+        lines += textwrap.wrap(f"notes: {notes}", width, initial_indent="  ",
+                               subsequent_indent="         ")
+        lines.append(f"  config: {_short_path(r.spec_copy)}")
+        lines += textwrap.wrap(f"reproduce: {_short_path(r.command)}", width, initial_indent="  ",
+                               subsequent_indent="    ", break_long_words=False,
+                               break_on_hyphens=False)
+    lines.append("")
+    if baseline is None:
+        lines.append("baseline: none recorded (refplay study baseline NAME TRIAL --note ...)")
+    else:
+        value = "-" if baseline.objective is None else f"{baseline.objective:.4g}"
+        lines += textwrap.wrap(
+            f"baseline: study {baseline.study}, trial {baseline.trial} ({baseline.metric} "
+            f"{value}), recorded {baseline.recorded_at[:19]}"
+            + (f": {baseline.note}" if baseline.note else ""), width, subsequent_indent="  ")
+    return "\n".join(lines)
+
+
+def _short_path(text: str) -> str:
+    """Paths under the working directory shown relative to it (they are recorded absolute)."""
+    return text.replace(str(Path.cwd()) + os.sep, "")
+
+
+def _baseline(args) -> int:
+    from refplay.study.store import Store
+    if args.name is None:
+        with Store(args.workspace, readonly=True) as store:
+            row = store.baseline()
+        print("no baseline recorded" if row is None else
+              f"baseline: study {row.study}, trial {row.trial} ({row.metric} {row.objective:.4g})"
+              f"{': ' + row.note if row.note else ''}")
+        return 0
+    if args.trial is None:
+        raise ValueError("give the trial index: refplay study baseline NAME TRIAL")
+    with Store(args.workspace, readonly=True) as store:     # refuse a bad name before writing
+        store.require_study(args.name)
+    with Store(args.workspace) as store:
+        row = store.set_baseline(args.name, args.trial, note=args.note)
+    print(f"baseline: study {row.study}, trial {row.trial} ({row.metric} {row.objective:.4g})")
     return 0
 
 

@@ -36,6 +36,13 @@ Tables (schema version 1):
   that the retry runs them again and nothing is forgotten.
 * ``baselines`` (added): the configuration to beat — a complete trial recorded
   as the current baseline ("launch"), shown by ``refplay study list``.
+* ``proposals`` (added): the ask/tell record of an adaptive study
+  (``sampler = "gp_ei"`` or ``"external"``): one row per trial, written
+  *before* the trial is submitted, with the configuration, who proposed it
+  (``halton`` for the initial trials, ``gp_ei``, or the external proposer's
+  name), the seed it was given and how many finished trials it saw. A
+  resumed study runs a proposed trial with its recorded configuration and
+  never proposes it again.
 
 Concurrency: the driver of ``study.run`` is the only writer; each trial is
 recorded in one transaction (trial row, its measurements, the study row
@@ -64,7 +71,7 @@ from refplay.study.spec import StudySpec, Trial, check_study_name
 from refplay.train.result import TrialStatus
 
 __all__ = ["Store", "StoreError", "StudyRow", "StudyStatus", "TrialRecord", "Measurement",
-           "BaselineRow",
+           "BaselineRow", "Proposal",
            "DB_NAME", "SCHEMA_VERSION"]
 
 DB_NAME = "refplay-studies.sqlite"
@@ -141,6 +148,17 @@ CREATE TABLE IF NOT EXISTS retired_trials (
     row_json    TEXT NOT NULL,          -- the trials row, and its measurements
     PRIMARY KEY (study, trial, attempt)
 );
+CREATE TABLE IF NOT EXISTS proposals (
+    study        TEXT NOT NULL,
+    trial        INTEGER NOT NULL,
+    config_index INTEGER NOT NULL,
+    config_json  TEXT NOT NULL,
+    proposer     TEXT NOT NULL,         -- 'halton' (initial trials), 'gp_ei', or a callable's name
+    seed         INTEGER NOT NULL,      -- the seed the proposer was given
+    history_size INTEGER NOT NULL,      -- finished (non-failed) trials the proposer saw
+    proposed_at  TEXT NOT NULL,
+    PRIMARY KEY (study, trial)
+);
 CREATE TABLE IF NOT EXISTS baselines (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
     study       TEXT NOT NULL,
@@ -151,6 +169,8 @@ CREATE TABLE IF NOT EXISTS baselines (
     recorded_at TEXT NOT NULL
 );
 """
+
+_EXTRA_TABLE_NAMES = ("retired_trials", "proposals", "baselines")
 
 # Fields of a trial row that measure the machine or the moment, not the computation.
 _NONDETERMINISTIC = ("examples_per_second", "seconds_per_step", "wall_seconds",
@@ -245,6 +265,25 @@ class BaselineRow:
 
 
 @dataclass(frozen=True)
+class Proposal:
+    """One row of the ``proposals`` table: the configuration trial ``trial`` was given.
+
+    ``history_size`` is the number of ``(config, objective, feasible)``
+    entries the proposer saw (the recorded trials before the round, failed
+    ones left out); ``seed`` is the seed it was given. ``proposed_at`` is
+    when it was recorded (the only field that is not reproducible).
+    """
+
+    trial: int
+    config_index: int
+    config: dict
+    proposer: str
+    seed: int
+    history_size: int
+    proposed_at: str
+
+
+@dataclass(frozen=True)
 class Measurement:
     trial: int
     step: int
@@ -273,6 +312,10 @@ class Store:
             # nothing, so it is new.
             exists = False
         if readonly:
+            if not exists and self.path.exists():
+                raise StoreError(f"the study database {self.path} is empty (a first run stopped "
+                                 f"before it recorded anything): it holds no studies yet; "
+                                 f"`refplay study run SPEC` sets it up")
             if not exists:
                 raise FileNotFoundError(f"no study database in workspace {str(self.workspace)!r} "
                                         f"(expected {self.path})")
@@ -295,7 +338,7 @@ class Store:
         self._conn = _connect(self.path, readonly=False)
         if not exists:
             self._create_schema()
-        if not (self._has_table("retired_trials") and self._has_table("baselines")):
+        if not all(self._has_table(table) for table in _EXTRA_TABLE_NAMES):
             with self._write() as c:
                 for statement in _EXTRA_TABLES.split(";"):
                     if statement.strip():
@@ -481,6 +524,46 @@ class Store:
                 "trial ASC LIMIT 1", (name,)).fetchone() or (None, None, None)
             c.execute("UPDATE studies SET trials_run = ?, best_value = ?, best_trial = ?, "
                       "best_step = ?, updated_at = ? WHERE name = ?", (count, *best, _now(), name))
+
+    # ------------------------------------------------------------ proposals
+    def record_proposals(self, name: str, trials: list[Trial], *, proposer: str, seed: int,
+                         history_size: int) -> None:
+        """Record the proposed configurations of one round of an adaptive study, atomically.
+
+        Called before any of these trials is submitted: a study killed after
+        this commit runs exactly these configurations on resume. A trial that
+        already has a proposal is refused (a proposal is never replaced).
+        """
+        self.require_study(name)
+        if not isinstance(proposer, str) or not proposer:
+            raise TypeError(f"proposer must be a non-empty string (a name), got {proposer!r}")
+        now = _now()
+        rows = [(name, t.index, t.config_index, json.dumps(t.config, allow_nan=False), proposer,
+                 int(seed), int(history_size), now) for t in trials]
+        with self._write() as c:
+            taken = [t.index for t in trials if c.execute(
+                "SELECT 1 FROM proposals WHERE study = ? AND trial = ?",
+                (name, t.index)).fetchone() is not None]
+            if taken:
+                raise ValueError(f"trials {taken} of study {name!r} already have a recorded "
+                                 f"proposal; a proposal is never replaced")
+            c.executemany("INSERT INTO proposals (study, trial, config_index, config_json, "
+                          "proposer, seed, history_size, proposed_at) "
+                          "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+
+    def proposals(self, name: str) -> list[Proposal]:
+        """The recorded proposals of study ``name``, by trial (empty for non-adaptive studies)."""
+        if not self._has_table("proposals"):
+            return []
+        rows = self._conn.execute(
+            "SELECT trial, config_index, config_json, proposer, seed, history_size, proposed_at "
+            "FROM proposals WHERE study = ? ORDER BY trial", (name,)).fetchall()
+        out = []
+        for r in rows:
+            d = {k: r[k] for k in r.keys()}
+            d["config"] = json.loads(d.pop("config_json"))
+            out.append(Proposal(**d))
+        return out
 
     def retire_failed(self, name: str) -> list[int]:
         """Move the failed trials of ``name`` to the history, so that resuming runs them again.
