@@ -93,3 +93,28 @@ def limited_threads(n: int = 1):
     _load_numba_blas()
     with threadpool_limits(limits=int(n)):
         yield
+
+
+@contextlib.contextmanager
+def single_threaded():
+    """BLAS and Numba on one thread inside the block; the caller's counts come back after.
+
+    Used around every trial: by ``train.run_trial`` and by the study runner's
+    serial executor. One thread fixes the summation order, so a trial's bits do
+    not depend on the machine's core count, and restoring the counts means a
+    trial run from a notebook does not leave NumPy single-threaded.
+    """
+    import numba  # lazy: Numba's import costs ~0.2 s, paid only by processes that train
+    try:
+        numba_threads = numba.get_num_threads()
+    except Exception:  # noqa: BLE001 - no Numba threading layer: nothing to pin or restore
+        numba_threads = None
+    # limited_threads loads the BLAS Numba calls first, which would otherwise
+    # load after the limit and escape it.
+    with limited_threads(1):             # restores the BLAS thread counts on exit
+        pin_threads(1)
+        try:
+            yield
+        finally:
+            if numba_threads is not None:
+                numba.set_num_threads(numba_threads)

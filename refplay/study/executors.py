@@ -20,7 +20,6 @@ import os
 import select
 import signal
 import socket
-import sys
 import threading
 import time
 import traceback
@@ -211,21 +210,6 @@ def _forkserver_context():
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["__main__", "refplay.study.runner", "refplay.study.executors"])
     return context
-
-
-@contextlib.contextmanager
-def _serial_thread_limits() -> Iterator[None]:
-    """One BLAS/Numba thread while trials run in this process; restored afterwards."""
-    numba = sys.modules.get("numba")
-    previous = numba.get_num_threads() if numba is not None else None
-    with threads.limited_threads(1):
-        if numba is not None:
-            numba.set_num_threads(1)
-        try:
-            yield
-        finally:
-            if numba is not None:
-                numba.set_num_threads(previous)
 
 
 def _stop_pool(executor: ProcessPoolExecutor) -> None:

@@ -28,6 +28,50 @@ Determinism: a trial's config and seed depend only on (spec, trial index), and
 every trial runs with one BLAS/Numba thread, so the recorded results are
 bitwise identical whether the study runs serially, on a process pool or on a
 Dask cluster, and whether or not it was interrupted.
+
+Adaptive samplers: ask, record, run, tell
+-----------------------------------------
+With ``sampler = "gp_ei"`` or ``"external"`` a configuration depends on the
+results before it (the playbook: Bayesian optimization "after exploration
+concludes"). The driver proposes the configurations in the rounds of
+:meth:`StudySpec.proposal_rounds`:
+
+1. *ask*: round ``[k, k + batch)`` (configuration indices) is proposed once
+   every trial before it is recorded, by
+   ``proposer(history, n=batch, seed=child(sampler_seed, k))``; ``history``
+   is every recorded trial before the round, in trial order, as
+   :class:`HistoryEntry` ``(trial, config, objective, feasible)``: the study
+   metric (negated if ``mode="max"``: lower is always better) for a complete
+   trial, ``None`` and ``feasible=False`` for an infeasible one; failed
+   trials (crashes, time limits) say nothing about the hyperparameters and
+   are left out;
+2. *record*: the proposals are written to the store's ``proposals`` table
+   (one transaction) before any of them is submitted;
+3. *run* the trials, and *tell*: each result is recorded as it finishes, and
+   the next round sees it.
+
+Because a round waits for all earlier trials, its history does not depend on
+which trial finished first, and the rounds are fixed by ``batch``, not by the
+number of workers: serial and parallel runs of the same spec are bitwise
+equal, whatever the number of workers (the proposer runs in the driver with
+one BLAS thread). A resumed study runs a trial that has a recorded proposal
+with that configuration and never proposes it again, so a killed-and-resumed
+study equals an uninterrupted one. The price: while a round runs, at most
+``batch * repeats`` trials are in flight.
+
+``sampler = "gp_ei"`` uses the built-in proposer :class:`GpEiProposer`
+(:func:`refplay.search.gp_ei`). ``sampler = "external"`` lets any optimizer
+drive the study: pass ``study.run(spec, ..., proposer=fn)`` with
+``fn(history, n, seed) -> list of n configs`` (each is validated against the
+search space and the workload before it is recorded). We chose this callback
+over a public ``ask()``/``tell()`` pair on the store because the driver must
+stay the only writer and the one that decides *when* a round may be
+proposed: with a callback, an external optimizer gets the rounds, the
+recording before running, the crash safety and the exact resume for free,
+and a tool that has its own ask/tell interface (Vizier's suggest/complete,
+Optuna's ``ask``/``tell``) fits in a few lines — *tell* it the history
+entries it has not seen, *ask* it for ``n`` configurations. A proposer need
+not be deterministic: its proposals are recorded, and resume replays them.
 """
 
 from __future__ import annotations
@@ -42,22 +86,24 @@ import shlex
 import socket
 import sys
 import types
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
+from typing import Any, NamedTuple
 
-from refplay import _validate
+from refplay import _validate, rng, search, threads
 from refplay.study import executors
 from refplay.study.executors import (SerialExecutor, TrialTimeout, _failed, _Outcome, _run_task,
-                                     _serial_thread_limits, _stop_pool, _Task)
+                                     _stop_pool, _Task)
 from refplay.study.spec import StudySpec, Trial
 from refplay.study.store import Store, StudyStatus
 from refplay.train.result import TrialResult, TrialStatus
 from refplay.train.settings import TrialSettings
 
 __all__ = ["run", "SerialExecutor", "WorkloadTrial", "StudyError", "TrialTimeout",
-           "DEFAULT_TRIAL_FUNCTION"]
+           "DEFAULT_TRIAL_FUNCTION", "HistoryEntry", "GpEiProposer", "Proposer"]
 
 TrialFunction = Callable[..., TrialResult]
 
@@ -111,6 +157,49 @@ class WorkloadTrial:
                                checkpoint_dir=Path(trial_dir) / "checkpoints")
 
 
+class HistoryEntry(NamedTuple):
+    """One finished trial as a proposer sees it (lower objective is better).
+
+    The first three fields after ``trial`` are the ``(config, objective,
+    feasible)`` triple of :func:`refplay.search.gp_ei`.
+    """
+
+    trial: int
+    config: dict
+    objective: float | None     # None for an infeasible trial
+    feasible: bool
+
+
+#: ``proposer(history, n, seed) -> [config, ...]``: the next ``n`` configurations.
+Proposer = Callable[[list[HistoryEntry], int, int], Sequence[dict]]
+
+
+@dataclasses.dataclass(frozen=True)
+class GpEiProposer:
+    """The proposer of ``sampler = "gp_ei"``: :func:`refplay.search.gp_ei` on the study's space.
+
+    ``gp_ei`` needs two feasible trials to fit its GP; until the history has
+    them, a round continues quasi-random search instead,
+    ``search.halton(space, n, seed)``, and the store records its proposer as
+    :data:`GpEiProposer.NOT_ENOUGH_FEASIBLE`.
+    """
+
+    space: Any
+    NAME = "gp_ei"
+    NOT_ENOUGH_FEASIBLE = "halton (fewer than 2 feasible trials)"
+
+    def name_for(self, history: Sequence[HistoryEntry]) -> str:
+        """Who proposes the round that sees ``history``."""
+        feasible = sum(1 for entry in history if entry.feasible)
+        return self.NAME if feasible >= 2 else self.NOT_ENOUGH_FEASIBLE
+
+    def __call__(self, history: Sequence[HistoryEntry], n: int, seed: int) -> list[dict]:
+        if self.name_for(history) != self.NAME:
+            return search.halton(self.space, n, seed)
+        return search.gp_ei(self.space, [(e.config, e.objective, e.feasible) for e in history],
+                            n=n, seed=seed)
+
+
 @functools.lru_cache(maxsize=4)
 def _cached_workload(name: str, options_json: str):
     # Building a workload can mean generating its dataset; a worker process runs
@@ -125,7 +214,7 @@ def run(spec: StudySpec, *, store: Store | str | os.PathLike,
         executor: Executor | None = None, workers: int | None = None,
         trial_fn: TrialFunction | None = None, time_limit: float | None = None,
         progress: bool | str | None = None, command: str | None = None,
-        retry_failed: bool = False) -> StudyStatus:
+        retry_failed: bool = False, proposer: Proposer | None = None) -> StudyStatus:
     """Run (or resume) study ``spec``: every trial without a recorded result.
 
     Parameters
@@ -162,7 +251,14 @@ def run(spec: StudySpec, *, store: Store | str | os.PathLike,
         (the CLI passes its own argv).
     retry_failed:
         Run the study's ``failed`` trials again; their old records are kept
-        in the store's history (``Store.retired``).
+        in the store's history (``Store.retired``). A retried trial of an
+        adaptive study runs its recorded proposal again.
+    proposer:
+        Required with ``sampler = "external"`` (and refused otherwise):
+        ``proposer(history, n, seed) -> list of n configs``, where
+        ``history`` is a list of :class:`HistoryEntry` (module docstring,
+        "Adaptive samplers"). Its name (module.qualname) is recorded with each
+        proposal.
 
     Returns the study's status after the run. Ctrl-C stops the run cleanly:
     finished trials are kept, running ones are abandoned (and re-run on
@@ -184,6 +280,7 @@ def run(spec: StudySpec, *, store: Store | str | os.PathLike,
     if not isinstance(retry_failed, bool):
         raise TypeError(f"retry_failed must be True or False, got {retry_failed!r}")
 
+    proposer, proposer_name = _resolve_proposer(spec, proposer)
     if isinstance(trial_fn, WorkloadTrial):
         trial_fn.check_configs(spec.sampled_configs)   # before the study is recorded
 
@@ -201,9 +298,15 @@ def run(spec: StudySpec, *, store: Store | str | os.PathLike,
             if retry_failed:
                 store.retire_failed(spec.name)
             done = store.recorded_indices(spec.name)
-            trials = [spec.trial(i) for i in range(spec.budget) if i not in done]
-            if trials:
-                _run_trials(spec, store, trials, trial_fn, executor, workers, time_limit, show)
+            todo = [i for i in range(spec.budget) if i not in done]
+            if spec.adaptive:
+                check = trial_fn.check_configs if isinstance(trial_fn, WorkloadTrial) else None
+                source = _ProposedTrials(spec, store, todo, proposer, proposer_name, check)
+            else:
+                source = _FixedTrials(spec.trial(i) for i in todo)
+            if todo:
+                _run_trials(spec, store, source, len(todo), trial_fn, executor, workers,
+                            time_limit, show)
         return store.status(spec.name)
     finally:
         if own_store:
@@ -258,6 +361,26 @@ def _resolve_trial_fn(spec: StudySpec, trial_fn) -> tuple[TrialFunction, str]:
     return trial_fn, _callable_name(trial_fn)
 
 
+def _resolve_proposer(spec: StudySpec, proposer) -> tuple[Proposer | None, str | None]:
+    """The proposer of an adaptive study and the name recorded with its proposals."""
+    if spec.sampler == "external":
+        if proposer is None:
+            raise ValueError(f"study {spec.name!r} has sampler='external'; pass "
+                             f"proposer=fn, a function (history, n, seed) -> list of n configs")
+        if not callable(proposer):
+            raise TypeError(f"proposer must be callable, got {proposer!r}")
+        return proposer, _callable_name(proposer)
+    if proposer is not None:
+        hint = (" (gp_ei has its own proposer; use sampler='external' to bring one)"
+                if spec.sampler == "gp_ei" else "")
+        raise ValueError(f"proposer= is only for sampler='external', not "
+                         f"sampler={spec.sampler!r}{hint}")
+    if spec.sampler == "gp_ei":
+        proposer = GpEiProposer(spec.search_space)
+        return proposer, proposer.NAME
+    return None, None
+
+
 def _callable_name(fn) -> str:
     """A stable name for a trial function: module.qualname, plus its fields if a dataclass."""
     if isinstance(fn, (types.FunctionType, types.BuiltinFunctionType, type)):
@@ -290,23 +413,130 @@ def _show_progress(progress: bool | str | None) -> str | None:
     return "bar" if progress else None
 
 
-def _run_trials(spec, store, trials, trial_fn, executor, workers, time_limit, show):
+# ------------------------------------------------------------ where trials come from
+class _FixedTrials:
+    """The trials of a non-adaptive study: all known up front, in index order."""
+
+    def __init__(self, trials) -> None:
+        self._queue = deque(trials)
+
+    def next_trial(self) -> Trial | None:
+        return self._queue.popleft() if self._queue else None
+
+    @property
+    def exhausted(self) -> bool:
+        return not self._queue
+
+
+class _ProposedTrials:
+    """The trials of an adaptive study: recorded proposals first, then new rounds.
+
+    ``next_trial`` returns the next trial to run, or ``None`` while its
+    round cannot be proposed yet (an earlier trial has no record). A round is
+    proposed, checked and recorded in the store before its first trial is
+    returned (module docstring, "Adaptive samplers").
+    """
+
+    def __init__(self, spec: StudySpec, store: Store, todo: list[int], proposer: Proposer,
+                 proposer_name: str, check: Callable[[list[dict]], None] | None) -> None:
+        self.spec, self.store = spec, store
+        self.proposer, self.proposer_name, self.check = proposer, proposer_name, check
+        self._todo = deque(sorted(todo))
+        self._proposed = {p.trial: p.config for p in store.proposals(spec.name)}
+        self._round_of = {c: r for r in spec.proposal_rounds() for c in r}
+
+    @property
+    def exhausted(self) -> bool:
+        return not self._todo
+
+    def next_trial(self) -> Trial | None:
+        if not self._todo:
+            return None
+        index = self._todo[0]
+        if index not in self._proposed and not self._propose_round_of(index):
+            return None
+        self._todo.popleft()
+        return self.spec.trial(index, config=self._proposed[index])
+
+    def _propose_round_of(self, index: int) -> bool:
+        spec, repeats = self.spec, self.spec.repeats
+        configs_round = self._round_of[index // repeats]
+        first = configs_round.start * repeats          # the round's first trial
+        recorded = self.store.recorded_indices(spec.name)
+        if any(i not in recorded for i in range(first)):
+            return False
+        n = len(configs_round)
+        if configs_round.start == 0 and spec.initial_trials:
+            configs, who, seed, size = spec.sampled_configs, "halton", spec.sampler_seed, 0
+        else:
+            history = self._history(first)
+            seed = rng.seed_int(rng.child(spec.sampler_seed, configs_round.start))
+            who = (self.proposer.name_for(history) if isinstance(self.proposer, GpEiProposer)
+                   else self.proposer_name)
+            configs = self._ask(history, n, seed, who, configs_round.start)
+            size = len(history)
+        trials = [spec.trial(c * repeats + r, config=configs[c - configs_round.start])
+                  for c in configs_round for r in range(repeats)]
+        self.store.record_proposals(spec.name, trials, proposer=who, seed=seed, history_size=size)
+        self._proposed.update({t.index: t.config for t in trials})
+        return True
+
+    def _history(self, first: int) -> list[HistoryEntry]:
+        """The recorded trials before trial ``first``, failed ones left out, lower is better."""
+        sign = 1.0 if self.spec.mode == "min" else -1.0
+        history = []
+        for t in self.store.trials(self.spec.name):
+            if t.trial >= first or t.status == TrialStatus.FAILED:
+                continue
+            if t.status == TrialStatus.COMPLETE and math.isfinite(t.objective):
+                history.append(HistoryEntry(t.trial, t.config, sign * t.objective, True))
+            elif t.status == TrialStatus.INFEASIBLE:
+                history.append(HistoryEntry(t.trial, t.config, None, False))
+        return history
+
+    def _ask(self, history: list[HistoryEntry], n: int, seed: int, who: str,
+             start: int) -> list[dict]:
+        """Call the proposer (one BLAS thread: equal proposals serially and in parallel)."""
+        where = f"proposer {who!r} (configurations {start}..{start + n - 1} of study " \
+                f"{self.spec.name!r})"
+        try:
+            with threads.limited_threads(1):
+                configs = self.proposer(list(history), n, seed)
+        except Exception as exc:
+            raise StudyError(f"{where} failed: {type(exc).__name__}: {exc}. Trials recorded so "
+                             f"far are kept; resume the study to go on.") from exc
+        if isinstance(configs, (str, bytes, dict)) or not isinstance(configs, Sequence) \
+                or len(configs) != n:
+            raise ValueError(f"{where} must return a list of {n} configs, got {configs!r}")
+        try:
+            configs = search.explicit(self.spec.search_space, list(configs))
+            if self.check is not None:
+                self.check(configs)
+        except (ValueError, TypeError) as exc:
+            raise type(exc)(f"{where} proposed an invalid config: {exc}") from None
+        return configs
+
+
+# ------------------------------------------------------------------- running them
+def _run_trials(spec, store, source, num_todo, trial_fn, executor, workers, time_limit, show):
     owned = executor is None
     if owned:
         workers = executors.available_cpus() if workers is None else workers
         if workers == 0:
             executor = SerialExecutor()
         else:
-            executor = executors.process_pool(min(workers, len(trials)))
+            executor = executors.process_pool(min(workers, num_todo))
     serial = isinstance(executor, SerialExecutor)
-    tasks = [_Task(t.index, t.config, t.seed, str(store.trial_dir(spec.name, t.index)),
-                   time_limit, pin_threads=not owned) for t in trials]
-    by_index = {t.index: t for t in trials}
-    context = _serial_thread_limits() if serial else contextlib.nullcontext()
+
+    def make_task(t: Trial) -> _Task:
+        return _Task(t.index, t.config, t.seed, str(store.trial_dir(spec.name, t.index)),
+                     time_limit, pin_threads=not owned)
+
+    context = threads.single_threaded() if serial else contextlib.nullcontext()
     try:
         with context:
-            _drive(spec, store, executor, trial_fn, tasks, by_index, show,
-                   window=1 if serial else len(tasks))
+            _drive(spec, store, executor, trial_fn, source, make_task, show,
+                   window=1 if serial else num_todo)
     except BaseException:
         if owned and not serial:
             _stop_pool(executor)
@@ -315,8 +545,13 @@ def _run_trials(spec, store, trials, trial_fn, executor, workers, time_limit, sh
         executor.shutdown(wait=True)
 
 
-def _drive(spec, store, executor, trial_fn, tasks, by_index, show, window):
-    """Submit tasks (at most ``window`` in flight) and record outcomes as they complete."""
+def _drive(spec, store, executor, trial_fn, source, make_task, show, window):
+    """Submit trials (at most ``window`` in flight) and record outcomes as they complete.
+
+    ``source.next_trial()`` gives the next trial, or ``None`` when none can
+    start yet (an adaptive study's next round waits for the records of the
+    trials in flight).
+    """
     from tqdm.auto import tqdm
     status = store.status(spec.name)
     counts = dict(status.counts)
@@ -325,24 +560,24 @@ def _drive(spec, store, executor, trial_fn, tasks, by_index, show, window):
                disable=show != "bar", dynamic_ncols=True, file=sys.stderr)
     done = status.done
     _set_postfix(bar, counts, best)
-    queue = iter(tasks)
-    pending: dict[Future, _Task] = {}
+    pending: dict[Future, tuple[Trial, _Task]] = {}
 
     def submit_more() -> None:
         while len(pending) < window:
-            task = next(queue, None)
-            if task is None:
+            trial = source.next_trial()
+            if trial is None:
                 return
-            pending[executor.submit(_run_task, trial_fn, task)] = task
+            task = make_task(trial)
+            pending[executor.submit(_run_task, trial_fn, task)] = (trial, task)
 
     try:
         submit_more()
         while pending:
             finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for future in sorted(finished, key=lambda f: pending[f].index):
-                task = pending.pop(future)
+            for future in sorted(finished, key=lambda f: pending[f][1].index):
+                trial, task = pending.pop(future)
                 outcome = _outcome_or_raise(future, task)
-                result = _record(spec, store, by_index[task.index], task, outcome)
+                result = _record(spec, store, trial, task, outcome)
                 counts[result.status] += 1
                 best = store.get_study(spec.name).best_value
                 done += 1
@@ -351,6 +586,9 @@ def _drive(spec, store, executor, trial_fn, tasks, by_index, show, window):
                 if show == "lines":
                     print(_trial_line(spec, task.index, result, outcome, done, best), flush=True)
             submit_more()
+        if not source.exhausted:   # cannot happen: a round waits only for trials in flight
+            raise StudyError(f"study {spec.name!r}: no trial in flight, yet trials remain that "
+                             f"cannot start")
     except BaseException:
         for future in pending:
             future.cancel()

@@ -53,7 +53,6 @@ draw is a pure function of (seed, step).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
@@ -75,8 +74,7 @@ from refplay.train import seeds
 from refplay.train.config import TrialConfig, parse_config, plain
 from refplay.train.evaluation import eval_steps, evaluate
 from refplay.train.result import TrialResult, TrialStatus
-from refplay.train.settings import (DEFAULT_DIVERGENCE_FACTOR, EVAL_TRAIN_ALL, TrialSettings,
-                                    curve_names, selectable_metrics)
+from refplay.train.settings import EVAL_TRAIN_ALL, TrialSettings, curve_names, selectable_metrics
 from refplay.train.workloads import Workload, get_workload
 
 Tree = dict[str, np.ndarray]
@@ -339,7 +337,7 @@ class _Trial:
 
     # ----------------------------------------------------------------- run
     def run(self) -> TrialResult:
-        with _one_thread():
+        with threads.single_threaded():
             return self._run()
 
     def _run(self) -> TrialResult:
@@ -581,31 +579,6 @@ class _Trial:
             seconds_per_step=p.train_seconds / trained if trained else float("nan"),
             wall_seconds=p.wall_seconds + time.perf_counter() - wall_start,
             extras=extras)
-
-
-@contextlib.contextmanager
-def _one_thread():
-    """BLAS and Numba on one thread while the trial runs (DESIGN.md principle 4).
-
-    One thread fixes the summation order, so a trial's bits do not depend on
-    the machine's core count. The caller's thread counts come back when the
-    trial ends: ``run_trial`` called from a notebook must not leave NumPy
-    single-threaded.
-    """
-    import numba
-    try:
-        numba_threads = numba.get_num_threads()
-    except Exception:  # noqa: BLE001 - no Numba threading layer: nothing to pin or restore
-        numba_threads = None
-    # limited_threads also loads the BLAS Numba calls, which would otherwise
-    # load after the limit and escape it.
-    with threads.limited_threads(1):     # restores the BLAS thread counts on exit
-        threads.pin_threads(1)
-        try:
-            yield
-        finally:
-            if numba_threads is not None:
-                numba.set_num_threads(numba_threads)
 
 
 def _cast(x: float, like: np.ndarray):
