@@ -26,9 +26,9 @@ from typing import NamedTuple
 import numpy as np
 
 from refplay import _validate
+from refplay.tree import Tree
 from refplay import tree as tree_lib
 
-Tree = dict[str, np.ndarray]
 
 __all__ = ["ClipInfo", "ClipReport", "clip_by_global_norm", "threshold_from_norms",
            "clip_fraction", "clip_report", "AGGRESSIVE_FRACTION"]

@@ -50,9 +50,9 @@ from typing import NamedTuple
 import numpy as np
 
 from refplay import _validate
+from refplay.tree import Tree
 from refplay import tree as tree_lib
 
-Tree = dict[str, np.ndarray]
 
 __all__ = [
     "OptState", "Optimizer", "sgd", "momentum", "nesterov", "rmsprop", "adam", "nadam",

@@ -67,9 +67,9 @@ from collections.abc import Callable
 import numpy as np
 
 from refplay import _validate
+from refplay.tree import Tree
 from refplay.nn import kernels, reference
 
-Tree = dict[str, np.ndarray]
 
 __all__ = [
     "Layer", "Dense", "Conv1D", "Conv2D", "MaxPool1D", "MaxPool2D", "AvgPool1D", "AvgPool2D",

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from refplay import _validate
+from refplay.tree import Tree
 from refplay.nn import init as init_lib
 from refplay.nn import layers as L
 from refplay.nn import losses
@@ -46,7 +47,6 @@ from refplay.nn.residual import Residual, Sequential, apply_layer
 if TYPE_CHECKING:                     # a Batch is any object with x, y, weights
     from refplay.data.dataset import Batch
 
-Tree = dict[str, np.ndarray]
 
 __all__ = [
     "Model", "Reshape", "mlp", "logreg", "cnn1d", "cnn2d", "resnet1d", "residual_mlp",

@@ -85,10 +85,10 @@ import numbers
 import numpy as np
 
 from refplay import _validate
+from refplay.tree import Tree
 from refplay.nn import kernels
 from refplay.nn.layers import Layer
 
-Tree = dict[str, np.ndarray]
 
 __all__ = [
     "BatchNorm", "LayerNorm", "batchnorm_groups", "batchnorm_forward", "batchnorm_backward",

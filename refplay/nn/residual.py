@@ -46,9 +46,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from refplay import _validate
+from refplay.tree import Tree
 from refplay.nn.layers import Layer
 
-Tree = dict[str, np.ndarray]
 
 __all__ = ["Sequential", "Residual", "apply_layer", "init_state", "PLACEMENTS"]
 

@@ -41,10 +41,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from refplay import _validate
+from refplay.tree import Tree
 from refplay.oracle import problems as problems_lib
 from refplay.oracle.trajectory import lr_values, standard_schedule, trajectory
 
-Tree = dict[str, np.ndarray]
 StepFn = Callable[[Tree, Tree, float], Mapping[str, np.ndarray]]
 
 __all__ = ["Comparison", "compare", "DEFAULT_TOL"]

@@ -43,10 +43,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from refplay import _validate
+from refplay.tree import Tree
 from refplay.oracle import problems as problems_lib
 from refplay.oracle.compare import DEFAULT_TOL, compare
 
-Tree = dict[str, np.ndarray]
 StepFn = Callable[[Tree, Tree, float], Tree]
 
 __all__ = ["FRAMEWORKS", "EPS_VALUES", "WEIGHT_DECAY", "MATCH_TOL", "CONTROL_MIN", "FLOAT32_TOL",

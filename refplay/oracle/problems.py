@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from refplay import _validate
+from refplay.tree import Tree
 
-Tree = dict[str, np.ndarray]
 
 __all__ = ["Problem", "PROBLEMS", "get", "least_squares", "ill_conditioned", "rosenbrock", "mlp"]
 

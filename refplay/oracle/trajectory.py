@@ -21,9 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from refplay import _validate, optim, schedules
+from refplay.tree import Tree
 from refplay.oracle import problems as problems_lib
 
-Tree = dict[str, np.ndarray]
 
 __all__ = ["Trajectory", "trajectory", "standard_schedule", "lr_values"]
 

@@ -65,6 +65,7 @@ from pathlib import Path
 import numpy as np
 
 from refplay import _validate, clipping, optim, threads
+from refplay.tree import Tree
 from refplay import tree as tree_lib
 from refplay.data.batching import TrainBatches
 from refplay.data.metrics import subset_agreement
@@ -77,7 +78,6 @@ from refplay.train.result import TrialResult, TrialStatus
 from refplay.train.settings import EVAL_TRAIN_ALL, TrialSettings, curve_names, selectable_metrics
 from refplay.train.workloads import Workload, get_workload
 
-Tree = dict[str, np.ndarray]
 
 # The keyword form of run_trial: every TrialSettings field may be passed directly.
 _SETTINGS_KEYWORDS = tuple(TrialSettings.__dataclass_fields__)

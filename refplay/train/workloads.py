@@ -38,9 +38,9 @@ from typing import Protocol
 import numpy as np
 
 from refplay import _validate
+from refplay.tree import Tree
 from refplay.data.dataset import Batch, Dataset
 
-Tree = dict[str, np.ndarray]
 TASKS = ("classification", "regression")
 DTYPES = ("float32", "float64")
 
