@@ -29,8 +29,8 @@ from numba import njit
 # layout and NCHW (fusing the bias and ReLU), and pool. Dense layers get the
 # same bias + ReLU fusion on their (N, K) GEMM output.
 #
-# Measured choice (issue 4): a straightforward direct Numba loop (no register
-# blocking) reached ~2 GFLOP/s on the issue's CNN layers; im2col + BLAS reaches
+# Measured choice: a straightforward direct Numba loop (no register blocking)
+# reached ~2 GFLOP/s on the 2-D CNN of benchmarks/compare_torch.py; im2col + BLAS reaches
 # 60-100 GFLOP/s in the GEMMs, so the convolution is im2col + GEMM.
 
 

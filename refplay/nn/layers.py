@@ -276,7 +276,7 @@ def same_padding(in_len: int, kernel: int, stride: int) -> tuple[int, int]:
 #: Work on the batch in chunks whose im2col columns and GEMM output fit in
 #: about this many bytes, so that each chunk's columns are still in the L2
 #: cache when the GEMM reads them (measured: 2.6x faster for the first layer of
-#: the issue's CNN at batch 128, 1.3x for the second). The chunk size depends
+#: benchmarks/compare_torch.py's 2-D CNN at batch 128, 1.3x for the second). The chunk size depends
 #: only on the shapes, so results stay deterministic.
 _CHUNK_BYTES = 1 << 20
 
@@ -353,7 +353,7 @@ def conv2d_backward(dout: np.ndarray, cache: tuple, need_dx: bool = True,
     for sl, cols_k in zip(chunks, cols):
         dz = k.relu_grad_to_cn(d3[sl], a3[sl], relu)               # (C_out, n*OH*OW)
         # dW = dZ cols^T, computed as (cols dZ^T)^T: the same sums, 15-30% faster in
-        # OpenBLAS when the long N*OH*OW axis is the reduction (measured, issue 4).
+        # OpenBLAS when the long N*OH*OW axis is the reduction (measured on the 2-D CNN).
         if dw is None:                                             # the first chunk
             dw = (cols_k @ dz.T).T
             db = dz.sum(axis=1) if has_bias else None

@@ -409,8 +409,9 @@ def cnn2d(in_shape: Sequence[int] = (1, 28, 28), num_classes: int = 10, *,
           virtual_batch_size: int | None = None, name: str = "cnn2d") -> Model:
     """A 2-D CNN on NCHW images; arguments as :func:`cnn1d`, input ``(N, *in_shape)``.
 
-    The defaults are the issue's benchmark network: conv3x3 1->16 pad 1, ReLU,
-    maxpool 2; conv3x3 16->32 pad 1, ReLU, maxpool 2; dense 1568->10.
+    The defaults are the benchmark network of ``benchmarks/compare_torch.py``:
+    conv3x3 1->16 pad 1, ReLU, maxpool 2; conv3x3 16->32 pad 1, ReLU, maxpool 2;
+    dense 1568->10.
     """
     in_shape = tuple(int(d) for d in in_shape)
     if len(in_shape) != 3:

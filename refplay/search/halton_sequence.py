@@ -48,9 +48,9 @@ For point number ``i`` (``i = skip, skip + 1, ...``):
   different seeds give independent randomizations (the playbook's "two
   different seeds for quasi-random search").
 
-Why this shift (a deliberate departure from issue 7's text)
------------------------------------------------------------
-Issue 7 asked for "a random shift modulo 1", which usually means the
+Why this shift (a deliberate departure from "a random shift modulo 1")
+-----------------------------------------------------------------------
+"A random shift modulo 1" usually means the
 Cranley-Patterson rotation :math:`u \mapsto (u + s) \bmod 1` with uniform
 :math:`s`. refplay shifts along the sequence instead, because:
 
@@ -69,7 +69,7 @@ Cranley-Patterson rotation :math:`u \mapsto (u + s) \bmod 1` with uniform
   of 16, and 6 consecutive points miss a (half, third) box for most seeds.
 * It keeps the discrepancy target. Mean centred L2 discrepancy over 16 seeds,
   relative to scipy's scrambled Halton, is 1.36-1.57x with a rotation at d = 2
-  and 5, n = 64 and 256 (issue 7 allows 1.2x; measured on refplay's points and,
+  and 5, n = 64 and 256 (the target is at most 1.2x; measured on refplay's points and,
   independently, on scipy's: 1.30-1.62x), and 0.99-1.08x with the random start.
   ``benchmarks/halton_quality.py`` prints both; a test guards it.
 * A *digital* shift (digit-wise addition modulo b, no carry) would add nothing:
@@ -78,7 +78,7 @@ Cranley-Patterson rotation :math:`u \mapsto (u + s) \bmod 1` with uniform
 Owen's scrambling already makes every point uniform, which is the one thing a
 rotation would add.
 
-What this avoids (issue 7): the largest primes below 1000 (at small budgets
+What this avoids: the largest primes below 1000 (at small budgets
 each coordinate is one permuted digit, no better than random), a randomization
 that depends only on the prime (every call gives the same set), and taking every
 d-th point of one sequence (confines coordinates to sub-intervals).
