@@ -16,6 +16,7 @@ _COMMAND_MODULES = (
     "refplay.demo",
     "refplay.oracle.cli",
     "refplay.study.cli",
+    "refplay.procedures.cli",
 )
 
 

@@ -310,3 +310,20 @@ def test_infeasible_trials_have_no_objective_in_the_store_or_csv(tmp_path):
     header = rows[0].split(",")
     bad_row = rows[2].split(",")
     assert bad_row[header.index("objective")] == ""
+
+
+# --------------------------------------------------------------------------- seed streams
+def test_dropout_seed_changes_the_dropout_stream_only():
+    wl = tiny_workload(dropout=0.3)
+    cfg = {**ADAM, "dropout": 0.3}
+    s1 = seeds.trial_streams(1, dropout_seed=0)
+    s0, plain1 = seeds.trial_streams(0), seeds.trial_streams(1)
+    assert s1.dropout.spawn_key == s0.dropout.spawn_key and s1.dropout.entropy == s0.dropout.entropy
+    assert s1.init.entropy == plain1.init.entropy and s1.data.entropy == plain1.data.entropy
+    a = run_trial(wl, {**cfg, "dropout_seed": 0}, seed=1, max_train_steps=20, eval_every=10)
+    b = run_trial(wl, cfg, seed=1, max_train_steps=20, eval_every=10)
+    # Same initialization and first batch (step-0 validation loss), other dropout masks.
+    assert a.curves["validation/loss"][0] == b.curves["validation/loss"][0]
+    assert a.train_losses[0] != b.train_losses[0]
+    assert a.extras["resolved_config"]["dropout_seed"] == 0
+    assert "dropout_seed" not in b.extras["resolved_config"]      # unchanged when unset

@@ -38,8 +38,8 @@ key (a typo must never silently fall back to a default):
   ``ema_decay`` (``None`` or the decay ``d`` of an exponential moving average
   of the parameters — Polyak averaging in its exponential form,
   ``ema_{t+1} = d·ema_t + (1 - d)·θ_{t+1}`` — evaluated alongside them);
-* **seeds** — ``init_seed`` and ``data_seed`` (default ``None``: derived from
-  the trial seed; see :mod:`refplay.train.seeds`);
+* **seeds** — ``init_seed``, ``data_seed`` and ``dropout_seed`` (default
+  ``None``: derived from the trial seed; see :mod:`refplay.train.seeds`);
 * **model** — the workload's hyperparameters (width, depth, dropout, label
   smoothing, ...), listed in ``Workload.hparams`` with their defaults.
 """
@@ -56,7 +56,7 @@ from refplay import _validate, optim
 OPTIMIZER_KEYS = ("optimizer", "lr")
 SCHEDULE_KEYS = ("schedule", "warmup_steps", "warmup_prepend")
 TRAINING_KEYS = ("batch_size", "eval_batch_size", "grad_clip", "ema_decay")
-SEED_KEYS = ("init_seed", "data_seed")
+SEED_KEYS = ("init_seed", "data_seed", "dropout_seed")
 DEFAULT_SCHEDULE = "constant"
 MIN_EVAL_BATCH_SIZE = 1024
 
@@ -108,6 +108,7 @@ class TrialConfig:
     ema_decay: float | None
     init_seed: int | None
     data_seed: int | None
+    dropout_seed: int | None = None
     warmup_steps: int = 0
     warmup_prepend: bool = False
     model_hparams: dict = field(default_factory=dict)
@@ -181,6 +182,7 @@ def parse_config(config: Mapping[str, object], *, model_hparams: Mapping[str, ob
                                high_open=True)
     init_seed = _optional_int("init_seed", config.get("init_seed"))
     data_seed = _optional_int("data_seed", config.get("data_seed"))
+    dropout_seed = _optional_int("dropout_seed", config.get("dropout_seed"))
 
     # ---------------------------------------------------------------- model
     hparams = {k: config.get(k, default) for k, default in model_hparams.items()}
@@ -189,9 +191,13 @@ def parse_config(config: Mapping[str, object], *, model_hparams: Mapping[str, ob
                       "batch_size": batch_size, "eval_batch_size": eval_batch_size,
                       "grad_clip": grad_clip, "ema_decay": ema_decay,
                       "init_seed": init_seed, "data_seed": data_seed, **hparams})
+    if dropout_seed is not None:
+        # Only present when set, so configs without it resolve exactly as before.
+        resolved["dropout_seed"] = dropout_seed
     return TrialConfig(optimizer=optimizer, schedule=schedule, batch_size=batch_size,
                        eval_batch_size=eval_batch_size, grad_clip=grad_clip, ema_decay=ema_decay,
-                       init_seed=init_seed, data_seed=data_seed, warmup_steps=warmup_steps,
+                       init_seed=init_seed, data_seed=data_seed, dropout_seed=dropout_seed,
+                       warmup_steps=warmup_steps,
                        warmup_prepend=warmup_prepend, model_hparams=hparams, resolved=resolved)
 
 

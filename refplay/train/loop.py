@@ -357,7 +357,7 @@ class _Trial:
     def _setup(self) -> None:
         tc, wl = self.trial_config, self.workload
         self.streams = seeds.trial_streams(self.seed, init_seed=tc.init_seed,
-                                           data_seed=tc.data_seed)
+                                           data_seed=tc.data_seed, dropout_seed=tc.dropout_seed)
         self.batches = TrainBatches(wl.train, tc.batch_size, seed=self.streams.data)
         st = self.settings
         self.validation = wl.validation

@@ -16,7 +16,7 @@ The playbook's multi-host advice — "It is critical to have RNG seeds that are
 the same across hosts (for model initialization), and seeds that are
 different across hosts (for data shuffling/preprocessing)" ("Considerations
 for multi-host pipelines") — becomes one line of trial config: ``init_seed``
-or ``data_seed`` replace the seed of one stream only. ``init_seed=s`` draws
+or ``data_seed`` (or ``dropout_seed``) replace the seed of one stream only. ``init_seed=s`` draws
 the same initialization as a trial with ``seed=s``, whatever the trial seed.
 """
 
@@ -46,20 +46,26 @@ def _children(seed: int) -> list[np.random.SeedSequence]:
     return rng.children(seed, _NUM_STREAMS)
 
 
-def trial_streams(seed: int, *, init_seed: int | None = None,
-                  data_seed: int | None = None) -> TrialStreams:
+def trial_streams(seed: int, *, init_seed: int | None = None, data_seed: int | None = None,
+                  dropout_seed: int | None = None) -> TrialStreams:
     """Derive the init / data-order / dropout streams of a trial.
 
-    ``init_seed`` (``data_seed``) replaces the trial seed for the
-    initialization (data-order) stream only; ``None`` keeps the trial seed.
+    ``init_seed`` (``data_seed``, ``dropout_seed``) replaces the trial seed for
+    the initialization (data-order, dropout) stream only; ``None`` keeps the
+    trial seed. Varying one of them at a time measures the retrain variance
+    that each source of randomness causes.
     """
     seed = _validate.integer("seed", seed, low=0)
     own = _children(seed)
-    init = own[_INIT] if init_seed is None else _children(
-        _validate.integer("init_seed", init_seed, low=0))[_INIT]
-    data = own[_DATA] if data_seed is None else _children(
-        _validate.integer("data_seed", data_seed, low=0))[_DATA]
-    return TrialStreams(init=init, data=data, dropout=own[_DROPOUT])
+
+    def stream(override, name, position):
+        if override is None:
+            return own[position]
+        return _children(_validate.integer(name, override, low=0))[position]
+
+    return TrialStreams(init=stream(init_seed, "init_seed", _INIT),
+                        data=stream(data_seed, "data_seed", _DATA),
+                        dropout=stream(dropout_seed, "dropout_seed", _DROPOUT))
 
 
 def generator(stream: np.random.SeedSequence) -> np.random.Generator:

@@ -1,0 +1,83 @@
+"""``refplay procedure NAME --workload W [options]``: run a playbook procedure, print its answer.
+
+Each subcommand runs one procedure of :mod:`refplay.procedures` and prints
+its question, decision, numbers and caveats (``ProcedureResult.summary``),
+then where its figures and numbers went (default ``runs/procedures/<name>/``).
+``--quick`` runs the small size the slow tests use.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+__all__ = ["register", "PROCEDURES"]
+
+# name -> (module, function, default workload, help)
+PROCEDURES = {
+    "initial-steps": ("step_budget", "initial_max_train_steps", "mnist1d_mlp",
+                      "initial max_train_steps from a constant-learning-rate sweep"),
+    "batch-throughput": ("batch_size", "batch_throughput", "mnist1d_mlp",
+                         "throughput and memory against batch size; the largest useful batch"),
+    "steps-to-result": ("batch_size", "steps_to_result", "mnist1d_mlp",
+                        "steps to a target against batch size, learning rate retuned"),
+    "batch-fair": ("batch_size", "batch_size_fair_comparison", "mnist1d_mlp",
+                   "fixed vs retuned learning rate across batch sizes"),
+    "retrain-variance": ("variance", "retrain_variance", "mnist1d_cnn",
+                         "trial variance by seed stream"),
+    "split-variance": ("variance", "split_variance", "mnist1d_mlp",
+                       "variance across random validation splits"),
+    "study-variance": ("variance", "study_variance", "mnist1d_mlp",
+                       "variance of the best trial across sampler seeds"),
+    "two-rounds": ("rounds", "two_rounds", "mnist1d_cnn",
+                   "compute-bound Round 1 / Round 2 and ranking transfer"),
+    "schedule-family": ("schedules_family", "schedule_family", "mnist1d_cnn",
+                        "constant vs decaying schedules, learning rate tuned per family"),
+    "gradient-noise": ("noise", "gradient_noise_steps", "mnist1d_mlp",
+                       "steps to a training-loss target against dropout and batch size"),
+}
+# Procedures that run trials in a workspace (batch-throughput times in-process instead).
+_STUDY_PROCEDURES = tuple(n for n in PROCEDURES if n != "batch-throughput")
+
+
+def register(sub) -> None:
+    parser = sub.add_parser("procedure", help="run a playbook procedure and print its decision",
+                            description="Run a playbook procedure: print the question, the "
+                                        "decision, the numbers and where the figures went.")
+    commands = parser.add_subparsers(dest="procedure", metavar="NAME")
+    commands.required = True
+    for name, (_, _, workload, help_text) in PROCEDURES.items():
+        p = commands.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--workload", default=workload,
+                       help=f"the workload to run on (default: {workload})")
+        p.add_argument("--quick", action="store_true",
+                       help="the small size used by the slow tests (some procedures then "
+                            "choose their own small workload)")
+        p.add_argument("--out", default=None,
+                       help=f"where figures and numbers go (default: runs/procedures/{name}/)")
+        if name in _STUDY_PROCEDURES:
+            p.add_argument("--workers", type=int, default=0,
+                           help="worker processes for the trials (default 0: in this process)")
+            p.add_argument("--workspace", default=None,
+                           help="study workspace (default: runs/procedures)")
+            p.add_argument("--seed", type=int, default=0, help="study seed (default 0)")
+        p.set_defaults(func=_run, procedure_name=name)
+
+
+def _run(args: argparse.Namespace) -> int:
+    import importlib  # lazy: keeps `refplay --help` from loading the trainer and matplotlib
+    module, function, _, _ = PROCEDURES[args.procedure_name]
+    fn = getattr(importlib.import_module(f"refplay.procedures.{module}"), function)
+    kwargs = {"quick": args.quick, "workload": args.workload}
+    if args.procedure_name in _STUDY_PROCEDURES:
+        kwargs.update(workers=args.workers, workspace=args.workspace, seed=args.seed)
+    result = fn(**kwargs)
+    out = Path(args.out) if args.out else Path("runs") / "procedures" / args.procedure_name
+    paths = result.save_figures(out)
+    numbers = result.save_numbers(out / "numbers.json")
+    print(result.summary())
+    print("Figures:")
+    for name, path in paths.items():
+        print(f"  {name}: {path}")
+    print(f"Numbers: {numbers}")
+    return 0

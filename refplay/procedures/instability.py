@@ -1,0 +1,239 @@
+"""Identifying unstable workloads: the learning-rate sweep above lr*, and early spikes.
+
+The playbook ("How can optimization failures be debugged and mitigated?"):
+
+* *"Any workload will become unstable if the learning rate is too large.
+  Instability is only an issue when it forces us to use a learning rate
+  that's too small."*
+* *"Identifying unstable workloads": "Do a learning rate sweep and find the
+  best learning rate lr*. Plot training loss curves for learning rates just
+  above lr*. If the learning rates > lr* show loss instability (loss goes up
+  not down during periods of training), then it is likely that fixing the
+  instability will result in better training."* (Figures 7a and 7b.)
+* *"Log the L2 norm of the full loss gradient during training"*, and
+  (Figure 5) early instability is only seen with frequent evaluations:
+  *"it's usually worth doing a run of ~500 steps at learning rate = 2x the
+  best, evaluating every step"*.
+
+:func:`stability_scan` runs the sweep (every trial shares one initialization
+and data order), finds lr* (the lowest best-checkpoint validation error),
+re-runs ``factors`` × lr* recording every step's loss (the larger factors
+``long_factor`` × longer, to expose mid-training rises as in Figure 7b), and
+reads both with :mod:`refplay.analysis`: the boundary check says whether the
+best rate sits at the edge of the infeasible region (``instability_limited``)
+and :func:`~refplay.analysis.detect_instability` finds loss spikes above lr*.
+
+:func:`early_instability_check` trains factor × lr* once with only NaN/Inf
+ending the run (``divergence_factor=None``, so a spike that recovers is seen
+whole) and compares the *dense* view, the minibatch loss of every step,
+with the *sparse* view the same trial records at its ``coarse_every``
+evaluations (``train/loss``, the mean loss since the previous evaluation).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+
+from refplay import _validate, analysis, plots, search
+from refplay.procedures import instability_figures
+from refplay.procedures.result import ProcedureResult
+from refplay.procedures.studies import run_configs
+from refplay.train import unstable
+from refplay.train.settings import TrialSettings
+
+__all__ = ["lr_sweep", "sweep_frame", "best_lr", "spike_events", "stability_scan",
+           "early_instability_check", "QUICK_LRS"]
+
+#: The factor-2 subset of the calibrated sqrt(2) grid (the ``--quick`` sweep).
+QUICK_LRS = (0.02, 0.04, 0.08, 0.16, 0.32, 0.64)
+METRIC = "validation/error_rate"
+
+
+def lr_sweep(workload: str, setup: unstable.UnstableSetup, variant: str, lrs,
+             settings: TrialSettings, *, extra: dict | None = None, seed: int = 0,
+             workers: int | None = 0, workspace=None, name: str = "lr_sweep") -> list:
+    """The ``variant`` of ``setup`` at each learning rate, one shared init and data order.
+
+    ``extra`` adds config keys to every trial (e.g. ``{"warmup_steps": 40}``).
+    Called with the same arguments, procedures share (re-read) one study.
+    """
+    common = {"init_seed": setup.seed, "data_seed": setup.seed, **(extra or {})}
+    configs = [setup.config(variant, lr, **common) for lr in lrs]
+    return run_configs(name, workload, configs, settings, seed=seed, workers=workers,
+                       workspace=workspace, workload_options=dict(setup.workload_options))
+
+
+def _objective(result) -> float:
+    return float(result.best_metrics.get(METRIC, math.nan)) if result.feasible else math.nan
+
+
+def sweep_frame(results, lrs, name: str = "lr_sweep"):
+    """A :class:`~refplay.analysis.TrialsFrame` of a sweep, the learning rate on a log range."""
+    fixed = {k: search.Fixed(v) for k, v in results[0].config.items() if k != "lr"}
+    space = search.SearchSpace({**fixed, "lr": search.Float(min(lrs), max(lrs), scale="log")})
+    return analysis.from_results(results, space=space, metric=METRIC, name=name)
+
+
+def best_lr(results, lrs) -> tuple[float | None, float]:
+    """``(lr*, its objective)``: the lowest best-checkpoint validation error (ties: smaller lr)."""
+    objs = [_objective(r) for r in results]
+    finite = [(o, lr) for o, lr in zip(objs, lrs) if math.isfinite(o)]
+    if not finite:
+        return None, math.nan
+    o, lr = min(finite)
+    return float(lr), float(o)
+
+
+def spike_events(train_losses, min_rise: float = 2.0) -> list[dict]:
+    """:func:`analysis.detect_instability` events as JSON-ready dicts."""
+    return [{k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+             for k, v in e._asdict().items()}
+            for e in analysis.detect_instability(train_losses, min_rise=min_rise)]
+
+
+def stability_scan(workload: str | None = None, *, setup: unstable.UnstableSetup = unstable.WARMUP,
+                   variant: str = "unstable", lrs=None, max_train_steps: int | None = None,
+                   factors=(2, 5, 10), long_factor: int = 4, eval_every: int = 50,
+                   seed: int = 0, quick: bool = False, workers: int | None = 0,
+                   workspace: str | os.PathLike | None = None) -> ProcedureResult:
+    """Sweep, lr*, runs at ``factors`` × lr*, and the decision (see the module docstring).
+
+    Defaults come from ``setup`` (:data:`refplay.train.unstable.WARMUP`: the
+    post-LayerNorm ResNet on MNIST-1D, Nesterov, 400 steps). ``quick=True``:
+    the factor-2 grid :data:`QUICK_LRS` and every factor run at the sweep's length.
+    """
+    workload = workload or setup.workload
+    lrs = sorted(QUICK_LRS if (quick and lrs is None) else (lrs or setup.lrs))
+    if len(lrs) < 3:
+        raise ValueError(f"lrs={lrs} must hold at least 3 learning rates for a sweep")
+    long_factor = 1 if quick else _validate.integer("long_factor", long_factor, low=1)
+    steps = _validate.integer("max_train_steps", max_train_steps or setup.max_train_steps, low=2)
+    factors = [_validate.real(f"factors[{i}]", f, low=1.0, low_open=True)
+               for i, f in enumerate(factors)]
+    settings = TrialSettings(max_train_steps=steps, eval_every=eval_every, keep_best=0)
+    run = dict(seed=seed, workers=workers, workspace=workspace)
+    sweep = lr_sweep(workload, setup, variant, lrs, settings, **run)
+    lr_star, best_error = best_lr(sweep, lrs)
+    frame = sweep_frame(sweep, lrs, name=f"{setup.name}/{variant}")
+    check = analysis.boundary_check(frame, "lr").checks[()]
+    if lr_star is None:
+        raise ValueError(f"every trial of the sweep over lrs={lrs} is infeasible; start lower")
+    above = []
+    for f in factors:
+        long = f > 2
+        st = settings.replace(max_train_steps=steps * (long_factor if long else 1))
+        (r,) = lr_sweep(workload, setup, variant, [f * lr_star], st,
+                        name=f"above_lr_star_x{f:g}", **run)
+        above.append((f, r))
+    runs = []
+    for f, r in above:
+        events = spike_events(r.train_losses) if r.train_losses.size else []
+        runs.append({"factor": f, "lr": f * lr_star, "steps": r.steps_done,
+                     "status": str(r.status), "best_error": _objective(r),
+                     "events": events, "reason": r.reason})
+    unstable_above = [x for x in runs if x["status"] != "complete" or x["events"]]
+    numbers = {
+        "workload": workload, "variant": dict(getattr(setup, variant)),
+        "max_train_steps": steps, "lrs": list(lrs),
+        "statuses": [str(r.status) for r in sweep],
+        "objectives": [_objective(r) for r in sweep],
+        "lr_star": lr_star, "best_error": best_error,
+        "divergence_threshold": check.divergence_threshold,
+        "boundary_decision": check.decision,
+        "best_at_infeasible_edge": check.best_at_infeasible_edge,
+        "above_lr_star": runs,
+    }
+    if check.decision == "instability_limited":
+        decision = (f"instability limits the learning rate: lr* = {lr_star:g} sits at the edge "
+                    f"of the infeasible region (every lr ≥ {check.divergence_threshold:g} "
+                    f"fails); try warmup or gradient clipping before expanding the range")
+    else:
+        decision = (f"instability does not limit the learning rate here: lr* = {lr_star:g} is "
+                    f"not at the infeasible edge (boundary check: {check.decision}")
+        decision += (f", first failing lr {check.divergence_threshold:g})"
+                     if check.divergence_threshold else ")")
+    if unstable_above:
+        decision += ("; above lr* the loss goes up during training at "
+                     + ", ".join(f"{x['factor']:g}×" for x in unstable_above))
+    fig7a = plots.axis_plot(frame, "lr", title=(
+        f"Figure 7a: does instability cap the learning rate? ({setup.name}, {variant})\n"
+        f"best lr* = {lr_star:g}; boundary check: {check.decision}"))
+    instability_figures.plain_log_x(fig7a)
+    fig7b = instability_figures.loss_traces_plot(
+        {f"{x['factor']:g}× lr* = {x['lr']:.3g} ({x['status']})": r.train_losses
+         for x, (_, r) in zip(runs, above)},
+        events={f"{x['factor']:g}× lr* = {x['lr']:.3g} ({x['status']})": x["events"]
+                for x in runs},
+        title="Figure 7b: above lr*, does the training loss go up during training?")
+    caveats = list(setup.caveats) + [
+        "lr* is chosen by the lowest best-checkpoint validation error on one seed."]
+    return ProcedureResult("Does training instability force a learning rate that is too small?",
+                           decision, numbers, {"fig7a_lr_sweep": fig7a,
+                                               "fig7b_above_lr_star": fig7b},
+                           [*sweep, *(r for _, r in above)], caveats)
+
+
+def _monotone_nonincreasing(values) -> bool:
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    return bool(np.all(np.diff(v) <= 0))
+
+
+def early_instability_check(workload: str | None = None, *,
+                            setup: unstable.UnstableSetup = unstable.EARLY_SPIKE,
+                            variant: str = "unstable", lr: float | None = None,
+                            max_train_steps: int | None = None, coarse_every: int = 100,
+                            min_rise: float = 2.0, seed: int = 0, quick: bool = False,
+                            workers: int | None = 0,
+                            workspace: str | os.PathLike | None = None) -> ProcedureResult:
+    """Dense (every step) vs sparse (every ``coarse_every`` steps) view of one run at ~2 × lr*.
+
+    ``lr`` defaults to the calibrated ``setup.measured["spike_lr"]`` (2 × the
+    post-norm ResNet's lr*). ``quick`` changes nothing: the run already takes
+    a few seconds.
+    """
+    workload = workload or setup.workload
+    lr = _validate.real("lr", setup.measured["spike_lr"] if lr is None else lr,
+                        low=0.0, low_open=True)
+    steps = _validate.integer("max_train_steps", max_train_steps or setup.max_train_steps, low=2)
+    coarse_every = _validate.integer("coarse_every", coarse_every, low=1, high=steps)
+    settings = TrialSettings(max_train_steps=steps, eval_every=coarse_every, keep_best=0,
+                             divergence_factor=None)
+    (r,) = lr_sweep(workload, setup, variant, [lr], settings, seed=seed, workers=workers,
+                    workspace=workspace, name="early_instability")
+    dense = r.train_losses
+    events = spike_events(dense, min_rise=min_rise)
+    sparse_steps = [s for s in r.eval_steps if s > 0]
+    sparse = [v for s, v in zip(r.eval_steps, r.curves["train/loss"]) if s > 0]
+    monotone = _monotone_nonincreasing(sparse)
+    early = [e for e in events if e["kind"] == "early"]
+    biggest = max(events, key=lambda e: e["height"] or math.inf) if events else None
+    if not events:
+        decision = (f"no loss spike ≥ {min_rise:g}× at lr = {lr:g}: no sign of instability "
+                    f"at this rate")
+    elif monotone:
+        kind = "early instability" if early else "a mid-training spike"
+        decision = (f"{kind} with {'recovery' if biggest['recovered'] else 'no full recovery'}: "
+                    f"the per-step loss jumps {biggest['height']:.1f}× at step "
+                    f"{biggest['peak_step']}, while the loss evaluated every {coarse_every} steps "
+                    f"only goes down — evaluate every step early on to see it")
+    else:
+        decision = (f"the spike at step {biggest['peak_step']} ({biggest['height']:.1f}×) is "
+                    f"visible even every {coarse_every} steps")
+    numbers = {"workload": workload, "variant": dict(getattr(setup, variant)), "lr": lr,
+               "max_train_steps": steps, "status": str(r.status), "coarse_every": coarse_every,
+               "initial_loss": float(dense[0]) if dense.size else math.nan,
+               "final_loss": float(dense[-1]) if dense.size else math.nan,
+               "events": events, "n_early_events": len(early),
+               "max_spike_height": None if biggest is None else biggest["height"],
+               "max_spike_step": None if biggest is None else biggest["peak_step"],
+               "sparse_steps": sparse_steps, "sparse_loss": sparse,
+               "sparse_monotone": monotone}
+    fig = instability_figures.dense_vs_sparse_plot(dense, sparse_steps, sparse, events,
+                                                   lr=lr, coarse_every=coarse_every)
+    return ProcedureResult("Is there a loss spike that evaluating every few hundred steps "
+                           "would miss?", decision, numbers, {"fig5_dense_vs_sparse": fig}, [r],
+                           list(setup.caveats))

@@ -1,0 +1,274 @@
+"""Figures of the instability procedures (the playbook's Figures 4-9), drawn from their numbers.
+
+Nothing here trains or decides: each function takes what
+:mod:`refplay.procedures.instability`, :mod:`~refplay.procedures.warmup` or
+:mod:`~refplay.procedures.clipping` measured (per-step losses, gradient
+norms, statuses, best errors) and draws it in the playbook's visual
+language (:mod:`refplay.plots.style`): infeasible runs as red ``x``, the
+best learning rate as a star, log axes where the playbook uses them,
+labelled axes, a title that states the question.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+
+from refplay.plots import style
+
+__all__ = ["clipping_plot", "loss_traces_plot", "dense_vs_sparse_plot", "warmup_plot",
+           "lr_sweep_plot", "smooth", "plain_log_x"]
+
+
+def smooth(x, window: int) -> np.ndarray:
+    """Trailing mean over ``window`` steps (expanding at the start); NaN/Inf stay out."""
+    x = np.asarray(x, dtype=np.float64)
+    if window <= 1 or x.size == 0:
+        return x.copy()
+    finite = np.isfinite(x)
+    c = np.concatenate([[0.0], np.cumsum(np.where(finite, x, 0.0))])
+    n = np.concatenate([[0], np.cumsum(finite)])
+    idx = np.arange(1, x.size + 1)
+    lo = np.maximum(idx - window, 0)
+    count = n[idx] - n[lo]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, (c[idx] - c[lo]) / count, np.nan)
+
+
+def _plain_log(axis, numticks: int = 6) -> None:
+    """A log axis labelled 0.1, 1, 10 (not 10^k), minor ticks unlabelled."""
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0), numticks=numticks))
+    axis.set_major_formatter(ScalarFormatter())
+    axis.set_minor_formatter(NullFormatter())
+
+
+def plain_log_x(fig) -> None:
+    """Layout only: plain labels (0.02, 0.05, 0.1) on the log x axes of ``fig``."""
+    for ax in fig.axes:
+        if ax.get_xscale() == "log":
+            _plain_log(ax.xaxis, numticks=8)
+
+
+def _steps_and_positive(y):
+    y = np.asarray(y, dtype=np.float64)
+    s = np.arange(y.size)
+    ok = np.isfinite(y) & (y > 0)
+    return s[ok], y[ok]
+
+
+def clipping_plot(norms, rows, chosen, losses, *, reference_norms=None):
+    """Figure 9: gradient norm vs step (log y) with thresholds, its histogram, and the losses.
+
+    ``norms``: the unclipped per-step norms of the run shown (the unstable
+    config clipped at the chosen threshold); ``rows``: one
+    ``clipping.ThresholdRun`` per threshold; ``losses``: per-step training
+    losses of the unclipped run then of each threshold's run.
+    """
+    fig = Figure(figsize=(11.0, 7.4), dpi=100, layout="constrained")
+    axd = fig.subplot_mosaic([["norm", "norm", "hist"], ["loss", "loss", "loss"]],
+                             height_ratios=[1.1, 1])
+    ax, hx, lx = axd["norm"], axd["hist"], axd["loss"]
+    s, g = _steps_and_positive(norms)
+    if reference_norms is not None:
+        rs, rg = _steps_and_positive(reference_norms)
+        ax.plot(rs, rg, lw=0.6, color="0.6", label="stable reference run (thresholds from it)")
+    ax.plot(s, g, lw=0.8, color=style.FEASIBLE, label="unstable run: unclipped norm |g_t|")
+    for row in rows:
+        if row is chosen:
+            c, ls, lw, tag = style.STAR, "-", 1.8, "better"
+        elif row.clipped_fraction > 0.5:
+            c, ls, lw, tag = style.INFEASIBLE, "--", 1.5, "too aggressive (> 50% clipped)"
+        else:
+            c, ls, lw, tag = "0.35", ":", 1.2, ("trains" if row.status == "complete"
+                                                 else row.status)
+        label = (f"λ = {row.threshold:.3g} (p{row.percentile:g}): clips "
+                 f"{row.clipped_fraction:.0%}, {tag}")
+        ax.axhline(row.threshold, color=c, ls=ls, lw=lw, label=label)
+        hx.axvline(row.threshold, color=c, ls=ls, lw=lw)
+    ax.set_yscale("log")
+    _plain_log(ax.yaxis)
+    ax.set_xlabel("training step")
+    ax.set_ylabel("global gradient L2 norm (log)")
+    ax.legend(fontsize=7.5, loc="upper right")
+    ax.grid(alpha=0.25)
+    if g.size:
+        bins = np.geomspace(g.min(), g.max() * 1.0001, 40) if g.max() > g.min() else 10
+        hx.hist(g, bins=bins, color=style.FEASIBLE, alpha=0.7)
+        hx.set_xscale("log")
+        _plain_log(hx.xaxis, numticks=4)
+    hx.set_xlabel("gradient norm (log)")
+    hx.set_ylabel("number of steps")
+    hx.set_title("histogram of the norms (unstable run)", fontsize=9)
+    labels = ["no clipping"] + [f"λ = {r.threshold:.3g} (p{r.percentile:g})" for r in rows]
+    statuses = ["infeasible" if len(losses[0]) < max(len(x) for x in losses) else "complete"]
+    statuses += [r.status for r in rows]
+    first = [float(x[0]) for x in losses if len(x) and np.isfinite(x[0])]
+    cap = 10.0 * max(first) if first else 10.0          # the divergence rule's blow-up level
+    for i, (label, loss) in enumerate(zip(labels, losses)):
+        c = "black" if i == 0 else style.colour(i)
+        xs, ys = _steps_and_positive(smooth(loss, 10))
+        keep = ys <= cap
+        lx.plot(xs[keep], ys[keep], color=c, lw=1.3 if i else 1.8, label=label)
+        if statuses[i] == "infeasible":
+            lx.plot(len(loss) - 1, cap, "x", color=style.INFEASIBLE, ms=11, mew=2.5)
+            lx.annotate(f"{label}: infeasible at step {len(loss) - 1}", (len(loss) - 1, cap),
+                        xytext=(12, -4), textcoords="offset points", fontsize=8,
+                        color=style.INFEASIBLE)
+    lx.plot([], [], "x", color=style.INFEASIBLE, ms=8, mew=2,
+            label="infeasible (NaN or blow-up), drawn at the cap 10 × step-0 loss")
+    lx.set_yscale("log")
+    _plain_log(lx.yaxis)
+    lx.set_xlabel("training step")
+    lx.set_ylabel("training loss (10-step mean, log)")
+    lx.legend(fontsize=7.5, loc="upper right", ncol=2)
+    lx.grid(alpha=0.25)
+    fig.suptitle("Figure 9: which clipping threshold stabilizes the unstable run? "
+                 "Just above the typical norm, not below most of them", fontsize=11)
+    return fig
+
+
+def _shade_events(ax, events, colour: str = style.INFEASIBLE) -> None:
+    for e in events:
+        ax.axvspan(e["start"], e["end"] + 1, color=colour, alpha=0.15, lw=0)
+
+
+def loss_traces_plot(traces: dict, *, events: dict | None = None, window: int = 10,
+                     title: str = ""):
+    """Per-step training loss of several runs (log y, ``window``-step mean); spikes shaded."""
+    fig, ax = style.new_figure(9.0, 4.6)
+    for i, (label, loss) in enumerate(traces.items()):
+        c = style.colour(i)
+        raw_s, raw = _steps_and_positive(loss)
+        ax.plot(raw_s, raw, color=c, lw=0.4, alpha=0.35)
+        xs, ys = _steps_and_positive(smooth(loss, window))
+        ax.plot(xs, ys, color=c, lw=1.6, label=label)
+        if "infeasible" in label and len(loss):
+            ax.plot(len(loss) - 1, ys[-1] if ys.size else 1.0, "x", color=style.INFEASIBLE,
+                    ms=10, mew=2.5)
+        for e in (events or {}).get(label, []):
+            ax.axvspan(e["start"], e["end"] + 1, color=c, alpha=0.15, lw=0)
+    ax.plot([], [], "x", color=style.INFEASIBLE, ms=8, mew=2, label="run stopped: infeasible")
+    ax.fill_between([], [], color="0.5", alpha=0.2, label="loss spike (analysis.detect_instability)")
+    ax.set_yscale("log")
+    _plain_log(ax.yaxis)
+    ax.set_xlabel("training step")
+    ax.set_ylabel(f"training loss (per step faint; {window}-step mean bold; log)")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, loc="upper right")
+    ax.grid(alpha=0.25)
+    return fig
+
+
+def dense_vs_sparse_plot(dense, sparse_steps, sparse, events, *, lr: float, coarse_every: int):
+    """Figure 5: the loss of every step beside the same run seen every ``coarse_every`` steps."""
+    fig, (ax, bx) = style.new_figure(11.0, 4.2, ncols=2, sharey=True)
+    s, y = _steps_and_positive(dense)
+    ax.plot(s, y, color=style.FEASIBLE, lw=0.8, label="minibatch loss, every step")
+    _shade_events(ax, events)
+    for e in events:
+        ax.annotate(f"{e['height']:.1f}× spike ({e['kind']})",
+                    (e["peak_step"], float(np.asarray(dense)[e["peak_step"]])),
+                    xytext=(6, 2), textcoords="offset points", fontsize=8,
+                    color=style.INFEASIBLE)
+    ax.fill_between([], [], color=style.INFEASIBLE, alpha=0.15, label="detected loss spike")
+    ax.set_title("evaluated every step: the spike is there", fontsize=10)
+    bx.plot(sparse_steps, sparse, "o-", color="tab:orange", lw=1.6,
+            label=f"mean loss since the last evaluation, every {coarse_every} steps")
+    bx.set_title(f"evaluated every {coarse_every} steps: only goes down", fontsize=10)
+    for a in (ax, bx):
+        a.set_yscale("log")
+        _plain_log(a.yaxis)
+        a.set_xlabel("training step")
+        a.grid(alpha=0.25)
+        a.legend(fontsize=8, loc="lower left")
+        a.set_xlim(0, len(dense))
+    ax.set_ylabel("training loss (log)")
+    fig.suptitle(f"Figure 5: does a sparse evaluation schedule hide instability? "
+                 f"(the same run, lr = {lr:g})", fontsize=11)
+    return fig
+
+
+def warmup_plot(losses: dict, rows, *, target_lr: float, shortest: int | None):
+    """Figure 6: training loss vs step (log x) per warmup length, and the schedules (log-log).
+
+    ``losses``: warmup steps -> per-step training loss; ``rows``: the
+    procedure's per-candidate dicts (status, stable).
+    """
+    fig, (ax, bx) = style.new_figure(11.0, 4.4, ncols=2, width_ratios=[1.6, 1])
+    status = {row["warmup_steps"]: row for row in rows}
+    first = [float(x[0]) for x in losses.values() if len(x) and np.isfinite(x[0])]
+    cap = 10.0 * max(first) if first else 10.0
+    n = max(len(x) for x in losses.values())
+    for i, (w, loss) in enumerate(sorted(losses.items())):
+        c = style.colour(i)
+        row = status[w]
+        tag = ("stable" if row["stable"] else row["status"] if row["status"] != "complete"
+               else f"{row['events']} loss spike(s)")
+        xs, ys = _steps_and_positive(smooth(loss, 5))
+        keep = ys <= cap
+        ax.plot(xs[keep] + 1, ys[keep], color=c, lw=2.2 if w == shortest else 1.3,
+                label=f"warmup {w} steps: {tag}" + ("  ← shortest stable" if w == shortest else ""))
+        if row["status"] == "infeasible":
+            ax.plot(len(loss), cap, "x", color=style.INFEASIBLE, ms=10, mew=2.5)
+        s = np.arange(1, n + 1)
+        lr = target_lr * np.minimum(1.0, (s - 1) / w) if w else np.full(n, target_lr)
+        bx.plot(s, np.where(lr > 0, lr, np.nan), color=c, lw=1.5, label=f"warmup {w}")
+    ax.plot([], [], "x", color=style.INFEASIBLE, ms=8, mew=2,
+            label="infeasible (drawn at 10 × step-0 loss)")
+    for a in (ax, bx):
+        a.set_xscale("log")
+        a.set_xlabel("training step + 1 (log)")
+        a.grid(alpha=0.25)
+    ax.set_yscale("log")
+    _plain_log(ax.yaxis)
+    ax.set_ylabel("training loss (5-step mean, log)")
+    ax.legend(fontsize=8, loc="lower left")
+    bx.set_yscale("log")
+    bx.set_ylabel("learning rate (log)")
+    bx.set_title(f"linear ramp 0 → {target_lr:g}, then constant", fontsize=9)
+    bx.legend(fontsize=8, loc="lower right")
+    fig.suptitle(f"Figure 6: how long a warmup does lr = {target_lr:g} need to train stably?",
+                 fontsize=11)
+    return fig
+
+
+def lr_sweep_plot(lrs, sweeps: dict, *, warmup_steps: int, variants_labels: dict | None = None):
+    """Figure 8: validation error vs learning rate (log x), with and without warmup, per variant.
+
+    ``sweeps``: variant -> the procedure's numbers (``errors``, ``errors_warmup``,
+    ``statuses``, ``statuses_warmup``, ``lr_star``, ``lr_star_warmup``).
+    """
+    fig, axes = style.new_figure(5.4 * len(sweeps) + 0.8, 4.4, ncols=len(sweeps), squeeze=False,
+                                 sharey=True)
+    all_err = [e for s in sweeps.values() for k in ("errors", "errors_warmup") for e in s[k]]
+    cap = style.cap_for([e for e in all_err if math.isfinite(e)], None)
+    for ax, (variant, s) in zip(axes[0], sweeps.items()):
+        for j, (key, label) in enumerate((("", "no warmup"),
+                                          ("_warmup", f"warmup {warmup_steps} steps"))):
+            err = np.asarray(s["errors" + key], dtype=np.float64)
+            ok = np.array([st == "complete" for st in s["statuses" + key]])
+            c = style.colour(j)
+            x = np.asarray(lrs)
+            ax.plot(x[ok], err[ok], "o-", color=c, lw=1.4, ms=5, label=label)
+            ax.plot(x[~ok], np.full((~ok).sum(), cap), "x", color=style.INFEASIBLE, ms=9,
+                    mew=2)
+            best = s["lr_star" + key]
+            if best is not None:
+                ax.plot([best], [s["error" + key]], "*", ms=18, color=c, mec="black", mew=0.8,
+                        label=f"best lr {'with' if key else 'without'} warmup = {best:g}")
+        ax.plot([], [], "x", color=style.INFEASIBLE, ms=8, mew=2,
+                label="infeasible (NaN/blow-up), at the cap")
+        ratio = s.get("ratio")
+        ax.set_title(f"{variant}: {(variants_labels or {}).get(variant, '')}\n"
+                     + (f"warmup moves the best lr {ratio:.1f}×" if ratio else ""), fontsize=9)
+        ax.set_xscale("log")
+        _plain_log(ax.xaxis, numticks=8)
+        ax.set_xlabel("learning rate (log)")
+        ax.grid(alpha=0.25)
+        ax.legend(fontsize=7.5, loc="upper left")
+    axes[0, 0].set_ylabel("validation error rate (best checkpoint)")
+    fig.suptitle("Figure 8: does warmup let the model use a larger learning rate?", fontsize=11)
+    return fig

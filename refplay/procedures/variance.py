@@ -1,0 +1,375 @@
+r"""How much do results move by chance, and should we adopt a change? (D9)
+
+The playbook ("Determining whether to adopt a training pipeline change or
+hyperparameter configuration") names the sources of variation:
+
+* "**Training procedure variance, retrain variance, or trial variance**: the
+  variation we see between training runs that use the same hyperparameters,
+  but different random seeds." (:func:`retrain_variance`, one seed stream
+  varied at a time; :func:`split_variance`, the validation split itself);
+* "**Hyperparameter search variance, or study variance**: the variation in
+  results caused by our procedure to select the hyperparameters."
+  (:func:`study_variance`, the same study under other sampler seeds);
+* "**Data collection and sampling variance**: the variance from any sort of
+  random split into training, validation, and test data."
+
+and the decision: "Before adopting a candidate change, consider running the
+best trial N times to characterize the run-to-run trial variance" and
+"we should only adopt changes that produce improvements that outweigh any
+complexity they add" (:func:`adopt`).
+
+**Welch.** With :math:`n_c, n_b` retrains of candidate and baseline, means
+:math:`\bar c, \bar b` and sample variances :math:`s_c^2, s_b^2` of an
+objective where lower is better, the effect is :math:`d = \bar b - \bar c`
+(positive: the candidate is better), :math:`\mathrm{SE} = \sqrt{s_c^2/n_c +
+s_b^2/n_b}`, the Welch–Satterthwaite degrees of freedom
+
+.. math:: \nu = \frac{\mathrm{SE}^4}{\frac{(s_c^2/n_c)^2}{n_c - 1} + \frac{(s_b^2/n_b)^2}{n_b - 1}},
+
+and the 95 % interval :math:`d \pm t_{0.975,\nu}\,\mathrm{SE}`.
+
+**McNemar** (paired predictions on the same :math:`n` validation examples):
+with :math:`n_{10}` examples the baseline gets right and the candidate wrong
+and :math:`n_{01}` the reverse, :math:`d = (n_{01} - n_{10})/n` (the drop in
+error rate), :math:`\mathrm{SE} = \sqrt{n_{01} + n_{10} - (n_{01} - n_{10})^2/n}\,/\,n`,
+and the exact two-sided p-value :math:`\min(1, 2\,P[X \le \min(n_{01},
+n_{10})])`, :math:`X \sim \mathrm{Bin}(n_{01} + n_{10}, 1/2)`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+from typing import NamedTuple
+
+import numpy as np
+
+from refplay import _validate, search
+from refplay.procedures import figures
+from refplay.procedures.result import ProcedureResult
+from refplay.procedures.studies import run_configs
+from refplay.train.settings import TrialSettings
+from refplay.train.workloads import get_workload
+
+__all__ = ["SOURCES", "DEFAULT_CONFIG", "Adoption", "adopt", "student_t_cdf", "student_t_ppf",
+           "two_proportion_z", "retrain_variance", "split_variance", "study_variance"]
+
+SOURCES = ("all", "init", "data", "dropout")
+DEFAULT_CONFIG = {"optimizer": "adam", "lr": 1e-3}
+FIXED_STREAM_SEED = 0     # the value of the seed stream that is held fixed
+
+
+# ------------------------------------------------------------ t distribution
+def _betacf(a: float, b: float, x: float) -> float:
+    """Continued fraction of the incomplete beta function (modified Lentz)."""
+    tiny, qab, qap, qam = 1e-300, a + b, a + 1.0, a - 1.0
+    c, d = 1.0, 1.0 - qab * x / qap
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 300):
+        m2 = 2 * m
+        for num in (m * (b - m) * x / ((qam + m2) * (a + m2)),
+                    -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))):
+            d = 1.0 + num * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + num / c
+            c = c if abs(c) > tiny else tiny
+            h *= d * c
+        if abs(d * c - 1.0) < 1e-15:
+            break
+    return h
+
+
+def _betainc(a: float, b: float, x: float) -> float:
+    """The regularized incomplete beta function :math:`I_x(a, b)`."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
+                     + a * math.log(x) + b * math.log1p(-x))
+    if x < (a + 1.0) / (a + b + 2.0):
+        return front * _betacf(a, b, x) / a
+    return 1.0 - front * _betacf(b, a, 1.0 - x) / b
+
+
+def student_t_cdf(t: float, df: float) -> float:
+    r""":math:`P[T \le t]` for Student's t with ``df`` degrees of freedom."""
+    tail = 0.5 * _betainc(df / 2.0, 0.5, df / (df + t * t))
+    return 1.0 - tail if t >= 0 else tail
+
+
+def student_t_ppf(q: float, df: float) -> float:
+    """The ``q`` quantile of Student's t (bisection on :func:`student_t_cdf`)."""
+    if not 0.0 < q < 1.0:
+        raise ValueError(f"q={q!r} must lie in (0, 1)")
+    lo, hi = -1e3, 1e3
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if student_t_cdf(mid, df) < q else (lo, mid)
+    return 0.5 * (lo + hi)
+
+
+def two_proportion_z(p1: float, p2: float, n: int) -> float:
+    r"""Unpaired z for two error rates on ``n`` examples each: :math:`(p_1 - p_2) /
+    \sqrt{\bar p (1 - \bar p)\,2/n}`."""
+    pbar = 0.5 * (p1 + p2)
+    var = pbar * (1 - pbar) * 2 / n
+    return 0.0 if var == 0 else (p1 - p2) / math.sqrt(var)
+
+
+# ----------------------------------------------------------------- adoption
+class Adoption(NamedTuple):
+    """The adoption decision and what it rests on (lower objective is better)."""
+
+    decision: str            # "adopt" | "insufficient evidence"
+    effect: float            # improvement of the candidate over the baseline (> 0: better)
+    ci_low: float            # 95 % interval of the effect
+    ci_high: float
+    p_value: float           # two-sided
+    test: str                # "welch" | "mcnemar"
+    n_candidate: int
+    n_baseline: int
+    min_effect: float
+    message: str
+
+    def record(self, *, study: str = "", trial: int | None = None, note: str = "") -> dict:
+        """The fields a store's baselines table keeps when a candidate is adopted."""
+        return {"study": study, "trial": trial, "note": note, "decision": self.decision,
+                "effect": self.effect, "ci_low": self.ci_low, "ci_high": self.ci_high,
+                "p_value": self.p_value, "test": self.test}
+
+
+def adopt(candidate, baseline, *, min_effect: float = 0.0, test: str = "welch",
+          level: float = 0.95) -> Adoption:
+    """Adopt the candidate? Its improvement, a ``level`` interval, and a test.
+
+    ``test="welch"``: ``candidate`` and ``baseline`` are objectives of
+    retrains (lower is better, e.g. validation error rates of N seeds each).
+    ``test="mcnemar"``: they are boolean arrays, ``True`` where the
+    prediction on the same validation example is correct (paired).
+
+    Decision: ``"adopt"`` when the whole interval is above 0 (the
+    improvement is not trial variance) *and* the effect is at least
+    ``min_effect`` (it outweighs the complexity it adds; the playbook
+    leaves that threshold to us); else ``"insufficient evidence"``.
+    """
+    _validate.one_of("test", test, ("welch", "mcnemar"))
+    min_effect = _validate.real("min_effect", min_effect)
+    level = _validate.real("level", level, low=0.0, high=1.0, low_open=True, high_open=True)
+    if test == "welch":
+        c = np.asarray(candidate, dtype=np.float64)
+        b = np.asarray(baseline, dtype=np.float64)
+        if c.ndim != 1 or b.ndim != 1 or len(c) < 2 or len(b) < 2:
+            raise ValueError(f"welch needs at least 2 retrains of each (1-D), got "
+                             f"{c.shape} candidate and {b.shape} baseline")
+        if not (np.isfinite(c).all() and np.isfinite(b).all()):
+            raise ValueError("candidate and baseline objectives must be finite (drop "
+                             "infeasible retrains and say so)")
+        effect = float(b.mean() - c.mean())
+        vc, vb = c.var(ddof=1) / len(c), b.var(ddof=1) / len(b)
+        se = math.sqrt(vc + vb)
+        if se == 0:
+            p, half = (1.0 if effect == 0 else 0.0), 0.0
+        else:
+            df = (vc + vb) ** 2 / (vc ** 2 / (len(c) - 1) + vb ** 2 / (len(b) - 1))
+            p = 2.0 * (1.0 - student_t_cdf(abs(effect) / se, df))
+            half = student_t_ppf(0.5 + level / 2, df) * se
+        nc, nb = len(c), len(b)
+    else:
+        c = np.asarray(candidate)
+        b = np.asarray(baseline)
+        if c.dtype != bool or b.dtype != bool or c.shape != b.shape or c.ndim != 1 or not len(c):
+            raise ValueError(f"mcnemar needs two boolean arrays of the same length (correct "
+                             f"per validation example), got {c.dtype}{c.shape} and "
+                             f"{b.dtype}{b.shape}")
+        n = len(c)
+        n01 = int(np.sum(c & ~b))      # candidate right, baseline wrong
+        n10 = int(np.sum(~c & b))
+        effect = (n01 - n10) / n
+        se = math.sqrt(max(n01 + n10 - (n01 - n10) ** 2 / n, 0.0)) / n
+        k, m = min(n01, n10), n01 + n10
+        p = min(1.0, 2.0 * sum(math.comb(m, i) for i in range(k + 1)) / 2.0 ** m) if m else 1.0
+        half = _normal_ppf(0.5 + level / 2) * se
+        nc = nb = n
+    lo, hi = effect - half, effect + half
+    if lo > 0 and effect >= min_effect:
+        decision = "adopt"
+        msg = (f"adopt: the candidate improves the objective by {effect:.4g} "
+               f"({level:.0%} CI [{lo:.4g}, {hi:.4g}], p={p:.3g}, {test})")
+    else:
+        decision = "insufficient evidence"
+        why = ("the interval includes no improvement" if lo <= 0
+               else f"the effect is below min_effect={min_effect:g}")
+        msg = (f"insufficient evidence: {why} (effect {effect:.4g}, {level:.0%} CI "
+               f"[{lo:.4g}, {hi:.4g}], p={p:.3g}, {test})")
+    return Adoption(decision, effect, lo, hi, float(p), test, nc, nb, min_effect, msg)
+
+
+def _normal_ppf(q: float) -> float:
+    """Standard normal quantile (bisection on erf; exact enough for intervals)."""
+    lo, hi = -10.0, 10.0
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if 0.5 * (1 + math.erf(mid / math.sqrt(2))) < q else (lo, mid)
+    return 0.5 * (lo + hi)
+
+
+# ---------------------------------------------------------------- variance
+def _objective(result) -> float:
+    if not result.feasible:
+        return math.nan
+    return float(result.best_metrics.get(result.extras.get("selection_metric")
+                                         or "validation/error_rate", math.nan))
+
+
+def _summary(values) -> dict:
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if len(v) < 2:
+        return {"n": len(v), "mean": float(v.mean()) if len(v) else math.nan,
+                "std": math.nan, "se": math.nan}
+    return {"n": len(v), "mean": float(v.mean()), "std": float(v.std(ddof=1)),
+            "se": float(v.std(ddof=1) / math.sqrt(len(v)))}
+
+
+def retrain_variance(workload: str = "mnist1d_cnn", config: dict | None = None, *,
+                     n_seeds: int = 10, sources=None, max_train_steps: int = 2_000,
+                     eval_every: int = 100, seed: int = 0, alpha: float = 0.05,
+                     quick: bool = False, workers: int | None = 0,
+                     workspace: str | os.PathLike | None = None) -> ProcedureResult:
+    """Trial variance of ``config``, by seed stream (one varied at a time).
+
+    * ``"all"``: ``n_seeds`` trial seeds (every stream moves);
+    * ``"init"``: ``init_seed = 0..n_seeds-1`` with the other two streams fixed;
+    * ``"data"``: ``data_seed`` varied, the others fixed;
+    * ``"dropout"``: ``dropout_seed`` varied, the others fixed (meaningful only
+      when the config uses dropout: the default ``sources`` include it only then).
+
+    Also the playbook's warning that "trial variance alone can produce
+    statistically significant differences" (claim CL33): the fraction of
+    pairs of same-config retrains ("all") that an *unpaired* two-proportion
+    z-test at ``alpha`` calls different on the validation set.
+    ``quick=True``: ``mnist1d_mlp``, 4 seeds, 600 steps.
+    """
+    if quick:
+        workload, n_seeds, max_train_steps, eval_every = "mnist1d_mlp", 4, 600, 100
+    n_seeds = _validate.integer("n_seeds", n_seeds, low=2)
+    config = dict(config or DEFAULT_CONFIG)
+    if sources is None:     # the dropout stream matters only when the model uses dropout
+        sources = SOURCES if config.get("dropout", 0) else SOURCES[:-1]
+    for s in sources:
+        _validate.one_of("sources[i]", s, SOURCES)
+    stream_keys = ("init_seed", "data_seed", "dropout_seed")
+    clash = [k for k in stream_keys if k in config]
+    if clash:
+        raise ValueError(f"config sets {clash}: retrain_variance varies the seed streams "
+                         f"itself; remove them")
+    wl = get_workload(workload)
+    settings = TrialSettings(max_train_steps=max_train_steps, eval_every=eval_every, keep_best=0)
+    run = dict(seed=seed, workers=workers, workspace=workspace)
+    groups, trials, stats = {}, [], {}
+    for source in sources:
+        if source == "all":
+            results = run_configs("retrain_all", workload, [config], settings, repeats=n_seeds,
+                                  **run)
+        else:
+            varied = f"{source}_seed"
+            fixed = {k: FIXED_STREAM_SEED for k in stream_keys if k != varied}
+            configs = [{**config, **fixed, varied: i} for i in range(n_seeds)]
+            results = run_configs(f"retrain_{source}", workload, configs, settings, **run)
+        values = [_objective(r) for r in results]
+        groups[source] = values
+        stats[source] = _summary(values)
+        trials += results
+    numbers = {"workload": workload, "config": config, "n_seeds": n_seeds,
+               "max_train_steps": max_train_steps, "n_validation": len(wl.validation),
+               **{f"{s}": stats[s] for s in sources}}
+    if "all" in groups:
+        v = [x for x in groups["all"] if math.isfinite(x)]
+        z_crit = _normal_ppf(1 - alpha / 2)
+        pairs = list(itertools.combinations(v, 2))
+        sig = sum(abs(two_proportion_z(a, b, len(wl.validation))) > z_crit for a, b in pairs)
+        numbers["unpaired_significant_fraction"] = sig / len(pairs) if pairs else math.nan
+        numbers["n_pairs"] = len(pairs)
+        numbers["binomial_se_at_mean"] = math.sqrt(max(stats["all"]["mean"], 0) *
+                                                   (1 - stats["all"]["mean"]) /
+                                                   len(wl.validation))
+    largest = max((s for s in sources if math.isfinite(stats[s]["std"])),
+                  key=lambda s: stats[s]["std"], default=None)
+    decision = (f"retrain std {stats.get('all', stats[sources[0]])['std']:.4f}; the largest "
+                f"single source is {largest!r}. Differences between configs smaller than "
+                f"about 2 x std/sqrt(N) per arm are within trial variance: retrain the "
+                f"candidate and the baseline N times before adopting")
+    caveats = ["The McNemar (paired) fraction needs saved validation predictions, which trials "
+               "do not record yet.",
+               "The playbook's ±0.1 % ImageNet retrain spread is not reproducible here; the "
+               "direction and the mechanism are."]
+    fig = figures.strip_plot({s: groups[s] for s in sources}, "validation/error_rate",
+                             title="How much does the result move when only the seed changes?",
+                             xlabel="seed stream varied")
+    return ProcedureResult("How large is the trial (retrain) variance, and which seed stream "
+                           "causes it?", decision, numbers, {"retrain_variance": fig}, trials,
+                           caveats)
+
+
+def split_variance(workload: str = "mnist1d_mlp", config: dict | None = None, *,
+                   split_seeds=range(5), max_train_steps: int = 2_000, eval_every: int = 100,
+                   seed: int = 0, quick: bool = False, workers: int | None = 0,
+                   workspace: str | os.PathLike | None = None) -> ProcedureResult:
+    """Variation of the objective across random train/validation splits (``split_seed``)."""
+    if quick:
+        split_seeds, max_train_steps = range(3), 600
+    config = dict(config or DEFAULT_CONFIG)
+    settings = TrialSettings(max_train_steps=max_train_steps, eval_every=eval_every, keep_best=0)
+    split_seeds = [int(s) for s in split_seeds]
+    values, trials = [], []
+    for s in split_seeds:
+        r = run_configs("split_variance", workload, [config], settings,
+                        workload_options={"split_seed": s}, seed=seed, workers=workers,
+                        workspace=workspace)[0]
+        values.append(_objective(r))
+        trials.append(r)
+    st = _summary(values)
+    numbers = {"workload": workload, "config": config, "split_seeds": split_seeds,
+               "objectives": values, **{f"split_{k}": v for k, v in st.items()}}
+    decision = (f"the objective moves by std {st['std']:.4f} across {len(values)} random "
+                f"splits: a difference smaller than this between studies on different splits "
+                f"is not evidence")
+    fig = figures.strip_plot({"split_seed varied": values}, "validation/error_rate",
+                             title="How much does the validation split itself move the result?")
+    return ProcedureResult("How much does the random train/validation split change the "
+                           "result (data sampling variance)?", decision, numbers,
+                           {"split_variance": fig}, trials,
+                           ["The trial seed is the same for every split, so only the split "
+                            "(and what it changes downstream) varies."])
+
+
+def study_variance(workload: str = "mnist1d_mlp", *, n_trials: int = 8, sampler_seeds=range(4),
+                   optimizer: str = "adam", lr_range=(1e-4, 3e-2), max_train_steps: int = 1_000,
+                   eval_every: int = 100, quick: bool = False, workers: int | None = 0,
+                   workspace: str | os.PathLike | None = None) -> ProcedureResult:
+    """Study variance: the best objective of the same study under other sampler seeds."""
+    if quick:
+        n_trials, sampler_seeds, max_train_steps = 4, range(3), 400
+    space = search.SearchSpace(lr=search.Float(*lr_range, scale="log"))
+    settings = TrialSettings(max_train_steps=max_train_steps, eval_every=eval_every, keep_best=0)
+    bests, trials = [], []
+    for s in sampler_seeds:
+        configs = [{"optimizer": optimizer, **p} for p in search.halton(space, n_trials, int(s))]
+        res = run_configs("study_variance", workload, configs, settings, seed=int(s),
+                          workers=workers, workspace=workspace)
+        bests.append(float(np.nanmin([_objective(r) for r in res])))
+        trials += res
+    st = _summary(bests)
+    numbers = {"workload": workload, "n_trials": n_trials,
+               "sampler_seeds": [int(s) for s in sampler_seeds], "best_objectives": bests,
+               **{f"study_{k}": v for k, v in st.items()}}
+    decision = (f"the best of {n_trials} trials moves by std {st['std']:.4f} across sampler "
+                f"seeds: compare studies only beyond this")
+    fig = figures.strip_plot({f"best of {n_trials}": bests}, "validation/error_rate",
+                             title="How much does the search itself move the best result?")
+    return ProcedureResult("How much does the hyperparameter search itself change the best "
+                           "result (study variance)?", decision, numbers, {"study_variance": fig},
+                           trials, ["Sampler seed and trial seeds change together here."])
