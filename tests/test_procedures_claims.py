@@ -99,6 +99,8 @@ def test_retrain_variance_and_cl33(ws):
     for source in ("all", "init", "data"):
         assert n[source]["n"] == 4 and n[source]["std"] > 0
     assert 0.0 <= n["unpaired_significant_fraction"] <= 1.0 and n["n_pairs"] == 6
+    # CL33, paired: McNemar on the same validation examples (reported, not asserted).
+    assert 0.0 <= n["paired_significant_fraction"] <= 1.0
 
 
 def test_schedule_family_reports_margin(ws):

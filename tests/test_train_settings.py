@@ -327,3 +327,24 @@ def test_dropout_seed_changes_the_dropout_stream_only():
     assert a.train_losses[0] != b.train_losses[0]
     assert a.extras["resolved_config"]["dropout_seed"] == 0
     assert "dropout_seed" not in b.extras["resolved_config"]      # unchanged when unset
+
+
+# --------------------------------------------------------------------------- predictions
+def test_keep_predictions_records_the_best_checkpoints_classes_and_resumes(tmp_path):
+    wl = tiny_workload(cluster_std=1.5)
+    run = dict(seed=0, max_train_steps=60, eval_every=10, keep_best=1, keep_predictions=True)
+    res = run_trial(wl, {"optimizer": "sgd", "lr": 2.0}, **run, checkpoint_dir=tmp_path / "a")
+    assert res.predictions.shape == (len(wl.validation),)
+    best = io.load_npz(tmp_path / "a" / ckpt.best_filename(res.best_step))
+    params, state = ckpt.unpack("params", best), ckpt.unpack("model_state", best)
+    logits = wl.model().predict(params, state, wl.validation.x)
+    np.testing.assert_array_equal(res.predictions, np.argmax(logits, axis=1))
+    error = np.mean(res.predictions != wl.validation.y)
+    assert error == pytest.approx(res.best_metrics["validation/error_rate"], abs=1e-15)
+    # Off by default; a resumed run keeps the same predictions.
+    assert len(run_trial(wl, ADAM, seed=0, max_train_steps=20, eval_every=10).predictions) == 0
+    again = run_trial(wl, {"optimizer": "sgd", "lr": 2.0}, **run, checkpoint_dir=tmp_path / "a")
+    assert again.same_computation(res)
+    with pytest.raises(ValueError, match="keep_predictions=True needs a classification"):
+        run_trial("teacher_student", {"optimizer": "sgd", "lr": 0.1}, seed=0,
+                  max_train_steps=5, eval_every=5, keep_predictions=True)

@@ -267,9 +267,10 @@ def retrain_variance(workload: str = "mnist1d_cnn", config: dict | None = None, 
         raise ValueError(f"config sets {clash}: retrain_variance varies the seed streams "
                          f"itself; remove them")
     wl = get_workload(workload)
-    settings = TrialSettings(max_train_steps=max_train_steps, eval_every=eval_every, keep_best=0)
+    settings = TrialSettings(max_train_steps=max_train_steps, eval_every=eval_every, keep_best=0,
+                             keep_predictions=True)    # for the paired (McNemar) fraction
     run = dict(seed=seed, workers=workers, workspace=workspace)
-    groups, trials, stats = {}, [], {}
+    groups, trials, stats, results_by_source = {}, [], {}, {}
     for source in sources:
         if source == "all":
             results = run_configs("retrain_all", workload, [config], settings, repeats=n_seeds,
@@ -280,6 +281,7 @@ def retrain_variance(workload: str = "mnist1d_cnn", config: dict | None = None, 
             configs = [{**config, **fixed, varied: i} for i in range(n_seeds)]
             results = run_configs(f"retrain_{source}", workload, configs, settings, **run)
         values = [_objective(r) for r in results]
+        results_by_source[source] = results
         groups[source] = values
         stats[source] = _summary(values)
         trials += results
@@ -293,6 +295,14 @@ def retrain_variance(workload: str = "mnist1d_cnn", config: dict | None = None, 
         sig = sum(abs(two_proportion_z(a, b, len(wl.validation))) > z_crit for a, b in pairs)
         numbers["unpaired_significant_fraction"] = sig / len(pairs) if pairs else math.nan
         numbers["n_pairs"] = len(pairs)
+        # The same pairs, tested on paired predictions (the same validation examples).
+        y = wl.validation.y
+        correct = [r.predictions == y for r in results_by_source["all"]
+                   if r.feasible and len(r.predictions) == len(y)]
+        paired = list(itertools.combinations(correct, 2))
+        numbers["paired_significant_fraction"] = (
+            sum(adopt(a, b, test="mcnemar").p_value < alpha for a, b in paired) / len(paired)
+            if paired else math.nan)
         numbers["binomial_se_at_mean"] = math.sqrt(max(stats["all"]["mean"], 0) *
                                                    (1 - stats["all"]["mean"]) /
                                                    len(wl.validation))
@@ -302,9 +312,7 @@ def retrain_variance(workload: str = "mnist1d_cnn", config: dict | None = None, 
                 f"single source is {largest!r}. Differences between configs smaller than "
                 f"about 2 x std/sqrt(N) per arm are within trial variance: retrain the "
                 f"candidate and the baseline N times before adopting")
-    caveats = ["The McNemar (paired) fraction needs saved validation predictions, which trials "
-               "do not record yet.",
-               "The playbook's ±0.1 % ImageNet retrain spread is not reproducible here; the "
+    caveats = ["The playbook's ±0.1 % ImageNet retrain spread is not reproducible here; the "
                "direction and the mechanism are."]
     fig = figures.strip_plot({s: groups[s] for s in sources}, "validation/error_rate",
                              title="How much does the result move when only the seed changes?",
@@ -322,7 +330,8 @@ def split_variance(workload: str = "mnist1d_mlp", config: dict | None = None, *,
     if quick:
         split_seeds, max_train_steps = range(3), 600
     config = dict(config or DEFAULT_CONFIG)
-    settings = TrialSettings(max_train_steps=max_train_steps, eval_every=eval_every, keep_best=0)
+    settings = TrialSettings(max_train_steps=max_train_steps, eval_every=eval_every, keep_best=0,
+                             keep_predictions=True)    # for the paired (McNemar) fraction
     split_seeds = [int(s) for s in split_seeds]
     values, trials = [], []
     for s in split_seeds:
@@ -354,7 +363,8 @@ def study_variance(workload: str = "mnist1d_mlp", *, n_trials: int = 8, sampler_
     if quick:
         n_trials, sampler_seeds, max_train_steps = 4, range(3), 400
     space = search.SearchSpace(lr=search.Float(*lr_range, scale="log"))
-    settings = TrialSettings(max_train_steps=max_train_steps, eval_every=eval_every, keep_best=0)
+    settings = TrialSettings(max_train_steps=max_train_steps, eval_every=eval_every, keep_best=0,
+                             keep_predictions=True)    # for the paired (McNemar) fraction
     bests, trials = [], []
     for s in sampler_seeds:
         configs = [{"optimizer": optimizer, **p} for p in search.halton(space, n_trials, int(s))]

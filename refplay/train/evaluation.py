@@ -41,7 +41,8 @@ def eval_steps(max_train_steps: int, eval_every: int, dense_eval_steps: int = 0)
 
 
 def evaluate(model, params: Mapping[str, np.ndarray], state: Mapping[str, np.ndarray],
-             dataset: Dataset, batch_size: int) -> dict[str, float]:
+             dataset: Dataset, batch_size: int, *,
+             predictions: list | None = None) -> dict[str, float]:
     """Loss (and error rate, for classification) of ``params`` on ``dataset``.
 
     Metrics are example-weighted means, ``sum_i w_i m_i / sum_i w_i``,
@@ -51,6 +52,10 @@ def evaluate(model, params: Mapping[str, np.ndarray], state: Mapping[str, np.nda
     loss is plain softmax cross-entropy (no label smoothing), so trials that
     train with different label smoothing are compared on the same validation
     loss. Regression uses the mean squared error of :mod:`refplay.nn.losses`.
+
+    With a list as ``predictions`` (classification only), the predicted class
+    of every real example is appended to it, in dataset order: what a paired
+    test (McNemar's) compares between two models on the same examples.
     """
     classification = model.task == "classification"
     if not classification and model.task != "regression":
@@ -63,6 +68,8 @@ def evaluate(model, params: Mapping[str, np.ndarray], state: Mapping[str, np.nda
         if classification:
             totals.add(batch.weights, losses.per_example_softmax_cross_entropy(outputs, batch.y),
                        outputs, batch.y)
+            if predictions is not None:
+                predictions.extend(np.argmax(outputs[batch.weights > 0], axis=1).tolist())
         else:
             totals.add(batch.weights, losses.per_example_mean_squared_error(outputs, batch.y))
     result = totals.result()

@@ -182,6 +182,9 @@ def check_trial(workload: Workload, config: Mapping[str, object],
     if trial_config.batch_size > n_train:
         raise ValueError(f"batch_size={trial_config.batch_size} is larger than the "
                          f"{n_train} training examples of workload {workload.name!r}")
+    if settings.keep_predictions and workload.task != "classification":
+        raise ValueError(f"keep_predictions=True needs a classification workload; "
+                         f"{workload.name!r} is {workload.task}")
     if isinstance(settings.eval_train, int) and settings.eval_train > n_train:
         raise ValueError(f"eval_train={settings.eval_train} is larger than the {n_train} "
                          f"training examples of workload {workload.name!r}; use 'all'")
@@ -221,6 +224,8 @@ class _Progress:
     # (first step, or -1 when the loss is below), and the finished ones.
     spike_start: int = -1
     loss_spikes: list[dict] = field(default_factory=list)
+    # Predicted validation classes at the best evaluation so far (keep_predictions).
+    best_predictions: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     train_seconds: float = 0.0
     wall_seconds: float = 0.0
 
@@ -239,6 +244,7 @@ class _Progress:
         arrays["train_losses"] = np.asarray(self.train_losses, dtype=np.float64)
         arrays["spike_start"] = np.asarray(self.spike_start, dtype=np.int64)
         arrays["loss_spikes"] = np.asarray(json.dumps(self.loss_spikes))
+        arrays["best_predictions"] = np.asarray(self.best_predictions, dtype=np.int64)
         arrays["interval_losses"] = np.asarray(self.interval_losses, dtype=np.float64)
         arrays["interval_clipped"] = np.asarray(self.interval_clipped, dtype=bool)
         arrays["initial_loss"] = np.asarray(self.initial_loss, dtype=np.float64)
@@ -261,6 +267,7 @@ class _Progress:
             train_losses=[float(x) for x in arrays["train_losses"]],
             spike_start=int(arrays["spike_start"]),
             loss_spikes=json.loads(str(arrays["loss_spikes"])),
+            best_predictions=np.array(arrays["best_predictions"], dtype=np.int64),
             interval_losses=[float(x) for x in arrays["interval_losses"]],
             interval_clipped=[bool(x) for x in arrays["interval_clipped"]],
             initial_loss=float(arrays["initial_loss"]),
@@ -502,17 +509,21 @@ class _Trial:
                 metrics[f"train_eval/{name}"] = value
         splits = [("validation", self.validation)] + ([("test", wl.test)]
                                                       if self.settings.eval_test else [])
+        predictions = [] if self.settings.keep_predictions else None
         for prefix, params in [("", p.params)] + ([("ema/", p.ema_params)]
                                                   if p.ema_params is not None else []):
             for split, dataset in splits:
+                keep = predictions if (prefix, split) == ("", "validation") else None
                 for name, value in evaluate(self.model, params, p.model_state, dataset,
-                                            tc.eval_batch_size).items():
+                                            tc.eval_batch_size, predictions=keep).items():
                     metrics[f"{prefix}{split}/{name}"] = value
         if not math.isfinite(metrics["validation/loss"]):
             # Not checkpointed: a re-run recomputes this evaluation and ends the same way.
             self._record(step, metrics)
             raise _Diverged(f"validation loss is {metrics['validation/loss']} at step {step}", step)
         self._record(step, metrics)
+        if predictions is not None and ckpt.rank_steps(self.history())[0] == step:
+            p.best_predictions = np.asarray(predictions, dtype=np.int64)
         p.interval_losses, p.interval_clipped = [], []
         store = self.store()
         if store is not None:
@@ -573,6 +584,7 @@ class _Trial:
             curves={k: list(v) for k, v in p.curves.items()},
             grad_norms=np.asarray(p.grad_norms, dtype=np.float64),
             train_losses=np.asarray(p.train_losses, dtype=np.float64),
+            predictions=p.best_predictions,
             best_step=best_step, best_metrics=best_metrics, checkpoint_paths=paths,
             examples_per_second=(self.trial_config.batch_size * trained / p.train_seconds
                                  if p.train_seconds > 0 else float("nan")),

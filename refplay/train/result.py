@@ -44,7 +44,9 @@ class TrialResult:
     ``"train/loss"`` to its values at ``eval_steps``. ``grad_norms[i]`` is the
     unclipped global gradient norm at step ``i`` and ``train_losses[i]`` the
     training-mode loss of step ``i``'s minibatch (both float64, one per
-    update). ``best_step`` and
+    update). ``predictions`` holds the predicted class of each validation
+    example at the best checkpoint when the trial was run with
+    ``keep_predictions`` (empty otherwise). ``best_step`` and
     ``best_metrics`` come from retrospective selection over the whole
     evaluation history.
     """
@@ -58,6 +60,7 @@ class TrialResult:
     curves: dict[str, list[float]] = field(default_factory=dict)
     grad_norms: np.ndarray = field(default_factory=lambda: np.zeros(0))
     train_losses: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    predictions: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     best_step: int | None = None
     best_metrics: dict[str, float] = field(default_factory=dict)
     checkpoint_paths: list[str] = field(default_factory=list)
@@ -72,6 +75,7 @@ class TrialResult:
         self.status = TrialStatus(self.status)
         self.grad_norms = np.asarray(self.grad_norms, dtype=np.float64)
         self.train_losses = np.asarray(self.train_losses, dtype=np.float64)
+        self.predictions = np.asarray(self.predictions, dtype=np.int64)
 
     @property
     def feasible(self) -> bool:
@@ -84,6 +88,7 @@ class TrialResult:
         d["status"] = str(self.status)
         d["grad_norms"] = [float(x) for x in self.grad_norms]
         d["train_losses"] = [float(x) for x in self.train_losses]
+        d["predictions"] = [int(x) for x in self.predictions]
         d["curves"] = {k: [float(x) for x in v] for k, v in self.curves.items()}
         d["eval_steps"] = [int(s) for s in self.eval_steps]
         d["best_metrics"] = {k: float(v) for k, v in self.best_metrics.items()}
@@ -121,11 +126,13 @@ class TrialResult:
         directory = Path(directory)
         d = self.to_dict()
         arrays = {"grad_norms": self.grad_norms, "train_losses": self.train_losses,
+                  "predictions": self.predictions,
                   "eval_steps": np.asarray(self.eval_steps, dtype=np.int64)}
         arrays.update({f"curve:{k}": np.asarray(v, dtype=np.float64) for k, v in self.curves.items()})
         io.save_npz(directory / "arrays.npz", arrays)
         d["grad_norms"] = "arrays.npz:grad_norms"
         d["train_losses"] = "arrays.npz:train_losses"
+        d["predictions"] = "arrays.npz:predictions"
         io.save_json(directory / "result.json", d)
         return directory
 
@@ -137,6 +144,7 @@ class TrialResult:
         d["grad_norms"] = arrays["grad_norms"]
         # Results saved before per-step losses were recorded have none.
         d["train_losses"] = arrays.get("train_losses", np.zeros(0))
+        d["predictions"] = arrays.get("predictions", np.zeros(0, np.int64))
         return cls.from_dict(d)
 
 

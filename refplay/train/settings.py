@@ -84,6 +84,9 @@ class TrialSettings:
         divergence_window, divergence_steps: ``divergence_steps`` blown-up
             steps among the last ``divergence_window`` make a trial infeasible;
             fewer are recorded as loss spikes.
+        keep_predictions: record the predicted class of every validation
+            example at the best checkpoint (``TrialResult.predictions``), so two
+            trials can be compared with a paired test (classification only).
     """
 
     max_train_steps: int
@@ -97,6 +100,7 @@ class TrialSettings:
     divergence_factor: float | None = DEFAULT_DIVERGENCE_FACTOR
     divergence_window: int = DEFAULT_DIVERGENCE_WINDOW
     divergence_steps: int = DEFAULT_DIVERGENCE_STEPS
+    keep_predictions: bool = False
 
     def __post_init__(self) -> None:
         _validate.integer("max_train_steps", self.max_train_steps, low=1)
@@ -128,6 +132,9 @@ class TrialSettings:
         _validate.integer("divergence_window", self.divergence_window, low=1)
         _validate.integer("divergence_steps", self.divergence_steps, low=1,
                           high=self.divergence_window)
+        if not isinstance(self.keep_predictions, bool):
+            raise TypeError(f"keep_predictions must be True or False, "
+                            f"got {self.keep_predictions!r}")
 
     # Used by the fingerprint of a checkpoint and by result extras.
     def to_dict(self) -> dict:
