@@ -20,28 +20,40 @@ parallel over ``workers``), and is also a ``refplay procedure NAME`` command
 ``schedule_pitfall``            steps of Round 2 below Round 1's final learning rate
 ``schedule_family``             constant vs decaying schedules, lr tuned per family
 ``gradient_noise_steps``        dropout and small batches cost steps
+``stability_scan``              is the learning rate limited by instability? (Figures 7a, 7b)
+``early_instability_check``     every-step evaluation shows what sparse evaluation hides (Fig. 5)
+``warmup_study``                the shortest warmup that unlocks a high rate (Figures 4, 6, 8)
+``clipping_study``              clipping thresholds from a stable run's norms (Figure 9)
+``clipping_identity``           aggressive clipping is a per-step learning-rate cut, exactly
 ==============================  ==================================================
 """
 
-from refplay.procedures.batch_size import (batch_size_fair_comparison, batch_throughput,
-                                           scaling_decision, steps_to_result,
-                                           throughput_decision)
-from refplay.procedures.noise import gradient_noise_steps
-from refplay.procedures.result import ProcedureResult
-from refplay.procedures.rounds import rsqrt_pitfall, schedule_pitfall, two_rounds
-from refplay.procedures.schedules_family import schedule_family
-from refplay.procedures.step_budget import (fastest_fit, first_step_reaching,
-                                            initial_max_train_steps, refine_max_train_steps)
-from refplay.procedures.studies import explicit_spec, run_configs, run_spec
-from refplay.procedures.variance import (Adoption, adopt, retrain_variance, split_variance,
-                                         study_variance)
+from __future__ import annotations
 
-__all__ = [
-    "ProcedureResult", "explicit_spec", "run_configs", "run_spec",
-    "initial_max_train_steps", "refine_max_train_steps", "first_step_reaching", "fastest_fit",
-    "batch_throughput", "throughput_decision", "steps_to_result", "scaling_decision",
-    "batch_size_fair_comparison",
-    "retrain_variance", "split_variance", "study_variance", "adopt", "Adoption",
-    "two_rounds", "schedule_pitfall", "rsqrt_pitfall",
-    "schedule_family", "gradient_noise_steps",
-]
+import importlib
+
+# Public names and their modules, imported on first use: the ``refplay`` command
+# imports refplay.procedures.cli, and its --help must not load matplotlib.
+_EXPORTS = {
+    "ProcedureResult": "result", "explicit_spec": "studies", "run_configs": "studies",
+    "run_spec": "studies",
+    "initial_max_train_steps": "step_budget", "refine_max_train_steps": "step_budget",
+    "first_step_reaching": "step_budget", "fastest_fit": "step_budget",
+    "batch_throughput": "batch_size", "throughput_decision": "batch_size",
+    "steps_to_result": "batch_size", "scaling_decision": "batch_size",
+    "batch_size_fair_comparison": "batch_size",
+    "retrain_variance": "variance", "split_variance": "variance", "study_variance": "variance",
+    "adopt": "variance", "Adoption": "variance",
+    "two_rounds": "rounds", "schedule_pitfall": "rounds", "rsqrt_pitfall": "rounds",
+    "schedule_family": "schedules_family", "gradient_noise_steps": "noise",
+    "stability_scan": "instability", "early_instability_check": "instability",
+    "warmup_study": "warmup", "clipping_study": "clipping", "clipping_identity": "clipping",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"refplay.procedures.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'refplay.procedures' has no attribute {name!r}")

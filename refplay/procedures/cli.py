@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from refplay.procedures import cli_instability
+
 __all__ = ["register", "PROCEDURES"]
 
 # name -> (module, function, default workload, help)
@@ -46,6 +48,7 @@ def register(sub) -> None:
                                         "decision, the numbers and where the figures went.")
     commands = parser.add_subparsers(dest="procedure", metavar="NAME")
     commands.required = True
+    cli_instability.register(commands)
     for name, (_, _, workload, help_text) in PROCEDURES.items():
         p = commands.add_parser(name, help=help_text, description=help_text)
         p.add_argument("--workload", default=workload,
