@@ -97,8 +97,8 @@ from refplay import _validate
 from refplay.search.halton_sequence import halton_points
 from refplay.search.space import Choice, Discrete, Fixed, Float, Int, SearchSpace
 
-__all__ = ["gp_ei", "fit_gp", "gp_posterior", "GPFit", "matern52", "expected_improvement",
-           "feasibility_probability"]
+__all__ = ["gp_ei", "check_space", "fit_gp", "gp_posterior", "GPFit", "matern52",
+           "expected_improvement", "feasibility_probability"]
 
 Config = dict[str, Any]
 
@@ -292,7 +292,12 @@ def feasibility_probability(fit: GPFit, x_new: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------
 
 
-def _check_gp_space(space: Any) -> SearchSpace:
+def check_space(space: Any) -> SearchSpace:
+    """Return ``space`` if :func:`gp_ei` can search it, else raise naming the parameter.
+
+    A study with ``sampler="gp_ei"`` calls this when its spec is built, so an
+    unsupported space fails before the first trial, not after the quasi-random ones.
+    """
     if not isinstance(space, SearchSpace):
         raise TypeError(f"space must be a search.SearchSpace, got {type(space).__name__}")
     for name in space:
@@ -394,7 +399,7 @@ def gp_ei(space: SearchSpace, history: Sequence, n: int, seed: int, *,
         ``n`` configs (plain dicts, like the other samplers), distinct
         candidates of the pool, in the order picked.
     """
-    space = _check_gp_space(space)
+    space = check_space(space)
     n = _validate.integer("n", n, low=1)
     seed = _validate.integer("seed", seed, low=0)
     num_candidates = _validate.integer("num_candidates", num_candidates, low=1)

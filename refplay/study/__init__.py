@@ -17,6 +17,13 @@ tracked — "untracked experiments might as well not exist"::
 
 On the command line: ``refplay study run|resume|status|list|export``.
 
+After exploration, Bayesian optimization runs as a study too: ``[sampler]
+name = "gp_ei"`` (Halton trials first, then rounds of GP-EI proposals), or
+``"external"`` with ``study.run(spec, ..., proposer=fn)`` for any other
+optimizer. Proposals are recorded before they run (``Store.proposals``), so
+such a study resumes exactly and runs the same serially or in parallel (see
+:mod:`~refplay.study.runner`).
+
 Modules: :mod:`~refplay.study.spec` (``StudySpec``: trial ``t`` is a pure
 function of (spec, t)), :mod:`~refplay.study.runner` (``run`` over any
 ``concurrent.futures.Executor``: what a study does),
@@ -35,11 +42,13 @@ import importlib
 # command (which imports refplay.study.cli) starts without loading the trainer.
 _EXPORTS = {
     "StudySpec": "spec", "Trial": "spec", "check_study_name": "spec", "trial_seed": "spec",
-    "SAMPLERS": "spec",
-    "run": "runner", "SerialExecutor": "executors", "WorkloadTrial": "runner",
+    "SAMPLERS": "spec", "ADAPTIVE_SAMPLERS": "spec",
+    "run": "runner", "HistoryEntry": "runner", "GpEiProposer": "runner", "Proposer": "runner",
+    "SerialExecutor": "executors", "WorkloadTrial": "runner",
     "StudyError": "runner", "TrialTimeout": "executors", "DEFAULT_TRIAL_FUNCTION": "runner",
     "Store": "store", "StoreError": "store", "StudyStatus": "store", "StudyRow": "store",
-    "TrialRecord": "store", "Measurement": "store", "BaselineRow": "store", "DB_NAME": "store",
+    "TrialRecord": "store", "Measurement": "store", "BaselineRow": "store",
+    "Proposal": "store", "DB_NAME": "store",
     "SCHEMA_VERSION": "store",
     "export_csv": "export",
 }

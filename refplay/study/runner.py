@@ -53,11 +53,11 @@ concludes"). The driver proposes the configurations in the rounds of
 Because a round waits for all earlier trials, its history does not depend on
 which trial finished first, and the rounds are fixed by ``batch``, not by the
 number of workers: serial and parallel runs of the same spec are bitwise
-equal, whatever the number of workers (the proposer runs in the driver with
-one BLAS thread). A resumed study runs a trial that has a recorded proposal
-with that configuration and never proposes it again, so a killed-and-resumed
-study equals an uninterrupted one. The price: while a round runs, at most
-``batch * repeats`` trials are in flight.
+equal, whatever the number of workers or the executor (the proposer runs in
+the driver, on one thread). A resumed study runs a trial that has a recorded
+proposal with that configuration and never proposes it again, so a
+killed-and-resumed study equals an uninterrupted one. The price: after the
+initial trials, at most ``batch * repeats`` trials are in flight.
 
 ``sampler = "gp_ei"`` uses the built-in proposer :class:`GpEiProposer`
 (:func:`refplay.search.gp_ei`). ``sampler = "external"`` lets any optimizer
@@ -369,7 +369,9 @@ def _resolve_proposer(spec: StudySpec, proposer) -> tuple[Proposer | None, str |
                              f"proposer=fn, a function (history, n, seed) -> list of n configs")
         if not callable(proposer):
             raise TypeError(f"proposer must be callable, got {proposer!r}")
-        return proposer, _callable_name(proposer)
+        # module.qualname only: a proposer's fields are its state (what it has seen), not a name.
+        cls = proposer if isinstance(proposer, (types.FunctionType, type)) else type(proposer)
+        return proposer, f"{cls.__module__}.{cls.__qualname__}"
     if proposer is not None:
         hint = (" (gp_ei has its own proposer; use sampler='external' to bring one)"
                 if spec.sampler == "gp_ei" else "")
@@ -496,11 +498,11 @@ class _ProposedTrials:
 
     def _ask(self, history: list[HistoryEntry], n: int, seed: int, who: str,
              start: int) -> list[dict]:
-        """Call the proposer (one BLAS thread: equal proposals serially and in parallel)."""
+        """Call the proposer on one thread (equal proposals serially and in parallel)."""
         where = f"proposer {who!r} (configurations {start}..{start + n - 1} of study " \
                 f"{self.spec.name!r})"
         try:
-            with threads.limited_threads(1):
+            with threads.single_threaded():
                 configs = self.proposer(list(history), n, seed)
         except Exception as exc:
             raise StudyError(f"{where} failed: {type(exc).__name__}: {exc}. Trials recorded so "

@@ -16,12 +16,31 @@ a study), ``eval_every``, the number of best checkpoints to keep, the metric
 to select on, and optional repeats (the same configuration with different
 trial seeds, to measure trial variance).
 
-**A trial is a pure function of (spec, trial index).** Trial ``t`` runs
+**A trial is a pure function of (spec, trial index)** with the samplers
+``halton``, ``random``, ``grid`` and ``explicit``. Trial ``t`` runs
 configuration ``t // repeats`` of the sampled list with the seed
 ``SeedSequence(seed, spawn_key=(t,))``, which is exactly child ``t`` of
 ``SeedSequence(seed).spawn(...)`` whatever the budget. Resuming a study, or
 spreading it over machines, is therefore "run the indices that have no result
 yet".
+
+**Adaptive samplers** (``gp_ei``, ``external``) break that rule on purpose:
+the playbook's "after exploration concludes, Bayesian optimization" needs a
+trial's configuration to depend on the results before it. The spec fixes
+everything else: the first ``initial_trials`` configurations come from the
+Halton sequence of ``seed`` (quasi-random exploration); the rest are proposed
+in *rounds* of ``batch`` configurations, by :func:`refplay.search.gp_ei` or by
+an external optimizer; round ``[k, k + batch)`` is proposed only once trials
+``[0, k)`` are all recorded (:meth:`StudySpec.proposal_rounds`). The seed
+still depends only on the index, and the runner records each proposal in the
+store before the trial runs, so a resumed study replays it
+(:mod:`refplay.study.runner`)::
+
+    [sampler]
+    name = "gp_ei"          # or "external": study.run(spec, ..., proposer=fn)
+    seed = 0
+    initial_trials = 8      # Halton trials before the first GP round (>= 2 for gp_ei)
+    batch = 2               # configurations per round: trials that can run at once
 
 Specs load from TOML (stdlib ``tomllib``) or JSON files, or are built in
 Python; every field is validated when the spec is built, and errors name the
@@ -73,9 +92,12 @@ import numpy as np
 
 from refplay import _validate, rng
 
-__all__ = ["StudySpec", "Trial", "SAMPLERS", "SPLITS", "check_study_name", "trial_seed"]
+__all__ = ["StudySpec", "Trial", "SAMPLERS", "ADAPTIVE_SAMPLERS", "SPLITS", "check_study_name",
+           "trial_seed"]
 
-SAMPLERS = ("halton", "random", "grid", "explicit")
+SAMPLERS = ("halton", "random", "grid", "explicit", "gp_ei", "external")
+#: Samplers whose configurations depend on earlier results (proposed in rounds).
+ADAPTIVE_SAMPLERS = ("gp_ei", "external")
 SPLITS = ("train", "validation", "test")
 MODES = ("min", "max")
 
@@ -90,7 +112,7 @@ _TOP_KEYS = ("name", "description", "goal", "workload", "workload_options", "num
              "trial", "sampler", "search_space")
 # TrialSettings fields that are also top-level spec keys.
 _FLAT_SETTINGS = ("max_train_steps", "eval_every", "keep_best")
-_SAMPLER_KEYS = ("name", "seed", "points_per_dim", "configs")
+_SAMPLER_KEYS = ("name", "seed", "points_per_dim", "configs", "initial_trials", "batch")
 
 
 def check_study_name(name: object) -> str:
@@ -160,7 +182,18 @@ class StudySpec:
     sampler, sampler_seed, points_per_dim, configs:
         ``"halton"`` (default; the playbook's quasi-random search),
         ``"random"``, ``"grid"`` (with ``points_per_dim``) or ``"explicit"``
-        (with the list ``configs``).
+        (with the list ``configs``); or an adaptive sampler: ``"gp_ei"``
+        (Bayesian optimization, :func:`refplay.search.gp_ei`) or
+        ``"external"`` (an optimizer passed to ``study.run(proposer=...)``).
+    initial_trials, batch:
+        Adaptive samplers only. ``initial_trials`` configurations come from
+        the Halton sequence of ``sampler_seed`` (at least 2 for ``gp_ei``,
+        which needs two feasible trials to fit; may be 0 for ``external``);
+        the others are proposed ``batch`` at a time (default 1), each round
+        once every earlier trial is recorded. ``batch`` is how many trials can
+        run at once after the initial ones: set it to the number of workers
+        to keep them busy (the playbook's footnote 3: the larger the batch,
+        the less an adaptive method gains over quasi-random search).
     seed:
         Root of the trial seeds (see :func:`trial_seed`).
     keep_best:
@@ -192,6 +225,8 @@ class StudySpec:
     sampler_seed: int = 0
     points_per_dim: int | None = None
     configs: tuple | None = None
+    initial_trials: int | None = None
+    batch: int | None = None
     seed: int = 0
     keep_best: int = 1
     metric: str = "validation/error_rate"
@@ -240,6 +275,11 @@ class StudySpec:
         if self.workload is not None:
             self._check_metric_is_reported()
 
+    @property
+    def adaptive(self) -> bool:
+        """True if later configurations depend on earlier results (``gp_ei``, ``external``)."""
+        return self.sampler in ADAPTIVE_SAMPLERS
+
     def _check_trial_table(self) -> None:
         """Validate the ``[trial]`` table by building the settings once."""
         table = self.trial_settings
@@ -272,6 +312,10 @@ class StudySpec:
         from refplay.train import WORKLOADS
         from refplay.train.settings import curve_names, selectable_metrics
         configs = self.sampled_configs
+        if self.adaptive:
+            # Every proposal is a config of the space: judge the space by a Halton sample.
+            from refplay import search
+            configs = search.halton(self.search_space, self.num_trials, self.sampler_seed)
         ema = bool(configs) and all(c.get("ema_decay") is not None for c in configs)
         clip = bool(configs) and all(c.get("grad_clip") is not None for c in configs)
         names = curve_names(WORKLOADS[self.workload].task, self.settings, grad_clip=clip, ema=ema)
@@ -303,7 +347,13 @@ class StudySpec:
                     _validate.integer(f"points_per_dim[{k!r}]", v, low=1)
             else:
                 _validate.integer("points_per_dim", self.points_per_dim, low=1)
-        if self.sampler in ("halton", "random"):
+        if self.adaptive:
+            self._check_adaptive_options()
+        elif self.initial_trials is not None or self.batch is not None:
+            key = "initial_trials" if self.initial_trials is not None else "batch"
+            raise ValueError(f"{key} is only for the adaptive samplers {list(ADAPTIVE_SAMPLERS)}, "
+                             f"not sampler={self.sampler!r}")
+        if self.sampler in ("halton", "random", *ADAPTIVE_SAMPLERS):
             if self.num_trials is None:
                 raise ValueError(f"num_trials is required with sampler={self.sampler!r}")
             _validate.integer("num_trials", self.num_trials, low=1)
@@ -316,6 +366,31 @@ class StudySpec:
                 raise ValueError(f"num_trials={self.num_trials} but sampler={self.sampler!r} "
                                  f"gives {n} configurations; omit num_trials or set it to {n}")
 
+    def _check_adaptive_options(self) -> None:
+        """``gp_ei`` / ``external``: the number of Halton trials first, the batch, the space."""
+        if self.num_trials is None:
+            raise ValueError(f"num_trials is required with sampler={self.sampler!r}")
+        num_trials = _validate.integer("num_trials", self.num_trials, low=1)
+        low = 2 if self.sampler == "gp_ei" else 0
+        if self.initial_trials is None:
+            raise ValueError(
+                f"sampler={self.sampler!r} needs initial_trials: how many quasi-random (Halton) "
+                f"trials come before the first proposal (at least {low}"
+                + (", since the GP needs two feasible trials to fit)" if low else ")"))
+        initial = _validate.integer("initial_trials", self.initial_trials, low=low)
+        if initial >= num_trials:
+            raise ValueError(f"initial_trials={initial} leaves none of the num_trials={num_trials} "
+                             f"trials to propose; use fewer initial trials, or sampler='halton'")
+        if self.batch is None:
+            object.__setattr__(self, "batch", 1)
+        _validate.integer("batch", self.batch, low=1)
+        if self.sampler == "gp_ei":
+            from refplay.search import gp
+            try:
+                gp.check_space(self.search_space)
+            except (ValueError, TypeError) as exc:
+                raise type(exc)(f"sampler='gp_ei': {exc}") from None
+
     # ---------------------------------------------------------------- trials
     @property
     def budget(self) -> int:
@@ -324,9 +399,17 @@ class StudySpec:
 
     @functools.cached_property
     def sampled_configs(self) -> list[dict]:
-        """The study's configurations, in trial order (computed once)."""
+        """The configurations the spec alone decides, in trial order (computed once).
+
+        All of them for ``halton``, ``random``, ``grid`` and ``explicit``; the
+        ``initial_trials`` Halton configurations for an adaptive sampler (the
+        others are proposed as the study runs and recorded in the store:
+        ``Store.proposals``).
+        """
         from refplay import search
-        if self.sampler == "explicit":
+        if self.adaptive:
+            configs = search.halton(self.search_space, self.initial_trials, self.sampler_seed)
+        elif self.sampler == "explicit":
             configs = [dict(c) for c in self.configs]
             if self.search_space is not None:
                 configs = search.explicit(self.search_space, configs)
@@ -338,22 +421,65 @@ class StudySpec:
             configs = search.grid(self.search_space, self.points_per_dim)
         return [_plain(dict(c)) for c in configs]
 
-    def trial(self, index: int) -> Trial:
-        """Trial ``index`` (0 <= index < budget): its configuration and seed."""
+    def trial(self, index: int, config: dict | None = None) -> Trial:
+        """Trial ``index`` (0 <= index < budget): its configuration and seed.
+
+        ``config`` is the proposed configuration of a trial of an adaptive
+        study beyond its initial ones (the runner passes the recorded
+        proposal); the other trials take theirs from :attr:`sampled_configs`.
+        """
         _validate.integer("trial index", index, low=0, high=self.budget - 1)
         config_index, repeat = divmod(index, self.repeats)
-        return Trial(index, config_index, repeat, dict(self.sampled_configs[config_index]),
-                     trial_seed(self.seed, index))
+        if config is not None:
+            if not self.adaptive:
+                raise ValueError(f"trial {index}: a config can be given only for an adaptive "
+                                 f"sampler {list(ADAPTIVE_SAMPLERS)}; sampler={self.sampler!r} "
+                                 f"decides every config itself")
+            if not isinstance(config, dict):
+                raise TypeError(f"trial {index}: config must be a dict, got {config!r}")
+            config = _plain(dict(config))
+        elif config_index < len(self.sampled_configs):
+            config = dict(self.sampled_configs[config_index])
+        else:
+            raise ValueError(f"trial {index} of study {self.name!r} (sampler={self.sampler!r}) "
+                             f"has no configuration until it is proposed; proposals are "
+                             f"recorded in the store (Store.proposals)")
+        return Trial(index, config_index, repeat, config, trial_seed(self.seed, index))
 
     def trials(self) -> list[Trial]:
+        """Every trial of the study (not for adaptive samplers, whose configs are proposed)."""
+        if self.adaptive:
+            raise ValueError(f"study {self.name!r} (sampler={self.sampler!r}) proposes its "
+                             f"configurations as it runs; read them with Store.proposals")
         return [self.trial(i) for i in range(self.budget)]
+
+    def proposal_rounds(self) -> list[range]:
+        """The rounds of an adaptive study, as ranges of configuration indices.
+
+        ``range(0, initial_trials)`` (the Halton configurations; absent if
+        ``initial_trials=0``), then ``range(k, k + batch)`` up to
+        ``num_trials``. Round ``[k, k + batch)`` is proposed once the trials
+        of configurations ``[0, k)`` (trials ``[0, k * repeats)``) are all
+        recorded; it depends on the batch size, never on the number of
+        workers.
+        """
+        if not self.adaptive:
+            raise ValueError(f"sampler={self.sampler!r} has no proposal rounds; only the adaptive "
+                             f"samplers {list(ADAPTIVE_SAMPLERS)} do")
+        rounds = [range(0, self.initial_trials)] if self.initial_trials else []
+        rounds += [range(k, min(k + self.batch, self.num_trials))
+                   for k in range(self.initial_trials, self.num_trials, self.batch)]
+        return rounds
 
     # ------------------------------------------------------------- dict form
     def to_dict(self) -> dict:
         """The plain dict (TOML / JSON) form; ``StudySpec.from_dict`` inverts it."""
         sampler: dict = {"name": self.sampler}
-        if self.sampler in ("halton", "random"):
+        if self.sampler in ("halton", "random", *ADAPTIVE_SAMPLERS):
             sampler["seed"] = self.sampler_seed
+        if self.adaptive:
+            sampler["initial_trials"] = self.initial_trials
+            sampler["batch"] = self.batch
         if self.points_per_dim is not None:
             sampler["points_per_dim"] = _plain(self.points_per_dim)
         if self.configs is not None:
@@ -394,8 +520,9 @@ class StudySpec:
             kwargs["sampler_seed"] = sampler["seed"]
         if "points_per_dim" in sampler:
             kwargs["points_per_dim"] = sampler["points_per_dim"]
-        if "configs" in sampler:
-            kwargs["configs"] = sampler["configs"]
+        for key in ("configs", "initial_trials", "batch"):
+            if key in sampler:
+                kwargs[key] = sampler[key]
         if kwargs.get("workload_options") is None:
             kwargs.pop("workload_options", None)
         trial = kwargs.pop("trial", None)
