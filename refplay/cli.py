@@ -17,6 +17,7 @@ _COMMAND_MODULES = (
     "refplay.oracle.cli",
     "refplay.study.cli",
     "refplay.procedures.cli",
+    "refplay.reproduce.cli",
 )
 
 
