@@ -18,6 +18,7 @@ _COMMAND_MODULES = (
     "refplay.study.cli",
     "refplay.procedures.cli",
     "refplay.reproduce.cli",
+    "refplay.tutorials",
 )
 
 

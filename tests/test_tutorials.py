@@ -12,6 +12,8 @@ import sys
 
 import pytest
 
+from refplay.tutorials import split_cells
+
 REPO = pathlib.Path(__file__).parent.parent
 TUTORIALS = sorted((REPO / "tutorials").glob("[0-9]*.py"))
 
@@ -39,6 +41,11 @@ def test_tutorial_runs_and_writes_only_under_runs(path, tmp_path):
     for line in proc.stdout.splitlines():
         if line.startswith("wrote "):
             assert (tmp_path / line.removeprefix("wrote ")).is_file(), line
+    # Run as a script, it prints its prose too: every markdown cell, in order.
+    prose = [c.source for c in split_cells(path.read_text()) if c.kind == "markdown"]
+    positions = [proc.stdout.find(text) for text in prose]
+    assert -1 not in positions, f"{path.name}: prose missing from the script's output"
+    assert positions == sorted(positions)
 
 
 def test_runs_is_ignored_by_git():

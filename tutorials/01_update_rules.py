@@ -22,6 +22,9 @@
 import numpy as np
 
 from refplay import clipping, optim, schedules
+from refplay.tutorials import lesson
+
+lesson()  # as a script: print the prose between the cells (in a notebook: nothing)
 
 # %% [markdown]
 # ## Momentum by hand
@@ -41,7 +44,7 @@ params = {"theta": np.array([1.0])}
 state = opt.init(params)
 for lr in (0.1, 0.2):
     params, state = opt.update(params, {"theta": params["theta"]}, state, lr)
-print(f"by hand: {theta!r}   refplay: {params['theta'][0]!r}")
+print(f"by hand: {theta!r}   refplay: {float(params['theta'][0])!r}")
 assert params["theta"][0] == theta
 
 # %% [markdown]

@@ -32,7 +32,10 @@ import math
 import matplotlib.pyplot as plt
 import numpy as np
 
-from refplay import io, search
+from refplay import analysis, io, plots, search
+from refplay.tutorials import lesson
+
+lesson()  # as a script: print the prose between the cells (in a notebook: nothing)
 
 OUT = io.output_dir("02_quasi_random_search")      # runs/02_quasi_random_search/ by default
 
@@ -310,26 +313,22 @@ val_error = np.array([0.23 + 0.02 * (math.log10(c["lr"]) - math.log10(3e-3)) ** 
 val_error += RETRAIN_NOISE * noise_rng.standard_normal(len(trials))
 
 budgets = (2, 6, 10, 20, 50)
-boot_rng = np.random.default_rng(np.random.SeedSequence([SEED, 1]))
-best = {k: val_error[boot_rng.integers(0, len(trials), size=(2000, k))].min(axis=1)
-        for k in budgets}
-iqr = {k: float(np.subtract(*np.percentile(best[k], [75, 25]))) for k in budgets}
+# analysis.best_of_n: the best of N trials drawn with replacement, exactly from order
+# statistics and by a seeded bootstrap of 2,000 studies per budget.
+bon = analysis.best_of_n(val_error, budgets, n_boot=2000, seed=SEED)
+boot = {q.n: q for q in bon.bootstrap}
+iqr = {k: boot[k].iqr for k in budgets}
 for k in budgets:
-    print(f"{k:3d} trials: median best error {np.median(best[k]):.4f}, IQR {iqr[k]:.4f}")
+    print(f"{k:3d} trials: median best error {boot[k].median:.4f}, IQR {iqr[k]:.4f} "
+          f"(exact: {bon.exact[budgets.index(k)].iqr:.4f})")
 
-fig, ax = plt.subplots(figsize=(5, 3.5))
-ax.boxplot([best[k] for k in budgets])
-ax.set_xticks(range(1, len(budgets) + 1), [str(k) for k in budgets])
-ax.set_xlabel("trials in the study (bootstrapped)")
-ax.set_ylabel("best validation error (fraction)")
-ax.set_title("How many trials are needed?\nbest error of 2,000 bootstrapped studies")
-fig.tight_layout()
+fig = plots.best_of_n_plot(bon, title="How many trials are needed?\n"
+                                      "best error of 2,000 bootstrapped studies per budget")
 fig.savefig(OUT / "how_many_trials.png", dpi=100)
-plt.close(fig)
 print("wrote", OUT / "how_many_trials.png")
 
 assert iqr[20] < iqr[6] < iqr[2]
-assert np.median(best[20]) < np.median(best[6])
+assert boot[20].median < boot[6].median
 
 # %% [markdown]
 # The spread of the best result shrinks with the budget, but does not vanish:
@@ -338,8 +337,8 @@ assert np.median(best[20]) < np.median(best[6])
 # re-trains of this model on different random seeds". In this toy study:
 
 # %%
-lucky, unlucky = np.percentile(best[20], [5, 95])
-print(f"best-of-20, 5th..95th percentile: {lucky:.4f}..{unlucky:.4f} "
+lucky, unlucky = boot[20].min, boot[20].max
+print(f"best-of-20, luckiest..unluckiest of 2,000 studies: {lucky:.4f}..{unlucky:.4f} "
       f"(spread {unlucky - lucky:.4f}); retrain variation +/- {RETRAIN_NOISE} "
       f"(width {2 * RETRAIN_NOISE})")
 assert unlucky - lucky > 2 * RETRAIN_NOISE

@@ -35,6 +35,9 @@ import numpy as np
 
 from refplay import data, io
 from refplay.data.splits import stratified_counts
+from refplay.tutorials import lesson
+
+lesson()  # as a script: print the prose between the cells (in a notebook: nothing)
 
 OUT = io.output_dir("03_mnist1d_input_pipeline")   # runs/03_mnist1d_input_pipeline/ by default
 

@@ -42,6 +42,9 @@ import numpy as np
 from refplay import clipping, data, io, train
 from refplay import tree as tree_lib
 from refplay.train import checkpoints, seeds
+from refplay.tutorials import lesson
+
+lesson()  # as a script: print the prose between the cells (in a notebook: nothing)
 
 QUICK = os.environ.get("REFPLAY_TUTORIAL_QUICK") == "1"
 MAX_TRAIN_STEPS = 500 if QUICK else 1_500

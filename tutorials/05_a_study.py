@@ -52,6 +52,9 @@ import numpy as np
 
 from refplay import analysis, io as refplay_io, plots, report, search, study
 from refplay.cli import main as refplay_main
+from refplay.tutorials import lesson
+
+lesson()  # as a script: print the prose between the cells (in a notebook: nothing)
 
 QUICK = os.environ.get("REFPLAY_TUTORIAL_QUICK") == "1"
 NUM_TRIALS = 12 if QUICK else 16          # configurations per study
@@ -472,7 +475,7 @@ assert "axis_lr" in written.images and written.html.stat().st_size > 10_000
 #
 # ## The spreadsheet, with both studies
 # `refplay study list` prints the tracking table of a workspace, one row per
-# study:
+# study, then each study's notes, config link and reproduction command:
 
 # %%
 with contextlib.redirect_stdout(io.StringIO()) as out:
@@ -480,7 +483,7 @@ with contextlib.redirect_stdout(io.StringIO()) as out:
 table = out.getvalue()
 print(table)
 assert code == 0
-lines = table.splitlines()
+lines = table.split("\n\n")[0].splitlines()         # the table, before the notes per study
 assert len(lines) == 3                                    # header + one row per study
 assert lines[1].startswith(round1.name) and lines[2].startswith(round2.name)
 assert f"{round2.budget}/{round2.budget}" in lines[2]
