@@ -294,3 +294,22 @@ def test_uncertainty():
     results = [result({"lr": 0.1}, v) for v in (0.10, 0.12, 0.30, 0.30)]
     spread = analysis.repeat_spread(analysis.from_results(results, space=LR_ONLY, repeats=2))
     assert spread.per_config == {0: pytest.approx(np.std([.10, .12], ddof=1)), 1: 0.0}
+
+
+def test_isolation_of_a_log_spaced_list_of_values_uses_a_log_scale():
+    from refplay import analysis, search
+    from refplay.train.result import TrialResult
+    space = search.SearchSpace(weight_decay=search.Discrete([1e-7, 1e-5, 1e-2], role="scientific"),
+                               lr=search.Float(1e-3, 1.0, scale="log"))
+    results = [TrialResult(config={"weight_decay": wd, "lr": 0.1}, seed=0, eval_steps=[0, 10],
+                           curves={"validation/loss": [1.0, v]}, best_step=10,
+                           best_metrics={"validation/loss": v})
+               for wd, v in [(1e-7, 0.5), (1e-5, 0.4), (1e-2, 0.6)]]
+    frame = analysis.from_results(results, space=space, metric="validation/loss")
+    assert analysis.isolation(frame, "weight_decay").scale == "log"
+    narrow = search.SearchSpace(weight_decay=search.Discrete([0.1, 0.2, 0.5], role="scientific"),
+                                lr=search.Float(1e-3, 1.0, scale="log"))
+    for r, wd in zip(results, [0.1, 0.2, 0.5]):
+        r.config["weight_decay"] = wd
+    frame = analysis.from_results(results, space=narrow, metric="validation/loss")
+    assert analysis.isolation(frame, "weight_decay").scale == "linear"

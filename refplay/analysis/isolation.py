@@ -82,6 +82,16 @@ def _row(frame, rows, x, low, high) -> IsolationRow:
                         r.trial, len(rows), n_feasible)
 
 
+def _scale_of(param, values) -> str:
+    """The parameter's own scale; for a list of values (``Discrete``), ``"log"`` when they are
+    positive and span at least two decades (weight decays 1e-7 ... 1e-2), else ``"linear"``."""
+    scale = getattr(param, "scale", None)
+    if scale is not None:
+        return scale
+    xs = [float(v) for v in values]
+    return "log" if xs and min(xs) > 0 and max(xs) / min(xs) >= 100 else "linear"
+
+
 def isolation(frame, x: str, buckets: int | None = None, baseline=None) -> Isolation:
     """Best objective per value (or bucket) of ``x``; see the module docstring.
 
@@ -104,7 +114,7 @@ def isolation(frame, x: str, buckets: int | None = None, baseline=None) -> Isola
     param = frame.space[names.pop()] if frame.space is not None and len(names) == 1 else None
     numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for _, v in pairs)
     if buckets is None:
-        scale = getattr(param, "scale", "linear") if numeric else "categorical"
+        scale = _scale_of(param, [v for _, v in pairs]) if numeric else "categorical"
         distinct = sorted({v for _, v in pairs}, key=lambda v: (not numeric, v if numeric else
                                                                  str(v)))
         rows = tuple(_row(frame, [r for r, v in pairs if v == d], d, d, d) for d in distinct)
@@ -113,7 +123,7 @@ def isolation(frame, x: str, buckets: int | None = None, baseline=None) -> Isola
     if not isinstance(param, (Float, Int, Discrete)):
         raise ValueError(f"buckets={buckets} needs a numeric parameter with a range; {x!r} is "
                          f"{type(param).__name__ if param is not None else 'unknown'}")
-    scale = getattr(param, "scale", "linear")
+    scale = _scale_of(param, [v for _, v in pairs])
     lo = float(getattr(param, "low", min(getattr(param, "values", [0]))))
     hi = float(getattr(param, "high", max(getattr(param, "values", [1]))))
     edges = bucket_edges(lo, hi, buckets, scale)

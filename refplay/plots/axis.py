@@ -42,6 +42,7 @@ def axis_plot(frame, param: str, by: str | None = "scientific", top_k: int = 3,
         y_cap = style.cap_for(finite, cap)
     single = len(groups) == 1
     scales, crosses, stars = set(), ([], []), []
+    n_worse = 0      # finite trials drawn as a cross because they are worse than the cap
     for i, (value, group) in enumerate(groups.items()):
         rows = [r for r in group.rows if group.parameter_of(r, param) is not None]
         names = {group.parameter_of(r, param) for r in rows}
@@ -55,6 +56,7 @@ def axis_plot(frame, param: str, by: str | None = "scientific", top_k: int = 3,
         ax.scatter(x[~bad], y[~bad], s=28, color=c, zorder=2, gid="trials",
                    label="feasible trials" if single else frame.label(value))
         crosses[0].extend(x[bad].tolist())
+        n_worse += int(np.sum(np.isfinite(y) & worse))
         sub = group.where(lambda r: group.parameter_of(r, param) is not None)
         top = analysis.ranked(sub)[:top_k]
         stars.append(([float(r.active[group.parameter_of(r, param)]) for r, _, _ in top],
@@ -66,7 +68,8 @@ def axis_plot(frame, param: str, by: str | None = "scientific", top_k: int = 3,
                     ax.axvline(edge, color=c if not single else "0.5", ls=":", lw=1, zorder=1)
     ax.scatter(crosses[0], [y_cap] * len(crosses[0]), marker="x", s=45, color=style.INFEASIBLE,
                zorder=3, gid="infeasible",
-               label="infeasible trials (drawn at the cap)" if crosses[0] else None)
+               label=(None if not crosses[0] else "infeasible trials (drawn at the cap)"
+                      if not n_worse else "infeasible or worse than the cap (drawn at it)"))
     for j, (tx, ty, c) in enumerate(stars):
         ax.scatter(tx, ty, marker="*", s=160 if single else 220, color=c, edgecolor="black",
                    linewidth=0.7, zorder=4, gid="top",

@@ -39,9 +39,11 @@ def isolation_plot(iso, baseline_label: str | None = None, title: str | None = N
         bx = rows.index(best) if categorical else best.x
         ax.scatter([bx], [best.objective], marker="*", s=260, color=style.STAR,
                    edgecolor="black", zorder=5, label="best value")
+    # The number of trials behind each point, along the bottom edge: clear of the error bars.
     for x, r in zip(xs, rows):
-        ax.annotate(f"n={r.n_trials}", (x, r.objective), textcoords="offset points",
-                    xytext=(0, 9), ha="center", fontsize=8, color="0.3")
+        ax.annotate(f"n={r.n_trials}", (x, 0), xycoords=("data", "axes fraction"),
+                    textcoords="offset points", xytext=(0, 4), ha="center", va="bottom",
+                    fontsize=8, color="0.3")
     empty = [r for r in iso.rows if not math.isfinite(r.objective)]
     if iso.baseline is not None and math.isfinite(iso.baseline.objective):
         ax.axhline(iso.baseline.objective, color="tab:orange", ls="--",
@@ -58,7 +60,7 @@ def isolation_plot(iso, baseline_label: str | None = None, title: str | None = N
     note = f" ({len(empty)} empty bucket{'s' if len(empty) != 1 else ''})" if empty else ""
     ax.set_title(title or f"Which {iso.param} is best, with the other hyperparameters "
                  f"tuned away?{note}", fontsize=11)
-    ax.margins(y=0.15)
+    ax.margins(y=0.18)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.25)
     return fig

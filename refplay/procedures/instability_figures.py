@@ -150,8 +150,12 @@ def loss_traces_plot(traces: dict, *, events: dict | None = None, window: int = 
                     ms=10, mew=2.5)
         for e in (events or {}).get(label, []):
             ax.axvspan(e["start"], e["end"] + 1, color=c, alpha=0.15, lw=0)
-    ax.plot([], [], "x", color=style.INFEASIBLE, ms=8, mew=2, label="run stopped: infeasible")
-    ax.fill_between([], [], color="0.5", alpha=0.2, label="loss spike (analysis.detect_instability)")
+    # Legend entries only for what the figure shows.
+    if any("infeasible" in label for label in traces):
+        ax.plot([], [], "x", color=style.INFEASIBLE, ms=8, mew=2, label="run stopped: infeasible")
+    if any((events or {}).get(label) for label in traces):
+        ax.fill_between([], [], color="0.5", alpha=0.2,
+                        label="loss spike (analysis.detect_instability)")
     ax.set_yscale("log")
     _plain_log(ax.yaxis)
     ax.set_xlabel("training step")
