@@ -313,3 +313,26 @@ def test_isolation_of_a_log_spaced_list_of_values_uses_a_log_scale():
         r.config["weight_decay"] = wd
     frame = analysis.from_results(results, space=narrow, metric="validation/loss")
     assert analysis.isolation(frame, "weight_decay").scale == "linear"
+
+
+def test_importance_on_the_adam_space_buckets_betas_in_log_one_minus_beta():
+    import numpy as np
+
+    from refplay import analysis, search
+    from refplay.analysis.isolation import bucket_edges
+    np.testing.assert_allclose(bucket_edges(0.9, 0.999, 2, "log1m"), [0.9, 0.99, 0.999])
+    space = search.adam_space(30)                 # lr, beta1, eps searched
+    configs = search.halton(space, 30, seed=0)
+    # A made-up objective: only lr matters (a bowl around 1e-2), beta1 and eps do not.
+    results = []
+    for c in configs:
+        v = 0.1 + (np.log10(c["lr"]) + 2.0) ** 2 / 10
+        results.append(TrialResult(config=c, seed=0, eval_steps=[0, 10],
+                                   curves={"validation/loss": [1.0, v]}, best_step=10,
+                                   best_metrics={"validation/loss": v}))
+    frame = analysis.from_results(results, space=space, metric="validation/loss")
+    ranking = analysis.importance(frame, buckets=3)
+    assert [i.param for i in ranking][0] == "lr"
+    assert {i.param for i in ranking} == {"lr", "beta1", "eps"}
+    spread = {i.param: i.spread for i in ranking}
+    assert spread["lr"] > 5 * max(spread["beta1"], spread["eps"])

@@ -65,10 +65,25 @@ class Isolation:
 
 
 def bucket_edges(low: float, high: float, k: int, scale: str) -> np.ndarray:
-    """``k + 1`` edges from ``low`` to ``high``, equally spaced on ``scale``."""
+    """``k + 1`` edges from ``low`` to ``high``, equally spaced on ``scale``.
+
+    ``"log1m"`` (Adam's β's) is equally spaced in log(1 − x): 0.9, 0.99, 0.999
+    are equally far apart.
+    """
     if scale == "log":
         return np.geomspace(low, high, k + 1)
+    if scale == "log1m":
+        return 1.0 - np.geomspace(1.0 - low, 1.0 - high, k + 1)
     return np.linspace(low, high, k + 1)
+
+
+def bucket_centre(low: float, high: float, scale: str) -> float:
+    """The middle of a bucket on ``scale``."""
+    if scale == "log":
+        return math.sqrt(low * high)
+    if scale == "log1m":
+        return 1.0 - math.sqrt((1.0 - low) * (1.0 - high))
+    return 0.5 * (low + high)
 
 
 def _row(frame, rows, x, low, high) -> IsolationRow:
@@ -132,8 +147,7 @@ def isolation(frame, x: str, buckets: int | None = None, baseline=None) -> Isola
     index = np.clip(np.searchsorted(edges, xs, side="right") - 1, 0, buckets - 1)
     rows = []
     for i in range(buckets):
-        centre = math.sqrt(edges[i] * edges[i + 1]) if scale == "log" else \
-            0.5 * (edges[i] + edges[i + 1])
+        centre = bucket_centre(edges[i], edges[i + 1], scale)
         members = [r for (r, _), j in zip(pairs, index) if j == i]
         rows.append(_row(frame, members, float(centre), float(edges[i]), float(edges[i + 1])))
     return Isolation(x, scale, True, tuple(rows), base_row, frame.metric, frame.mode)
