@@ -144,14 +144,9 @@ def test_warmup_study_refuses_bad_input():
 @pytest.mark.slow
 def test_cli_runs_the_clipping_procedure(tmp_path, workspace, capsys):
     # Same arguments as the clipping-study test: the CLI re-reads its studies.
-    import argparse
-    from refplay.procedures import cli_instability
-    parser = argparse.ArgumentParser()
-    commands = parser.add_subparsers(dest="procedure")
-    cli_instability.register(commands)
-    args = parser.parse_args(["clipping", "--quick", "--workspace", str(workspace),
-                              "--out", str(tmp_path / "out")])
-    assert args.func(args) == 0
+    from refplay.cli import main
+    assert main(["procedure", "clipping", "--quick", "--workspace", str(workspace),
+                 "--out", str(tmp_path / "out")]) == 0
     out = capsys.readouterr().out
     assert "Decision: clip at" in out
     assert (tmp_path / "out" / "fig9_clipping.png").stat().st_size > 10_000

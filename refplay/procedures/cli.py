@@ -11,8 +11,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from refplay.procedures import cli_instability
-
 __all__ = ["register", "PROCEDURES"]
 
 # name -> (module, function, default workload, help)
@@ -37,6 +35,17 @@ PROCEDURES = {
                         "constant vs decaying schedules, learning rate tuned per family"),
     "gradient-noise": ("noise", "gradient_noise_steps", "mnist1d_mlp",
                        "steps to a training-loss target against dropout and batch size"),
+    # The instability procedures default to the calibrated setups of refplay/train/unstable.py
+    # (workload None).
+    "stability-scan": ("instability", "stability_scan", None,
+                       "learning-rate sweep, lr*, and runs at 2x/5x/10x lr* (Figures 7a, 7b)"),
+    "early-instability": ("instability", "early_instability_check", None,
+                          "every-step vs every-100-steps view of one run at 2x lr* (Figure 5)"),
+    "warmup": ("warmup", "warmup_study", None,
+               "shortest warmup that trains a ~10x learning rate; prepended vs baseline "
+               "(Figures 6, 8)"),
+    "clipping": ("clipping", "clipping_study", None,
+                 "clipping thresholds from a stable run's gradient norms (Figure 9)"),
 }
 # Procedures that run trials in a workspace (batch-throughput times in-process instead).
 _STUDY_PROCEDURES = tuple(n for n in PROCEDURES if n != "batch-throughput")
@@ -48,11 +57,11 @@ def register(sub) -> None:
                                         "decision, the numbers and where the figures went.")
     commands = parser.add_subparsers(dest="procedure", metavar="NAME")
     commands.required = True
-    cli_instability.register(commands)
     for name, (_, _, workload, help_text) in PROCEDURES.items():
         p = commands.add_parser(name, help=help_text, description=help_text)
         p.add_argument("--workload", default=workload,
-                       help=f"the workload to run on (default: {workload})")
+                       help=f"the workload to run on (default: "
+                            f"{workload or 'the calibrated one, see refplay/train/unstable.py'})")
         p.add_argument("--quick", action="store_true",
                        help="the small size used by the slow tests (some procedures then "
                             "choose their own small workload)")
