@@ -68,6 +68,11 @@ def test_steps_to_result_cl5_cl6_cl9(ws):
     assert ex[n["batch_sizes"][-1]] > 2 * ex[n["batch_sizes"][0]]  # examples rise past critical
     lr = dict(zip(n["batch_sizes"], n["best_lr"]))
     assert lr[256] / lr[16] >= 2                                  # CL9: re-tune per batch size
+    # CL7: with the examples fixed at what the smallest batch needed (an epoch budget), the
+    # batch sizes of at least 4x the critical one miss the target.
+    assert n["epoch_budget_examples"] == ex[n["batch_sizes"][0]]
+    assert n["large_batches_miss_epoch_budget"] in (True, None)
+    assert all(ex[b] > n["epoch_budget_examples"] for b in n["epoch_budget_misses"])
 
 
 def test_batch_size_fair_comparison_cl10(ws):

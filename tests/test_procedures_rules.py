@@ -244,3 +244,15 @@ def test_analysis_frame_round_trip_for_refine():
     frame = analysis.from_results([_result([0, 100], [0.5, 0.4], best_step=5, steps_done=100)])
     assert step_budget.refine_max_train_steps(frame).numbers["decision_code"] == \
         "max_train_steps_too_high"
+
+
+def test_epoch_budget_misses_the_batch_sizes_past_the_critical_one():
+    from refplay.procedures.batch_size import epoch_budget
+    # Perfect scaling up to B=64, then flat: examples-to-result 1600, 1600, 1600, 3200, 6400.
+    out = epoch_budget([16, 32, 64, 128, 256], [100, 50, 25, 25, 25], critical_batch=64)
+    assert out["epoch_budget_examples"] == 1600
+    assert out["epoch_budget_misses"] == [128, 256]
+    assert out["large_batches_miss_epoch_budget"] is True
+    # No size at 4x the critical one: nothing to say.
+    assert epoch_budget([16, 32], [100, 50], 32)["large_batches_miss_epoch_budget"] is None
+    assert epoch_budget([16, 32], [100, None], 16)["epoch_budget_misses"] == [32]

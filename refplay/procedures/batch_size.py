@@ -220,6 +220,28 @@ def scaling_decision(batch_sizes, steps, factor: float = CRITICAL) -> ScalingDec
                            max(s1 - s0 for s0, s1 in zip(ss, ss[1:])))
 
 
+def epoch_budget(batch_sizes, steps, critical_batch) -> dict:
+    """The playbook's warning about epoch budgets, on measured steps-to-result (claim CL7).
+
+    "when using an epoch budget ... one only explores the perfect scaling
+    regime" (Choosing the batch size): fix the number of *examples* every
+    batch size may see at what the smallest size needed, ``B_min · S(B_min)``,
+    and a size reaches the target only if ``B · S(B)`` fits in it. Returns
+    the budget, the sizes that miss it, and whether every size of at least 4×
+    the critical batch size misses (``None`` when there is no such size).
+    """
+    pairs = [(int(b), s) for b, s in zip(batch_sizes, steps) if s is not None]
+    if not pairs:
+        return {}
+    b0, s0 = min(pairs)
+    budget = b0 * s0
+    missed = [int(b) for b, s in zip(batch_sizes, steps) if s is None or b * s > budget]
+    large = [int(b) for b in batch_sizes if critical_batch and b >= 4 * critical_batch]
+    return {"epoch_budget_examples": budget, "epoch_budget_misses": missed,
+            "large_batches_miss_epoch_budget": (all(b in missed for b in large)
+                                                if large else None)}
+
+
 def _nesterov_space(lr_range, gamma_range):
     return search.SearchSpace(lr=search.Float(*lr_range, scale="log"),
                               gamma=search.Float(*gamma_range))
@@ -315,6 +337,7 @@ def steps_to_result(workload: str = "mnist1d_mlp", *, batch_sizes=(16, 32, 64, 1
     numbers.update(small_slope=d.small_slope, large_slope=d.large_slope,
                    critical_batch=d.critical_batch, time_optimal_batch=time_optimal,
                    max_steps_increase=d.max_increase)
+    numbers.update(epoch_budget(bs, steps, d.critical_batch))
     lr_by_b = dict(zip(bs, numbers["best_lr"]))
     if len(bs) >= 2:
         numbers["best_lr_ratio_largest_to_smallest"] = lr_by_b[bs[-1]] / lr_by_b[bs[0]]
