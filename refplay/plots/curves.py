@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from refplay import analysis
 from refplay.plots import style
@@ -114,6 +115,7 @@ def best_step_histogram(bsf, title: str | None = None):
     ax.set_xlim(0, 1)
     ax.set_xlabel("best step / steps run (fraction of training)")
     ax.set_ylabel("number of trials")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))     # counts: no 1.25 trials
     ax.set_title(title or f"Is max_train_steps right? Decision: {bsf.decision}", fontsize=11)
     ax.legend(fontsize=8)
     return fig

@@ -184,12 +184,12 @@ def strip_plot(groups: dict, metric: str, *, title: str, xlabel: str = ""):
             ax.errorbar(i + 0.25, v.mean(), yerr=2 * se, fmt="_", color="black", capsize=5,
                         ms=14, label="mean ± 2 SE" if i == 0 else None)
     ax.set_xticks(range(len(groups)), list(groups), fontsize=8)
-    ax.set_xlim(-0.6, len(groups) - 0.4)
+    ax.set_xlim(-0.6, len(groups) - 0.2)      # room for the last group's ±2 SE bar
     ax.set_ylabel(style.metric_label(metric))
     if xlabel:
         ax.set_xlabel(xlabel)
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="best")
     return fig
 
 
