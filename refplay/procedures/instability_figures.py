@@ -220,8 +220,9 @@ def warmup_plot(losses: dict, rows, *, target_lr: float, shortest: int | None):
         s = np.arange(1, n + 1)
         lr = target_lr * np.minimum(1.0, (s - 1) / w) if w else np.full(n, target_lr)
         bx.plot(s, np.where(lr > 0, lr, np.nan), color=c, lw=1.5, label=f"warmup {w}")
-    ax.plot([], [], "x", color=style.INFEASIBLE, ms=8, mew=2,
-            label="infeasible (drawn at 10 × step-0 loss)")
+    if any(row["status"] == "infeasible" for row in rows):
+        ax.plot([], [], "x", color=style.INFEASIBLE, ms=8, mew=2,
+                label="infeasible (drawn at 10 × step-0 loss)")
     for a in (ax, bx):
         a.set_xscale("log")
         a.set_xlabel("training step + 1 (log)")

@@ -20,9 +20,9 @@ from refplay.reproduce.base import Entry, ReproResult, Upstream, add_caveat, sav
 
 __all__ = ["ENTRY", "run", "CAVEAT"]
 
-CAVEAT = ("Laptop analogue: post-LayerNorm residual CNN on MNIST-1D, Nesterov, 400 steps, one seed "
-          "(the playbook: a Transformer). Shows whether instability caps lr here, not the "
-          "playbook's numbers.")
+CAVEAT = ("Laptop analogue: post-LayerNorm residual CNN on MNIST-1D, Nesterov, a 400-step sweep "
+          "and 4x longer runs above lr*, one seed (the playbook: a Transformer, 100k steps). "
+          "Shows whether instability caps lr here, not the playbook's numbers.")
 
 
 def run(quick: bool, out_dir, workspace, workers: int | None = 0) -> ReproResult:
