@@ -122,3 +122,23 @@ def test_cli_report_and_run_summary(tmp_path, capsys):
     with study.Store(tmp_path / "ws", readonly=True) as store:
         text = report.summary_table(analysis.load(store, "cli"))
     assert re.search(r"optimizer=(adam|nesterov)", text) and text.splitlines()[-1].endswith(".")
+
+
+def test_the_answer_states_error_rates_with_their_binomial_standard_error():
+    from refplay.report.build import summary_table
+    from refplay.train.result import TrialResult
+    sp = search.SearchSpace({"optimizer": search.Choice(["nesterov", "adam"], role="scientific"),
+                             "lr": search.Float(1e-3, 1.0, scale="log")})
+    results = [TrialResult(config={"optimizer": o, "lr": 0.1}, seed=0, eval_steps=[0, 10],
+                           curves={"validation/error_rate": [0.9, e]}, best_step=10,
+                           best_metrics={"validation/error_rate": e})
+               for o, e in [("nesterov", 0.078), ("adam", 0.086), ("adam", 0.2)]]
+    frame = analysis.from_results(results, space=sp, n_validation=500)
+    text = summary_table(frame)
+    se_n = analysis.binomial_se(0.078, 500)
+    se_a = analysis.binomial_se(0.086, 500)
+    both = (se_n ** 2 + se_a ** 2) ** 0.5
+    assert (f"optimizer=nesterov 0.078 ± {se_n:.2g} vs optimizer=adam 0.086 ± {se_a:.2g} on 500 "
+            f"validation examples: the difference (0.008) is not larger than 2 standard errors "
+            f"(2 × {both:.2g} = {2 * both:.2g}).") in text
+    assert "0.078 ± 0.012" in text                # what a student reads: two significant digits

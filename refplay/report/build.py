@@ -41,6 +41,13 @@ def fmt(x) -> str:
     return str(x)
 
 
+def fmt_se(x) -> str:
+    """How an uncertainty appears: 2 significant digits (0.078 ± 0.012, not ± 0.01199)."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    return f"{x:.2g}"
+
+
 @dataclass(frozen=True)
 class Report:
     """What ``write_report`` wrote, and the numbers it printed."""
@@ -86,7 +93,7 @@ def answer_line(frame, rows: list[dict]) -> str:
 
     def show(r):
         u = r["uncertainty"]
-        return f"{r['label']} {fmt(r['best'].objective)}" + ("" if u is None else f" ± {fmt(u)}")
+        return f"{r['label']} {fmt(r['best'].objective)}" + ("" if u is None else f" ± {fmt_se(u)}")
 
     where = (f" on {frame.n_validation} validation examples"
              if analysis.metric_se(frame.metric, 0.5, frame.n_validation) is not None else "")
@@ -103,7 +110,7 @@ def answer_line(frame, rows: list[dict]) -> str:
                        f"repeats), so the difference cannot be judged.")
     verdict = "larger" if c.significant else "not larger"
     return head + (f"the difference ({fmt(abs(c.difference))}) is {verdict} than 2 standard "
-                   f"errors (2 × {fmt(c.se)} = {fmt(2 * c.se)}).")
+                   f"errors (2 × {fmt_se(c.se)} = {fmt_se(2 * c.se)}).")
 
 
 def summary_table(frame) -> str:
@@ -114,7 +121,7 @@ def summary_table(frame) -> str:
     for r in rows:
         b = r["best"]
         lines.append(f"{r['label'][:24]:24} {fmt(None if b is None else b.objective):>30} "
-                     f"{fmt(r['uncertainty']):>8} {fmt(None if b is None else b.trial):>6} "
+                     f"{fmt_se(r['uncertainty']):>8} {fmt(None if b is None else b.trial):>6} "
                      f"{r['count'].n_infeasible + r['count'].n_failed:>5}/{r['count'].n_trials:<5}")
     lines.append(answer_line(frame, rows))
     return "\n".join(lines)
@@ -177,7 +184,7 @@ def build_report(frame, figures_wanted: bool = True):
     table = []
     for r in rows:
         b, c = r["best"], r["count"]
-        table.append([r["label"], fmt(None if b is None else b.objective), fmt(r["uncertainty"]),
+        table.append([r["label"], fmt(None if b is None else b.objective), fmt_se(r["uncertainty"]),
                       fmt(None if b is None else b.trial), fmt(None if b is None else b.step),
                       ", ".join(f"{k}={fmt(v)}" for k, v in r["nuisance"].items()) or "-",
                       f"{c.n_trials - c.n_infeasible - c.n_failed}/{c.n_trials}",
