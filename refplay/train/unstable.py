@@ -114,6 +114,10 @@ WARMUP = UnstableSetup(
         "Without warmup the post-norm net is feasible up to 8 x lr*, so CL24 (3 x lr* feasible "
         "with warmup) holds trivially; warmup doubles the largest feasible rate (0.32 -> 0.64).",
         "By final training loss instead of validation error, warmup does not raise lr*.",
+        "lr* with warmup is an argmin over errors within one standard error of each other: on "
+        "the factor-2 grid (the quick size) it is 0.16 (4x lr*), on the sqrt(2) grid (refplay "
+        "reproduce fig8) 0.057 (0.038) edges out 0.16 (0.044), a ratio of 1.41x, so CL22 does "
+        "not hold there. The largest feasible rate doubles (0.32 -> 0.64) on both grids.",
         "Pre-norm in resnet1d has no final norm before the head and diverges at lr >= 0.04 "
         "(0.08 with warmup): the opposite of the playbook's pre-LN Transformer.",
     ),
