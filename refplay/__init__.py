@@ -14,8 +14,9 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = (
-    "clipping", "data", "nn", "optim", "oracle", "schedules", "search", "study", "threads",
-    "train", "tree",
+    "analysis", "clipping", "data", "io", "nn", "optim", "oracle", "plots", "procedures",
+    "report", "reproduce", "rng", "schedules", "search", "study", "threads", "train", "tree",
+    "tutorials",
 )
 
 __all__ = ["__version__", *_SUBMODULES]
