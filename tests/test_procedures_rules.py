@@ -256,3 +256,24 @@ def test_epoch_budget_misses_the_batch_sizes_past_the_critical_one():
     # No size at 4x the critical one: nothing to say.
     assert epoch_budget([16, 32], [100, 50], 32)["large_batches_miss_epoch_budget"] is None
     assert epoch_budget([16, 32], [100, None], 16)["epoch_budget_misses"] == [32]
+
+
+def test_refine_steps_from_the_command_line_reads_a_stored_study(tmp_path, capsys):
+    from refplay import search, study
+    from refplay.cli import main
+    from refplay.study.synthetic import LinearRegressionTrial
+    spec = study.StudySpec(name="toy", workload=None, num_trials=6, max_train_steps=60,
+                           eval_every=10, metric="validation/loss",
+                           search_space=search.SearchSpace(
+                               optimizer=search.Fixed("sgd"),
+                               lr=search.Float(1e-3, 0.3, scale="log")))
+    study.run(spec, store=tmp_path / "ws", trial_fn=LinearRegressionTrial(60, 10), workers=0,
+              progress=False)
+    assert main(["procedure", "refine-steps", "toy", "--workspace", str(tmp_path / "ws"),
+                 "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "Decision: " in out and "n_complete: " in out
+    assert (tmp_path / "out" / "best_step_fractions.png").exists()
+    assert main(["procedure", "refine-steps", "nosuch", "--workspace",
+                 str(tmp_path / "ws")]) == 2
+    assert "no study named 'nosuch'" in capsys.readouterr().err

@@ -57,6 +57,13 @@ def register(sub) -> None:
                                         "decision, the numbers and where the figures went.")
     commands = parser.add_subparsers(dest="procedure", metavar="NAME")
     commands.required = True
+    p = commands.add_parser("refine-steps", help=REFINE_HELP, description=REFINE_HELP)
+    p.add_argument("study", help="the name of a finished study")
+    p.add_argument("--workspace", default="refplay-workspace",
+                   help="the study's workspace (default: ./refplay-workspace)")
+    p.add_argument("--out", default=None,
+                   help="where the figure and numbers go (default: runs/procedures/refine-steps/)")
+    p.set_defaults(func=_refine)
     for name, (_, _, workload, help_text) in PROCEDURES.items():
         p = commands.add_parser(name, help=help_text, description=help_text)
         p.add_argument("--workload", default=workload,
@@ -76,6 +83,20 @@ def register(sub) -> None:
         p.set_defaults(func=_run, procedure_name=name)
 
 
+REFINE_HELP = ("is max_train_steps right? the best-step fractions of a finished study "
+               "(too long / train longer / ok)")
+
+
+def _refine(args: argparse.Namespace) -> int:
+    from refplay import analysis  # lazy: keeps `refplay --help` from loading matplotlib
+    from refplay.procedures.step_budget import refine_max_train_steps
+    from refplay.study.store import Store
+    with Store(args.workspace, readonly=True) as store:
+        store.require_study(args.study)
+        frame = analysis.load(store, args.study)
+    return _report(refine_max_train_steps(frame), args.out or "runs/procedures/refine-steps")
+
+
 def _run(args: argparse.Namespace) -> int:
     import importlib  # lazy: keeps `refplay --help` from loading the trainer and matplotlib
     module, function, _, _ = PROCEDURES[args.procedure_name]
@@ -84,7 +105,12 @@ def _run(args: argparse.Namespace) -> int:
     if args.procedure_name in _STUDY_PROCEDURES:
         kwargs.update(workers=args.workers, workspace=args.workspace, seed=args.seed)
     result = fn(**kwargs)
-    out = Path(args.out) if args.out else Path("runs") / "procedures" / args.procedure_name
+    return _report(result, args.out or Path("runs") / "procedures" / args.procedure_name)
+
+
+def _report(result, out) -> int:
+    """Print the question, decision, numbers and caveats; save the figures and numbers."""
+    out = Path(out)
     paths = result.save_figures(out)
     numbers = result.save_numbers(out / "numbers.json")
     print(result.summary())
