@@ -277,3 +277,24 @@ def test_refine_steps_from_the_command_line_reads_a_stored_study(tmp_path, capsy
     assert main(["procedure", "refine-steps", "nosuch", "--workspace",
                  str(tmp_path / "ws")]) == 2
     assert "no study named 'nosuch'" in capsys.readouterr().err
+
+
+def test_adopt_from_the_command_line_compares_two_studies_of_retrains(tmp_path, capsys):
+    from refplay import study
+    from refplay.cli import main
+    from refplay.procedures import adopt
+    from refplay.study.synthetic import LinearRegressionTrial
+    fn = LinearRegressionTrial(60, 10)
+    for name, lr in (("good", 0.1), ("bad", 0.003)):
+        spec = study.StudySpec(name=name, workload=None, sampler="explicit", repeats=4,
+                               configs=[{"optimizer": "sgd", "lr": lr}], max_train_steps=60,
+                               eval_every=10, metric="validation/loss")
+        study.run(spec, store=tmp_path, trial_fn=fn, workers=0, progress=False)
+    assert main(["procedure", "adopt", "good", "bad", "--workspace", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    with study.Store(tmp_path, readonly=True) as store:
+        good = [t.objective for t in store.trials("good")]
+        bad = [t.objective for t in store.trials("bad")]
+    assert adopt(good, bad).message in out and out.count("complete retrains") == 1
+    assert "adopt: the candidate improves" in out
+    assert main(["procedure", "adopt", "good", "nosuch", "--workspace", str(tmp_path)]) == 2

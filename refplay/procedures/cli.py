@@ -64,6 +64,14 @@ def register(sub) -> None:
     p.add_argument("--out", default=None,
                    help="where the figure and numbers go (default: runs/procedures/refine-steps/)")
     p.set_defaults(func=_refine)
+    p = commands.add_parser("adopt", help=ADOPT_HELP, description=ADOPT_HELP)
+    p.add_argument("candidate", help="study of the candidate's retrains (one config, repeats)")
+    p.add_argument("baseline", help="study of the baseline's retrains")
+    p.add_argument("--workspace", default="refplay-workspace",
+                   help="the studies' workspace (default: ./refplay-workspace)")
+    p.add_argument("--min-effect", type=float, default=0.0,
+                   help="the smallest improvement worth the added complexity (default 0)")
+    p.set_defaults(func=_adopt)
     for name, (_, _, workload, help_text) in PROCEDURES.items():
         p = commands.add_parser(name, help=help_text, description=help_text)
         p.add_argument("--workload", default=workload,
@@ -95,6 +103,26 @@ def _refine(args: argparse.Namespace) -> int:
         store.require_study(args.study)
         frame = analysis.load(store, args.study)
     return _report(refine_max_train_steps(frame), args.out or "runs/procedures/refine-steps")
+
+
+ADOPT_HELP = ("adopt the candidate? Welch's test on the objectives of two studies of retrains "
+              "(the effect, its 95 percent interval, the decision)")
+
+
+def _adopt(args: argparse.Namespace) -> int:
+    from refplay.procedures.variance import adopt
+    from refplay.study.store import Store
+    objectives = {}
+    with Store(args.workspace, readonly=True) as store:
+        for role in ("candidate", "baseline"):
+            name = getattr(args, role)
+            store.require_study(name)
+            objectives[role] = [t.objective for t in store.trials(name) if t.status == "complete"]
+    result = adopt(objectives["candidate"], objectives["baseline"], min_effect=args.min_effect)
+    print(f"candidate {args.candidate}: {len(objectives['candidate'])} complete retrains; "
+          f"baseline {args.baseline}: {len(objectives['baseline'])}")
+    print(result.message)
+    return 0
 
 
 def _run(args: argparse.Namespace) -> int:
