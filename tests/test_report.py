@@ -9,7 +9,7 @@ import pytest
 
 from refplay import analysis, report, search, study
 from refplay.cli import main as refplay_main
-from refplay.report.build import answer_line, fmt
+from refplay.report.build import answer_line, fmt, fmt_position
 from refplay.study.synthetic import LinearRegressionTrial
 
 STEPS = 40
@@ -59,7 +59,7 @@ def test_report_numbers_equal_the_analysis_functions(tmp_path):
         for value, c in checks.items():
             assert rep.numbers["boundary"][param].checks[value] == c
             assert f"| {param} | {frame.label(value)} | " \
-                   f"{', '.join(fmt(u) for u in c.positions)} |" in md
+                   f"{', '.join(fmt_position(u) for u in c.positions)} |" in md
             assert f"| {c.decision} |" in md
     counts = analysis.infeasible_fraction(frame)
     for value, c in counts.items():

@@ -41,6 +41,11 @@ def fmt(x) -> str:
     return str(x)
 
 
+def fmt_position(u: float) -> str:
+    """A position on a parameter's range, 0 (lower edge) to 1 (upper): two decimals."""
+    return f"{u:.2f}"
+
+
 def fmt_se(x) -> str:
     """How an uncertainty appears: 2 significant digits (0.078 ± 0.012, not ± 0.01199)."""
     if x is None or (isinstance(x, float) and math.isnan(x)):
@@ -218,7 +223,7 @@ def build_report(frame, figures_wanted: bool = True):
         for param, rep in boundary.items():
             for check in rep.checks.values():
                 brows.append([param, frame.label(check.value) if check.value else "all trials",
-                              ", ".join(fmt(u) for u in check.positions) or "-",
+                              ", ".join(fmt_position(u) for u in check.positions) or "-",
                               fmt(check.divergence_threshold), f"{check.n_good}/{check.n_complete}",
                               check.decision,
                               "-" if check.suggested_range is None else
