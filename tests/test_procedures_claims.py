@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from refplay import procedures
-from refplay.procedures import cli as procedures_cli
+from refplay.cli import procedure as procedures_cli
 from refplay.procedures.step_budget import first_step_reaching
 from refplay.train import run_trial
 

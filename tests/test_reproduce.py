@@ -10,7 +10,8 @@ import pytest
 from matplotlib.figure import Figure
 
 from refplay import reproduce
-from refplay.reproduce import base, cli, docs
+from refplay.cli import reproduce as cli
+from refplay.reproduce import base, docs
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -14,6 +14,7 @@ re-reads) its study, and with other arguments starts a new one.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -39,17 +40,18 @@ def explicit_spec(name: str, workload: str, configs: list[dict], settings: Trial
     everything that decides the computation.
     """
     metric = metric or settings.selection_metric or "validation/error_rate"
-    trial = {k: v for k, v in settings.to_dict().items()
-             if k not in ("max_train_steps", "eval_every", "keep_best", "selection_metric")
-             and v != TrialSettings.__dataclass_fields__[k].default}
     fields = dict(workload=workload, workload_options=dict(workload_options or {}),
                   sampler="explicit", configs=[dict(c) for c in configs], repeats=repeats,
-                  seed=seed, max_train_steps=settings.max_train_steps,
-                  eval_every=settings.eval_every, keep_best=settings.keep_best, metric=metric,
-                  trial_settings=trial)
-    digest = hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode())
-    return study.StudySpec(name=f"{name}-{digest.hexdigest()[:10]}", description=description,
-                           goal=goal, **fields)
+                  seed=seed, metric=metric)
+    spec = study.StudySpec(name=name, description=description, goal=goal,
+                           settings=settings.replace(selection_metric=metric), **fields)
+    # The hash reads the settings in the spec file's flat form, as it always has, so a
+    # workspace written by an earlier refplay resumes under the same study names.
+    flat = spec.to_dict()
+    digest = hashlib.sha256(json.dumps(
+        {**fields, **{k: flat[k] for k in ("max_train_steps", "eval_every", "keep_best")},
+         "trial_settings": flat.get("trial", {})}, sort_keys=True, default=str).encode())
+    return dataclasses.replace(spec, name=f"{name}-{digest.hexdigest()[:10]}")
 
 
 def run_spec(spec: study.StudySpec, *, workspace: str | os.PathLike | None = None,

@@ -78,19 +78,21 @@ only after exploration concludes (set ``eval_test = true`` to report it).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
 import os
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from refplay import _validate, rng
+from refplay.train.settings import TrialSettings
 
 __all__ = ["StudySpec", "Trial", "SAMPLERS", "ADAPTIVE_SAMPLERS", "SPLITS", "check_study_name",
            "trial_seed"]
@@ -162,9 +164,17 @@ class StudySpec:
     name:
         Safe identifier (see :func:`check_study_name`); the study's key in the
         store and its folder name.
-    max_train_steps, eval_every:
-        Passed to every trial. The playbook: ``max_train_steps`` is fixed for
-        all trials of a study, never tuned inside it.
+    settings:
+        The :class:`refplay.train.TrialSettings` every trial runs with
+        (``max_train_steps``, ``eval_every``, ``keep_best``, evaluation
+        options, divergence rule); its ``selection_metric`` is ``metric``.
+        The playbook: ``max_train_steps`` is fixed for all trials of a study,
+        never tuned inside it. ``spec.max_train_steps``, ``spec.eval_every``
+        and ``spec.keep_best`` read it.
+    max_train_steps, eval_every, keep_best, trial_settings:
+        The flat form a TOML file has (top-level keys and the ``[trial]``
+        table, a dict of the other ``TrialSettings`` fields): given instead
+        of ``settings``, they are folded into it when the spec is built.
     search_space:
         A ``refplay.search.SearchSpace`` (or its dict form). May be ``None``
         only with ``sampler="explicit"``.
@@ -196,15 +206,9 @@ class StudySpec:
         the less an adaptive method gains over quasi-random search).
     seed:
         Root of the trial seeds (see :func:`trial_seed`).
-    keep_best:
-        Number of best checkpoints each trial keeps (plus its latest one).
     metric, mode:
         What "best" means, e.g. ``"validation/error_rate"``, ``"min"``; the
         metric also selects each trial's best checkpoint.
-    trial_settings:
-        The other trial settings, the ``[trial]`` table (a dict of
-        :class:`refplay.train.TrialSettings` fields: evaluation options,
-        divergence rule); see :attr:`settings`.
     description, goal:
         The playbook's notes: a short description of the study and the goal of
         this round of experiments.
@@ -214,8 +218,7 @@ class StudySpec:
     """
 
     name: str
-    max_train_steps: int
-    eval_every: int
+    settings: TrialSettings | None = None
     search_space: Any = None
     num_trials: int | None = None
     repeats: int = 1
@@ -228,23 +231,34 @@ class StudySpec:
     initial_trials: int | None = None
     batch: int | None = None
     seed: int = 0
-    keep_best: int = 1
     metric: str = "validation/error_rate"
     mode: str = "min"
-    trial_settings: dict = field(default_factory=dict)
     description: str = ""
     goal: str = ""
     source: str | None = field(default=None, compare=False)
+    # The flat form (TOML's top-level keys and its [trial] table), folded into settings.
+    max_train_steps: InitVar[int | None] = None
+    eval_every: InitVar[int | None] = None
+    keep_best: InitVar[int | None] = None
+    trial_settings: InitVar[dict | None] = None
 
     # ------------------------------------------------------------ validation
-    def __post_init__(self) -> None:
+    def __post_init__(self, max_train_steps, eval_every, keep_best, trial_settings) -> None:
         check_study_name(self.name)
-        _validate.integer("max_train_steps", self.max_train_steps, low=1)
-        _validate.integer("eval_every", self.eval_every, low=1)
+        flat = {"max_train_steps": max_train_steps, "eval_every": eval_every,
+                "keep_best": keep_best}
+        if self.settings is None:
+            for key in ("max_train_steps", "eval_every"):
+                if flat[key] is None:
+                    raise ValueError(f"study spec is missing the required key {key!r} (or "
+                                     f"give settings=TrialSettings(...))")
+            _validate.integer("max_train_steps", max_train_steps, low=1)
+            _validate.integer("eval_every", eval_every, low=1)
+            if keep_best is not None:
+                _validate.integer("keep_best", keep_best, low=0)
         _validate.integer("repeats", self.repeats, low=1)
         _validate.integer("seed", self.seed, low=0)
         _validate.integer("sampler_seed", self.sampler_seed, low=0)
-        _validate.integer("keep_best", self.keep_best, low=0)
         for key in ("description", "goal"):
             if not isinstance(getattr(self, key), str):
                 raise TypeError(f"{key} must be a string, got {getattr(self, key)!r}")
@@ -253,7 +267,7 @@ class StudySpec:
         _validate.one_of("sampler", self.sampler, SAMPLERS)
         if not isinstance(self.workload_options, dict):
             raise TypeError(f"workload_options must be a table/dict, got {self.workload_options!r}")
-        self._check_trial_table()
+        object.__setattr__(self, "settings", self._whole_settings(flat, trial_settings))
         if self.workload is None:
             if self.workload_options:
                 raise ValueError("workload_options given without a workload")
@@ -280,9 +294,24 @@ class StudySpec:
         """True if later configurations depend on earlier results (``gp_ei``, ``external``)."""
         return self.sampler in ADAPTIVE_SAMPLERS
 
-    def _check_trial_table(self) -> None:
-        """Validate the ``[trial]`` table by building the settings once."""
-        table = self.trial_settings
+    def _whole_settings(self, flat: dict, table: dict | None) -> TrialSettings:
+        """The spec's ``TrialSettings``: given whole, or built once from the flat form."""
+        if self.settings is not None:
+            if not isinstance(self.settings, TrialSettings):
+                raise TypeError(f"settings must be a refplay.train.TrialSettings, got "
+                                f"{self.settings!r}")
+            # A flat key beside settings may only repeat it (dataclasses.replace passes both).
+            clash = [k for k, v in flat.items()
+                     if v is not None and v != getattr(self.settings, k)]
+            if clash or table:
+                raise ValueError(f"give the trial settings once: settings= or the flat keys "
+                                 f"{clash or ['trial_settings']}, not both")
+            if self.settings.selection_metric not in (None, self.metric):
+                raise ValueError(f"settings.selection_metric="
+                                 f"{self.settings.selection_metric!r} differs from the study's "
+                                 f"metric={self.metric!r}; the study's metric selects")
+            return self.settings.replace(selection_metric=self.metric)
+        table = {} if table is None else table
         if not isinstance(table, dict):
             raise TypeError(f"trial must be a table/dict of trial settings, got {table!r}")
         for key in _FLAT_SETTINGS:
@@ -291,21 +320,18 @@ class StudySpec:
                                  f"give it once, at the top level")
         if "selection_metric" in table:
             raise ValueError("trial.selection_metric is the study's metric; set 'metric' instead")
-        object.__setattr__(self, "trial_settings", _plain(dict(table)))
+        fields = {k: v for k, v in flat.items() if v is not None}
         try:
-            self.settings
+            return TrialSettings.from_dict({**fields, "selection_metric": self.metric,
+                                            **_plain(dict(table))})
         except (ValueError, TypeError) as exc:
             raise type(exc)(f"trial: {exc}") from None
 
-    @property
-    def settings(self):
-        """The :class:`refplay.train.TrialSettings` every trial of the study runs with."""
-        from refplay.train.settings import TrialSettings
-        return TrialSettings.from_dict({"max_train_steps": self.max_train_steps,
-                                        "eval_every": self.eval_every,
-                                        "keep_best": self.keep_best,
-                                        "selection_metric": self.metric,
-                                        **self.trial_settings})
+    def _trial_table(self) -> dict:
+        """The ``[trial]`` table of the dict form: the settings that differ from the defaults."""
+        defaults = {f.name: f.default for f in dataclasses.fields(TrialSettings)}
+        return {k: v for k, v in self.settings.to_dict().items()
+                if k not in (*_FLAT_SETTINGS, "selection_metric") and v != defaults[k]}
 
     def _check_metric_is_reported(self) -> None:
         """Refuse a metric that the workload's trials would not report (named, before any trial)."""
@@ -487,13 +513,16 @@ class StudySpec:
         d = {"name": self.name, "description": self.description, "goal": self.goal,
              "workload": self.workload, "workload_options": dict(self.workload_options),
              "num_trials": self.num_trials, "repeats": self.repeats, "seed": self.seed,
-             "max_train_steps": self.max_train_steps, "eval_every": self.eval_every,
-             "keep_best": self.keep_best, "metric": self.metric, "mode": self.mode,
+             "max_train_steps": self.settings.max_train_steps,
+             "eval_every": self.settings.eval_every, "keep_best": self.settings.keep_best,
+             "metric": self.metric, "mode": self.mode,
              "sampler": sampler,
              "search_space": None if self.search_space is None else self.search_space.to_dict()}
-        if self.trial_settings:
-            # Only when set: specs without a [trial] table keep their stored identity.
-            d["trial"] = dict(self.trial_settings)
+        trial = self._trial_table()
+        if trial:
+            # Only when some setting differs from its default: specs without a [trial]
+            # table keep their stored identity.
+            d["trial"] = trial
         return d
 
     @classmethod
@@ -580,6 +609,18 @@ class StudySpec:
         for key in ("description", "goal"):
             d.pop(key)
         return d
+
+
+def _read_setting(key: str) -> property:
+    return property(lambda spec: getattr(spec.settings, key),
+                    doc=f"``settings.{key}``: the study's {key}, the same for every trial.")
+
+
+# The flat names read the whole settings (assigned after the dataclass is made, where
+# the same names are the constructor's init-only arguments).
+for _key in _FLAT_SETTINGS:
+    setattr(StudySpec, _key, _read_setting(_key))
+del _key
 
 
 def _check_metric(metric: object) -> None:

@@ -32,6 +32,7 @@ DEFAULT_WORKSPACE = DEFAULT_OUT / "workspace"
 
 
 def register(sub) -> None:
+    """Add ``refplay reproduce`` to the ``refplay`` subparsers ``sub``."""
     p = sub.add_parser(
         "reproduce", help="re-run the playbook's figures on this machine",
         description="Re-run the playbook's figures (laptop analogues), print the numbers, the "
@@ -54,7 +55,7 @@ def register(sub) -> None:
 
 def selected(figures: list[str]) -> list[str]:
     """The figure ids asked for, validated before anything runs ('all' = every registered one)."""
-    from refplay import reproduce  # lazy: CLI start-up
+    from refplay import reproduce  # lazy: CLI start-up (the trainer, matplotlib)
     if "all" in figures:
         if len(figures) > 1:
             raise ValueError(f"'all' cannot be combined with other figures, got {figures}")
@@ -68,8 +69,8 @@ def selected(figures: list[str]) -> list[str]:
 
 
 def _reproduce(args) -> int:
-    from refplay import reproduce  # lazy: CLI start-up
-    from refplay.reproduce import docs  # lazy: CLI start-up
+    from refplay import reproduce  # lazy: CLI start-up (the trainer, matplotlib)
+    from refplay.reproduce import docs  # lazy: CLI start-up (matplotlib)
     if args.workers is not None and args.workers < 0:
         raise ValueError(f"--workers must be >= 0, got {args.workers}")
     ids = selected(args.figures)

@@ -7,7 +7,7 @@
     refplay study status NAME   [--workspace DIR]
     refplay study list          [--workspace DIR]
     refplay study export NAME --csv FILE [--workspace DIR]
-    refplay study baseline [NAME TRIAL [--note TEXT]] [--workspace DIR]
+    refplay study baseline [NAME [TRIAL [--note TEXT]]] [--workspace DIR]
     refplay study report NAME [--out DIR] [--workspace DIR]
 
 ``run`` and ``resume`` end by printing the best trial per scientific value
@@ -25,6 +25,9 @@ after the original spec file is edited for the next round.
 
 from __future__ import annotations
 
+# The handlers import the study runner and store when they run (each import says
+# why): both load Numba and the trainer, which `refplay --help` must not wait for.
+
 import os
 import shlex
 import sys
@@ -35,6 +38,7 @@ DEFAULT_WORKSPACE = "refplay-workspace"
 
 
 def register(sub) -> None:
+    """Add ``refplay study`` and its commands to the ``refplay`` subparsers ``sub``."""
     study = sub.add_parser("study", help="run, resume, inspect and export studies",
                            description="Run, resume, inspect and export studies.")
     commands = study.add_subparsers(dest="study_command", metavar="STUDY_COMMAND")
@@ -96,22 +100,26 @@ def register(sub) -> None:
                    help="trials CSV (measurements go to FILE_measurements.csv)")
 
 
+def _open(workspace: str, *, readonly: bool = True):
+    """The workspace's study store."""
+    from refplay.study.store import Store  # lazy: CLI start-up (the store loads Numba)
+    return Store(workspace, readonly=readonly)
+
+
 # ------------------------------------------------------------------ run / resume
 def _run(args) -> int:
-    from refplay.study.spec import StudySpec
+    from refplay.study.spec import StudySpec  # lazy: CLI start-up
     return _run_spec(StudySpec.load(args.spec), args)
 
 
 def _resume(args) -> int:
-    from refplay.study.store import Store
-    with Store(args.workspace, readonly=True) as store:
+    with _open(args.workspace) as store:
         spec = store.get_spec(args.name)
     return _run_spec(spec, args)
 
 
 def _run_spec(spec, args) -> int:
-    from refplay.study import runner
-    from refplay.study.store import Store
+    from refplay.study import runner  # lazy: CLI start-up (the trainer)
     progress = False if args.quiet else None
     if args.dask_workers is not None and args.dask != "local":
         raise ValueError("--dask-workers goes with --dask local")
@@ -131,7 +139,7 @@ def _run_spec(spec, args) -> int:
                          f"trial_fn=...)")
     runner.WorkloadTrial.from_spec(spec).check_configs(spec.sampled_configs)
     try:
-        with Store(args.workspace) as store, _dask_executor(args) as executor:
+        with _open(args.workspace, readonly=False) as store, _dask_executor(args) as executor:
             # command=None: the runner records `refplay study run` on the stored copy.
             status = runner.run(spec, store=store, executor=executor,
                                 workers=None if executor is not None else args.workers,
@@ -154,16 +162,14 @@ def _run_spec(spec, args) -> int:
 def _summary_and_report(workspace: str, name: str, out: str | None) -> str:
     """The best per scientific value, the study's answer, and where the report went."""
     from refplay import analysis, report  # lazy: matplotlib, only when a report is written
-    from refplay.study.store import Store
-    with Store(workspace, readonly=True) as store:
+    with _open(workspace) as store:
         text = report.summary_table(analysis.load(store, name))
         written = report.write_report(store, name, out)
     return f"{text}\nreport: {written.html} (and {written.markdown.name}, PNGs)"
 
 
 def _report(args) -> int:
-    from refplay.study.store import Store
-    with Store(args.workspace, readonly=True) as store:
+    with _open(args.workspace) as store:
         store.require_study(args.name)
     print(_summary_and_report(args.workspace, args.name, args.out))
     return 0
@@ -182,10 +188,10 @@ class _DaskExecutor:
 
     def __init__(self, address: str, n_workers: int | None) -> None:
         try:
-            import distributed
+            import distributed  # lazy: the optional [dask] extra
         except ImportError:
             raise ValueError("--dask needs dask.distributed: pip install 'refplay[dask]'") from None
-        from refplay.study.executors import available_cpus
+        from refplay.study.executors import available_cpus  # lazy: with dask only
         if n_workers is not None and n_workers < 1:
             raise ValueError(f"--dask-workers={n_workers} is not allowed: use 1 or more")
         self._cluster = None
@@ -216,8 +222,7 @@ def _dask_executor(args):
 
 # ------------------------------------------------------------------ inspect
 def _status(args) -> int:
-    from refplay.study.store import Store
-    with Store(args.workspace, readonly=True) as store:
+    with _open(args.workspace) as store:
         store.require_study(args.name)
         print(format_status(store.status(args.name)))
     return 0
@@ -247,8 +252,7 @@ def format_status(status) -> str:
 
 def _list(args) -> int:
     """The tracking table, one block per study, readable in a 100-column terminal."""
-    from refplay.study.store import Store
-    with Store(args.workspace, readonly=True) as store:
+    with _open(args.workspace) as store:
         rows = store.list_studies()
         baseline = store.baseline()
     if not rows:
@@ -299,28 +303,32 @@ def _short_path(text: str) -> str:
 
 
 def _baseline(args) -> int:
-    from refplay.study.store import Store
-    if args.name is None:
-        with Store(args.workspace, readonly=True) as store:
-            row = store.baseline()
-        print("no baseline recorded" if row is None else
-              f"baseline: study {row.study}, trial {row.trial} ({row.metric} {row.objective:.4g})"
-              f"{': ' + row.note if row.note else ''}")
-        return 0
+    """Record ``TRIAL`` of ``NAME`` as the baseline; without ``TRIAL``, show the current one."""
+    if args.name is not None:
+        with _open(args.workspace) as store:     # refuse a bad name before writing
+            store.require_study(args.name)
     if args.trial is None:
-        raise ValueError("give the trial index: refplay study baseline NAME TRIAL")
-    with Store(args.workspace, readonly=True) as store:     # refuse a bad name before writing
-        store.require_study(args.name)
-    with Store(args.workspace) as store:
+        with _open(args.workspace) as store:
+            row = store.baseline()
+        print(_format_baseline(row) if row is not None else
+              "no baseline recorded; record one with: refplay study baseline NAME TRIAL "
+              "--note WHY")
+        return 0
+    with _open(args.workspace, readonly=False) as store:
         row = store.set_baseline(args.name, args.trial, note=args.note)
-    print(f"baseline: study {row.study}, trial {row.trial} ({row.metric} {row.objective:.4g})")
+    print(_format_baseline(row))
     return 0
 
 
+def _format_baseline(row) -> str:
+    value = "-" if row.objective is None else f"{row.objective:.4g}"
+    return (f"baseline: study {row.study}, trial {row.trial} ({row.metric} {value})"
+            + (f": {row.note}" if row.note else ""))
+
+
 def _export(args) -> int:
-    from refplay.study.export import export_csv
-    from refplay.study.store import Store
-    with Store(args.workspace, readonly=True) as store:
+    from refplay.study.export import export_csv  # lazy: CLI start-up
+    with _open(args.workspace) as store:
         trials_path, measurements_path = export_csv(store, args.name, args.csv)
     print(f"wrote {trials_path} and {measurements_path}")
     return 0
