@@ -134,7 +134,7 @@ def _refine(args: argparse.Namespace) -> int:
 
 
 def _adopt(args: argparse.Namespace) -> int:
-    from refplay import analysis  # lazy: CLI start-up (Numba)
+    from refplay.analysis.objective import complete_objectives  # lazy: CLI start-up (Numba)
     from refplay.procedures.variance import adopt  # lazy: CLI start-up
     from refplay.study.store import Store  # lazy: CLI start-up (Numba)
     objectives = {}
@@ -142,7 +142,7 @@ def _adopt(args: argparse.Namespace) -> int:
         for role in ("candidate", "baseline"):
             name = getattr(args, role)
             store.require_study(name)
-            objectives[role] = analysis.complete_objectives(store.trials(name))
+            objectives[role] = complete_objectives(store.trials(name))
     result = adopt(objectives["candidate"], objectives["baseline"], min_effect=args.min_effect)
     print(f"candidate {args.candidate}: {len(objectives['candidate'])} complete retrains; "
           f"baseline {args.baseline}: {len(objectives['baseline'])}")
