@@ -551,3 +551,175 @@ def softmax_xent(logits, labels, label_smoothing, dscale):
             t = off + (on if k == y else 0.0)
             dlogits[i, k] = dscale[i] * (e[k] / s - t)
     return loss, dlogits
+
+
+# --------------------------------------------------------------------------
+# Self-attention and token layer norm (attention.py, transformer.py)
+# --------------------------------------------------------------------------
+# Layout: a sequence batch is (N, T, D) (batch, tokens, features), as torch's
+# ``batch_first=True``. The attention kernels read the packed projection
+# ``qkv`` (N, T, 3D) in place -- queries are features [0, D), keys [D, 2D),
+# values [2D, 3D), and head h owns features [h*dh, (h+1)*dh) of each, dh = D/H
+# (torch.nn.MultiheadAttention's in_proj layout) -- so no head transposes are
+# materialized. Probabilities ``p`` are (N, H, T, T); a causal mask makes
+# p[.., i, j] = 0 for j > i. Sums accumulate in float64.
+
+
+# Reassociation lets LLVM vectorize the short head-width sums (dh = 8..16); no
+# nnan/ninf flags, so a NaN or Inf from a diverging run still propagates.
+_ATTN_MATH = {"reassoc", "contract"}
+
+
+@njit(cache=True, fastmath=_ATTN_MATH)
+def attention_forward(qkv, num_heads, scale, causal):
+    """Scaled dot-product attention of every head, softmax included::
+
+        s_ij = scale * <q_i, k_j>                  (j <= i only when causal)
+        p_ij = exp(s_ij - max_j s_ij) / sum_j exp(s_ij - max_j s_ij)
+        ctx_i = sum_j p_ij v_j
+
+    ``qkv`` (N, T, 3D) -> ``ctx`` (N, T, D) (head h in features h*dh:(h+1)*dh)
+    and ``p`` (N, H, T, T), both in the dtype of ``qkv``.
+    """
+    n_, t_ = qkv.shape[0], qkv.shape[1]
+    d = qkv.shape[2] // 3
+    dh = d // num_heads
+    ctx = np.zeros((n_, t_, d), qkv.dtype)
+    p = np.zeros((n_, num_heads, t_, t_), qkv.dtype)
+    row = np.empty(t_)
+    acc = np.empty(dh)
+    for n in range(n_):
+        for h in range(num_heads):
+            q0, k0, v0 = h * dh, d + h * dh, 2 * d + h * dh
+            for i in range(t_):
+                last = i + 1 if causal else t_
+                m = -np.inf
+                for j in range(last):
+                    s = 0.0
+                    for c in range(dh):
+                        s += np.float64(qkv[n, i, q0 + c]) * qkv[n, j, k0 + c]
+                    row[j] = s * scale
+                    if row[j] > m:
+                        m = row[j]
+                total = 0.0
+                for j in range(last):
+                    row[j] = np.exp(row[j] - m)
+                    total += row[j]
+                inv = 1.0 / total
+                acc[:] = 0.0
+                for j in range(last):
+                    w = row[j] * inv
+                    p[n, h, i, j] = w
+                    for c in range(dh):
+                        acc[c] += w * qkv[n, j, v0 + c]
+                for c in range(dh):
+                    ctx[n, i, q0 + c] = acc[c]
+    return ctx, p
+
+
+@njit(cache=True, fastmath=_ATTN_MATH)
+def attention_backward(dctx, qkv, p, num_heads, scale):
+    """Backward of :func:`attention_forward` (softmax backward included)::
+
+        dv_j  = sum_i p_ij dctx_i
+        dp_ij = <dctx_i, v_j>
+        ds_ij = p_ij (dp_ij - sum_j' p_ij' dp_ij')
+        dq_i  = scale * sum_j ds_ij k_j,      dk_j = scale * sum_i ds_ij q_i
+
+    Masked entries have p = 0, so they get no gradient. Returns ``dqkv``
+    (N, T, 3D) in the packed layout of ``qkv``.
+    """
+    n_, t_ = qkv.shape[0], qkv.shape[1]
+    d = qkv.shape[2] // 3
+    dh = d // num_heads
+    dqkv = np.zeros(qkv.shape, qkv.dtype)
+    ds = np.empty(t_)
+    acc = np.empty(dh)
+    for n in range(n_):
+        for h in range(num_heads):
+            q0, k0, v0 = h * dh, d + h * dh, 2 * d + h * dh
+            for i in range(t_):
+                dot = 0.0
+                for j in range(t_):
+                    pij = np.float64(p[n, h, i, j])
+                    dp = 0.0
+                    if pij != 0.0:
+                        for c in range(dh):
+                            dp += np.float64(dctx[n, i, q0 + c]) * qkv[n, j, v0 + c]
+                            dqkv[n, j, v0 + c] += pij * dctx[n, i, q0 + c]
+                    ds[j] = dp
+                    dot += pij * dp
+                for c in range(dh):
+                    acc[c] = 0.0
+                for j in range(t_):
+                    pij = np.float64(p[n, h, i, j])
+                    if pij == 0.0:
+                        continue
+                    g = scale * pij * (ds[j] - dot)
+                    for c in range(dh):
+                        acc[c] += g * qkv[n, j, k0 + c]
+                        dqkv[n, j, k0 + c] += g * qkv[n, i, q0 + c]
+                for c in range(dh):
+                    dqkv[n, i, q0 + c] = acc[c]
+    return dqkv
+
+
+@njit(cache=True)
+def layernorm_rows(x, scale, bias, eps):
+    """Layer norm of every row of ``x`` (R, D) over its D features::
+
+        mu = mean(x_r),  var = mean((x_r - mu)^2),  rstd = 1 / sqrt(var + eps)
+        xhat = (x_r - mu) * rstd,  y = scale * xhat + bias
+
+    Returns ``y`` and ``xhat`` (R, D) in the dtype of ``x`` and ``rstd`` (R,) float64.
+    """
+    r_, d_ = x.shape
+    y = np.empty_like(x)
+    xhat = np.empty_like(x)
+    rstd = np.empty(r_)
+    for r in range(r_):
+        mu = 0.0
+        for c in range(d_):
+            mu += x[r, c]
+        mu /= d_
+        var = 0.0
+        for c in range(d_):
+            dev = x[r, c] - mu
+            var += dev * dev
+        rs = 1.0 / np.sqrt(var / d_ + eps)
+        rstd[r] = rs
+        for c in range(d_):
+            xh = (x[r, c] - mu) * rs
+            xhat[r, c] = xh
+            y[r, c] = xh * scale[c] + bias[c]
+    return y, xhat, rstd
+
+
+@njit(cache=True)
+def layernorm_rows_backward(dy, xhat, rstd, scale):
+    """Backward of :func:`layernorm_rows`; with ``g = scale * dy`` and means over a row::
+
+        dx = rstd * (g - mean(g) - xhat * mean(g * xhat))
+        dscale = sum_r dy * xhat,   dbias = sum_r dy
+
+    Returns ``dx`` (R, D) in the dtype of ``dy``, ``dscale`` and ``dbias`` (D,) float64.
+    """
+    r_, d_ = dy.shape
+    dx = np.empty_like(dy)
+    dscale = np.zeros(d_)
+    dbias = np.zeros(d_)
+    for r in range(r_):
+        mg = 0.0
+        mgx = 0.0
+        for c in range(d_):
+            g = np.float64(dy[r, c]) * scale[c]
+            mg += g
+            mgx += g * xhat[r, c]
+            dscale[c] += np.float64(dy[r, c]) * xhat[r, c]
+            dbias[c] += dy[r, c]
+        mg /= d_
+        mgx /= d_
+        for c in range(d_):
+            dx[r, c] = rstd[r] * (np.float64(dy[r, c]) * scale[c] - mg - xhat[r, c] * mgx)
+    return dx, dscale, dbias
+

@@ -23,7 +23,8 @@ A :class:`Model` is what a trial trains (``refplay.train``)::
 Constructors: :func:`mlp`, :func:`logreg`, :func:`cnn1d`, :func:`cnn2d`,
 :func:`resnet1d`, :func:`residual_mlp` (a deep residual MLP whose norm
 placement and initial scale are hyperparameters, for the instability
-figures), and the two reference networks of the MNIST-1D paper
+figures), :func:`vit1d` (a Transformer on patches of a 1-D signal, Post-LN or
+Pre-LN), and the two reference networks of the MNIST-1D paper
 (Greydanus & Kobak 2024; ``notebooks/models.py`` of github.com/greydanus/mnist1d)
 :func:`mnist1d_mlp` and :func:`mnist1d_cnn`. :func:`get` builds one by name.
 """
@@ -43,6 +44,7 @@ from refplay.nn import layers as L
 from refplay.nn import losses
 from refplay.nn.norms import BatchNorm, LayerNorm
 from refplay.nn.residual import Residual, Sequential, apply_layer
+from refplay.nn import transformer as T
 
 if TYPE_CHECKING:                     # a Batch is any object with x, y, weights
     from refplay.data.dataset import Batch
@@ -51,7 +53,7 @@ if TYPE_CHECKING:                     # a Batch is any object with x, y, weights
 __all__ = [
     "Model", "Reshape", "mlp", "logreg", "cnn1d", "cnn2d", "resnet1d", "residual_mlp",
     "mnist1d_mlp",
-    "mnist1d_cnn", "MODELS", "get", "TASKS", "NORMS",
+    "mnist1d_cnn", "vit1d", "MODELS", "get", "TASKS", "NORMS",
 ]
 
 TASKS = ("classification", "regression")
@@ -601,9 +603,50 @@ def residual_mlp(in_dim: int = 40, num_classes: int = 10, *, width: int = 64, de
                  label_smoothing=label_smoothing, name=name)
 
 
+def vit1d(in_length: int = 40, num_classes: int = 10, *, patch_size: int = 4, width: int = 32,
+          depth: int = 4, num_heads: int = 4, mlp_ratio: int = 2, activation: str = "gelu",
+          norm_placement: str = "pre", pool: str = "cls", causal: bool = False,
+          init: str = "glorot_uniform", label_smoothing: float = 0.0, name: str = "vit1d") -> Model:
+    r"""A Transformer encoder on patches of a 1-D signal (a ViT on MNIST-1D).
+
+    ``embed`` (:class:`~refplay.nn.transformer.PatchEmbedding`: ``in_length /
+    patch_size`` tokens of ``width`` features, a CLS token when ``pool="cls"``,
+    learned positions), then ``depth`` blocks ``block_i``
+    (:func:`~refplay.nn.transformer.transformer_block`: ``num_heads``-head
+    self-attention, a ``width -> mlp_ratio * width -> width`` MLP with
+    ``activation``; ``norm_placement`` "post" :math:`N(x + f(x))` or "pre"
+    :math:`x + f(N(x))`), for "pre" a ``final_norm``, then ``pool`` ("cls":
+    the CLS token, "mean": the mean over tokens) and the linear ``head``.
+    ``causal`` masks attention to earlier tokens (it needs ``pool="mean"``:
+    a leading CLS token would see only itself). ``init`` draws every weight
+    matrix; biases start at 0.
+    """
+    _validate.one_of("norm_placement", norm_placement, T.PLACEMENTS)
+    _validate.one_of("pool", pool, T.POOLS)
+    if causal and pool == "cls":
+        raise ValueError("causal=True needs pool='mean': with a causal mask the leading CLS "
+                         "token attends only to itself")
+    width = _validate.integer("width", width, low=1)
+    depth = _validate.integer("depth", depth, low=1)
+    mlp_dim = width * _validate.integer("mlp_ratio", mlp_ratio, low=1)
+    w_init = init_lib.get(init)
+    layers = [T.PatchEmbedding(in_length, patch_size, width, cls_token=pool == "cls",
+                               name="embed", w_init=w_init)]
+    layers += [T.transformer_block(width, num_heads, mlp_dim, name=f"block_{i}",
+                                   placement=norm_placement, activation=activation,
+                                   causal=causal, w_init=w_init) for i in range(1, depth + 1)]
+    if norm_placement == "pre":
+        layers.append(T.TokenLayerNorm(width, name="final_norm"))
+    layers += [T.TokenPool(pool, name="pool"),
+               L.Dense(width, num_classes, name="head", w_init=w_init, b_init=None)]
+    return Model(Sequential(layers, name=name), input_shape=(in_length,),
+                 label_smoothing=label_smoothing, name=name)
+
+
 #: Model constructors by name (``models.get("mlp", in_dim=40, ...)``).
 MODELS = {"mlp": mlp, "logreg": logreg, "cnn1d": cnn1d, "cnn2d": cnn2d, "resnet1d": resnet1d,
-          "residual_mlp": residual_mlp, "mnist1d_mlp": mnist1d_mlp, "mnist1d_cnn": mnist1d_cnn}
+          "residual_mlp": residual_mlp, "mnist1d_mlp": mnist1d_mlp, "mnist1d_cnn": mnist1d_cnn,
+          "vit1d": vit1d}
 
 
 def get(name: str, **hparams) -> Model:

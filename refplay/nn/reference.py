@@ -245,3 +245,64 @@ def softmax_xent(logits: np.ndarray, labels: np.ndarray, label_smoothing: float,
     loss = lse - (t * z).sum(axis=1)
     dlogits = np.asarray(dscale, np.float64)[:, None] * (np.exp(z - lse[:, None]) - t)
     return loss, dlogits.astype(logits.dtype)
+
+
+# --------------------------------------------------------------------------
+# Self-attention and token layer norm (attention.py, transformer.py)
+# --------------------------------------------------------------------------
+# Same layouts as the kernels: batched matmuls on explicit (N, H, T, dh) heads.
+
+
+def _heads(qkv: np.ndarray, num_heads: int) -> np.ndarray:
+    """(N, T, 3D) -> (3, N, H, T, dh): queries, keys and values split into heads."""
+    n_, t_, three_d = qkv.shape
+    dh = three_d // 3 // num_heads
+    return qkv.astype(np.float64).reshape(n_, t_, 3, num_heads, dh).transpose(2, 0, 3, 1, 4)
+
+
+def attention_forward(qkv, num_heads, scale, causal):
+    """Twin of :func:`refplay.nn.kernels.attention_forward`: ``softmax(q k^T scale) v``."""
+    q, k, v = _heads(qkv, num_heads)
+    n_, t_ = qkv.shape[:2]
+    s = (q @ k.transpose(0, 1, 3, 2)) * scale
+    if causal:
+        s = np.where(np.tril(np.ones((t_, t_), dtype=bool)), s, -np.inf)
+    e = np.exp(s - s.max(axis=-1, keepdims=True))
+    p = e / e.sum(axis=-1, keepdims=True)
+    ctx = (p @ v).transpose(0, 2, 1, 3).reshape(n_, t_, -1)
+    return ctx.astype(qkv.dtype), p.astype(qkv.dtype)
+
+
+def attention_backward(dctx, qkv, p, num_heads, scale):
+    """Twin of :func:`refplay.nn.kernels.attention_backward`."""
+    q, k, v = _heads(qkv, num_heads)
+    n_, t_ = qkv.shape[:2]
+    p = p.astype(np.float64)
+    dc = dctx.astype(np.float64).reshape(n_, t_, num_heads, -1).transpose(0, 2, 1, 3)
+    dv = p.transpose(0, 1, 3, 2) @ dc
+    dp = dc @ v.transpose(0, 1, 3, 2)
+    ds = p * (dp - (p * dp).sum(axis=-1, keepdims=True))
+    dq = scale * (ds @ k)
+    dk = scale * (ds.transpose(0, 1, 3, 2) @ q)
+    dqkv = np.stack([dq, dk, dv]).transpose(1, 3, 0, 2, 4).reshape(qkv.shape)
+    return dqkv.astype(qkv.dtype)
+
+
+def layernorm_rows(x, scale, bias, eps):
+    """Twin of :func:`refplay.nn.kernels.layernorm_rows`."""
+    x64 = x.astype(np.float64)
+    xc = x64 - x64.mean(axis=1, keepdims=True)
+    rstd = 1.0 / np.sqrt((xc * xc).mean(axis=1) + eps)
+    xhat = xc * rstd[:, None]
+    y = xhat * scale + bias
+    return y.astype(x.dtype), xhat.astype(x.dtype), rstd
+
+
+def layernorm_rows_backward(dy, xhat, rstd, scale):
+    """Twin of :func:`refplay.nn.kernels.layernorm_rows_backward`."""
+    dy64, xh = dy.astype(np.float64), xhat.astype(np.float64)
+    g = dy64 * scale
+    dx = rstd[:, None] * (g - g.mean(axis=1, keepdims=True)
+                          - xh * (g * xh).mean(axis=1, keepdims=True))
+    return dx.astype(dy.dtype), (dy64 * xh).sum(axis=0), dy64.sum(axis=0)
+

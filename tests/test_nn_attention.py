@@ -1,0 +1,110 @@
+"""Multi-head self-attention: the Numba kernels equal their numpy twins, the layer's gradients
+equal finite differences in float64, and bad input is refused by name."""
+
+import numpy as np
+import pytest
+
+from refplay.nn import kernels, reference
+from refplay.nn.attention import (MultiHeadSelfAttention, self_attention_backward,
+                                  self_attention_forward)
+from tests.helpers import numeric_grad, rel_error
+
+TOL = {np.float64: 1e-12, np.float32: 1e-5}
+
+
+def _rel(a, b) -> float:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    assert a.shape == b.shape, (a.shape, b.shape)
+    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("n,t,heads,dh", [(3, 5, 2, 4), (2, 11, 4, 8), (1, 1, 1, 3)])
+def test_attention_kernels_equal_their_twins(dtype, causal, n, t, heads, dh):
+    rng = np.random.default_rng(t * heads)
+    qkv = (2.0 * rng.standard_normal((n, t, 3 * heads * dh))).astype(dtype)
+    dctx = rng.standard_normal((n, t, heads * dh)).astype(dtype)
+    scale = 1.0 / np.sqrt(dh)
+    ctx, p = kernels.attention_forward(qkv, heads, scale, causal)
+    ctx_ref, p_ref = reference.attention_forward(qkv, heads, scale, causal)
+    assert ctx.dtype == p.dtype == dtype
+    assert _rel(ctx, ctx_ref) <= TOL[dtype] and _rel(p, p_ref) <= TOL[dtype]
+    np.testing.assert_allclose(p.sum(axis=-1), 1.0, rtol=TOL[dtype] * 10)   # rows of a softmax
+    if causal:
+        assert np.all(np.triu(np.ones((t, t)), k=1)[None, None] * p == 0)
+    dqkv = kernels.attention_backward(dctx, qkv, p, heads, scale)
+    dqkv_ref = reference.attention_backward(dctx, qkv, p_ref, heads, scale)
+    assert dqkv.dtype == dtype and _rel(dqkv, dqkv_ref) <= TOL[dtype] * 10
+
+
+def _layer_case(causal, seed=0):
+    layer = MultiHeadSelfAttention(6, 3, causal=causal, name="attn")
+    rng = np.random.default_rng(seed)
+    params = {k: v + 0.3 * rng.standard_normal(v.shape)
+              for k, v in layer.init(rng, np.float64).items()}
+    x = rng.standard_normal((2, 4, 6))
+    dy = rng.standard_normal((2, 4, 6))
+    return layer, params, x, dy
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_attention_gradients_match_finite_differences(causal):
+    layer, params, x, dy = _layer_case(causal)
+
+    def loss_of_x(v):
+        return float(np.sum(layer.forward(params, v)[0] * dy))
+
+    out, cache = layer.forward(params, x)
+    dx, grads = layer.backward(params, dy, cache)
+    assert rel_error(dx, numeric_grad(loss_of_x, x.copy())) < 1e-7
+    for key in params:
+        def loss_of_p(v, key=key):
+            return float(np.sum(layer.forward({**params, key: v}, x)[0] * dy))
+        assert rel_error(grads[key], numeric_grad(loss_of_p, params[key].copy())) < 1e-7, key
+
+
+def test_causal_output_ignores_the_future():
+    layer, params, x, _ = _layer_case(True)
+    y, _ = layer.forward(params, x)
+    x2 = x.copy()
+    x2[:, -1] += 5.0                                    # change only the last token
+    y2, _ = layer.forward(params, x2)
+    np.testing.assert_array_equal(y[:, :-1], y2[:, :-1])
+    assert np.max(np.abs(y[:, -1] - y2[:, -1])) > 1e-3
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_numpy_twin_layer_agrees(causal):
+    layer, params, x, dy = _layer_case(causal)
+    args = (params["attn/qkv/w"], params["attn/qkv/b"], params["attn/out/w"], params["attn/out/b"],
+            3, causal)
+    y, c = self_attention_forward(x, *args, impl="numba")
+    y_ref, c_ref = self_attention_forward(x, *args, impl="numpy")
+    assert _rel(y, y_ref) <= 1e-12
+    dx, g = self_attention_backward(dy, c)
+    dx_ref, g_ref = self_attention_backward(dy, c_ref)
+    assert _rel(dx, dx_ref) <= 1e-12
+    assert all(_rel(a, b) <= 1e-12 for a, b in zip(g, g_ref))
+
+
+def test_float32_parameters_give_float32_outputs():
+    layer = MultiHeadSelfAttention(8, 2)
+    params = layer.init(np.random.default_rng(0), np.float32)
+    y, cache = layer.forward(params, np.ones((2, 3, 8)))
+    dx, grads = layer.backward(params, np.ones_like(y), cache)
+    assert y.dtype == dx.dtype == np.float32
+    assert all(g.dtype == np.float32 for g in grads.values())
+
+
+def test_bad_input_is_refused_by_name():
+    with pytest.raises(ValueError, match="num_heads"):
+        MultiHeadSelfAttention(6, 4)
+    with pytest.raises(ValueError, match="impl"):
+        MultiHeadSelfAttention(6, 3, impl="cuda")
+    layer = MultiHeadSelfAttention(6, 3)
+    params = layer.init(np.random.default_rng(0), np.float64)
+    with pytest.raises(ValueError, match=r"\(N, T, 6\)"):
+        layer.forward(params, np.zeros((2, 6)))
+    with pytest.raises(ValueError, match="input shape"):
+        layer.output_shape((4, 5))
