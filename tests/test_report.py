@@ -63,7 +63,8 @@ def test_report_numbers_equal_the_analysis_functions(tmp_path):
             assert f"| {c.decision} |" in md
     counts = analysis.infeasible_fraction(frame)
     for value, c in counts.items():
-        assert f"| {c.n_trials - c.n_infeasible - c.n_failed}/{c.n_trials} | {fmt(c.fraction)} |" \
+        complete = c.n_trials - c.n_infeasible - c.n_failed - c.n_pruned
+        assert f"| {complete}/{c.n_trials} | {fmt(c.fraction)} | {c.n_failed}/{c.n_pruned} |" \
             in md
     for i in analysis.importance(frame):
         assert f"| {i.param} | {fmt(i.spread)} | {i.n_slices} |" in md
@@ -106,7 +107,7 @@ def test_report_on_a_200_trial_study(tmp_path):
     run(tmp_path / "ws", "big", 200)
     rep, frame, md = write(tmp_path / "ws", "big", tmp_path)
     assert len(frame) == 200
-    assert rep.numbers["best_of_n"].budgets == tuple(range(2, 21))
+    assert all(b.budgets == tuple(range(2, 21)) for b in rep.numbers["best_of_n"].values())
 
 
 def test_cli_report_and_run_summary(tmp_path, capsys):

@@ -118,7 +118,7 @@ def test_halton_study_records_match_the_spec(serial_run):
     assert all(t.trial_seconds > 0 and t.worker for t in trials)
     # The search space reaches learning rates that diverge: infeasible trials are data.
     assert status.counts == {s: list(expected_status.values()).count(s)
-                             for s in ("complete", "infeasible", "failed")}
+                             for s in ("complete", "infeasible", "failed", "pruned")}
     assert status.counts["infeasible"] >= 1 and status.counts["complete"] >= 8
 
 
@@ -188,7 +188,7 @@ def test_failing_trials_are_recorded_and_the_study_finishes(tmp_path, workers):
             assert t.status == "failed" and "time limit of 1 s" in t.reason
             assert 1.0 <= t.trial_seconds < 30
     assert len(got) == len(BEHAVIORS)
-    assert status.counts == {"complete": 3, "infeasible": 1, "failed": 4}
+    assert status.counts == {"complete": 3, "infeasible": 1, "failed": 4, "pruned": 0}
     # Only complete trials compete for the best.
     assert status.study.best_trial in {t.trial for t in trials if t.status == "complete"}
 
@@ -561,7 +561,7 @@ def test_retry_failed_runs_failed_trials_again_and_keeps_their_history(tmp_path,
     flag.unlink()
     status = study.run(spec, store=ws, trial_fn=flaky_trial, workers=0, progress=False,
                        retry_failed=True)
-    assert status.counts == {"complete": 3, "infeasible": 0, "failed": 0}
+    assert status.counts == {"complete": 3, "infeasible": 0, "failed": 0, "pruned": 0}
     with Store(ws, readonly=True) as store:
         retired = store.retired("toy")
         fresh = store.records("toy")

@@ -69,7 +69,7 @@ def test_records_and_spreadsheet_row(tmp_path):
         store.record_trial("s", t2, result_for(t2, [1.0, 0.3, 0.2]), objective=0.2,
                            trial_seconds=0.1, worker="w")
         status = store.status("s")
-        assert status.counts == {"complete": 2, "infeasible": 1, "failed": 0}
+        assert status.counts == {"complete": 2, "infeasible": 1, "failed": 0, "pruned": 0}
         assert status.missing == 0 and status.recorded == [0, 1, 2]
         row = status.study
         assert (row.name, row.description, row.goal, row.trials_run) == ("s", "notes",

@@ -8,7 +8,8 @@ module per question:
 ``selection``               :func:`best` trial per scientific value, post hoc
 ``boundaries``              :func:`boundary_check`: is the search space big enough?
 ``isolation``               :func:`isolation`: best per value of a hyperparameter
-``budget``                  :func:`best_of_n`: have we sampled enough? (Figure 3)
+``budget``                  :func:`best_of_n` (per value: :func:`best_of_n_per_value`):
+                            have we sampled enough? (Figure 3)
 ``diagnostics``             :func:`curve_diagnostics`: what the training curves say
 ``instability``             :func:`detect_instability`: loss spikes from per-step losses
 ``steps``                   :func:`best_step_fractions`, :func:`infeasible_fraction`
@@ -24,9 +25,11 @@ Everything here reads a store or in-memory results; nothing imports
 
 from refplay.analysis.boundaries import (DECISIONS, BoundaryCheck, BoundaryReport, boundary_check,
                                          position)
-from refplay.analysis.budget import BestOfN, Quantiles, best_of_n, exact_cdf
+from refplay.analysis.budget import (BestOfN, Quantiles, best_of_n, best_of_n_per_value, exact_cdf,
+                                     exchangeable_caveat)
 from refplay.analysis.diagnostics import FLAGS, Diagnostics, Flag, curve_diagnostics, spearman
-from refplay.analysis.frame import TrialRow, TrialsFrame, from_results, load, value_label
+from refplay.analysis.frame import (QUASI_RANDOM, TrialRow, TrialsFrame, from_results, load,
+                                    value_label)
 from refplay.analysis.gradnorms import GradNormSummary, grad_norm_summary
 from refplay.analysis.importance import Importance, importance
 from refplay.analysis.instability import InstabilityEvent, detect_instability
@@ -39,11 +42,11 @@ from refplay.analysis.uncertainty import (Comparison, RepeatSpread, binomial_se,
                                           metric_se, repeat_spread)
 
 __all__ = [
-    "TrialRow", "TrialsFrame", "load", "from_results", "value_label",
+    "TrialRow", "TrialsFrame", "load", "from_results", "value_label", "QUASI_RANDOM",
     "Best", "best", "ranked", "objective_of",
     "BoundaryCheck", "BoundaryReport", "boundary_check", "position", "DECISIONS",
     "Isolation", "IsolationRow", "isolation", "bucket_edges",
-    "BestOfN", "Quantiles", "best_of_n", "exact_cdf",
+    "BestOfN", "Quantiles", "best_of_n", "best_of_n_per_value", "exchangeable_caveat", "exact_cdf",
     "Diagnostics", "Flag", "curve_diagnostics", "spearman", "FLAGS",
     "InstabilityEvent", "detect_instability",
     "BestStepFractions", "best_step_fractions", "InfeasibleCount", "infeasible_fraction",

@@ -42,6 +42,7 @@ from refplay import _validate
 from refplay.analysis.selection import ranked
 from refplay.analysis.uncertainty import metric_se
 from refplay.search.space import Discrete, Float, Int
+from refplay.train.result import TrialStatus
 
 __all__ = ["BoundaryCheck", "BoundaryReport", "boundary_check", "position", "DECISIONS",
            "EDGE"]
@@ -109,14 +110,18 @@ def _numeric_parameter(space, name: str):
                      f"boundary check needs a Float, Int or Discrete parameter")
 
 
-def _threshold(xs: np.ndarray, statuses: list[str]) -> float | None:
-    """Smallest infeasible x with every larger x infeasible and every smaller one complete."""
-    pairs = sorted((x, s) for x, s in zip(xs.tolist(), statuses) if s != "failed")
-    if not any(s == "infeasible" for _, s in pairs):
+def _threshold(xs: np.ndarray, statuses: list[TrialStatus]) -> float | None:
+    """Smallest infeasible x with every larger x infeasible and every smaller one complete.
+
+    Failed (crashed) and pruned (stopped early) trials say nothing about divergence.
+    """
+    finished = (TrialStatus.COMPLETE, TrialStatus.INFEASIBLE)
+    pairs = sorted((x, s) for x, s in zip(xs.tolist(), statuses) if s in finished)
+    if not any(s == TrialStatus.INFEASIBLE for _, s in pairs):
         return None
-    first = next(i for i, (_, s) in enumerate(pairs) if s == "infeasible")
-    if all(s == "infeasible" for _, s in pairs[first:]) and \
-            all(s == "complete" for _, s in pairs[:first]):
+    first = next(i for i, (_, s) in enumerate(pairs) if s == TrialStatus.INFEASIBLE)
+    if all(s == TrialStatus.INFEASIBLE for _, s in pairs[first:]) and \
+            all(s == TrialStatus.COMPLETE for _, s in pairs[:first]):
         return pairs[first][0]
     return None
 
@@ -153,7 +158,7 @@ def _check_one(frame, value, group, param, near, top_k, good_tol):
     statuses = [r.status for r in rows]
     sub = group.where(lambda r: group.parameter_of(r, param) is not None)
     order = ranked(sub)
-    n_complete = sum(s == "complete" for s in statuses)
+    n_complete = sum(s == TrialStatus.COMPLETE for s in statuses)
     threshold = _threshold(xs, statuses)
     if not order:
         return BoundaryCheck(value, name, scale, low, high, (), (), (), False, False, threshold,

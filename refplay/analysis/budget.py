@@ -15,7 +15,16 @@ replacement and keep the best. Two ways to get its distribution:
   and the q-quantile is the smallest observed :math:`x` where that reaches q;
 * **bootstrap**: ``n_boot`` resamples from a seeded generator.
 
-They agree within Monte-Carlo error (tested). ``min`` is the best observed
+They agree within Monte-Carlo error (tested). :func:`best_of_n_per_value` does
+it for each scientific value of a study apart (pooling values would answer "how
+many trials of *some* value"), over its finished trials: pruned and failed ones
+are not draws of the search space's outcome and are left out.
+
+Both assume the trials are *exchangeable* draws from the search space, which
+quasi-random (Halton), random and grid search give. An adaptive sampler (TPE,
+``gp_ei``) chooses later trials from earlier results, so "N trials drawn from
+the study" is not "a study of N trials": read the table as a rough guide there
+(:func:`exchangeable_caveat`). ``min`` is the best observed
 value for every N (the figure's constant lower whisker); the exact ``max``
 is the worst trial (drawn N times in a row, probability :math:`M^{-N}`), the
 bootstrap ``max`` the worst of the resamples, which is what Figure 3's upper
@@ -31,13 +40,17 @@ from typing import NamedTuple
 import numpy as np
 
 from refplay import _validate
+from refplay.train.result import TrialStatus
 
-__all__ = ["Quantiles", "BestOfN", "best_of_n", "exact_cdf", "QUANTILES"]
+__all__ = ["Quantiles", "BestOfN", "best_of_n", "best_of_n_per_value", "exchangeable_caveat",
+           "exact_cdf", "QUANTILES"]
 
 QUANTILES = (0.25, 0.5, 0.75)
 
 
 class Quantiles(NamedTuple):
+    """Quantiles of the best of ``n`` trials (in the metric's own direction)."""
+
     n: int
     min: float
     q25: float
@@ -47,11 +60,14 @@ class Quantiles(NamedTuple):
 
     @property
     def iqr(self) -> float:
+        """The interquartile range, ``q75 - q25``."""
         return self.q75 - self.q25
 
 
 @dataclass(frozen=True)
 class BestOfN:
+    """The best of N trials for each N in ``budgets``: exact and bootstrapped quantiles."""
+
     budgets: tuple[int, ...]
     exact: tuple[Quantiles, ...]
     bootstrap: tuple[Quantiles, ...]
@@ -61,6 +77,7 @@ class BestOfN:
     mode: str
 
     def table(self, source: str = "exact") -> tuple[Quantiles, ...]:
+        """The ``"exact"`` or ``"bootstrap"`` quantiles, one per budget."""
         _validate.one_of("source", source, ("exact", "bootstrap"))
         return self.exact if source == "exact" else self.bootstrap
 
@@ -121,3 +138,33 @@ def exact_cdf(objectives, n: int, x: float) -> float:
     v = np.where(np.isfinite(v), v, np.inf)
     f = float(np.mean(v <= x))
     return 1.0 - (1.0 - f) ** n if not math.isnan(f) else math.nan
+
+
+def best_of_n_per_value(frame, budgets=None, *, n_boot: int = 2000, seed: int = 0,
+                        max_budget: int = 20) -> dict[tuple, BestOfN]:
+    """:func:`best_of_n` for each scientific value of ``frame``, over its finished trials.
+
+    Complete trials give their objective, infeasible ones the worst value;
+    failed and pruned trials are left out. ``budgets`` defaults to
+    ``2 .. min(max_budget, finished trials of the value)``; a value with fewer
+    than 2 finished trials is absent.
+    """
+    finished = (TrialStatus.COMPLETE, TrialStatus.INFEASIBLE)
+    out = {}
+    for value, group in frame.groups("scientific").items():
+        x = np.array([r.objective for r in group.rows if r.status in finished])
+        if x.size < 2 or not np.isfinite(x).any():
+            continue
+        ns = range(2, min(max_budget, x.size) + 1) if budgets is None else budgets
+        out[value] = best_of_n(x, ns, n_boot=n_boot, seed=seed, mode=frame.mode)
+    return out
+
+
+def exchangeable_caveat(frame) -> str | None:
+    """Why best-of-N is only a rough guide for ``frame``, or ``None`` for quasi-random trials."""
+    if frame.quasi_random:
+        return None
+    who = "an unknown sampler" if frame.sampler is None else f"sampler {frame.sampler!r}"
+    return (f"the trials were chosen by {who}, not by quasi-random search: later trials may "
+            f"depend on earlier results, so the best of N trials drawn from this study is not "
+            f"the best of a fresh study of N trials; read these boxes as a rough guide")

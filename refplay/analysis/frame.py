@@ -18,9 +18,9 @@ pandas: a frozen tuple of :class:`TrialRow` named tuples plus the study's spec
 
 The **scientific value** of a trial is the tuple of its scientific
 hyperparameters' values, e.g. ``("adam",)``; ``()`` when the study has no
-scientific hyperparameter. ``objective`` is NaN for infeasible and failed
-trials (and for a complete trial whose metric was not finite), so NaN never
-ranks as "best".
+scientific hyperparameter. ``objective`` is NaN for infeasible, failed and
+pruned trials (and for a complete trial whose metric was not finite), so NaN
+never ranks as "best". A row's ``status`` is a :class:`~refplay.train.result.TrialStatus`.
 
 Curves and arrays are read lazily through a *source*: the store's workspace
 (each access opens it read-only, so a frame outlives the ``with`` block), or
@@ -30,6 +30,7 @@ the ``TrialResult`` objects a frame was built from (:func:`from_results`).
 from __future__ import annotations
 
 import math
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -39,11 +40,13 @@ from refplay import _validate
 from refplay.search.space import SearchSpace
 from refplay.study.spec import StudySpec
 from refplay.study.store import Store
-from refplay.train.result import TrialResult
+from refplay.train.result import TrialResult, TrialStatus
 
-__all__ = ["TrialRow", "TrialsFrame", "load", "from_results", "value_label", "STATUSES"]
+__all__ = ["TrialRow", "TrialsFrame", "load", "from_results", "value_label", "QUASI_RANDOM"]
 
-STATUSES = ("complete", "infeasible", "failed")
+#: Samplers whose trials are exchangeable draws from the search space: the
+#: best-of-N bootstrap and the isolation plots' "best per slice" assume them.
+QUASI_RANDOM = ("halton", "random", "grid")
 
 
 class TrialRow(NamedTuple):
@@ -53,7 +56,7 @@ class TrialRow(NamedTuple):
     config_index: int
     repeat: int
     seed: int
-    status: str
+    status: TrialStatus
     reason: str
     config: dict                 # the trial config, keyed by config key ("lr")
     active: dict                 # {parameter name: value} of its active parameters ("adam/lr")
@@ -124,7 +127,10 @@ class TrialsFrame:
     ``rows`` are ordered by trial index. ``space`` carries the roles and
     ranges; ``metric``/``mode`` say what "best" means; ``n_validation`` is
     the size of the validation set (for the binomial standard error of an
-    error rate), ``None`` when unknown.
+    error rate), ``None`` when unknown; ``sampler`` is what chose the
+    configurations (``"halton"``, ``"gp_ei"``, ``"TPESampler"``, ...; ``None``
+    when unknown), which decides whether the trials are exchangeable draws
+    (:attr:`quasi_random`); ``source`` says where an imported study came from.
     """
 
     name: str
@@ -136,6 +142,8 @@ class TrialsFrame:
     repeats: int = 1
     n_validation: int | None = None
     spec: StudySpec | None = field(default=None, repr=False, compare=False)
+    sampler: str | None = None
+    source: str | None = None
     _source: Any = field(default=None, repr=False, compare=False)
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
@@ -146,11 +154,18 @@ class TrialsFrame:
         return () if self.space is None else self.space.scientific()
 
     @property
+    def quasi_random(self) -> bool:
+        """True when the trials are exchangeable draws (Halton, random or grid search)."""
+        return self.sampler in QUASI_RANDOM
+
+    @property
     def nuisance(self) -> tuple[str, ...]:
+        """Names of the nuisance hyperparameters (spec order)."""
         return () if self.space is None else self.space.nuisance()
 
     @property
     def fixed(self) -> tuple[str, ...]:
+        """Names of the fixed hyperparameters (spec order)."""
         return () if self.space is None else self.space.fixed()
 
     def searched(self) -> tuple[str, ...]:
@@ -158,6 +173,7 @@ class TrialsFrame:
         return () if self.space is None else self.space.dimensions
 
     def label(self, value: tuple) -> str:
+        """``"optimizer=adam"`` for the scientific value ``("adam",)``."""
         return value_label(self.scientific, value)
 
     # -------------------------------------------------------------- rows
@@ -168,17 +184,29 @@ class TrialsFrame:
         return iter(self.rows)
 
     def _with_rows(self, rows) -> "TrialsFrame":
-        return TrialsFrame(self.name, tuple(rows), self.space, self.metric, self.mode,
-                           self.max_train_steps, self.repeats, self.n_validation, self.spec,
-                           self._source, self._cache)
+        return dataclasses.replace(self, rows=tuple(rows))
+
+    def with_n_validation(self, n_validation: int | None) -> "TrialsFrame":
+        """The same frame with the validation set size behind its error rates set."""
+        if n_validation is not None:
+            _validate.integer("n_validation", n_validation, low=1)
+        return dataclasses.replace(self, n_validation=n_validation)
 
     def where(self, predicate) -> "TrialsFrame":
         """The rows for which ``predicate(row)`` is true (curves stay shared)."""
         return self._with_rows(r for r in self.rows if predicate(r))
 
     def complete(self) -> "TrialsFrame":
-        """Complete trials only (infeasible and failed ones dropped)."""
-        return self.where(lambda r: r.status == "complete")
+        """Complete trials only (infeasible, failed and pruned ones dropped)."""
+        return self.where(lambda r: r.status == TrialStatus.COMPLETE)
+
+    def count(self, status: TrialStatus) -> int:
+        """The number of trials with ``status``."""
+        return sum(r.status == status for r in self.rows)
+
+    def counts(self) -> dict[TrialStatus, int]:
+        """``{status: number of trials}`` for every status (zeros included)."""
+        return {s: self.count(s) for s in TrialStatus}
 
     def row(self, trial: int) -> TrialRow:
         for r in self.rows:
@@ -231,7 +259,8 @@ class TrialsFrame:
         """Objective of each row (float64; NaN unless complete with a finite metric)."""
         return np.array([r.objective for r in self.rows], dtype=np.float64)
 
-    def statuses(self) -> list[str]:
+    def statuses(self) -> list[TrialStatus]:
+        """Each row's status."""
         return [r.status for r in self.rows]
 
     def parameter_of(self, row: TrialRow, param: str) -> str | None:
@@ -297,23 +326,25 @@ class TrialsFrame:
         return self._cache[key]
 
     def grad_norms(self, trial: int) -> np.ndarray:
+        """The per-step gradient norms of a trial (empty when it recorded none)."""
         return np.asarray(self.result(trial).grad_norms, dtype=np.float64)
 
     def train_losses(self, trial: int) -> np.ndarray:
+        """The per-step training losses of a trial (empty when it recorded none)."""
         return np.asarray(getattr(self.result(trial), "train_losses", np.zeros(0)),
                           dtype=np.float64)
 
 
 # ---------------------------------------------------------------- building
 def _row(space: SearchSpace | None, trial: int, config_index: int, repeat: int, seed: int,
-         status: str, reason: str, config: dict, objective: float | None, best_step,
+         status: TrialStatus, reason: str, config: dict, objective: float | None, best_step,
          steps_done: int, best_metrics: dict) -> TrialRow:
     active = dict(config) if space is None else space.active_parameters(config)
     scientific = () if space is None else tuple(active.get(n) for n in space.scientific())
     objective = math.nan if objective is None else float(objective)
-    if status != "complete" or not math.isfinite(objective):
+    if status != TrialStatus.COMPLETE or not math.isfinite(objective):
         objective = math.nan        # only complete trials with a finite metric can be "best"
-    return TrialRow(int(trial), int(config_index), int(repeat), int(seed), str(status),
+    return TrialRow(int(trial), int(config_index), int(repeat), int(seed), TrialStatus(status),
                     str(reason), dict(config), active, scientific, objective,
                     None if best_step is None else int(best_step), int(steps_done),
                     dict(best_metrics))
@@ -330,46 +361,67 @@ def _validation_size(spec: StudySpec) -> int | None:
 def load(store: Store, name: str, *, n_validation: int | None = None) -> TrialsFrame:
     """Read study ``name`` from ``store`` into a :class:`TrialsFrame` (milliseconds).
 
-    ``n_validation`` (the validation set size behind an error rate) defaults
-    to the workload's; pass it for a custom trial function.
+    ``n_validation`` (the validation set size behind an error rate): this
+    argument, else the study's recorded setting (``Store.meta``), else the
+    workload's validation split; ``None`` for a custom trial function
+    without the setting. The sampler is the recorded one of an imported
+    study (``"TPESampler"``), else the spec's.
     """
     spec = store.get_spec(name)
-    rows = []
-    for t in store.trials(name):
-        rows.append(_row(spec.search_space, t.trial, t.config_index, t.repeat, t.seed, t.status,
-                         t.reason, t.config, t.objective, t.best_step, t.steps_done,
-                         t.best_metrics))
-    if n_validation is None:
-        n_validation = _validation_size(spec)
-    else:
+    meta = store.meta(name)
+    rows = tuple(_row(spec.search_space, t.trial, t.config_index, t.repeat, t.seed, t.status,
+                      t.reason, t.config, t.objective, t.best_step, t.steps_done, t.best_metrics)
+                 for t in store.trials(name))
+    if n_validation is not None:
         _validate.integer("n_validation", n_validation, low=1)
-    return TrialsFrame(name, tuple(rows), spec.search_space, spec.metric, spec.mode,
+    else:
+        n_validation = meta.get("n_validation") or _validation_size(spec)
+    source = meta.get("source")
+    return TrialsFrame(name, rows, spec.search_space, spec.metric, spec.mode,
                        spec.max_train_steps, spec.repeats, n_validation, spec,
-                       _StoreSource(store.workspace, name))
+                       sampler=meta.get("sampler", spec.sampler),
+                       source=None if source is None else describe_source(source),
+                       _source=_StoreSource(store.workspace, name))
+
+
+def describe_source(source: dict) -> str:
+    """One line for the recorded source of an imported study (``Store.meta(name)["source"]``)."""
+    parts = [f"{k}={v}" for k, v in source.items() if k != "kind" and v not in (None, "")]
+    return f"{source.get('kind', 'import')}: " + ", ".join(parts)
 
 
 def from_results(results, *, space: SearchSpace | None = None, metric: str =
                  "validation/error_rate", mode: str = "min", max_train_steps: int | None = None,
-                 n_validation: int | None = None, repeats: int = 1,
-                 name: str = "in_memory") -> TrialsFrame:
-    """A frame from ``TrialResult`` objects (trial ``i`` = ``results[i]``), without a store.
+                 n_validation: int | None = None, repeats: int = 1, name: str = "in_memory",
+                 trials=None, sampler: str | None = None,
+                 source: str | None = None) -> TrialsFrame:
+    """A frame from ``TrialResult`` objects, without a store.
 
-    The objective is ``result.best_metrics[metric]``. Useful for procedures
-    that run trials directly, and for tests on fabricated results.
+    Trial ``i`` is ``results[i]`` unless ``trials`` gives each result's own
+    trial number (an imported study keeps its numbers). The objective is
+    ``result.best_metrics[metric]``. ``sampler`` names what chose the
+    configurations (``None``: unknown). Useful for procedures that run trials
+    directly, for imported studies, and for tests on fabricated results.
     """
     _validate.one_of("mode", mode, ("min", "max"))
     if n_validation is not None:
         _validate.integer("n_validation", n_validation, low=1)
     results = list(results)
+    numbers = list(range(len(results))) if trials is None else [int(t) for t in trials]
+    if len(numbers) != len(results) or len(set(numbers)) != len(numbers):
+        raise ValueError(f"trials must give one distinct number per result; got {len(numbers)} "
+                         f"numbers ({len(set(numbers))} distinct) for {len(results)} results")
     rows = []
-    for i, r in enumerate(results):
+    for i, (t, r) in enumerate(zip(numbers, results)):
         if not isinstance(r, TrialResult):
             raise TypeError(f"results[{i}] must be a TrialResult, got {type(r).__name__}")
-        rows.append(_row(space, i, i // repeats, i % repeats, r.seed, r.status, r.reason,
+        rows.append(_row(space, t, i // repeats, i % repeats, r.seed, r.status, r.reason,
                          r.config, r.best_metrics.get(metric), r.best_step, r.steps_done,
                          r.best_metrics))
     if max_train_steps is None:
-        done = [r.steps_done for r in results if r.status == "complete"]
+        done = [r.steps_done for r in results if r.status == TrialStatus.COMPLETE]
         max_train_steps = max(done) if done else max([r.steps_done for r in results] or [1])
-    return TrialsFrame(name, tuple(rows), space, metric, mode, int(max_train_steps), repeats,
-                       n_validation, None, _MemorySource(dict(enumerate(results))))
+    rows.sort(key=lambda row: row.trial)
+    return TrialsFrame(name, tuple(rows), space, metric, mode, max(1, int(max_train_steps)),
+                       repeats, n_validation, None, sampler=sampler, source=source,
+                       _source=_MemorySource(dict(zip(numbers, results))))

@@ -29,12 +29,17 @@ from refplay import _validate
 from refplay.analysis.selection import ranked
 from refplay.analysis.uncertainty import metric_se
 from refplay.search.space import Discrete, Float, Int
+from refplay.train.result import TrialStatus
 
 __all__ = ["IsolationRow", "Isolation", "isolation", "bucket_edges"]
 
 
 class IsolationRow(NamedTuple):
-    """One point: the best trial among those with ``x`` in ``[low, high]``."""
+    """One point: the best trial among those with ``x`` in ``[low, high]``.
+
+    ``n_trials`` counts the finished trials of the slice (pruned ones, stopped
+    early on purpose, are left out); ``n_feasible`` the complete ones.
+    """
 
     x: float | str          # the exact value, or the bucket's centre on the parameter's scale
     low: float | str
@@ -48,6 +53,8 @@ class IsolationRow(NamedTuple):
 
 @dataclass(frozen=True)
 class Isolation:
+    """The isolation rows of parameter ``param`` (and the baseline's, if one was given)."""
+
     param: str
     scale: str              # "log", "linear" or "categorical"
     bucketed: bool
@@ -57,6 +64,7 @@ class Isolation:
     mode: str
 
     def best_row(self) -> IsolationRow | None:
+        """The row with the best objective (``None`` when no slice has a complete trial)."""
         rows = [r for r in self.rows if math.isfinite(r.objective)]
         if not rows:
             return None
@@ -87,9 +95,10 @@ def bucket_centre(low: float, high: float, scale: str) -> float:
 
 
 def _row(frame, rows, x, low, high) -> IsolationRow:
+    rows = [r for r in rows if r.status != TrialStatus.PRUNED]
     sub = frame._with_rows(rows)
     order = ranked(sub)
-    n_feasible = sum(r.status == "complete" for r in rows)
+    n_feasible = sum(r.status == TrialStatus.COMPLETE for r in rows)
     if not order:
         return IsolationRow(x, low, high, math.nan, None, None, len(rows), n_feasible)
     r, value, _ = order[0]

@@ -22,6 +22,7 @@ from typing import NamedTuple
 import numpy as np
 
 from refplay import _validate
+from refplay.train.result import TrialStatus
 
 __all__ = ["Best", "best", "ranked", "objective_of", "REDUCTIONS"]
 
@@ -29,6 +30,8 @@ REDUCTIONS = ("best", "final")
 
 
 class Best(NamedTuple):
+    """The best trial of a group: its number, objective and best step."""
+
     trial: int
     objective: float
     step: int | None
@@ -44,7 +47,7 @@ def objective_of(frame, row, metric: str | None = None, reduce: str = "best"
     """
     _validate.one_of("reduce", reduce, REDUCTIONS)
     metric = frame.metric if metric is None else metric
-    if row.status != "complete":
+    if row.status != TrialStatus.COMPLETE:
         return math.nan, None
     if reduce == "best" and metric == frame.metric:
         return row.objective, row.best_step

@@ -12,7 +12,7 @@
   it clips more than half of the steps: *"too aggressive"*), plus the
   histogram.
 * ``best_step_histogram`` — best step ÷ steps run, with the 10 % and 75 %
-  marks of the ``max_train_steps`` rule.
+  marks of the ``max_train_steps`` rule and the counts the rule uses.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import numpy as np
 from matplotlib.ticker import MaxNLocator
 
 from refplay import analysis
+from refplay.analysis import steps
 from refplay.plots import style
 
 __all__ = ["training_curves", "grad_norm_plot", "best_step_histogram"]
@@ -106,12 +107,25 @@ def grad_norm_plot(grad_norms, summary=None, title: str | None = None):
 
 
 def best_step_histogram(bsf, title: str | None = None):
-    """Histogram of best_step / steps run (an ``analysis.BestStepFractions``)."""
+    """Histogram of best_step / steps run (an ``analysis.BestStepFractions``).
+
+    The bins have an edge at each line (10 % and 75 %), and a trial exactly at
+    a line is drawn right of it, as the rule counts it: the trials right of
+    the 75 % line are the ``bsf.n_late`` the decision counts, and the legend
+    says so.
+    """
     fig, ax = style.new_figure(6.5, 3.8)
-    ax.hist(bsf.fractions, bins=np.linspace(0, 1, 21), color="tab:blue", alpha=0.8,
-            edgecolor="white", label=f"{len(bsf.fractions)} complete trials")
-    ax.axvline(0.10, color=style.INFEASIBLE, ls="--", label="10%: all before → too many steps")
-    ax.axvline(0.75, color="tab:orange", ls="--", label="75%: most after → train longer")
+    n = len(bsf.fractions)
+    # Bins are [a, b): a fraction of exactly 0.75 falls in [0.75, 0.80), right of the line,
+    # and the rule counts it late (>= 0.75); the last bin is closed, so 1.0 is drawn too.
+    ax.hist(bsf.fractions, bins=np.arange(21) / 20, color="tab:blue", alpha=0.8,
+            edgecolor="white", label=f"{n} complete trials")
+    ax.axvline(steps.TOO_HIGH, color=style.INFEASIBLE, ls="--",
+               label=f"{steps.TOO_HIGH:.0%}: all {n} left of it → max_train_steps too high "
+                     f"(here {bsf.n_early} of {n})")
+    ax.axvline(steps.TRAIN_LONGER, color="tab:orange", ls="--",
+               label=f"{steps.TRAIN_LONGER:.0%}: ≥ {steps.LATE_SHARE:.0%} of trials at or right "
+                     f"of it → train longer (here {bsf.n_late} of {n})")
     ax.set_xlim(0, 1)
     ax.set_xlabel("best step / steps run (fraction of training)")
     ax.set_ylabel("number of trials")

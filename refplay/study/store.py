@@ -14,7 +14,8 @@ Layout of a workspace directory::
     WORKSPACE/NAME/trials/00007/          result.json, arrays.npz (gradient norms),
                                           checkpoints/ (written by the trial)
 
-Tables (schema version 1):
+Tables (schema version 2; version 1 lacked the ``pruned`` status and is
+upgraded in place the first time it is opened for writing):
 
 * ``studies``: one row per study, the spreadsheet row: ``name``,
   ``spec_source`` (the spec file it was started from) and ``spec_copy`` (the
@@ -22,7 +23,7 @@ Tables (schema version 1):
   ``best_trial`` / ``best_step`` (the best checkpoint of the study, by
   ``metric`` and ``mode``, among complete trials), ``command`` (how to
   reproduce it), plus the spec itself as JSON.
-* ``trials``: one row per *finished* trial (complete, infeasible or failed):
+* ``trials``: one row per *finished* trial (complete, infeasible, failed or pruned):
   index, configuration, seed, status, reason, best step and metrics, the
   ``objective`` (the study metric at the best checkpoint), throughput and
   timing. A row exists if and only if the trial has a result, so resuming is
@@ -34,6 +35,10 @@ Tables (schema version 1):
 * ``retired_trials`` (added, no version change): failed trials moved aside by
   ``refplay study resume NAME --retry-failed``, with their measurements, so
   that the retry runs them again and nothing is forgotten.
+* ``study_meta`` (added): per-study settings that are not part of the spec's
+  identity, as JSON: ``n_validation`` (the validation set size behind an
+  error rate), ``source`` (where an imported study came from), ``sampler``
+  (the sampler that chose an imported study's configurations).
 * ``baselines`` (added): the configuration to beat — a complete trial recorded
   as the current baseline ("launch"), shown by ``refplay study list``.
 * ``proposals`` (added): the ask/tell record of an adaptive study
@@ -71,11 +76,13 @@ from refplay.study.spec import StudySpec, Trial, check_study_name
 from refplay.train.result import TrialStatus
 
 __all__ = ["Store", "StoreError", "StudyRow", "StudyStatus", "TrialRecord", "Measurement",
-           "BaselineRow", "Proposal",
-           "DB_NAME", "SCHEMA_VERSION"]
+           "BaselineRow", "Proposal", "DB_NAME", "SCHEMA_VERSION", "META_KEYS"]
 
 DB_NAME = "refplay-studies.sqlite"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Version 1 is upgraded in place (the trials table gains the 'pruned' status) when a
+# store is opened for writing; read-only it is read as it is.
+_UPGRADABLE = (1,)
 
 _SCHEMA = """
 CREATE TABLE schema_version (
@@ -109,7 +116,8 @@ CREATE TABLE trials (
     repeat              INTEGER NOT NULL,
     seed                INTEGER NOT NULL,
     config_json         TEXT NOT NULL,
-    status              TEXT NOT NULL CHECK (status IN ('complete', 'infeasible', 'failed')),
+    status              TEXT NOT NULL CHECK (status IN ('complete', 'infeasible', 'failed',
+                                                    'pruned')),
     reason              TEXT NOT NULL,
     steps_done          INTEGER NOT NULL,
     best_step           INTEGER,
@@ -159,6 +167,12 @@ CREATE TABLE IF NOT EXISTS proposals (
     proposed_at  TEXT NOT NULL,
     PRIMARY KEY (study, trial)
 );
+CREATE TABLE IF NOT EXISTS study_meta (
+    study       TEXT NOT NULL,
+    key         TEXT NOT NULL,          -- 'n_validation', 'source', 'sampler'
+    value_json  TEXT NOT NULL,
+    PRIMARY KEY (study, key)
+);
 CREATE TABLE IF NOT EXISTS baselines (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
     study       TEXT NOT NULL,
@@ -170,7 +184,9 @@ CREATE TABLE IF NOT EXISTS baselines (
 );
 """
 
-_EXTRA_TABLE_NAMES = ("retired_trials", "proposals", "baselines")
+_EXTRA_TABLE_NAMES = ("retired_trials", "proposals", "baselines", "study_meta")
+#: Keys of the ``study_meta`` table.
+META_KEYS = ("n_validation", "source", "sampler")
 
 # Fields of a trial row that measure the machine or the moment, not the computation.
 _NONDETERMINISTIC = ("examples_per_second", "seconds_per_step", "wall_seconds",
@@ -326,23 +342,53 @@ class Store:
                 self._conn.close()
                 raise
             return
+        version = SCHEMA_VERSION
         if exists:
             # Check through a read-only connection first: nothing is written to a
             # file we cannot use (switching to WAL would already modify its header).
             probe = _connect(self.path, readonly=True)
             try:
-                _check_schema(probe, self.path)
+                version = _check_schema(probe, self.path)
             finally:
                 probe.close()
         self.workspace.mkdir(parents=True, exist_ok=True)
         self._conn = _connect(self.path, readonly=False)
+        try:
+            self._prepare(exists, version)
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def _prepare(self, exists: bool, version: int) -> None:
+        """Create the schema of a new database, upgrade an old one, add the extra tables."""
         if not exists:
             self._create_schema()
+        elif version < SCHEMA_VERSION:
+            self._upgrade_from_1()
         if not all(self._has_table(table) for table in _EXTRA_TABLE_NAMES):
             with self._write() as c:
                 for statement in _EXTRA_TABLES.split(";"):
                     if statement.strip():
                         c.execute(statement)
+
+    def _upgrade_from_1(self) -> None:
+        """Version 1 -> 2: rebuild ``trials`` so that its status may be ``pruned``.
+
+        SQLite cannot change a CHECK constraint in place; this is its documented
+        procedure (create the new table, copy, drop, rename), in one transaction,
+        with foreign keys off while the table is swapped.
+        """
+        create = next(st for st in _SCHEMA.split(";") if "CREATE TABLE trials" in st)
+        self._conn.execute("PRAGMA foreign_keys = OFF")
+        try:
+            with self._write() as c:
+                c.execute(create.replace("CREATE TABLE trials", "CREATE TABLE trials_v2"))
+                c.execute("INSERT INTO trials_v2 SELECT * FROM trials")
+                c.execute("DROP TABLE trials")
+                c.execute("ALTER TABLE trials_v2 RENAME TO trials")
+                c.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
+        finally:
+            self._conn.execute("PRAGMA foreign_keys = ON")
 
     # ----------------------------------------------------------- connection
     def close(self) -> None:
@@ -359,13 +405,19 @@ class Store:
         """One write transaction (BEGIN IMMEDIATE ... COMMIT, ROLLBACK on error)."""
         if self.readonly:
             raise StoreError(f"store {self.path} was opened read-only")
-        self._conn.execute("BEGIN IMMEDIATE")
         try:
-            yield self._conn
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        self._conn.execute("COMMIT")
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.IntegrityError):
+                raise          # a refused row (a bug of the caller), not a damaged file
+            raise _damaged(self.path, exc) from None
 
     @contextlib.contextmanager
     def _read(self):
@@ -609,6 +661,25 @@ class Store:
                         "retired_at": r["retired_at"], **d})
         return out
 
+    # ----------------------------------------------------------- study meta
+    def set_meta(self, name: str, key: str, value) -> None:
+        """Record setting ``key`` (one of :data:`META_KEYS`) of study ``name``; JSON value."""
+        self.require_study(name)
+        if key not in META_KEYS:
+            raise ValueError(f"key={key!r} is not a study setting; allowed {list(META_KEYS)}")
+        text = json.dumps(_plain_json(value), allow_nan=False)
+        with self._write() as c:
+            c.execute("INSERT OR REPLACE INTO study_meta (study, key, value_json) "
+                      "VALUES (?, ?, ?)", (name, key, text))
+
+    def meta(self, name: str) -> dict:
+        """The recorded settings of study ``name`` (``{}`` when none, or in an old store)."""
+        if not self._has_table("study_meta"):
+            return {}
+        rows = self._conn.execute("SELECT key, value_json FROM study_meta WHERE study = ? "
+                                  "ORDER BY key", (name,)).fetchall()
+        return {r["key"]: json.loads(r["value_json"]) for r in rows}
+
     # ------------------------------------------------------------ baselines
     def set_baseline(self, name: str, trial: int, *, note: str = "") -> BaselineRow:
         """Record trial ``trial`` of study ``name`` as the current baseline (a "launch").
@@ -746,8 +817,18 @@ def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
     return conn
 
 
-def _check_schema(conn: sqlite3.Connection, path: Path) -> None:
-    """Refuse a file that is not a healthy refplay store of this schema version."""
+def _damaged(path: Path, exc: sqlite3.Error) -> StoreError:
+    """The error for a database that opened and checked fine but fails when written."""
+    return StoreError(
+        f"the study database {path} is damaged: writing to it failed ({exc}). Reading may "
+        f"still work (`refplay study status`, `list`, `export`); to go on, restore {path.name} "
+        f"from a backup, or recover what SQLite can read into a new workspace "
+        f"(sqlite3 {path} .recover | sqlite3 NEW_WORKSPACE/{path.name}) and run the study "
+        f"there. The failed write changed nothing.")
+
+
+def _check_schema(conn: sqlite3.Connection, path: Path) -> int:
+    """Refuse a file that is not a healthy refplay store this refplay can read; its version."""
     try:
         tables = {r["name"] for r in conn.execute(
             "SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()}
@@ -762,13 +843,14 @@ def _check_schema(conn: sqlite3.Connection, path: Path) -> None:
             raise StoreError(f"{path} was written by a newer refplay (schema version {version}; "
                              f"this refplay reads version {SCHEMA_VERSION}); upgrade refplay. "
                              f"The database was not modified.")
-        if version < SCHEMA_VERSION:
+        if version < SCHEMA_VERSION and version not in _UPGRADABLE:
             raise StoreError(f"{path} has schema version {version}, older than {SCHEMA_VERSION}, "
                              f"and there is no migration for it")
         check = [tuple(r) for r in conn.execute("PRAGMA quick_check").fetchall()]
         if check != [("ok",)]:
             raise StoreError(f"{path} is corrupted (PRAGMA quick_check: "
                              f"{'; '.join(r[0] for r in check[:5])})")
+        return version
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"{path} is not a readable SQLite database (corrupted?): {exc}. "
                          f"The file was not modified.") from None

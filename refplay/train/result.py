@@ -2,8 +2,9 @@
 
 Statuses follow the playbook and Optuna: ``complete``; ``infeasible`` (the
 trial diverged: NaN/Inf loss or gradient norm, or a loss blow-up — kept in the
-study as a data point, never a crash); ``failed`` (any other exception, with
-its traceback text).
+study as a data point, never a crash); ``failed`` (it crashed: any other
+exception, with its traceback text); ``pruned`` (stopped early on purpose, by
+a pruner such as Optuna's or by the user: neither a result nor a divergence).
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ class TrialStatus(enum.StrEnum):
 
     COMPLETE = "complete"      # trained for its whole budget
     INFEASIBLE = "infeasible"  # diverged: a data point of the study, drawn as a red x
-    FAILED = "failed"          # anything else went wrong; the reason holds the traceback
+    FAILED = "failed"          # it crashed (a bug, a time limit); the reason holds the traceback
+    PRUNED = "pruned"          # stopped early on purpose (a pruner, the user): never infeasible
 
 
 STATUSES = tuple(s.value for s in TrialStatus)
@@ -79,6 +81,7 @@ class TrialResult:
 
     @property
     def feasible(self) -> bool:
+        """True for a complete trial: the only kind with an objective."""
         return self.status == TrialStatus.COMPLETE
 
     # ------------------------------------------------------------------ JSON
@@ -96,6 +99,7 @@ class TrialResult:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrialResult":
+        """The inverse of :meth:`to_dict`; unknown fields are an error naming them."""
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(d) - known)
         if unknown:
@@ -103,10 +107,12 @@ class TrialResult:
         return cls(**d)
 
     def to_json(self) -> str:
+        """:meth:`to_dict` as JSON text."""
         return json.dumps(self.to_dict(), allow_nan=True)
 
     @classmethod
     def from_json(cls, text: str) -> "TrialResult":
+        """The inverse of :meth:`to_json`."""
         return cls.from_dict(json.loads(text))
 
     def deterministic_dict(self) -> dict:
@@ -138,6 +144,7 @@ class TrialResult:
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> "TrialResult":
+        """Read a result written by :meth:`save`."""
         directory = Path(directory)
         d = json.loads((directory / "result.json").read_text())
         arrays = io.load_npz(directory / "arrays.npz")
