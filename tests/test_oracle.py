@@ -183,7 +183,8 @@ def test_compare_reports_a_wrong_implementation_and_its_first_bad_step():
     first = rep.first_bad_step
     assert rep.max_abs_diff[first] > rep.tol and np.all(rep.max_abs_diff[:first] <= rep.tol)
     # step 0 has η_0 = 0, so nothing can differ before update 1
-    assert first >= 1 and "first exceeds tol" in str(rep)
+    assert first == rep.first_step_with_lr == 1
+    assert f"at update t={first} (the first with η > 0)" in str(rep)
 
 
 def test_compare_pinpoints_the_step_where_a_bug_starts():
@@ -239,7 +240,7 @@ def test_golden_export_round_trips_and_replays(tmp_path):
                          problems=["mlp", "rosenbrock"])
     manifest = golden.load_manifest(tmp_path)
     assert path == tmp_path / "manifest.json"
-    assert manifest["format"] == golden.FORMAT and manifest["format_version"] == 1
+    assert manifest["format"] == golden.FORMAT and manifest["format_version"] == 2
     # (nadam at 2 ε + momentum) × 2 problems × 2 dtypes
     assert len(manifest["cases"]) == (2 + 1) * 2 * 2
     for entry in manifest["cases"]:
@@ -273,9 +274,9 @@ def test_golden_is_versioned(tmp_path):
     golden.export(tmp_path, steps=50, rows=["sgd"], problems=["rosenbrock"], dtypes=["float64"])
     case_path = tmp_path / "cases" / "sgd-rosenbrock-float64.json"
     case = json.loads(case_path.read_text())
-    case["format_version"] = 2
+    case["format_version"] = 3
     case_path.write_text(json.dumps(case))
-    with pytest.raises(ValueError, match="format_version=2"):
+    with pytest.raises(ValueError, match="format_version=3"):
         golden.load_case(case_path)
     (tmp_path / "manifest.json").write_text(json.dumps({"format": "something else"}))
     with pytest.raises(ValueError, match="not a refplay-oracle-golden"):
@@ -356,9 +357,11 @@ def test_cli_export(tmp_path, capsys):
     assert len(golden.load_manifest(tmp_path)["cases"]) == 13
 
 
-def test_cli_rejects_unknown_framework():
-    with pytest.raises(SystemExit):
-        main(["oracle", "check", "jaxopt"])
+def test_cli_rejects_unknown_framework(capsys):
+    assert main(["oracle", "check", "jaxopt"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("refplay: error: target='jaxopt'")
+    assert "MODULE:FUNCTION" in err[0]
 
 
 # ------------------------------------------------------------------ a framework not installed

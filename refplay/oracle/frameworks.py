@@ -659,7 +659,7 @@ def run_setup(setup: Setup, row: Row, eps: float | None, problem, *, steps: int 
     dt = problems_lib._float_dtype(dtype)
     step_fn = setup.build(prob.init_params(dt), hp, dt)
     return compare(step_fn, rule, hp, problem=prob, steps=steps, dtype=dt,
-                   tol=MATCH_TOL if dt == np.float64 else None)
+                   tol=MATCH_TOL if dt == np.float64 else None, diagnose=False)
 
 
 def run_row(row: Row, *, problems: Sequence[str] = tuple(problems_lib.PROBLEMS),

@@ -16,12 +16,13 @@ momentum buffer" and "lr outside it").
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from refplay import _validate, optim, schedules
+from refplay import _validate, schedules
 from refplay.tree import Tree
+from refplay.oracle import neighbours
 from refplay.oracle import problems as problems_lib
 
 
@@ -86,7 +87,10 @@ class Trajectory:
     ``params[k][t]`` is leaf ``k`` of :math:`\\theta_t` (``t = 0 .. steps``),
     ``grads[k][t]`` is leaf ``k`` of :math:`g_t = \\nabla l(\\theta_t)` used by
     update ``t`` (``t = 0 .. steps-1``), ``lrs[t]`` is :math:`\\eta_t` and
-    ``losses[t]`` is :math:`l(\\theta_t)`.
+    ``losses[t]`` is :math:`l(\\theta_t)`. ``state[slot][k][t]`` is the
+    optimizer's buffer ``slot`` (``"m"``, ``"v"``) of leaf ``k`` after ``t``
+    updates (index 0: the initial value). ``form`` is the playbook's
+    (``"playbook"``) or a neighbour form (:mod:`refplay.oracle.neighbours`).
     """
 
     rule: str
@@ -97,6 +101,8 @@ class Trajectory:
     params: dict[str, np.ndarray]
     grads: dict[str, np.ndarray]
     losses: np.ndarray
+    state: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    form: str = neighbours.PLAYBOOK
 
     @property
     def steps(self) -> int:
@@ -110,16 +116,19 @@ class Trajectory:
 
 def trajectory(rule: str, hparams: Mapping | None = None, lr_schedule=None,
                problem: str | problems_lib.Problem = "least_squares", steps: int = 60,
-               dtype=np.float64) -> Trajectory:
+               dtype=np.float64, form: str | None = None) -> Trajectory:
     """Run the playbook rule ``rule`` for ``steps`` steps and record every iterate.
 
     ``hparams`` go to ``refplay.optim.get(rule, **hparams)``. ``lr_schedule``
     is a schedule, a sequence or a number (see :func:`lr_values`); ``None``
     means :func:`standard_schedule` at the problem's base learning rate for
-    this rule. ``dtype`` is float64 (the oracle) or float32.
+    this rule. ``dtype`` is float64 (the oracle) or float32. ``form`` picks a
+    neighbour form instead of the playbook's (e.g. ``"torch"`` for Adam with ε
+    after the bias correction; :func:`refplay.oracle.neighbours.forms`).
     """
     hparams = dict(hparams or {})
-    opt = optim.get(rule, **hparams)
+    opt = neighbours.build(rule, hparams, form)
+    form_name = neighbours.get_form(rule, form).name
     prob = problems_lib.get(problem)
     steps = _validate.integer("steps", steps, low=1)
     dt = problems_lib._float_dtype(dtype)
@@ -131,6 +140,7 @@ def trajectory(rule: str, hparams: Mapping | None = None, lr_schedule=None,
     state = opt.init(params)
     hist_p = {k: [v.copy()] for k, v in params.items()}
     hist_g: dict[str, list[np.ndarray]] = {k: [] for k in params}
+    hist_s = {s: {k: [np.asarray(v).copy()] for k, v in t.items()} for s, t in state.slots.items()}
     losses = [prob.loss(params)]
     for t in range(steps):
         grads = prob.grad(params)
@@ -138,11 +148,15 @@ def trajectory(rule: str, hparams: Mapping | None = None, lr_schedule=None,
         for k in params:
             hist_g[k].append(grads[k])
             hist_p[k].append(np.asarray(params[k]).copy())
+        for s, tree in state.slots.items():
+            for k, v in tree.items():
+                hist_s[s][k].append(np.asarray(v).copy())
         losses.append(prob.loss(params))
     return Trajectory(
         rule=rule, hparams=dict(opt.hparams), problem=prob.name, dtype=dt.name, lrs=lrs,
         params={k: np.stack(v) for k, v in hist_p.items()},
         grads={k: np.stack(v) for k, v in hist_g.items()},
         losses=np.array(losses, dtype=np.float64),
+        state={s: {k: np.stack(v) for k, v in t.items()} for s, t in hist_s.items()},
+        form=form_name,
     )
-
