@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from refplay import clipping as clip_lib
-from refplay.procedures import clipping, instability_figures
+from refplay.plots import instability as instability_figures
+from refplay.procedures import clipping
 from refplay.train import get_workload
 
 

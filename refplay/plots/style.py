@@ -13,12 +13,23 @@ is touched and nothing needs closing.
 
 from __future__ import annotations
 
+import io as _stdio
 import math
+import os
+from pathlib import Path
 
+import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+
+from refplay import io
 
 __all__ = ["INFEASIBLE", "STAR", "FEASIBLE", "PALETTE", "colour", "metric_label", "new_figure",
-           "param_label", "cap_for"]
+           "param_label", "cap_for", "plain_log", "positive_points", "add_caveat", "png_bytes",
+           "save_png", "DPI"]
+
+#: Resolution of the PNGs refplay writes.
+DPI = 100
 
 INFEASIBLE = "tab:red"
 STAR = "tab:green"
@@ -65,3 +76,40 @@ def cap_for(values, cap: float | None) -> float:
         return 1.0
     lo, hi = min(finite), max(finite)
     return hi + 0.08 * (hi - lo if hi > lo else max(abs(hi), 1e-12))
+
+
+def plain_log(axis, numticks: int = 6) -> None:
+    """A log axis labelled 0.1, 1, 10 (not 10^k), minor ticks unlabelled."""
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0), numticks=numticks))
+    axis.set_major_formatter(ScalarFormatter())
+    axis.set_minor_formatter(NullFormatter())
+
+
+def positive_points(y) -> tuple[np.ndarray, np.ndarray]:
+    """``(steps, values)`` of a per-step series where it is finite and > 0 (a log axis can show it)."""
+    y = np.asarray(y, dtype=np.float64)
+    s = np.arange(y.size)
+    ok = np.isfinite(y) & (y > 0)
+    return s[ok], y[ok]
+
+
+def add_caveat(fig, text: str) -> None:
+    """Write ``text`` (what a laptop run can and cannot show) under the figure.
+
+    The line sits below the axes, outside the constrained layout; the PNG is
+    saved with a tight bounding box, which takes it in.
+    """
+    fig.text(0.5, -0.01, text, ha="center", va="top", fontsize=8, color="0.25", wrap=True,
+             style="italic")
+
+
+def png_bytes(fig, dpi: int = DPI) -> bytes:
+    """``fig`` as PNG bytes, cropped to what is drawn (a caveat under the axes included)."""
+    buffer = _stdio.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def save_png(fig, path: str | os.PathLike, *, dpi: int = DPI) -> Path:
+    """Write ``fig`` as a PNG, atomically (an interrupted run leaves no half file)."""
+    return io.write_bytes(path, png_bytes(fig, dpi))

@@ -40,7 +40,9 @@ from typing import NamedTuple
 import numpy as np
 
 from refplay import _validate, search
-from refplay.procedures import figures
+from refplay.analysis.objective import objective_of
+from refplay.analysis.uncertainty import welch
+from refplay.plots import batch_size as batch_size_plots
 from refplay.procedures.result import ProcedureResult
 from refplay.procedures.step_budget import first_step_reaching
 from refplay.procedures.studies import run_configs
@@ -174,7 +176,7 @@ def batch_throughput(workload: str = "mnist1d_mlp", *,
                "RSS column is the whole process's high-water mark."]
     return ProcedureResult("How does training throughput (examples/s) grow with the batch size, "
                            "and what is the largest batch size worth using?", decision, numbers,
-                           {"throughput": figures.throughput_plot(rows, d)}, [], caveats)
+                           {"throughput": batch_size_plots.throughput_plot(rows, d)}, [], caveats)
 
 
 # ----------------------------------------------------------- steps to result
@@ -352,7 +354,7 @@ def steps_to_result(workload: str = "mnist1d_mlp", *, batch_sizes=(16, 32, 64, 1
                     f"learning rate for every batch size (best lr x"
                     f"{numbers['best_lr_ratio_largest_to_smallest']:.3g} from B={bs[0]} to "
                     f"B={bs[-1]})")
-    figs = {"steps_to_result": figures.steps_to_result_plot(numbers, d)}
+    figs = {"steps_to_result": batch_size_plots.steps_to_result_plot(numbers, d)}
     return ProcedureResult(_STEPS_QUESTION, decision, numbers, figs, trials, caveats)
 
 
@@ -395,13 +397,13 @@ def batch_size_fair_comparison(workload: str = "mnist1d_mlp", *, batch_sizes=(32
     def tune(b):
         configs = [{"optimizer": optimizer, "batch_size": b, **p} for p in points]
         res = run_configs("fair_tune", workload, configs, settings, **run)
-        objs = [_objective(r) for r in res]
+        objs = [objective_of(r) for r in res]
         return configs[int(np.nanargmin(objs))], res
 
     def retrain(config):
         res = run_configs("fair_retrain", workload, [config], settings, repeats=seeds,
                           **{**run, "seed": seed + 1})
-        return np.array([_objective(r) for r in res]), res
+        return np.array([objective_of(r) for r in res]), res
 
     best_small, tuned_small = tune(b_small)
     best_large, tuned_large = tune(b_large)
@@ -410,12 +412,8 @@ def batch_size_fair_comparison(workload: str = "mnist1d_mlp", *, batch_sizes=(32
     fixed, r1 = retrain(fixed_large)
     retuned, r2 = retrain(best_large)
 
-    def gap(x):
-        se = math.sqrt(np.var(x, ddof=1) / len(x) + np.var(base, ddof=1) / len(base))
-        return float(np.mean(x) - np.mean(base)), se
-
-    gap_fixed, se_fixed = gap(fixed)
-    gap_retuned, se_retuned = gap(retuned)
+    gap_fixed, se_fixed, _ = welch(fixed, base)
+    gap_retuned, se_retuned, _ = welch(retuned, base)
     numbers = {"workload": workload, "batch_sizes": [b_small, b_large],
                "steps_budget": steps_budget, "seeds": seeds,
                "best_config_small": best_small, "best_config_large": best_large,
@@ -436,7 +434,7 @@ def batch_size_fair_comparison(workload: str = "mnist1d_mlp", *, batch_sizes=(32
         decision = (f"the retuned gap {gap_retuned:+.4f} exceeds 2 SE ({se_retuned:.4f}): either "
                     f"the search at B={b_large} was too small or steps_budget is too short for "
                     f"one of the sizes; do not read this as a batch-size effect yet")
-    fig = figures.fair_comparison_plot({f"B={b_small}\n(tuned)": base,
+    fig = batch_size_plots.fair_comparison_plot({f"B={b_small}\n(tuned)": base,
                                         f"B={b_large}\nfixed lr": fixed,
                                         f"B={b_large}\nretuned": retuned}, settings.selection_metric
                                        or wl.selection_metric)
@@ -448,10 +446,3 @@ def batch_size_fair_comparison(workload: str = "mnist1d_mlp", *, batch_sizes=(32
                            "once the learning rate and regularization are re-tuned?", decision,
                            numbers, {"fair_comparison": fig},
                            [*tuned_small, *tuned_large, *r0, *r1, *r2], caveats)
-
-
-def _objective(result) -> float:
-    if not result.feasible:
-        return math.nan
-    metric = result.extras.get("selection_metric") or "validation/error_rate"
-    return float(result.best_metrics.get(metric, math.nan))

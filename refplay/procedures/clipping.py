@@ -38,14 +38,14 @@ differently).
 
 from __future__ import annotations
 
-import math
 import os
 from typing import NamedTuple
 
 import numpy as np
 
 from refplay import _validate, analysis, clipping
-from refplay.procedures import instability_figures
+from refplay.analysis.objective import objective_of
+from refplay.plots import clipping as clipping_plots
 from refplay.procedures.result import ProcedureResult
 from refplay.procedures.studies import run_configs
 from refplay.train import get_workload, unstable
@@ -128,9 +128,6 @@ class ThresholdRun(NamedTuple):
     events: int                     # loss spikes found by analysis.detect_instability
 
 
-def _best(result, metric: str = "validation/error_rate") -> float:
-    return float(result.best_metrics.get(metric, math.nan)) if result.feasible else math.nan
-
 
 def clipping_study(workload: str | None = None, *, setup: unstable.UnstableSetup = unstable.CLIPPING,
                    lr: float | None = None, percentiles=PERCENTILES,
@@ -174,7 +171,7 @@ def clipping_study(workload: str | None = None, *, setup: unstable.UnstableSetup
         fraction = clipping.clip_fraction(r.grad_norms, t) if t is not None and \
             r.grad_norms.size else 0.0
         events = analysis.detect_instability(r.train_losses) if r.feasible else ()
-        rows.append(ThresholdRun(p, t, str(r.status), r.steps_done, fraction, _best(r),
+        rows.append(ThresholdRun(p, t, str(r.status), r.steps_done, fraction, objective_of(r),
                                  len(events)))
     unclipped, clipped_rows = rows[0], rows[1:]
     stabilizing = [row for row in clipped_rows if row.status == "complete"]
@@ -200,7 +197,7 @@ def clipping_study(workload: str | None = None, *, setup: unstable.UnstableSetup
     numbers = {
         "workload": workload, "lr": lr, "max_train_steps": steps,
         "reference_variant": dict(setup.stable), "unstable_variant": dict(setup.unstable),
-        "reference_error": _best(reference), "reference_p50_norm": summary.p50,
+        "reference_error": objective_of(reference), "reference_p50_norm": summary.p50,
         "reference_p90_norm": summary.p90,
         "unclipped_status": unclipped.status, "unclipped_steps_done": unclipped.steps_done,
         "runs": [row._asdict() for row in clipped_rows],
@@ -211,7 +208,7 @@ def clipping_study(workload: str | None = None, *, setup: unstable.UnstableSetup
         "aggressive_thresholds": [row.threshold for row in aggressive],
     }
     shown = results[1 + clipped_rows.index(chosen)] if chosen is not None else results[0]
-    figures = {"fig9_clipping": instability_figures.clipping_plot(
+    figures = {"fig9_clipping": clipping_plots.clipping_plot(
         shown.grad_norms, clipped_rows, chosen, [r.train_losses for r in results],
         reference_norms=ref_norms)}
     caveats = list(setup.caveats) + [

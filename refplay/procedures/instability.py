@@ -38,7 +38,8 @@ import os
 import numpy as np
 
 from refplay import _validate, analysis, plots, search
-from refplay.procedures import instability_figures
+from refplay.analysis.objective import objective_of
+from refplay.plots import instability as instability_plots
 from refplay.procedures.result import ProcedureResult
 from refplay.procedures.studies import run_configs
 from refplay.train import unstable
@@ -66,9 +67,6 @@ def lr_sweep(workload: str, setup: unstable.UnstableSetup, variant: str, lrs,
                        workspace=workspace, workload_options=dict(setup.workload_options))
 
 
-def _objective(result) -> float:
-    return float(result.best_metrics.get(METRIC, math.nan)) if result.feasible else math.nan
-
 
 def sweep_frame(results, lrs, name: str = "lr_sweep"):
     """A :class:`~refplay.analysis.TrialsFrame` of a sweep, the learning rate on a log range."""
@@ -79,7 +77,7 @@ def sweep_frame(results, lrs, name: str = "lr_sweep"):
 
 def best_lr(results, lrs) -> tuple[float | None, float]:
     """``(lr*, its objective)``: the lowest best-checkpoint validation error (ties: smaller lr)."""
-    objs = [_objective(r) for r in results]
+    objs = [objective_of(r, METRIC) for r in results]
     finite = [(o, lr) for o, lr in zip(objs, lrs) if math.isfinite(o)]
     if not finite:
         return None, math.nan
@@ -132,14 +130,14 @@ def stability_scan(workload: str | None = None, *, setup: unstable.UnstableSetup
     for f, r in above:
         events = spike_events(r.train_losses) if r.train_losses.size else []
         runs.append({"factor": f, "lr": f * lr_star, "steps": r.steps_done,
-                     "status": str(r.status), "best_error": _objective(r),
+                     "status": str(r.status), "best_error": objective_of(r, METRIC),
                      "events": events, "reason": r.reason})
     unstable_above = [x for x in runs if x["status"] != "complete" or x["events"]]
     numbers = {
         "workload": workload, "variant": dict(getattr(setup, variant)),
         "max_train_steps": steps, "lrs": list(lrs),
         "statuses": [str(r.status) for r in sweep],
-        "objectives": [_objective(r) for r in sweep],
+        "objectives": [objective_of(r, METRIC) for r in sweep],
         "lr_star": lr_star, "best_error": best_error,
         "divergence_threshold": check.divergence_threshold,
         "boundary_decision": check.decision,
@@ -161,8 +159,8 @@ def stability_scan(workload: str | None = None, *, setup: unstable.UnstableSetup
     fig7a = plots.axis_plot(frame, "lr", title=(
         f"Figure 7a: does instability cap the learning rate? ({setup.name}, {variant})\n"
         f"best lr* = {lr_star:g}; boundary check: {check.decision}"))
-    instability_figures.plain_log_x(fig7a)
-    fig7b = instability_figures.loss_traces_plot(
+    instability_plots.plain_log_x(fig7a)
+    fig7b = instability_plots.loss_traces_plot(
         {f"{x['factor']:g}× lr* = {x['lr']:.3g} ({x['status']})": r.train_losses
          for x, (_, r) in zip(runs, above)},
         events={f"{x['factor']:g}× lr* = {x['lr']:.3g} ({x['status']})": x["events"]
@@ -232,7 +230,7 @@ def early_instability_check(workload: str | None = None, *,
                "max_spike_step": None if biggest is None else biggest["peak_step"],
                "sparse_steps": sparse_steps, "sparse_loss": sparse,
                "sparse_monotone": monotone}
-    fig = instability_figures.dense_vs_sparse_plot(dense, sparse_steps, sparse, events,
+    fig = instability_plots.dense_vs_sparse_plot(dense, sparse_steps, sparse, events,
                                                    lr=lr, coarse_every=coarse_every)
     return ProcedureResult("Is there a loss spike that evaluating every few hundred steps "
                            "would miss?", decision, numbers, {"fig5_dense_vs_sparse": fig}, [r],

@@ -21,7 +21,7 @@ import math
 import os
 
 from refplay import _validate
-from refplay.procedures import figures
+from refplay.plots import noise as noise_plots
 from refplay.procedures.result import ProcedureResult
 from refplay.procedures.step_budget import first_step_reaching
 from refplay.procedures.studies import run_configs
@@ -74,7 +74,7 @@ def gradient_noise_steps(workload: str = "mnist1d_mlp", *, config: dict | None =
                 f" steps here: dropout {'always' if up_dropout else 'not always'} adds steps, a "
                 f"smaller batch {'always' if up_batch else 'not always'} adds steps; budget "
                 f"max_train_steps for the noisiest setting you will use")
-    fig = figures.noise_plot(numbers)
+    fig = noise_plots.noise_plot(numbers)
     return ProcedureResult("Does more gradient noise (dropout, smaller batches) cost more "
                            "training steps at a fixed learning rate?", decision, numbers,
                            {"gradient_noise": fig}, results,

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from refplay import io
+from refplay.plots import style
 
 __all__ = ["ProcedureResult"]
 
@@ -54,7 +55,7 @@ class ProcedureResult:
         paths = {}
         for name, fig in self.figures.items():
             path = out_dir / f"{name}.png"
-            io.write_bytes(path, _png_bytes(fig, dpi))
+            style.save_png(fig, path, dpi=dpi)
             paths[name] = path
         return paths
 
@@ -62,13 +63,6 @@ class ProcedureResult:
         """The question, decision, numbers and caveats as JSON (atomically)."""
         return io.save_json(path, {"question": self.question, "decision": self.decision,
                                    "numbers": self.numbers, "caveats": list(self.caveats)})
-
-
-def _png_bytes(fig, dpi: int) -> bytes:
-    import io as _stdio
-    buffer = _stdio.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
-    return buffer.getvalue()
 
 
 def _format(value) -> str:

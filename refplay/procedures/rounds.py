@@ -36,7 +36,8 @@ import os
 import numpy as np
 
 from refplay import _validate, analysis, schedules, search
-from refplay.procedures import figures
+from refplay.analysis.objective import objective_of
+from refplay.plots import rounds as rounds_plots
 from refplay.procedures.result import ProcedureResult
 from refplay.procedures.studies import run_configs
 from refplay.train.settings import TrialSettings
@@ -105,12 +106,12 @@ def two_rounds(workload: str = "mnist1d_cnn", *, n_configs: int = 16, round1_ste
     run = dict(seed=seed, workers=workers, workspace=workspace)
     s1 = TrialSettings(max_train_steps=round1_steps, eval_every=eval_every, keep_best=0)
     r1 = run_configs("round1", workload, configs, s1, **run)
-    obj1 = np.array([_objective(r) for r in r1])
+    obj1 = np.array([objective_of(r) for r in r1])
     order = [i for i in np.argsort(obj1, kind="stable") if math.isfinite(obj1[i])][:top_k]
     s2 = s1.replace(max_train_steps=round2_steps)
     extended = [_round2_config(configs[i], extension, round1_steps, round2_steps) for i in order]
     r2 = run_configs("round2", workload, extended, s2, **run)
-    obj2 = np.array([_objective(r) for r in r2])
+    obj2 = np.array([objective_of(r) for r in r2])
     numbers = {"workload": workload, "extension": extension, "round1_steps": round1_steps,
                "round2_steps": round2_steps, "top_configs": [configs[i] for i in order],
                "round1_objectives": [float(obj1[i]) for i in order],
@@ -124,7 +125,7 @@ def two_rounds(workload: str = "mnist1d_cnn", *, n_configs: int = 16, round1_ste
         # The control: the Round-1 schedule rescaled, decaying over all of Round 2.
         rescaled = [{**configs[i], "schedule": "linear"} for i in order]
         rc = run_configs("round2_control", workload, rescaled, s2, **run)
-        control = np.array([_objective(r) for r in rc])
+        control = np.array([objective_of(r) for r in rc])
         numbers["control_objectives"] = control.tolist()
         numbers["extension_gain_over_control"] = float(np.nanmean(control - obj2))
         trials += rc
@@ -143,14 +144,7 @@ def two_rounds(workload: str = "mnist1d_cnn", *, n_configs: int = 16, round1_ste
                f"An rsqrt decay tuned for {round1_steps} and run for {round2_steps} steps spends "
                f"{numbers['rsqrt_pitfall_fraction']:.0%} of them below Round 1's final rate "
                f"(exactly 1 - N1/N2)."]
-    fig = figures.rounds_plot(numbers)
+    fig = rounds_plots.rounds_plot(numbers)
     return ProcedureResult("Do the best hyperparameters of short Round-1 runs stay best when "
                            "trained longer in Round 2?", decision, numbers, {"two_rounds": fig},
                            trials, caveats)
-
-
-def _objective(result) -> float:
-    if not result.feasible:
-        return math.nan
-    return float(result.best_metrics.get(result.extras.get("selection_metric")
-                                         or "validation/error_rate", math.nan))

@@ -23,7 +23,9 @@ import os
 import numpy as np
 
 from refplay import _validate, search
-from refplay.procedures import figures
+from refplay.analysis.objective import objective_of
+from refplay.analysis.uncertainty import standard_error
+from refplay.plots import rounds as rounds_plots
 from refplay.procedures.result import ProcedureResult
 from refplay.procedures.studies import run_configs
 from refplay.train.settings import TrialSettings
@@ -62,14 +64,14 @@ def schedule_family(workload: str = "mnist1d_cnn", *, families=FAMILIES, n_lrs: 
     run = dict(seed=seed, workers=workers, workspace=workspace)
     configs = [_family_config(f, lr, optimizer, max_train_steps) for f in families for lr in lrs]
     tuned = run_configs("schedule_family", workload, configs, settings, **run)
-    objs = np.array([_objective(r) for r in tuned]).reshape(len(families), len(lrs))
+    objs = np.array([objective_of(r) for r in tuned]).reshape(len(families), len(lrs))
     best_cfg = {f: configs[i * len(lrs) + int(np.nanargmin(objs[i]))]
                 for i, f in enumerate(families)}
     retrains = run_configs("schedule_family_retrain", workload, list(best_cfg.values()), settings,
                            repeats=seeds, **{**run, "seed": seed + 1})
-    rv = np.array([_objective(r) for r in retrains]).reshape(len(families), seeds)
+    rv = np.array([objective_of(r) for r in retrains]).reshape(len(families), seeds)
     mean = {f: float(np.nanmean(rv[i])) for i, f in enumerate(families)}
-    se = {f: float(np.nanstd(rv[i], ddof=1) / math.sqrt(seeds)) for i, f in enumerate(families)}
+    se = {f: standard_error(rv[i]) for i, f in enumerate(families)}
     decays = [f for f in families if f != "constant"]
     best_decay = min(decays, key=mean.get)
     margin = mean["constant"] - mean[best_decay]
@@ -88,17 +90,10 @@ def schedule_family(workload: str = "mnist1d_cnn", *, families=FAMILIES, n_lrs: 
         decision = (f"no decaying family beats constant by more than 2 SE here (best {best_decay}, "
                     f"margin {margin:+.4f}, 2 SE = {2 * se_diff:.4f}); the playbook still "
                     f"prefers linear or cosine decay")
-    fig = figures.schedule_family_plot(lrs, numbers["objectives_by_family"], mean, se)
+    fig = rounds_plots.schedule_family_plot(lrs, numbers["objectives_by_family"], mean, se)
     return ProcedureResult("With the learning rate tuned for each, does some decaying schedule "
                            "beat a constant learning rate?", decision, numbers,
                            {"schedule_family": fig}, [*tuned, *retrains],
                            [f"{len(lrs)} learning rates per family: the base rate is tuned "
                             f"coarsely; {seeds} retrains per family set the SE.",
                             "rsqrt uses shift = max_train_steps / 20."])
-
-
-def _objective(result) -> float:
-    if not result.feasible:
-        return math.nan
-    return float(result.best_metrics.get(result.extras.get("selection_metric")
-                                         or "validation/error_rate", math.nan))

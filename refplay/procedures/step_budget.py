@@ -37,7 +37,8 @@ from typing import NamedTuple
 import numpy as np
 
 from refplay import _validate, analysis
-from refplay.procedures import figures
+from refplay import plots
+from refplay.plots import step_budget as step_budget_plots
 from refplay.procedures.result import ProcedureResult
 from refplay.procedures.studies import run_configs
 from refplay.train.result import TrialResult
@@ -190,7 +191,7 @@ def initial_max_train_steps(workload: str = "mnist1d_mlp", *, optimizer: str = "
                         f"procedure's assumption does not hold; choose max_train_steps from a "
                         f"short study's best-step fractions instead")
             return ProcedureResult(QUESTION_INITIAL, decision, numbers,
-                                   {"train_error": figures.train_error_curves(
+                                   {"train_error": step_budget_plots.train_error_curves(
                                        {mid: _train_error_curve(last)}, fit_error, None,
                                        title="Can the model fit the training set at all?")},
                                    [p[1] for p in probe], caveats)
@@ -219,8 +220,8 @@ def initial_max_train_steps(workload: str = "mnist1d_mlp", *, optimizer: str = "
         elif sweep.at_lower_edge:
             decision += "; the fastest learning rate is the smallest in the grid: expand downward"
     curves = {lr: _train_error_curve(r) for lr, r in zip(lrs, results)}
-    figs = {"train_error": figures.train_error_curves(curves, fit_error, sweep.candidate),
-            "steps_to_fit": figures.steps_to_fit_plot(sweep, statuses, n_steps)}
+    figs = {"train_error": step_budget_plots.train_error_curves(curves, fit_error, sweep.candidate),
+            "steps_to_fit": step_budget_plots.steps_to_fit_plot(sweep, statuses, n_steps)}
     return ProcedureResult(QUESTION_INITIAL, decision, numbers, figs,
                            [p[1] for p in probe] + list(results), caveats)
 
@@ -255,7 +256,7 @@ def refine_max_train_steps(frame_or_results) -> ProcedureResult:
                "max_fraction": float(fr.max()) if len(fr) else math.nan,
                "fraction_in_last_25pct": float(np.mean(fr > 0.75)) if len(fr) else math.nan}
     return ProcedureResult(QUESTION_REFINE, f"{decisions[bsf.decision]} ({bsf.message})",
-                           numbers, {"best_step_fractions": figures.best_step_fractions_plot(bsf)},
+                           numbers, {"best_step_fractions": plots.best_step_histogram(bsf)},
                            list(bsf.trials),
                            ["The 'last 25 %' rule is refplay's reading of 'consistently close "
                             "to the end': at least three quarters of the complete trials."])

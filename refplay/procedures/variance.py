@@ -46,77 +46,21 @@ from typing import NamedTuple
 import numpy as np
 
 from refplay import _validate, search
-from refplay.procedures import figures
+from refplay.analysis.objective import objective_of
+from refplay.analysis.uncertainty import (normal_ppf, spread, student_t_cdf, student_t_ppf,
+                                          two_proportion_z, welch)
+from refplay.plots import variance as variance_plots
 from refplay.procedures.result import ProcedureResult
 from refplay.procedures.studies import run_configs
 from refplay.train.settings import TrialSettings
 from refplay.train.workloads import get_workload
 
-__all__ = ["SOURCES", "DEFAULT_CONFIG", "Adoption", "adopt", "student_t_cdf", "student_t_ppf",
-           "two_proportion_z", "retrain_variance", "split_variance", "study_variance"]
+__all__ = ["SOURCES", "DEFAULT_CONFIG", "Adoption", "adopt", "retrain_variance",
+           "split_variance", "study_variance"]
 
 SOURCES = ("all", "init", "data", "dropout")
 DEFAULT_CONFIG = {"optimizer": "adam", "lr": 1e-3}
 FIXED_STREAM_SEED = 0     # the value of the seed stream that is held fixed
-
-
-# ------------------------------------------------------------ t distribution
-def _betacf(a: float, b: float, x: float) -> float:
-    """Continued fraction of the incomplete beta function (modified Lentz)."""
-    tiny, qab, qap, qam = 1e-300, a + b, a + 1.0, a - 1.0
-    c, d = 1.0, 1.0 - qab * x / qap
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    h = d
-    for m in range(1, 300):
-        m2 = 2 * m
-        for num in (m * (b - m) * x / ((qam + m2) * (a + m2)),
-                    -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))):
-            d = 1.0 + num * d
-            d = 1.0 / (d if abs(d) > tiny else tiny)
-            c = 1.0 + num / c
-            c = c if abs(c) > tiny else tiny
-            h *= d * c
-        if abs(d * c - 1.0) < 1e-15:
-            break
-    return h
-
-
-def _betainc(a: float, b: float, x: float) -> float:
-    """The regularized incomplete beta function :math:`I_x(a, b)`."""
-    if x <= 0.0:
-        return 0.0
-    if x >= 1.0:
-        return 1.0
-    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
-                     + a * math.log(x) + b * math.log1p(-x))
-    if x < (a + 1.0) / (a + b + 2.0):
-        return front * _betacf(a, b, x) / a
-    return 1.0 - front * _betacf(b, a, 1.0 - x) / b
-
-
-def student_t_cdf(t: float, df: float) -> float:
-    r""":math:`P[T \le t]` for Student's t with ``df`` degrees of freedom."""
-    tail = 0.5 * _betainc(df / 2.0, 0.5, df / (df + t * t))
-    return 1.0 - tail if t >= 0 else tail
-
-
-def student_t_ppf(q: float, df: float) -> float:
-    """The ``q`` quantile of Student's t (bisection on :func:`student_t_cdf`)."""
-    if not 0.0 < q < 1.0:
-        raise ValueError(f"q={q!r} must lie in (0, 1)")
-    lo, hi = -1e3, 1e3
-    for _ in range(200):
-        mid = 0.5 * (lo + hi)
-        lo, hi = (mid, hi) if student_t_cdf(mid, df) < q else (lo, mid)
-    return 0.5 * (lo + hi)
-
-
-def two_proportion_z(p1: float, p2: float, n: int) -> float:
-    r"""Unpaired z for two error rates on ``n`` examples each: :math:`(p_1 - p_2) /
-    \sqrt{\bar p (1 - \bar p)\,2/n}`."""
-    pbar = 0.5 * (p1 + p2)
-    var = pbar * (1 - pbar) * 2 / n
-    return 0.0 if var == 0 else (p1 - p2) / math.sqrt(var)
 
 
 # ----------------------------------------------------------------- adoption
@@ -167,13 +111,10 @@ def adopt(candidate, baseline, *, min_effect: float = 0.0, test: str = "welch",
         if not (np.isfinite(c).all() and np.isfinite(b).all()):
             raise ValueError("candidate and baseline objectives must be finite (drop "
                              "infeasible retrains and say so)")
-        effect = float(b.mean() - c.mean())
-        vc, vb = c.var(ddof=1) / len(c), b.var(ddof=1) / len(b)
-        se = math.sqrt(vc + vb)
+        effect, se, df = welch(b, c)          # > 0: the candidate's objective is lower
         if se == 0:
             p, half = (1.0 if effect == 0 else 0.0), 0.0
         else:
-            df = (vc + vb) ** 2 / (vc ** 2 / (len(c) - 1) + vb ** 2 / (len(b) - 1))
             p = 2.0 * (1.0 - student_t_cdf(abs(effect) / se, df))
             half = student_t_ppf(0.5 + level / 2, df) * se
         nc, nb = len(c), len(b)
@@ -191,7 +132,7 @@ def adopt(candidate, baseline, *, min_effect: float = 0.0, test: str = "welch",
         se = math.sqrt(max(n01 + n10 - (n01 - n10) ** 2 / n, 0.0)) / n
         k, m = min(n01, n10), n01 + n10
         p = min(1.0, 2.0 * sum(math.comb(m, i) for i in range(k + 1)) / 2.0 ** m) if m else 1.0
-        half = _normal_ppf(0.5 + level / 2) * se
+        half = normal_ppf(0.5 + level / 2) * se
         nc = nb = n
     lo, hi = effect - half, effect + half
     if lo > 0 and effect >= min_effect:
@@ -205,33 +146,6 @@ def adopt(candidate, baseline, *, min_effect: float = 0.0, test: str = "welch",
         msg = (f"insufficient evidence: {why} (effect {effect:.4g}, {level:.0%} CI "
                f"[{lo:.4g}, {hi:.4g}], p={p:.3g}, {test})")
     return Adoption(decision, effect, lo, hi, float(p), test, nc, nb, min_effect, msg)
-
-
-def _normal_ppf(q: float) -> float:
-    """Standard normal quantile (bisection on erf; exact enough for intervals)."""
-    lo, hi = -10.0, 10.0
-    for _ in range(200):
-        mid = 0.5 * (lo + hi)
-        lo, hi = (mid, hi) if 0.5 * (1 + math.erf(mid / math.sqrt(2))) < q else (lo, mid)
-    return 0.5 * (lo + hi)
-
-
-# ---------------------------------------------------------------- variance
-def _objective(result) -> float:
-    if not result.feasible:
-        return math.nan
-    return float(result.best_metrics.get(result.extras.get("selection_metric")
-                                         or "validation/error_rate", math.nan))
-
-
-def _summary(values) -> dict:
-    v = np.asarray(values, dtype=np.float64)
-    v = v[np.isfinite(v)]
-    if len(v) < 2:
-        return {"n": len(v), "mean": float(v.mean()) if len(v) else math.nan,
-                "std": math.nan, "se": math.nan}
-    return {"n": len(v), "mean": float(v.mean()), "std": float(v.std(ddof=1)),
-            "se": float(v.std(ddof=1) / math.sqrt(len(v)))}
 
 
 def retrain_variance(workload: str = "mnist1d_cnn", config: dict | None = None, *,
@@ -280,17 +194,17 @@ def retrain_variance(workload: str = "mnist1d_cnn", config: dict | None = None, 
             fixed = {k: FIXED_STREAM_SEED for k in stream_keys if k != varied}
             configs = [{**config, **fixed, varied: i} for i in range(n_seeds)]
             results = run_configs(f"retrain_{source}", workload, configs, settings, **run)
-        values = [_objective(r) for r in results]
+        values = [objective_of(r) for r in results]
         results_by_source[source] = results
         groups[source] = values
-        stats[source] = _summary(values)
+        stats[source] = spread(values)._asdict()
         trials += results
     numbers = {"workload": workload, "config": config, "n_seeds": n_seeds,
                "max_train_steps": max_train_steps, "n_validation": len(wl.validation),
                **{f"{s}": stats[s] for s in sources}}
     if "all" in groups:
         v = [x for x in groups["all"] if math.isfinite(x)]
-        z_crit = _normal_ppf(1 - alpha / 2)
+        z_crit = normal_ppf(1 - alpha / 2)
         pairs = list(itertools.combinations(v, 2))
         sig = sum(abs(two_proportion_z(a, b, len(wl.validation))) > z_crit for a, b in pairs)
         numbers["unpaired_significant_fraction"] = sig / len(pairs) if pairs else math.nan
@@ -314,7 +228,7 @@ def retrain_variance(workload: str = "mnist1d_cnn", config: dict | None = None, 
                 f"candidate and the baseline N times before adopting")
     caveats = ["The playbook's ±0.1 % ImageNet retrain spread is not reproducible here; the "
                "direction and the mechanism are."]
-    fig = figures.strip_plot({s: groups[s] for s in sources}, "validation/error_rate",
+    fig = variance_plots.strip_plot({s: groups[s] for s in sources}, "validation/error_rate",
                              title="How much does the result move when only the seed changes?",
                              xlabel="seed stream varied")
     return ProcedureResult("How large is the trial (retrain) variance, and which seed stream "
@@ -338,15 +252,15 @@ def split_variance(workload: str = "mnist1d_mlp", config: dict | None = None, *,
         r = run_configs("split_variance", workload, [config], settings,
                         workload_options={"split_seed": s}, seed=seed, workers=workers,
                         workspace=workspace)[0]
-        values.append(_objective(r))
+        values.append(objective_of(r))
         trials.append(r)
-    st = _summary(values)
+    st = spread(values)._asdict()
     numbers = {"workload": workload, "config": config, "split_seeds": split_seeds,
                "objectives": values, **{f"split_{k}": v for k, v in st.items()}}
     decision = (f"the objective moves by std {st['std']:.4f} across {len(values)} random "
                 f"splits: a difference smaller than this between studies on different splits "
                 f"is not evidence")
-    fig = figures.strip_plot({"split_seed varied": values}, "validation/error_rate",
+    fig = variance_plots.strip_plot({"split_seed varied": values}, "validation/error_rate",
                              title="How much does the validation split itself move the result?")
     return ProcedureResult("How much does the random train/validation split change the "
                            "result (data sampling variance)?", decision, numbers,
@@ -370,15 +284,15 @@ def study_variance(workload: str = "mnist1d_mlp", *, n_trials: int = 8, sampler_
         configs = [{"optimizer": optimizer, **p} for p in search.halton(space, n_trials, int(s))]
         res = run_configs("study_variance", workload, configs, settings, seed=int(s),
                           workers=workers, workspace=workspace)
-        bests.append(float(np.nanmin([_objective(r) for r in res])))
+        bests.append(float(np.nanmin([objective_of(r) for r in res])))
         trials += res
-    st = _summary(bests)
+    st = spread(bests)._asdict()
     numbers = {"workload": workload, "n_trials": n_trials,
                "sampler_seeds": [int(s) for s in sampler_seeds], "best_objectives": bests,
                **{f"study_{k}": v for k, v in st.items()}}
     decision = (f"the best of {n_trials} trials moves by std {st['std']:.4f} across sampler "
                 f"seeds: compare studies only beyond this")
-    fig = figures.strip_plot({f"best of {n_trials}": bests}, "validation/error_rate",
+    fig = variance_plots.strip_plot({f"best of {n_trials}": bests}, "validation/error_rate",
                              title="How much does the search itself move the best result?")
     return ProcedureResult("How much does the hyperparameter search itself change the best "
                            "result (study variance)?", decision, numbers, {"study_variance": fig},

@@ -34,13 +34,13 @@ rate with and without a ``warmup_fraction`` warmup for the unstable variant
 
 from __future__ import annotations
 
-import math
 import os
 
 import numpy as np
 
 from refplay import _validate
-from refplay.procedures import instability_figures
+from refplay.analysis.objective import objective_of
+from refplay.plots import instability as instability_plots
 from refplay.procedures.instability import QUICK_LRS, best_lr, lr_sweep, spike_events
 from refplay.procedures.result import ProcedureResult
 from refplay.train import unstable
@@ -54,10 +54,6 @@ WARMUPS = (0, 10, 40, 100)      # the playbook's 10, 10^3, ... scaled to a 400-s
 # loop's divergence rule (no warmup completes at error 0.65, warmups of 40 and 100 steps NaN).
 TARGET_LR = 0.32
 
-
-def _error(result) -> float:
-    return (float(result.best_metrics.get("validation/error_rate", math.nan))
-            if result.feasible else math.nan)
 
 
 def _largest_feasible(results, lrs) -> float | None:
@@ -115,8 +111,8 @@ def warmup_study(workload: str | None = None, *, setup: unstable.UnstableSetup =
                    "largest_feasible_warmup": _largest_feasible(pair["warmup"], lrs),
                    "statuses": [str(r.status) for r in pair["none"]],
                    "statuses_warmup": [str(r.status) for r in pair["warmup"]],
-                   "errors": [_error(r) for r in pair["none"]],
-                   "errors_warmup": [_error(r) for r in pair["warmup"]]}
+                   "errors": [objective_of(r) for r in pair["none"]],
+                   "errors_warmup": [objective_of(r) for r in pair["warmup"]]}
     lr_star = fig8["unstable"]["lr_star"] if "unstable" in fig8 else None
     three_x = None
     if lr_star:
@@ -145,11 +141,11 @@ def warmup_study(workload: str | None = None, *, setup: unstable.UnstableSetup =
         learned = bool(r.feasible and r.train_losses.size
                        and float(np.mean(tail)) < 0.5 * float(r.train_losses[0]))
         rows.append({"warmup_steps": w, "status": str(r.status), "steps_done": r.steps_done,
-                     "events": len(events), "learned": learned, "best_error": _error(r),
+                     "events": len(events), "learned": learned, "best_error": objective_of(r),
                      "stable": bool(r.feasible and learned
                                     and all(e["recovered"] for e in events)
                                     and lr_star is not None
-                                    and _error(r) <= good_factor * fig8["unstable"]["error"])})
+                                    and objective_of(r) <= good_factor * fig8["unstable"]["error"])})
     stable_w = [row["warmup_steps"] for row in rows if row["stable"]]
     shortest = min(stable_w) if stable_w else None
 
@@ -168,8 +164,8 @@ def warmup_study(workload: str | None = None, *, setup: unstable.UnstableSetup =
         "within_10pct": shortest is not None and shortest <= 0.1 * steps,
         "above_5pct": shortest is not None and shortest > 0.05 * steps,
         "sweep_warmup_steps": w_sweep, "lrs": list(lrs), "fig8": fig8, "three_x": three_x,
-        "baseline_error": None if baseline is None else _error(baseline),
-        "prepended_error": None if prepended is None else _error(prepended),
+        "baseline_error": None if baseline is None else objective_of(baseline),
+        "prepended_error": None if prepended is None else objective_of(prepended),
         "prepended_steps": None if prepended is None else prepended.steps_done,
         "prepended_best_step": None if prepended is None else prepended.best_step,
     }
@@ -191,10 +187,10 @@ def warmup_study(workload: str | None = None, *, setup: unstable.UnstableSetup =
                          + ("adopt the warmup and the higher rate" if better
                             else "no gain over the baseline at lr*"))
     figures = {
-        "fig6_warmup_candidates": instability_figures.warmup_plot(
+        "fig6_warmup_candidates": instability_plots.warmup_plot(
             {w: r.train_losses for w, r in zip(warmups, candidates)}, rows,
             target_lr=target_lr, shortest=shortest),
-        "fig8_lr_sweep_warmup": instability_figures.lr_sweep_plot(
+        "fig8_lr_sweep_warmup": instability_plots.lr_sweep_plot(
             lrs, fig8, warmup_steps=w_sweep, variants_labels={
                 v: ", ".join(f"{k}={val}" for k, val in getattr(setup, v).items())
                 for v in fig8}),

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io as _stdio
 import json
 import math
 import os
@@ -26,7 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from refplay import analysis, io, study
+from refplay import analysis, study
+from refplay.plots.style import DPI, add_caveat, save_png
 
 __all__ = ["Entry", "ReproResult", "Upstream", "UPSTREAM_BASE", "PLAYBOOK_URL", "DPI",
            "add_caveat", "save_png",
@@ -34,7 +34,6 @@ __all__ = ["Entry", "ReproResult", "Upstream", "UPSTREAM_BASE", "PLAYBOOK_URL", 
 
 UPSTREAM_BASE = "https://raw.githubusercontent.com/google-research/tuning_playbook/main/assets/"
 PLAYBOOK_URL = "https://github.com/google-research/tuning_playbook"
-DPI = 100
 
 
 @dataclass(frozen=True)
@@ -133,23 +132,6 @@ class Entry:
     @property
     def section_url(self) -> str:
         return f"{PLAYBOOK_URL}#{self.anchor}"
-
-
-def add_caveat(fig, text: str) -> None:
-    """Write ``text`` (what the laptop run can and cannot show) under the figure.
-
-    The line sits below the axes, outside the constrained layout; the PNG is
-    saved with a tight bounding box, which takes it in.
-    """
-    fig.text(0.5, -0.01, text, ha="center", va="top", fontsize=8, color="0.25", wrap=True,
-             style="italic")
-
-
-def save_png(fig, path: str | os.PathLike, *, dpi: int = DPI) -> Path:
-    """Write ``fig`` as a PNG, atomically (an interrupted run leaves no half file)."""
-    buffer = _stdio.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
-    return io.write_bytes(path, buffer.getvalue())
 
 
 def halton_spec(prefix: str, **fields):

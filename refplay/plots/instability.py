@@ -1,11 +1,10 @@
-"""Figures of the instability procedures (the playbook's Figures 4-9), drawn from their numbers.
+"""Figures of the instability procedures (the playbook's Figures 4-8), drawn from their numbers.
 
 Nothing here trains or decides: each function takes what
-:mod:`refplay.procedures.instability`, :mod:`~refplay.procedures.warmup` or
-:mod:`~refplay.procedures.clipping` measured (per-step losses, gradient
-norms, statuses, best errors) and draws it in the playbook's visual
-language (:mod:`refplay.plots.style`): infeasible runs as red ``x``, the
-best learning rate as a star, log axes where the playbook uses them,
+:mod:`refplay.procedures.instability` or :mod:`~refplay.procedures.warmup`
+measured (per-step losses, statuses, best errors) and draws it in the
+playbook's visual language (:mod:`refplay.plots.style`): infeasible runs as red
+``x``, the best learning rate as a star, log axes where the playbook uses them,
 labelled axes, a title that states the question.
 """
 
@@ -14,13 +13,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from matplotlib.figure import Figure
-from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
 from refplay.plots import style
 
-__all__ = ["clipping_plot", "loss_traces_plot", "dense_vs_sparse_plot", "warmup_plot",
-           "lr_sweep_plot", "smooth", "plain_log_x"]
+__all__ = ['smooth', 'plain_log_x', 'loss_traces_plot', 'dense_vs_sparse_plot', 'warmup_plot', 'lr_sweep_plot']
 
 
 def smooth(x, window: int) -> np.ndarray:
@@ -37,103 +33,15 @@ def smooth(x, window: int) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(count > 0, (c[idx] - c[lo]) / count, np.nan)
 
-
-def _plain_log(axis, numticks: int = 6) -> None:
-    """A log axis labelled 0.1, 1, 10 (not 10^k), minor ticks unlabelled."""
-    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0), numticks=numticks))
-    axis.set_major_formatter(ScalarFormatter())
-    axis.set_minor_formatter(NullFormatter())
-
-
 def plain_log_x(fig) -> None:
     """Layout only: plain labels (0.02, 0.05, 0.1) on the log x axes of ``fig``."""
     for ax in fig.axes:
         if ax.get_xscale() == "log":
-            _plain_log(ax.xaxis, numticks=8)
-
-
-def _steps_and_positive(y):
-    y = np.asarray(y, dtype=np.float64)
-    s = np.arange(y.size)
-    ok = np.isfinite(y) & (y > 0)
-    return s[ok], y[ok]
-
-
-def clipping_plot(norms, rows, chosen, losses, *, reference_norms=None):
-    """Figure 9: gradient norm vs step (log y) with thresholds, its histogram, and the losses.
-
-    ``norms``: the unclipped per-step norms of the run shown (the unstable
-    config clipped at the chosen threshold); ``rows``: one
-    ``clipping.ThresholdRun`` per threshold; ``losses``: per-step training
-    losses of the unclipped run then of each threshold's run.
-    """
-    fig = Figure(figsize=(11.0, 7.4), dpi=100, layout="constrained")
-    axd = fig.subplot_mosaic([["norm", "norm", "hist"], ["loss", "loss", "loss"]],
-                             height_ratios=[1.1, 1])
-    ax, hx, lx = axd["norm"], axd["hist"], axd["loss"]
-    s, g = _steps_and_positive(norms)
-    if reference_norms is not None:
-        rs, rg = _steps_and_positive(reference_norms)
-        ax.plot(rs, rg, lw=0.6, color="0.6", label="stable reference run (thresholds from it)")
-    ax.plot(s, g, lw=0.8, color=style.FEASIBLE, label="unstable run: unclipped norm |g_t|")
-    for row in rows:
-        if row is chosen:
-            c, ls, lw, tag = style.STAR, "-", 1.8, "better"
-        elif row.clipped_fraction > 0.5:
-            c, ls, lw, tag = style.INFEASIBLE, "--", 1.5, "too aggressive (> 50% clipped)"
-        else:
-            c, ls, lw, tag = "0.35", ":", 1.2, ("trains" if row.status == "complete"
-                                                 else row.status)
-        label = (f"λ = {row.threshold:.3g} (p{row.percentile:g}): clips "
-                 f"{row.clipped_fraction:.0%}, {tag}")
-        ax.axhline(row.threshold, color=c, ls=ls, lw=lw, label=label)
-        hx.axvline(row.threshold, color=c, ls=ls, lw=lw)
-    ax.set_yscale("log")
-    _plain_log(ax.yaxis)
-    ax.set_xlabel("training step")
-    ax.set_ylabel("global gradient L2 norm (log)")
-    ax.legend(fontsize=7.5, loc="upper right")
-    ax.grid(alpha=0.25)
-    if g.size:
-        bins = np.geomspace(g.min(), g.max() * 1.0001, 40) if g.max() > g.min() else 10
-        hx.hist(g, bins=bins, color=style.FEASIBLE, alpha=0.7)
-        hx.set_xscale("log")
-        _plain_log(hx.xaxis, numticks=4)
-    hx.set_xlabel("gradient norm (log)")
-    hx.set_ylabel("number of steps")
-    hx.set_title("histogram of the norms (unstable run)", fontsize=9)
-    labels = ["no clipping"] + [f"λ = {r.threshold:.3g} (p{r.percentile:g})" for r in rows]
-    statuses = ["infeasible" if len(losses[0]) < max(len(x) for x in losses) else "complete"]
-    statuses += [r.status for r in rows]
-    first = [float(x[0]) for x in losses if len(x) and np.isfinite(x[0])]
-    cap = 10.0 * max(first) if first else 10.0          # the divergence rule's blow-up level
-    for i, (label, loss) in enumerate(zip(labels, losses)):
-        c = "black" if i == 0 else style.colour(i)
-        xs, ys = _steps_and_positive(smooth(loss, 10))
-        keep = ys <= cap
-        lx.plot(xs[keep], ys[keep], color=c, lw=1.3 if i else 1.8, label=label)
-        if statuses[i] == "infeasible":
-            lx.plot(len(loss) - 1, cap, "x", color=style.INFEASIBLE, ms=11, mew=2.5)
-            lx.annotate(f"{label}: infeasible at step {len(loss) - 1}", (len(loss) - 1, cap),
-                        xytext=(12, -4), textcoords="offset points", fontsize=8,
-                        color=style.INFEASIBLE)
-    lx.plot([], [], "x", color=style.INFEASIBLE, ms=8, mew=2,
-            label="infeasible (NaN or blow-up), drawn at the cap 10 × step-0 loss")
-    lx.set_yscale("log")
-    _plain_log(lx.yaxis)
-    lx.set_xlabel("training step")
-    lx.set_ylabel("training loss (10-step mean, log)")
-    lx.legend(fontsize=7.5, loc="upper right", ncol=2)
-    lx.grid(alpha=0.25)
-    fig.suptitle("Figure 9: which clipping threshold stabilizes the unstable run? "
-                 "Just above the typical norm, not below most of them", fontsize=11)
-    return fig
-
+            style.plain_log(ax.xaxis, numticks=8)
 
 def _shade_events(ax, events, colour: str = style.INFEASIBLE) -> None:
     for e in events:
         ax.axvspan(e["start"], e["end"] + 1, color=colour, alpha=0.15, lw=0)
-
 
 def loss_traces_plot(traces: dict, *, events: dict | None = None, window: int = 10,
                      title: str = ""):
@@ -141,9 +49,9 @@ def loss_traces_plot(traces: dict, *, events: dict | None = None, window: int = 
     fig, ax = style.new_figure(9.0, 4.6)
     for i, (label, loss) in enumerate(traces.items()):
         c = style.colour(i)
-        raw_s, raw = _steps_and_positive(loss)
+        raw_s, raw = style.positive_points(loss)
         ax.plot(raw_s, raw, color=c, lw=0.4, alpha=0.35)
-        xs, ys = _steps_and_positive(smooth(loss, window))
+        xs, ys = style.positive_points(smooth(loss, window))
         ax.plot(xs, ys, color=c, lw=1.6, label=label)
         if "infeasible" in label and len(loss):
             ax.plot(len(loss) - 1, ys[-1] if ys.size else 1.0, "x", color=style.INFEASIBLE,
@@ -157,7 +65,7 @@ def loss_traces_plot(traces: dict, *, events: dict | None = None, window: int = 
         ax.fill_between([], [], color="0.5", alpha=0.2,
                         label="loss spike (analysis.detect_instability)")
     ax.set_yscale("log")
-    _plain_log(ax.yaxis)
+    style.plain_log(ax.yaxis)
     ax.set_xlabel("training step")
     ax.set_ylabel(f"training loss (per step faint; {window}-step mean bold; log)")
     ax.set_title(title, fontsize=10)
@@ -165,11 +73,10 @@ def loss_traces_plot(traces: dict, *, events: dict | None = None, window: int = 
     ax.grid(alpha=0.25)
     return fig
 
-
 def dense_vs_sparse_plot(dense, sparse_steps, sparse, events, *, lr: float, coarse_every: int):
     """Figure 5: the loss of every step beside the same run seen every ``coarse_every`` steps."""
     fig, (ax, bx) = style.new_figure(11.0, 4.2, ncols=2, sharey=True)
-    s, y = _steps_and_positive(dense)
+    s, y = style.positive_points(dense)
     ax.plot(s, y, color=style.FEASIBLE, lw=0.8, label="minibatch loss, every step")
     _shade_events(ax, events)
     for e in events:
@@ -184,7 +91,7 @@ def dense_vs_sparse_plot(dense, sparse_steps, sparse, events, *, lr: float, coar
     bx.set_title(f"evaluated every {coarse_every} steps: only goes down", fontsize=10)
     for a in (ax, bx):
         a.set_yscale("log")
-        _plain_log(a.yaxis)
+        style.plain_log(a.yaxis)
         a.set_xlabel("training step")
         a.grid(alpha=0.25)
         a.legend(fontsize=8, loc="lower left")
@@ -193,7 +100,6 @@ def dense_vs_sparse_plot(dense, sparse_steps, sparse, events, *, lr: float, coar
     fig.suptitle(f"Figure 5: does a sparse evaluation schedule hide instability? "
                  f"(the same run, lr = {lr:g})", fontsize=11)
     return fig
-
 
 def warmup_plot(losses: dict, rows, *, target_lr: float, shortest: int | None):
     """Figure 6: training loss vs step (log x) per warmup length, and the schedules (log-log).
@@ -211,7 +117,7 @@ def warmup_plot(losses: dict, rows, *, target_lr: float, shortest: int | None):
         row = status[w]
         tag = ("stable" if row["stable"] else row["status"] if row["status"] != "complete"
                else f"{row['events']} loss spike(s)")
-        xs, ys = _steps_and_positive(smooth(loss, 5))
+        xs, ys = style.positive_points(smooth(loss, 5))
         keep = ys <= cap
         ax.plot(xs[keep] + 1, ys[keep], color=c, lw=2.2 if w == shortest else 1.3,
                 label=f"warmup {w} steps: {tag}" + ("  ← shortest stable" if w == shortest else ""))
@@ -228,7 +134,7 @@ def warmup_plot(losses: dict, rows, *, target_lr: float, shortest: int | None):
         a.set_xlabel("training step + 1 (log)")
         a.grid(alpha=0.25)
     ax.set_yscale("log")
-    _plain_log(ax.yaxis)
+    style.plain_log(ax.yaxis)
     ax.set_ylabel("training loss (5-step mean, log)")
     ax.legend(fontsize=8, loc="lower left")
     bx.set_yscale("log")
@@ -238,7 +144,6 @@ def warmup_plot(losses: dict, rows, *, target_lr: float, shortest: int | None):
     fig.suptitle(f"Figure 6: how long a warmup does lr = {target_lr:g} need to train stably?",
                  fontsize=11)
     return fig
-
 
 def lr_sweep_plot(lrs, sweeps: dict, *, warmup_steps: int, variants_labels: dict | None = None):
     """Figure 8: validation error vs learning rate (log x), with and without warmup, per variant.
@@ -270,7 +175,7 @@ def lr_sweep_plot(lrs, sweeps: dict, *, warmup_steps: int, variants_labels: dict
         ax.set_title(f"{variant}: {(variants_labels or {}).get(variant, '')}\n"
                      + (f"warmup moves the best lr {ratio:.1f}×" if ratio else ""), fontsize=9)
         ax.set_xscale("log")
-        _plain_log(ax.xaxis, numticks=8)
+        style.plain_log(ax.xaxis, numticks=8)
         ax.set_xlabel("learning rate (log)")
         ax.grid(alpha=0.25)
         ax.legend(fontsize=7.5, loc="upper left")
