@@ -60,7 +60,8 @@ from refplay.oracle import problems as problems_lib
 from refplay.oracle.compare import DEFAULT_TOL
 from refplay.oracle.trajectory import standard_schedule, trajectory
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "READS_VERSIONS", "export", "load_case", "load_manifest", "case_id"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "READS_VERSIONS", "export", "load_case", "load_manifest",
+           "case_id"]
 
 FORMAT = "refplay-oracle-golden"
 FORMAT_VERSION = 2

@@ -95,7 +95,8 @@ def _adam_eps_in_sqrt(hp):
 
 
 def _adam_bias_m_only(hp):
-    r""":math:`\theta \leftarrow \theta - \eta_t \frac{m/(1-\beta_1^{t+1})}{\sqrt{v} + \epsilon}`."""
+    r""":math:`\theta \leftarrow \theta - \eta_t
+    \frac{m/(1-\beta_1^{t+1})}{\sqrt{v} + \epsilon}`."""
     b1, eps = hp["beta1"], hp["eps"]
     return _adam_like(hp, lambda m, v, t: (m / _bc(b1, t + 1)) / (np.sqrt(v) + eps))
 
@@ -200,11 +201,13 @@ def _momentum_lr_inside(nesterov: bool):
 
 def _momentum_dampened(hp):
     r"""``torch.optim.SGD(momentum=γ, dampening=γ)``:
-    :math:`v \leftarrow \gamma v + (1-\gamma) g`, :math:`\theta \leftarrow \theta - \eta_t v`."""
+    :math:`v_1 = g_0`, then :math:`v \leftarrow \gamma v + (1-\gamma) g`;
+    :math:`\theta \leftarrow \theta - \eta_t v` (torch starts the buffer at the first
+    gradient, undamped)."""
     gamma = hp["gamma"]
 
     def rule(theta, g, v, *, lr, t):
-        v = gamma * v + (1.0 - gamma) * g
+        v = g if t == 0 else gamma * v + (1.0 - gamma) * g
         return theta - lr * v, v
 
     return (("v", 0.0),), rule
@@ -223,7 +226,8 @@ def _other_rule(name: str):
 # ------------------------------------------------------------------- catalogue
 _ADAM_TEXT = ("m_{t+1} = b1 m_t + (1-b1) g_t; v_{t+1} = b2 v_t + (1-b2) g_t^2; "
               "b_{t+1} = sqrt(1-b2^(t+1)) / (1-b1^(t+1)); ")
-_ADAM_TEX = (r"m_{t+1} = \beta_1 m_t + (1-\beta_1) g_t,\ v_{t+1} = \beta_2 v_t + (1-\beta_2) g_t^2,\ "
+_ADAM_TEX = (r"m_{t+1} = \beta_1 m_t + (1-\beta_1) g_t,\ "
+             r"v_{t+1} = \beta_2 v_t + (1-\beta_2) g_t^2,\ "
              r"b_{t+1} = \frac{\sqrt{1-\beta_2^{t+1}}}{1-\beta_1^{t+1}},\ ")
 _RMS_TEXT = "v_{t+1} = rho v_t + (1-rho) g_t^2; "
 _RMS_TEX = r"v_{t+1} = \rho v_t + (1-\rho) g_t^2,\ "
@@ -238,14 +242,17 @@ _CATALOGUE = [
     # ---- the playbook's own forms (refplay.optim)
     _f("sgd", PLAYBOOK, PLAYBOOK, "the playbook's SGD", "as refplay.optim.sgd computes it",
        "theta_{t+1} = theta_t - lr_t g_t", r"\theta_{t+1} = \theta_t - \eta_t g_t"),
-    _f("momentum", PLAYBOOK, PLAYBOOK, "the playbook's momentum", "as refplay.optim.momentum computes it",
+    _f("momentum", PLAYBOOK, PLAYBOOK, "the playbook's momentum",
+       "as refplay.optim.momentum computes it",
        "v_0 = 0; v_{t+1} = gamma v_t + g_t; theta_{t+1} = theta_t - lr_t v_{t+1}",
        r"v_0 = 0,\ v_{t+1} = \gamma v_t + g_t,\ \theta_{t+1} = \theta_t - \eta_t v_{t+1}"),
-    _f("nesterov", PLAYBOOK, PLAYBOOK, "the playbook's Nesterov", "as refplay.optim.nesterov computes it",
+    _f("nesterov", PLAYBOOK, PLAYBOOK, "the playbook's Nesterov",
+       "as refplay.optim.nesterov computes it",
        "v_0 = 0; v_{t+1} = gamma v_t + g_t; theta_{t+1} = theta_t - lr_t (gamma v_{t+1} + g_t)",
        r"v_0 = 0,\ v_{t+1} = \gamma v_t + g_t,\ "
        r"\theta_{t+1} = \theta_t - \eta_t (\gamma v_{t+1} + g_t)"),
-    _f("rmsprop", PLAYBOOK, PLAYBOOK, "the playbook's RMSProp", "as refplay.optim.rmsprop computes it",
+    _f("rmsprop", PLAYBOOK, PLAYBOOK, "the playbook's RMSProp",
+       "as refplay.optim.rmsprop computes it",
        "v_0 = 1; m_0 = 0; " + _RMS_TEXT
        + "m_{t+1} = gamma m_t + lr_t g_t / sqrt(v_{t+1} + eps); theta_{t+1} = theta_t - m_{t+1}",
        r"v_0 = 1,\ m_0 = 0,\ " + _RMS_TEX
@@ -340,8 +347,10 @@ _CATALOGUE = [
        _momentum_lr_inside(False), aliases=("lr_inside_buffer",)),
     _f("momentum", "dampened", "variant", "momentum with dampening (an EMA of the gradients)",
        "as torch.optim.SGD(momentum=γ, dampening=γ) computes it",
-       "v_{t+1} = gamma v_t + (1-gamma) g_t; theta_{t+1} = theta_t - lr_t v_{t+1}",
-       r"v_{t+1} = \gamma v_t + (1-\gamma) g_t,\ \theta_{t+1} = \theta_t - \eta_t v_{t+1}",
+       "v_1 = g_0; v_{t+1} = gamma v_t + (1-gamma) g_t (t >= 1); "
+       "theta_{t+1} = theta_t - lr_t v_{t+1}",
+       r"v_1 = g_0,\ v_{t+1} = \gamma v_t + (1-\gamma) g_t\ (t \ge 1),\ "
+       r"\theta_{t+1} = \theta_t - \eta_t v_{t+1}",
        _momentum_dampened),
     _f("momentum", "nesterov", "variant", "the playbook's Nesterov (not momentum)",
        "", "see rule nesterov", r"\text{see rule nesterov}",
@@ -403,7 +412,8 @@ def equation(rule: str, hparams: Mapping | None = None, form: str | None = None)
             text = f"g_t = grad l(theta_t) + wd theta_t (L2, wd = {hp['weight_decay']:g}); " + text
             latex = rf"g_t = \nabla l(\theta_t) + \lambda\theta_t,\ " + latex
         else:
-            text += f"; then theta_{{t+1}} -= lr_t wd theta_t (decoupled, wd = {hp['weight_decay']:g})"
+            text += (f"; then theta_{{t+1}} -= lr_t wd theta_t "
+                     f"(decoupled, wd = {hp['weight_decay']:g})")
             latex += r",\ \theta_{t+1} \mathrel{-}= \eta_t \lambda \theta_t"
     else:
         text, latex = "g_t = grad l(theta_t); " + text, r"g_t = \nabla l(\theta_t),\ " + latex
