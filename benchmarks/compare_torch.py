@@ -3,6 +3,7 @@
     python benchmarks/compare_torch.py               # everything (~3 minutes)
     python benchmarks/compare_torch.py --quick       # fewer rounds
     python benchmarks/compare_torch.py --only mlp    # one family: mlp, cnn2d, mnist1d, kernels, startup
+    python benchmarks/compare_torch.py --only transformer --threads 1   # vit1d, Adam steps
 
 A *training step* is forward, backward and an SGD update on one float32
 batch, for the same network on both sides:
@@ -404,15 +405,119 @@ def startup() -> None:
           f"{t_step * 1e3:.0f} ms")
 
 
+# ----------------------------------------------------------------------------
+# The Transformer (models.vit1d, the mnist1d_transformer workload) vs torch.nn
+# ----------------------------------------------------------------------------
+
+#: (label, vit1d hyperparameters); batch 100 of MNIST-1D signals (40 samples, 10 patches + CLS).
+TRANSFORMER_CASES = [
+    ("post d4 w32", {"norm_placement": "post", "depth": 4, "width": 32}),
+    ("pre  d4 w32", {"norm_placement": "pre", "depth": 4, "width": 32}),
+    ("post d6 w32", {"norm_placement": "post", "depth": 6, "width": 32}),
+    ("pre  d4 w64", {"norm_placement": "pre", "depth": 4, "width": 64}),
+]
+
+
+def torch_vit1d(torch, *, width, depth, norm_placement, patch_size=4, num_heads=4, mlp_ratio=2,
+                length=40, num_classes=10):
+    """``models.vit1d`` (pool "cls", tanh GELU) from torch.nn pieces, as in the equality test."""
+    nn = torch.nn
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.attn = nn.MultiheadAttention(width, num_heads, batch_first=True)
+            self.ln_1, self.ln_2 = nn.LayerNorm(width), nn.LayerNorm(width)
+            self.mlp = nn.Sequential(nn.Linear(width, mlp_ratio * width),
+                                     nn.GELU(approximate="tanh"),
+                                     nn.Linear(mlp_ratio * width, width))
+
+        def forward(self, z):
+            if norm_placement == "pre":
+                h = self.ln_1(z)
+                z = z + self.attn(h, h, h, need_weights=False)[0]
+                return z + self.mlp(self.ln_2(z))
+            z = self.ln_1(z + self.attn(z, z, z, need_weights=False)[0])
+            return self.ln_2(z + self.mlp(z))
+
+    class ViT(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Linear(patch_size, width)
+            self.cls = nn.Parameter(0.02 * torch.randn(1, 1, width))
+            self.pos = nn.Parameter(0.02 * torch.randn(1, length // patch_size + 1, width))
+            self.blocks = nn.Sequential(*[Block() for _ in range(depth)])
+            self.final = nn.LayerNorm(width) if norm_placement == "pre" else nn.Identity()
+            self.head = nn.Linear(width, num_classes)
+
+        def forward(self, x):
+            e = self.embed(x.view(x.shape[0], -1, patch_size))
+            z = torch.cat([self.cls.expand(x.shape[0], 1, width), e], dim=1) + self.pos
+            return self.head(self.final(self.blocks(z))[:, 0])
+
+    return ViT()
+
+
+class AdamStep:
+    """One training step with Adam (the calibration's optimizer) on either side."""
+
+    def __init__(self, torch, hparams: dict, batch_size: int, side: str, seed: int = 0):
+        rng = np.random.default_rng(seed)
+        x = rng.standard_normal((batch_size, 40), dtype=np.float32)
+        y = rng.integers(0, 10, batch_size)
+        self.side, self.torch = side, torch
+        if side == "refplay":
+            self.model = models.vit1d(**hparams)
+            self.params, self.state = self.model.init_params(rng, np.float32)
+            self.opt = optim.adam()
+            self.opt_state = self.opt.init(self.params)
+            self.batch = Batch(x, y, np.ones(batch_size))
+        else:
+            torch.manual_seed(seed)
+            self.net = torch_vit1d(torch, **hparams)
+            self.opt = torch.optim.Adam(self.net.parameters(), lr=1e-3)
+            self.x, self.y = torch.from_numpy(x), torch.from_numpy(y)
+
+    def __call__(self) -> float:
+        if self.side == "refplay":
+            loss, grads, self.state, _ = self.model.loss_and_grads(self.params, self.state,
+                                                                   self.batch, None)
+            self.params, self.opt_state = self.opt.update(self.params, grads, self.opt_state, 1e-3)
+            return loss
+        self.opt.zero_grad(set_to_none=True)
+        loss = self.torch.nn.functional.cross_entropy(self.net(self.x), self.y)
+        loss.backward()
+        self.opt.step()
+        return loss.item()
+
+
+def compare_transformer(torch, rounds: int, round_s: float, threads=(1,)) -> None:
+    """ms per Adam step of ``models.vit1d`` and of the same torch.nn network (goal ratio >= 1)."""
+    print("\n== Transformer (vit1d on MNIST-1D, batch 100): one Adam step, float32 ==")
+    print(f"{'network':<13}{'thr':>4}{'refplay ms':>12}{'torch ms':>10}{'ratio':>7}{'target':>8}")
+    for label, hp in TRANSFORMER_CASES:
+        for n in threads:
+            ctx = set_threads(torch, n)
+            try:
+                t = best_times({side: AdamStep(torch, hp, 100, side) for side in ("refplay", "torch")},
+                               rounds, round_s)
+            finally:
+                ctx.__exit__(None, None, None)
+            ratio = t["torch"] / t["refplay"]
+            print(f"{label:<13}{n:>4}{t['refplay'] * 1e3:>12.2f}{t['torch'] * 1e3:>10.2f}"
+                  f"{ratio:>7.2f}{'>=1.0':>7} {'ok' if ratio >= 1.0 else 'MISS'}", flush=True)
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="fewer and shorter rounds")
-    p.add_argument("--only", action="append", choices=["mlp", "cnn2d", "mnist1d", "kernels", "startup"],
+    p.add_argument("--only", action="append",
+                   choices=["mlp", "cnn2d", "mnist1d", "kernels", "startup", "transformer"],
                    help="run only these sections (repeatable)")
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     args = p.parse_args(argv)
     rounds, round_s = (10, 0.02) if args.quick else (40, 0.03)
-    only = set(args.only or ["mlp", "cnn2d", "mnist1d", "kernels", "startup"])
+    only = set(args.only or ["mlp", "cnn2d", "mnist1d", "kernels", "startup", "transformer"])
     import numba
     import torch
     kept = keep_freed_memory()        # both sides: no page faults from re-allocating big arrays
@@ -421,6 +526,8 @@ def main(argv=None) -> None:
           f"keep_freed_memory: {kept}")
     if only & {"mlp", "cnn2d", "mnist1d"}:
         compare_steps(torch, only, rounds, round_s, tuple(args.threads))
+    if "transformer" in only:
+        compare_transformer(torch, rounds, round_s, tuple(args.threads))
     if "kernels" in only:
         compare_kernels(rounds, round_s)
     if "startup" in only:

@@ -24,6 +24,11 @@ Built in (``WORKLOADS``):
   whose norm placement ("pre"/"post"/"branch"/"none") and initial weight
   scale (``init_gain``) are hyperparameters: the laptop workload of the
   instability figures (calibration in ``docs/instability.md``);
+* ``mnist1d_transformer`` — a small Transformer on MNIST-1D (a ViT: the
+  40-sample signal cut into patches as tokens) whose norm placement
+  ("post"/"pre"), depth, width and heads are hyperparameters: the
+  Transformer workload of the instability figures (calibration in
+  ``docs/instability.md``);
 * ``spirals_mlp`` — two-class spirals in 2-D, a small MLP (fast tests);
 * ``teacher_student`` — regression onto a random tanh MLP (fast tests).
 """
@@ -201,6 +206,17 @@ _RESMLP_HPARAMS = {
 }
 
 
+def _mnist1d_transformer_model(**hparams):
+    return _models().vit1d(40, 10, **hparams)
+
+
+_TRANSFORMER_HPARAMS = {
+    "patch_size": 4, "width": 32, "depth": 4, "num_heads": 4, "mlp_ratio": 2,
+    "activation": "gelu", "norm_placement": "pre", "pool": "cls", "init": "glorot_uniform",
+    "label_smoothing": 0.0,
+}
+
+
 def _spirals_model(*, width: int, depth: int, activation: str, dropout: float):
     return _models().mlp(2, [width] * depth, 2, activation=activation, dropout=dropout)
 
@@ -229,6 +245,10 @@ WORKLOADS: dict[str, WorkloadSpec] = {
         _mnist1d_splits, _MNIST1D_DATA, _mnist1d_resmlp_model, _RESMLP_HPARAMS,
         description="MNIST-1D, a deep residual MLP (norm placement and initial weight scale as "
                     "hyperparameters: the instability workload)"),
+    "mnist1d_transformer": WorkloadSpec(
+        _mnist1d_splits, _MNIST1D_DATA, _mnist1d_transformer_model, _TRANSFORMER_HPARAMS,
+        description="MNIST-1D, a small Transformer on patches of the signal (norm placement "
+                    "post/pre, depth, width, heads as hyperparameters)"),
     "spirals_mlp": WorkloadSpec(
         _spirals_splits, {"n": 1000, "noise": 0.05, "turns": 1.5, "dataset_seed": 0,
                           "dtype": "float32"},
