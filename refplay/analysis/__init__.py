@@ -5,6 +5,8 @@ module per question:
 
 ==========================  =========================================================
 ``frame``                   :func:`load` a study into a :class:`TrialsFrame`
+``imports``                 :func:`from_optuna`, :func:`from_csv`, :func:`from_records`:
+                            studies made elsewhere, as frames
 ``selection``               :func:`best` trial per scientific value, post hoc
 ``boundaries``              :func:`boundary_check`: is the search space big enough?
 ``isolation``               :func:`isolation`: best per value of a hyperparameter
@@ -32,6 +34,7 @@ from refplay.analysis.frame import (QUASI_RANDOM, TrialRow, TrialsFrame, from_re
                                     value_label)
 from refplay.analysis.gradnorms import GradNormSummary, grad_norm_summary
 from refplay.analysis.importance import Importance, importance
+from refplay.analysis.imports import from_csv, from_dataframe, from_optuna, from_records
 from refplay.analysis.instability import InstabilityEvent, detect_instability
 from refplay.analysis.isolation import Isolation, IsolationRow, bucket_edges, isolation
 from refplay.analysis.lint import LintWarning, role_lint
@@ -43,6 +46,7 @@ from refplay.analysis.uncertainty import (Comparison, RepeatSpread, binomial_se,
 
 __all__ = [
     "TrialRow", "TrialsFrame", "load", "from_results", "value_label", "QUASI_RANDOM",
+    "from_optuna", "from_csv", "from_dataframe", "from_records",
     "Best", "best", "ranked", "objective_of",
     "BoundaryCheck", "BoundaryReport", "boundary_check", "position", "DECISIONS",
     "Isolation", "IsolationRow", "isolation", "bucket_edges",

@@ -46,7 +46,7 @@ __all__ = ["TrialRow", "TrialsFrame", "load", "from_results", "value_label", "QU
 
 #: Samplers whose trials are exchangeable draws from the search space: the
 #: best-of-N bootstrap and the isolation plots' "best per slice" assume them.
-QUASI_RANDOM = ("halton", "random", "grid")
+QUASI_RANDOM = ("halton", "sobol", "random", "grid")
 
 
 class TrialRow(NamedTuple):
@@ -155,7 +155,7 @@ class TrialsFrame:
 
     @property
     def quasi_random(self) -> bool:
-        """True when the trials are exchangeable draws (Halton, random or grid search)."""
+        """True when the trials are exchangeable draws (Halton, Sobol, random or grid search)."""
         return self.sampler in QUASI_RANDOM
 
     @property

@@ -266,10 +266,11 @@ def _status_warnings(frame, numbers: dict) -> list[str]:
     if failed:
         lines = failed[0].reason.strip().splitlines()
         why = f" (trial {failed[0].trial}: {lines[-1][:120]})" if lines else ""
+        rerun = ("" if frame.source else
+                 f", then rerun them (`refplay study resume {frame.name} --retry-failed`)")
         warnings.append(f"{len(failed)} trial{'s' if len(failed) != 1 else ''} crashed "
-                        f"(failed){why}: look for a bug, then rerun them (`refplay study "
-                        f"resume NAME --retry-failed`); crashes say nothing about the search "
-                        f"space and are not counted as infeasible.")
+                        f"(failed){why}: look for a bug{rerun}; crashes say nothing about the "
+                        f"search space and are not counted as infeasible.")
     return warnings
 
 
