@@ -53,8 +53,8 @@ GEOMETRIES = _geometries(0, 12)
 @pytest.mark.parametrize("wide_batch", [False, True], ids=["rows", "batch_innermost"])
 @pytest.mark.parametrize("geom", GEOMETRIES)
 def test_im2col_col2im_match_twins(geom, wide_batch, dtype):
-    # The kernels copy along output rows when N <= OW and along the batch when N > OW:
-    # run every geometry with a batch on each side of that line.
+    # The kernels copy along output rows when N <= OW (or OW is long) and along the batch
+    # when N > OW: run every geometry with a batch on each side of that line.
     n, c, h, w, kh, kw, sh, sw, pt, pl, oh, ow = geom
     n = ow + 1 + n if wide_batch else min(n, ow)
     rng = np.random.default_rng(1)
@@ -70,15 +70,17 @@ def test_im2col_col2im_match_twins(geom, wide_batch, dtype):
     assert _rel(dx, ref) <= TOL[dtype]
 
 
+@pytest.mark.parametrize("extra", [4, 2 * kernels._BATCH_BLOCK + 3], ids=["one_block", "blocks"])
 @pytest.mark.parametrize("geom", GEOMETRIES)
-def test_both_loop_orders_build_and_fold_the_same_columns(geom):
+def test_both_loop_orders_build_and_fold_the_same_columns(geom, extra):
     # im2col/col2im pick a loop order by shape; the two orders must agree bit for bit
-    # (the same copies; the same additions in the same kernel-offset order).
+    # (the same copies; the same additions in the same kernel-offset order), also when
+    # the batch-innermost order visits the batch in blocks (the last one partial).
     n, c, h, w, kh, kw, sh, sw, pt, pl, oh, ow = geom
     rng = np.random.default_rng(7)
-    x = rng.standard_normal((n + 4, c, h, w))
+    x = rng.standard_normal((n + extra, c, h, w))
     rows = kernels._im2col_rows(x, kh, kw, sh, sw, pt, pl, oh, ow)
-    inner = np.full((c * kh * kw, n + 4, oh, ow), np.nan)
+    inner = np.full((c * kh * kw, n + extra, oh, ow), np.nan)
     kernels._im2col_batch_innermost(x, inner, kh, kw, sh, sw, pt, pl)
     np.testing.assert_array_equal(inner.reshape(rows.shape), rows)
     g = rng.standard_normal(rows.shape)
@@ -87,6 +89,21 @@ def test_both_loop_orders_build_and_fold_the_same_columns(geom):
     dx_inner = np.zeros_like(x)
     kernels._col2im_batch_innermost(g.reshape(inner.shape), dx_inner, kh, kw, sh, sw, pt, pl)
     np.testing.assert_array_equal(dx_inner, dx_rows)
+
+
+@pytest.mark.parametrize("n", [30, 2 * kernels._BATCH_BLOCK + 3])
+def test_long_signals_and_large_batches_match_twins(n):
+    # MNIST-1D's stride-1 first layer (OW = 40 >= the rows threshold) and a strided
+    # one (OW = 10 < N), at a training batch and at a validation-sized batch.
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((n, 2, 1, 40)).astype(np.float32)
+    for sw, ow in ((1, 40), (4, 10)):
+        geometry = (1, 3, 1, sw, 0, 1, 1, ow)
+        cols = kernels.im2col(x, *geometry)
+        np.testing.assert_array_equal(cols, reference.im2col(x, *geometry))
+        g = rng.standard_normal(cols.shape).astype(np.float32)
+        dx = kernels.col2im(g, np.empty_like(x), *geometry)
+        assert _rel(dx, reference.col2im(g, np.empty_like(x), *geometry)) <= TOL[np.float32]
 
 
 @pytest.mark.parametrize("geom", GEOMETRIES[:6])

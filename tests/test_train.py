@@ -701,7 +701,7 @@ def test_workload_hyperparameters_cannot_shadow_trial_config_keys():
 
 def test_unknown_workload_and_settings_are_errors():
     with pytest.raises(ValueError, match="workload"):
-        get_workload("mnist1d_transformer")
+        get_workload("mnist1d_no_such_model")
     with pytest.raises(ValueError, match="shufle_seq"):
         get_workload("mnist1d_mlp", shufle_seq=True)
     with pytest.raises(ValueError, match="width"):

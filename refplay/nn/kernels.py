@@ -46,19 +46,36 @@ def _valid_range(k, pad, stride, in_len, out_len):
     return lo, hi
 
 
+# The batch-innermost loops below visit the batch in blocks of this many
+# examples: a (row, p, q) step touches one cache line per example in the
+# source and in the destination, and 2 x 64 lines stay in L1 where 2 x 500 (a
+# validation split in one batch) do not (measured: 1.6-3.5x faster at 500
+# examples, the same at 100). Blocking only reorders independent copies.
+_BATCH_BLOCK = 64
+# Output rows at least this long are copied row by row whatever the batch
+# (measured on MNIST-1D's stride-1 first layer, ow = 40: 1.5-4x faster).
+_ROWS_MIN_OW = 32
+
+
+@njit(cache=True)
+def _copy_rows(n_, ow):
+    """Whether :func:`im2col` / :func:`col2im` loop along output rows (else along the batch)."""
+    return n_ <= ow or ow >= _ROWS_MIN_OW
+
+
 @njit(cache=True)
 def im2col(x, kh, kw, sh, sw, pt, pl, oh, ow):
     """Columns of ``x`` (N, C, H, W) -> (C*kh*kw, N*oh*ow); see the section comment.
 
     Two loop orders fill the same columns; the innermost loop runs along the
-    longer of the output row (``ow``) and the batch (``N``), so that it is
-    never a handful of iterations: a 2-D image convolution copies output rows
-    (:func:`_im2col_rows`), the short strided rows of a 1-D convolution such
+    output row (``ow``) unless it is a handful of iterations shorter than the
+    batch: a 2-D image convolution, or a long 1-D signal, copies output rows
+    (:func:`_im2col_rows`); the short strided rows of a 1-D convolution such
     as MNIST-1D's (``ow`` = 10 at batch 100) are copied across the batch
     (:func:`_im2col_batch_innermost`; measured 2.7-3.8x faster there).
     """
     n_, c_ = x.shape[0], x.shape[1]
-    if n_ <= ow:
+    if _copy_rows(n_, ow):
         return _im2col_rows(x, kh, kw, sh, sw, pt, pl, oh, ow)
     cols = np.empty((c_ * kh * kw, n_, oh, ow), x.dtype)
     _im2col_batch_innermost(x, cols, kh, kw, sh, sw, pt, pl)
@@ -69,26 +86,29 @@ def im2col(x, kh, kw, sh, sw, pt, pl, oh, ow):
 def _im2col_batch_innermost(x, cols, kh, kw, sh, sw, pt, pl):
     """``cols[(c*kh + i)*kw + j, n, p, q] = x[n, c, p*sh + i - pt, q*sw + j - pl]`` (0 outside x).
 
-    The definition, with ``n`` innermost: one strided copy of N values per
-    (row, p, q). ``cols`` is (C*kh*kw, N, oh, ow), filled in place.
+    The definition, with ``n`` innermost: one strided copy of up to
+    ``_BATCH_BLOCK`` values per (block, row, p, q). ``cols`` is
+    (C*kh*kw, N, oh, ow), filled in place.
     """
-    n_, c_, h_, w_ = x.shape
+    n_all, c_, h_, w_ = x.shape
     oh, ow = cols.shape[2], cols.shape[3]
-    for c in range(c_):
-        for i in range(kh):
-            for j in range(kw):
-                dst = cols[(c * kh + i) * kw + j]                   # (N, oh, ow)
-                for p in range(oh):
-                    r = p * sh + i - pt
-                    for q in range(ow):
-                        s = q * sw + j - pl
-                        if 0 <= r < h_ and 0 <= s < w_:
-                            src = x[:, c, r, s]                     # (N,)
-                            for n in range(n_):
-                                dst[n, p, q] = src[n]
-                        else:
-                            for n in range(n_):
-                                dst[n, p, q] = 0
+    for n0 in range(0, n_all, _BATCH_BLOCK):
+        n_ = min(_BATCH_BLOCK, n_all - n0)
+        for c in range(c_):
+            for i in range(kh):
+                for j in range(kw):
+                    dst = cols[(c * kh + i) * kw + j, n0:n0 + n_]   # (n_, oh, ow)
+                    for p in range(oh):
+                        r = p * sh + i - pt
+                        for q in range(ow):
+                            s = q * sw + j - pl
+                            if 0 <= r < h_ and 0 <= s < w_:
+                                src = x[n0:n0 + n_, c, r, s]        # (n_,)
+                                for n in range(n_):
+                                    dst[n, p, q] = src[n]
+                            else:
+                                for n in range(n_):
+                                    dst[n, p, q] = 0
 
 
 @njit(cache=True)
@@ -140,7 +160,7 @@ def col2im(cols, dx, kh, kw, sh, sw, pt, pl, oh, ow):
     """
     n_ = dx.shape[0]
     dx[:] = 0
-    if n_ <= ow:
+    if _copy_rows(n_, ow):
         _col2im_rows(cols, dx, kh, kw, sh, sw, pt, pl, oh, ow)
     else:
         _col2im_batch_innermost(cols.reshape(cols.shape[0], n_, oh, ow), dx, kh, kw, sh, sw,
@@ -152,22 +172,26 @@ def col2im(cols, dx, kh, kw, sh, sw, pt, pl, oh, ow):
 def _col2im_batch_innermost(cols, dx, kh, kw, sh, sw, pt, pl):
     """``dx[n, c, p*sh + i - pt, q*sw + j - pl] += cols[(c*kh + i)*kw + j, n, p, q]``.
 
-    The adjoint of :func:`_im2col_batch_innermost` (terms outside ``dx`` are dropped).
+    The adjoint of :func:`_im2col_batch_innermost` (terms outside ``dx`` are
+    dropped), in the same blocks of the batch: each pixel still adds its terms
+    in kernel-offset order.
     """
-    n_, c_, h_, w_ = dx.shape
+    n_all, c_, h_, w_ = dx.shape
     oh, ow = cols.shape[2], cols.shape[3]
-    for c in range(c_):
-        for i in range(kh):
-            for j in range(kw):
-                src = cols[(c * kh + i) * kw + j]                   # (N, oh, ow)
-                for p in range(oh):
-                    r = p * sh + i - pt
-                    for q in range(ow):
-                        s = q * sw + j - pl
-                        if 0 <= r < h_ and 0 <= s < w_:
-                            dst = dx[:, c, r, s]                    # (N,)
-                            for n in range(n_):
-                                dst[n] += src[n, p, q]
+    for n0 in range(0, n_all, _BATCH_BLOCK):
+        n_ = min(_BATCH_BLOCK, n_all - n0)
+        for c in range(c_):
+            for i in range(kh):
+                for j in range(kw):
+                    src = cols[(c * kh + i) * kw + j, n0:n0 + n_]   # (n_, oh, ow)
+                    for p in range(oh):
+                        r = p * sh + i - pt
+                        for q in range(ow):
+                            s = q * sw + j - pl
+                            if 0 <= r < h_ and 0 <= s < w_:
+                                dst = dx[n0:n0 + n_, c, r, s]       # (n_,)
+                                for n in range(n_):
+                                    dst[n] += src[n, p, q]
 
 
 @njit(cache=True)

@@ -18,10 +18,16 @@ exactly N + 1 ``.npz`` files:
   go to the earlier step; NaN ranks last).
 
 Every file is written atomically (``refplay.io.save_npz``) and read with
-``allow_pickle=False``. The order of the writes makes a crash at any moment
-harmless: a best file is written *before* the ``latest.npz`` whose history
-ranks it, and files are deleted only *after*; :meth:`CheckpointStore.load_latest`
-removes any leftovers (stray best files, half-written temporaries).
+``allow_pickle=False``. An evaluation writes one file, ``latest.npz``: a
+best file is the ``latest.npz`` of its step, renamed to ``step_….npz`` at
+the next evaluation whose history still ranks it (a rename moves no bytes),
+or copied once at the end of the trial (:meth:`CheckpointStore.finish`).
+The order of the operations makes a crash at any moment harmless: a best
+file appears *before* the ``latest.npz`` whose history ranks it, and files
+are deleted only *after*; a crash between the rename and the write leaves
+the renamed file as the newest checkpoint, which is where a resumed trial
+starts. :meth:`CheckpointStore.load_latest` removes any leftovers (stray
+best files, half-written temporaries).
 """
 
 from __future__ import annotations
@@ -85,6 +91,9 @@ class CheckpointStore:
     def __init__(self, directory: str | os.PathLike, keep_best: int = 1) -> None:
         self.directory = Path(directory)
         self.keep_best = _validate.integer("keep_best", keep_best, low=0)
+        # (step, best steps of its history) of latest.npz as this store last wrote
+        # or read it; None: not known yet (read from the file when needed).
+        self._latest: tuple[int, list[int]] | None = None
 
     @property
     def latest_path(self) -> Path:
@@ -97,14 +106,47 @@ class CheckpointStore:
              history: Sequence[tuple[int, float]]) -> list[Path]:
         """Checkpoint ``arrays`` taken at ``step``; ``history`` includes ``step``.
 
-        Returns the paths kept: the best files (best first), then ``latest.npz``.
+        One file is written: ``latest.npz``. When the step it held until now
+        is still among the ``keep_best`` best, that file becomes its best file
+        by a rename first. Returns the paths kept so far: the best files (best
+        first), then ``latest.npz``; :meth:`finish` adds the best file of the
+        last step when it ranks.
         """
         keep = best_steps(history, self.keep_best)
-        if step in keep:
-            io.save_npz(self.best_path(step), arrays)   # 1. before any latest that ranks it
+        previous = self._latest_step()
+        if previous is not None and previous != step and previous in keep:
+            # 1. Before any latest that ranks it: the previous latest is kept, by name only.
+            os.replace(self.latest_path, self.best_path(previous))
         io.save_npz(self.latest_path, arrays)           # 2. the resume point moves forward
+        self._latest = (int(step), keep)
         self._prune(keep)                               # 3. only then forget the others
         return self.paths(history)
+
+    def finish(self) -> None:
+        """End of a trial: ``latest.npz``'s step, when it ranks, gets its best file too.
+
+        A byte copy, written atomically, once per trial; afterwards the folder
+        holds every best file and ``latest.npz``, as the module docstring says.
+        """
+        step = self._latest_step()
+        if step is not None and step in self._latest[1] and not self.best_path(step).exists():
+            io.write_bytes(self.best_path(step), self.latest_path.read_bytes())
+
+    def _latest_step(self) -> int | None:
+        """The step of ``latest.npz`` (read from its ``step`` and history arrays when this
+        store has not written it); ``None`` when there is none or it cannot be read."""
+        if not self.latest_path.exists():
+            self._latest = None
+            return None
+        if self._latest is None:
+            try:
+                with np.load(self.latest_path, allow_pickle=False) as z:
+                    history = history_from_arrays({k: z[k] for k in z.files
+                                                   if k.startswith("history/")})
+                    self._latest = (int(z["step"]), best_steps(history, self.keep_best))
+            except Exception:  # noqa: BLE001 - an unreadable latest is never renamed or copied
+                return None
+        return self._latest[0]
 
     def newest_readable(self) -> tuple[Path | None, dict[str, np.ndarray] | None,
                                        list[tuple[Path, str]]]:
@@ -145,6 +187,7 @@ class CheckpointStore:
         ``"history/metric"``).
         """
         self.skipped: list[tuple[Path, str]] = []
+        self._latest = None
         if not self.directory.exists():
             return None
         for tmp in self.directory.glob(".*.tmp"):

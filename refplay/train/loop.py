@@ -53,6 +53,7 @@ draw is a pure function of (seed, step).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -312,6 +313,7 @@ class _Trial:
         """Updates this trial runs (``max_train_steps``, plus a prepended warmup)."""
         return self.trial_config.total_steps(self.settings.max_train_steps)
 
+    @functools.cached_property
     def fingerprint(self) -> str:
         """Everything that determines the computation, as canonical JSON.
 
@@ -325,22 +327,23 @@ class _Trial:
             "config": self.trial_config.resolved, "seed": self.seed, "settings": settings,
         }), sort_keys=True, allow_nan=True)
 
+    @functools.cached_property
     def store(self) -> ckpt.CheckpointStore | None:
+        """The trial's checkpoint files (one store per trial: it knows what it wrote last)."""
         if self.checkpoint_dir is None:
             return None
         return ckpt.CheckpointStore(self.checkpoint_dir, self.settings.keep_best)
 
     def check_checkpoint_matches(self) -> None:
         """Refuse (ValueError) to resume a checkpoint written by a different trial."""
-        store = self.store()
-        path, arrays, _ = (None, None, None) if store is None else store.newest_readable()
+        path, arrays, _ = (None, None, None) if self.store is None else self.store.newest_readable()
         if arrays is None:
             return
         stored = str(arrays["meta/fingerprint"]) if "meta/fingerprint" in arrays else ""
-        if stored != self.fingerprint():
+        if stored != self.fingerprint:
             raise ValueError(f"checkpoint_dir={str(self.checkpoint_dir)!r} holds a checkpoint of a "
                              f"different trial ({path.name}); use a new directory per trial.\n"
-                             f"stored:    {stored}\nrequested: {self.fingerprint()}")
+                             f"stored:    {stored}\nrequested: {self.fingerprint}")
 
     # ----------------------------------------------------------------- run
     def run(self) -> TrialResult:
@@ -354,12 +357,27 @@ class _Trial:
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 self._train(wall_start)
                 self.periodic_eval_check = self._check_periodic_sample()
+            self._finish_checkpoints()
         except _Diverged as d:
-            return self._result(TrialStatus.INFEASIBLE, d.reason, wall_start,
-                                divergence_step=d.step)
+            return self._ended(TrialStatus.INFEASIBLE, d.reason, wall_start,
+                               divergence_step=d.step)
         except Exception:  # noqa: BLE001 - a trial records its failure, it never raises
-            return self._result(TrialStatus.FAILED, traceback.format_exc(), wall_start)
+            return self._ended(TrialStatus.FAILED, traceback.format_exc(), wall_start)
         return self._result(TrialStatus.COMPLETE, "", wall_start)
+
+    def _ended(self, status: TrialStatus, reason: str, wall_start: float, *,
+               divergence_step: int | None = None) -> TrialResult:
+        """An infeasible or failed trial: its checkpoint folder completed, then its result."""
+        try:
+            self._finish_checkpoints()
+        except Exception:  # noqa: BLE001 - the trial has ended; say so, never raise
+            reason += "\n(its best checkpoint could not be copied: " + \
+                traceback.format_exc().strip().splitlines()[-1] + ")"
+        return self._result(status, reason, wall_start, divergence_step=divergence_step)
+
+    def _finish_checkpoints(self) -> None:
+        if self.store is not None and self.progress is not None:
+            self.store.finish()
 
     def _setup(self) -> None:
         tc, wl = self.trial_config, self.workload
@@ -377,7 +395,7 @@ class _Trial:
         elif st.eval_train is not None:
             self.train_eval = stratified_subset(wl.train, st.eval_train, seed=0)
         self.eval_at = eval_steps(self.total_steps, st.eval_every, st.dense_eval_steps)
-        store = self.store()
+        store = self.store
         arrays = None if store is None else store.load_latest()
         if store is not None:
             self.checkpoint_skipped = [{"file": str(path), "reason": reason}
@@ -525,13 +543,13 @@ class _Trial:
         if predictions is not None and ckpt.rank_steps(self.history())[0] == step:
             p.best_predictions = np.asarray(predictions, dtype=np.int64)
         p.interval_losses, p.interval_clipped = [], []
-        store = self.store()
+        store = self.store
         if store is not None:
             p.data_state = self.batches.get_state()
             arrays = p.to_arrays()
             # p.wall_seconds counts earlier sessions only; the file counts this one too.
             arrays["wall_seconds"] = np.asarray(p.wall_seconds + time.perf_counter() - wall_start)
-            arrays["meta/fingerprint"] = np.asarray(self.fingerprint())
+            arrays["meta/fingerprint"] = np.asarray(self.fingerprint)
             arrays.update(ckpt.history_to_arrays(self.history()))
             store.save(step, arrays, self.history())
 
@@ -574,7 +592,7 @@ class _Trial:
             best_step = ckpt.rank_steps(history)[0]
             i = p.eval_steps.index(best_step)
             best_metrics = {name: values[i] for name, values in p.curves.items()}
-        store = self.store()
+        store = self.store
         paths = [] if store is None else [str(x) for x in store.paths(history)]
         trained = len(p.grad_norms)
         steps_done = divergence_step if divergence_step is not None else p.step
