@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -212,3 +213,18 @@ def test_candidates_cover_the_neighbours_and_skip_the_reference_value():
     assert all(c.hparams[c.hparam] != HP[c.hparam] for c in stage2)
     wd = diagnose.candidates("adam", {**HP, "weight_decay": 0.1})[0]
     assert any(c.hparams["weight_decay_mode"] == "decoupled" for c in wd)
+
+
+def test_docs_list_every_neighbour_form():
+    """docs/oracle.md's "Neighbour forms" table has one row per form, aliases included."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "oracle.md").read_text()
+    section = text[text.index("## Neighbour forms"):]
+    rows = [line for line in section.split("\n\n## ")[0].splitlines()
+            if line.startswith("| ") and not line.startswith(("| rule", "| ---"))]
+    listed = {(r.split("|")[1].strip(), r.split("|")[2].strip()) for r in rows}
+    expected = set()
+    for (rule, name), f in neighbours.FORMS.items():
+        if name != neighbours.PLAYBOOK:
+            aliases = f" ({', '.join(f'`{a}`' for a in f.aliases)})" if f.aliases else ""
+            expected.add((rule, f"`{name}`{aliases}"))
+    assert listed == expected

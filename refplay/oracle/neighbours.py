@@ -224,9 +224,9 @@ def _other_rule(name: str):
 
 
 # ------------------------------------------------------------------- catalogue
-_ADAM_TEXT = ("m_{t+1} = b1 m_t + (1-b1) g_t; v_{t+1} = b2 v_t + (1-b2) g_t^2; "
+_ADAM_TEXT = ("m_0 = v_0 = 0; m_{t+1} = b1 m_t + (1-b1) g_t; v_{t+1} = b2 v_t + (1-b2) g_t^2; "
               "b_{t+1} = sqrt(1-b2^(t+1)) / (1-b1^(t+1)); ")
-_ADAM_TEX = (r"m_{t+1} = \beta_1 m_t + (1-\beta_1) g_t,\ "
+_ADAM_TEX = (r"m_0 = v_0 = 0,\ m_{t+1} = \beta_1 m_t + (1-\beta_1) g_t,\ "
              r"v_{t+1} = \beta_2 v_t + (1-\beta_2) g_t^2,\ "
              r"b_{t+1} = \frac{\sqrt{1-\beta_2^{t+1}}}{1-\beta_1^{t+1}},\ ")
 _RMS_TEXT = "v_{t+1} = rho v_t + (1-rho) g_t^2; "
@@ -259,14 +259,14 @@ _CATALOGUE = [
        + r"m_{t+1} = \gamma m_t + \frac{\eta_t}{\sqrt{v_{t+1} + \epsilon}} g_t,\ "
          r"\theta_{t+1} = \theta_t - m_{t+1}"),
     _f("adam", PLAYBOOK, PLAYBOOK, "the playbook's Adam", "as refplay.optim.adam computes it",
-       "m_0 = v_0 = 0; " + _ADAM_TEXT
+       _ADAM_TEXT
        + "theta_{t+1} = theta_t - lr_t b_{t+1} m_{t+1} / (sqrt(v_{t+1}) + eps)",
-       r"m_0 = v_0 = 0,\ " + _ADAM_TEX
+       _ADAM_TEX
        + r"\theta_{t+1} = \theta_t - \eta_t b_{t+1} \frac{m_{t+1}}{\sqrt{v_{t+1}} + \epsilon}"),
     _f("nadam", PLAYBOOK, PLAYBOOK, "the playbook's NAdam", "as refplay.optim.nadam computes it",
-       "m_0 = v_0 = 0; " + _ADAM_TEXT + "theta_{t+1} = theta_t - lr_t b_{t+1} "
+       _ADAM_TEXT + "theta_{t+1} = theta_t - lr_t b_{t+1} "
        "(b1 m_{t+1} + (1-b1) g_t) / (sqrt(v_{t+1}) + eps)",
-       r"m_0 = v_0 = 0,\ " + _ADAM_TEX + r"\theta_{t+1} = \theta_t - \eta_t b_{t+1} "
+       _ADAM_TEX + r"\theta_{t+1} = \theta_t - \eta_t b_{t+1} "
        r"\frac{\beta_1 m_{t+1} + (1-\beta_1) g_t}{\sqrt{v_{t+1}} + \epsilon}"),
     # ---- Adam
     _f("adam", "torch", "variant",
@@ -327,18 +327,26 @@ _CATALOGUE = [
        r"\epsilon},\ \theta_{t+1} = \theta_t - \eta_t u_{t+1}", _rmsprop(0.0, False, False)),
     _f("rmsprop", "optax", "variant", "RMSProp with v_0 = 0 — the optax/Keras default",
        "as optax.rmsprop and Keras RMSprop compute it by default",
-       "v_0 = 0; the playbook's RMSProp otherwise", r"v_0 = 0", _rmsprop(0.0, True, True),
+       "v_0 = 0; m_0 = 0; " + _RMS_TEXT + "m_{t+1} = gamma m_t + lr_t g_t / sqrt(v_{t+1} + eps); "
+       "theta_{t+1} = theta_t - m_{t+1}",
+       r"v_0 = 0,\ m_0 = 0,\ " + _RMS_TEX + r"m_{t+1} = \gamma m_t + \frac{\eta_t}"
+       r"{\sqrt{v_{t+1} + \epsilon}} g_t,\ \theta_{t+1} = \theta_t - m_{t+1}",
+       _rmsprop(0.0, True, True),
        aliases=("keras", "v0_zero")),
     _f("rmsprop", "eps_outside_sqrt", "variant", "RMSProp with ε outside the square root",
        "as optax.rmsprop(eps_in_sqrt=False, initial_scale=1.0) computes it",
-       "m_{t+1} = gamma m_t + lr_t g_t / (sqrt(v_{t+1}) + eps); the playbook otherwise",
-       r"m_{t+1} = \gamma m_t + \frac{\eta_t}{\sqrt{v_{t+1}} + \epsilon} g_t",
+       "v_0 = 1; m_0 = 0; " + _RMS_TEXT + "m_{t+1} = gamma m_t + lr_t g_t / (sqrt(v_{t+1}) + eps); "
+       "theta_{t+1} = theta_t - m_{t+1}",
+       r"v_0 = 1,\ m_0 = 0,\ " + _RMS_TEX + r"m_{t+1} = \gamma m_t + \frac{\eta_t}"
+       r"{\sqrt{v_{t+1}} + \epsilon} g_t,\ \theta_{t+1} = \theta_t - m_{t+1}",
        _rmsprop(1.0, False, True)),
     _f("rmsprop", "lr_outside_buffer", "variant",
        "RMSProp with η outside the momentum buffer", "",
-       "u_{t+1} = gamma u_t + g_t / sqrt(v_{t+1} + eps); theta_{t+1} = theta_t - lr_t u_{t+1}; "
-       "v_0 = 1", r"u_{t+1} = \gamma u_t + \frac{g_t}{\sqrt{v_{t+1} + \epsilon}},\ "
-       r"\theta_{t+1} = \theta_t - \eta_t u_{t+1}", _rmsprop(1.0, True, False)),
+       "v_0 = 1; u_0 = 0; " + _RMS_TEXT + "u_{t+1} = gamma u_t + g_t / sqrt(v_{t+1} + eps); "
+       "theta_{t+1} = theta_t - lr_t u_{t+1}",
+       r"v_0 = 1,\ u_0 = 0,\ " + _RMS_TEX + r"u_{t+1} = \gamma u_t + \frac{g_t}"
+       r"{\sqrt{v_{t+1} + \epsilon}},\ \theta_{t+1} = \theta_t - \eta_t u_{t+1}",
+       _rmsprop(1.0, True, False)),
     # ---- momentum, Nesterov
     _f("momentum", "keras", "variant", "momentum with η inside the buffer — the Keras form",
        "as Keras SGD(momentum=γ) computes it",
@@ -407,6 +415,9 @@ def equation(rule: str, hparams: Mapping | None = None, form: str | None = None)
     f = get_form(rule, form)
     hp = build(rule, hparams, form).hparams
     text, latex = f.text, f.latex
+    if text.startswith("see rule "):                 # another rule's playbook form
+        other = FORMS[(text.removeprefix("see rule "), PLAYBOOK)]
+        text, latex = other.text, other.latex
     if hp.get("weight_decay"):
         if hp["weight_decay_mode"] == "l2":
             text = f"g_t = grad l(theta_t) + wd theta_t (L2, wd = {hp['weight_decay']:g}); " + text
