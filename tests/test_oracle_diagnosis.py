@@ -167,6 +167,16 @@ def test_comparison_fields_on_success_and_without_diagnosis():
     assert not quiet.ok and quiet.diagnosis is None and quiet.first_bad_leaf is not None
 
 
+def test_compare_trajectories_refuses_mismatched_leaves():
+    from refplay.oracle import compare_trajectories
+    tr = trajectory("sgd", {}, None, "least_squares", 5)
+    with pytest.raises(ValueError, match=r"yours has leaves \['v'\]"):
+        compare_trajectories("sgd", {}, tr.lrs, tr.params, {"v": tr.params["w"]}, tr.grads,
+                             tol=1e-12)
+    same = compare_trajectories("sgd", {}, tr.lrs, tr.params, tr.params, tr.grads, tol=0.0)
+    assert same.ok and same.max == 0.0
+
+
 def test_assert_matches_raises_with_the_message():
     assert assert_matches(user_adam(), "adam", HP, problem="mlp").ok
     with pytest.raises(AssertionError) as exc:

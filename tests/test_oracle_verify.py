@@ -162,6 +162,21 @@ def test_export_cli_bad_input_is_one_line(tmp_path, capsys):
     assert "NAME=VALUE" in err[0] and "need --rule" in err[1] and "betas" in err[2]
 
 
+def test_export_cli_rows_and_state(tmp_path, capsys):
+    assert main(["oracle", "export", "--out", str(tmp_path), "--rows", "sgd", "adamw",
+                 "--problems", "rosenbrock", "--dtype", "float64", "--steps", "12",
+                 "--state"]) == 0
+    assert "wrote 3 cases" in capsys.readouterr().out        # sgd + adamw at 2 ε
+    ids = {e["id"]: e for e in golden.load_manifest(tmp_path)["cases"]}
+    assert set(ids) == {"sgd-rosenbrock-float64", "adamw-rosenbrock-eps1e-08-float64",
+                        "adamw-rosenbrock-eps0.01-float64"}
+    case = golden.load_case(tmp_path / ids["adamw-rosenbrock-eps0.01-float64"]["json"])
+    assert case["hparams"]["weight_decay_mode"] == "decoupled" and set(case["state"]) == {"m", "v"}
+    assert "decoupled" in case["equation"]["text"]
+    assert main(["oracle", "export", "--out", str(tmp_path), "--rows", "sgd", "--rule",
+                 "sgd"]) == 2
+
+
 # ----------------------------------------------------------- check MODULE:FUNCTION
 USER_MODULE = textwrap.dedent('''
     import numpy as np

@@ -35,10 +35,12 @@ def parse_hparams(text: str | None) -> dict:
 
 def _export(args) -> int:
     from refplay.oracle import golden
-    if args.rule is None and (args.hparams or args.form or args.state):
-        raise ValueError("--hparams, --form and --state need --rule")
+    if args.rule is None and (args.hparams or args.form):
+        raise ValueError("--hparams and --form need --rule")
+    if args.rule is not None and args.rows:
+        raise ValueError("give --rows or --rule, not both")
     path = golden.export(args.out, steps=args.steps, dtypes=tuple(args.dtypes),
-                         problems=args.problems or None, rule=args.rule,
+                         problems=args.problems or None, rows=args.rows, rule=args.rule,
                          hparams=parse_hparams(args.hparams) if args.rule else None,
                          form=args.form, state=args.state)
     n = len(golden.load_manifest(path.parent)["cases"])
@@ -117,6 +119,7 @@ def _check_framework(args) -> int:
 def register(sub) -> None:
     """Add ``refplay oracle {export,verify,check}`` to ``sub``."""
     from refplay.optim import RULES
+    from refplay.oracle.frameworks import ROW_NAMES
     from refplay.oracle.problems import PROBLEMS
     p = sub.add_parser("oracle", help="golden vectors, verification and torch/optax/keras/your "
                                       "own checks against the playbook's update rules")
@@ -128,13 +131,15 @@ def register(sub) -> None:
     e.add_argument("--dtypes", "--dtype", nargs="+", choices=_EXPORT_DTYPES,
                    default=_EXPORT_DTYPES, dest="dtypes")
     e.add_argument("--problems", nargs="+", choices=sorted(PROBLEMS), default=None)
+    e.add_argument("--rows", nargs="+", choices=ROW_NAMES, default=None,
+                   help="rows of the framework table (default: all)")
     e.add_argument("--rule", choices=sorted(RULES), default=None,
                    help="export one rule (default: every row of the framework table)")
     e.add_argument("--hparams", default=None, help="with --rule: NAME=VALUE,... "
                                                    "e.g. beta2=0.95,eps=1e-6")
     e.add_argument("--form", default=None, help="with --rule: a neighbour form, e.g. torch")
     e.add_argument("--state", action="store_true",
-                   help="with --rule: also write the optimizer state (m, v, ...) per step")
+                   help="also write the optimizer state (m, v, ...) after every step")
     e.set_defaults(func=_export)
 
     v = osub.add_parser("verify", help="check trajectories your code wrote against golden files")

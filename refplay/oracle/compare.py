@@ -134,7 +134,8 @@ class Comparison:
         worst = float(self.leaf_diffs[self.first_bad_leaf][t])
         n_leaves = sum(1 for v in self.leaf_diffs.values() if not v[t] <= self.tol)
         text = (f"{self.rule}: step differs from {self.reference} at update t={t} "
-                f"{self._when()} on leaf '{self.first_bad_leaf}' (max |Δ| {worst:.1e}, "
+                f"{self._when()} on leaf '{self.first_bad_leaf}' (max |Δ| "
+                f"{f'{worst:.1e}' if np.isfinite(worst) else 'not finite'}, "
                 f"{n_bad} of {n} elements beyond tol {self.tol:g}"
                 + (f"; {n_leaves} of {len(self.leaf_diffs)} leaves differ at that update"
                    if len(self.leaf_diffs) > 1 else "") + f"); {self._size()}.")
@@ -226,6 +227,10 @@ def compare_trajectories(rule: str, hparams: Mapping, lrs, reference: Mapping[st
     """
     lrs = np.asarray(lrs, dtype=np.float64)
     steps = lrs.size
+    for name, tree in (("yours", yours), ("grads", grads)):
+        if set(tree) != set(reference):
+            raise ValueError(f"{name} has leaves {sorted(tree)}; the reference has "
+                             f"{sorted(reference)}")
     leaf_diffs = {k: _step_diffs(yours[k], reference[k], steps) for k in reference}
     diffs = np.max(np.stack(list(leaf_diffs.values())), axis=0)
     bad = np.flatnonzero(~(diffs <= tol))          # NaN counts as bad
