@@ -95,7 +95,7 @@ def _draw_marks(ax, marks, y_cap, colours, single, top_k) -> None:
         px, py = zip(*marks["pruned"])
         ax.scatter(px, py, s=30, facecolors="none", edgecolors=PRUNED, linewidths=1.0,
                    zorder=2, gid="pruned",
-                   label="pruned (stopped early): best value reported before")
+                   label="pruned (stopped early): best value before it was stopped")
     for j, ((tx, ty), c) in enumerate(zip(marks["stars"], colours)):
         ax.scatter(tx, ty, marker="*", s=160 if single else 220,
                    color=style.STAR if single else c, edgecolor="black", linewidth=0.7,

@@ -17,6 +17,16 @@ tracked — "untracked experiments might as well not exist"::
 
 On the command line: ``refplay study run|resume|status|list|export``.
 
+Your own objective, in a few lines (:mod:`~refplay.study.api`)::
+
+    result = study.optimize(objective, space, n_trials=24, workspace="ws")
+    result.best, result.frame()
+
+Studies made elsewhere (Optuna, CSV exports of Optuna, W&B, Ray Tune) become
+ordinary studies of a workspace with :func:`~refplay.study.imports.import_study`
+(``refplay study import``), or frames with ``analysis.from_optuna`` /
+``from_csv`` (:mod:`~refplay.study.imports`).
+
 After exploration, Bayesian optimization runs as a study too: ``[sampler]
 name = "gp_ei"`` (Halton trials first, then rounds of GP-EI proposals), or
 ``"external"`` with ``study.run(spec, ..., proposer=fn)`` for any other
@@ -31,6 +41,8 @@ function of (spec, t)), :mod:`~refplay.study.runner` (``run`` over any
 thread per worker, time limits), :mod:`~refplay.study.store` (the SQLite
 "spreadsheet"), :mod:`~refplay.study.export` (CSV),
 :mod:`~refplay.study.synthetic` (a fast example trial function),
+:mod:`~refplay.study.api` (the short Python API, Optuna as a proposer),
+:mod:`~refplay.study.imports` (external studies in),
 :mod:`~refplay.study.cli` (the commands).
 """
 
@@ -50,7 +62,10 @@ _EXPORTS = {
     "TrialRecord": "store", "Measurement": "store", "BaselineRow": "store",
     "Proposal": "store", "DB_NAME": "store",
     "SCHEMA_VERSION": "store",
-    "export_csv": "export",
+    "export_csv": "export", "SAME_FAILURES": "runner",
+    "optimize": "api", "Optimized": "api", "BestTrial": "api",
+    "ObjectiveTrial": "api", "OptunaProposer": "api",
+    "import_study": "imports", "ImportSummary": "imports", "StudyImportWarning": "imports",
 }
 
 __all__ = list(_EXPORTS)

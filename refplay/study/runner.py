@@ -22,7 +22,10 @@ A trial function is any picklable callable
 a re-run continues where it stopped. The default trial function calls
 ``refplay.train.run_trial`` on the spec's workload. Whatever a trial function
 does — raise, return NaN losses, run past the time limit — becomes a recorded
-``failed`` or ``infeasible`` trial with its reason; it never stops the study.
+``failed`` or ``infeasible`` trial with its reason; it never stops the study,
+with one exception: when the first trials of a run all crash with the same
+error (:data:`SAME_FAILURES`), the run stops with that error (a bug, not a
+result), keeping what it recorded.
 
 Determinism: a trial's config and seed depend only on (spec, trial index), and
 every trial runs with one BLAS/Numba thread, so the recorded results are
@@ -390,9 +393,17 @@ def _callable_name(fn) -> str:
     cls = type(fn)
     name = f"{cls.__module__}.{cls.__qualname__}"
     if dataclasses.is_dataclass(fn):
-        params = ", ".join(f"{f.name}={getattr(fn, f.name)!r}" for f in dataclasses.fields(fn))
+        # A field that is a function is named, not repr'd: its repr holds an address.
+        params = ", ".join(f"{f.name}={_field_text(getattr(fn, f.name))}"
+                           for f in dataclasses.fields(fn))
         name += f"({params})"
     return name
+
+
+def _field_text(value) -> str:
+    if isinstance(value, (types.FunctionType, types.BuiltinFunctionType)):
+        return f"{value.__module__}.{value.__qualname__}"
+    return repr(value)
 
 
 def _default_command(spec: StudySpec, store: Store, fn_name: str, spec_text: str | None) -> str:
@@ -563,6 +574,7 @@ def _drive(spec, store, executor, trial_fn, source, make_task, show, window):
     done = status.done
     _set_postfix(bar, counts, best)
     pending: dict[Future, tuple[Trial, _Task]] = {}
+    watch = _FailureWatch(spec.name)
 
     def submit_more() -> None:
         while len(pending) < window:
@@ -580,6 +592,7 @@ def _drive(spec, store, executor, trial_fn, source, make_task, show, window):
                 trial, task = pending.pop(future)
                 outcome = _outcome_or_raise(future, task)
                 result = _record(spec, store, trial, task, outcome)
+                watch.see(task.index, result, more=bool(pending) or not source.exhausted)
                 counts[result.status] += 1
                 best = store.get_study(spec.name).best_value
                 done += 1
@@ -597,6 +610,39 @@ def _drive(spec, store, executor, trial_fn, source, make_task, show, window):
         raise
     finally:
         bar.close()
+
+
+#: A run whose first this many trials all crash with the same error stops (when more remain).
+SAME_FAILURES = 3
+
+
+class _FailureWatch:
+    """Stop a run whose first :data:`SAME_FAILURES` trials all crashed with the same error.
+
+    Such a run has a bug, not unlucky hyperparameters: recording a failure for
+    each of the remaining trials would hide it. The failed trials stay
+    recorded; ``retry_failed=True`` (``--retry-failed``) runs them again.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name, self.first = name, []
+
+    def see(self, index: int, result: TrialResult, *, more: bool) -> None:
+        """Note one recorded trial; raise ``StudyError`` when the run should stop."""
+        if len(self.first) >= SAME_FAILURES:
+            return
+        self.first.append((index, result))
+        if len(self.first) < SAME_FAILURES or not more:
+            return
+        lasts = {(r.reason.strip().splitlines() or [""])[-1] for _, r in self.first}
+        if all(r.status == TrialStatus.FAILED for _, r in self.first) and len(lasts) == 1:
+            indices = [i for i, _ in self.first]
+            raise StudyError(
+                f"the first {SAME_FAILURES} trials of study {self.name!r} (trials {indices}) all "
+                f"failed with the same error, so the study stopped rather than record a failure "
+                f"for every trial:\n{self.first[0][1].reason.rstrip()}\nFix it, then run them "
+                f"again: `refplay study resume {self.name} --retry-failed` (or study.run(..., "
+                f"retry_failed=True)).")
 
 
 def _trial_line(spec: StudySpec, index: int, result: TrialResult, outcome: _Outcome, done: int,
