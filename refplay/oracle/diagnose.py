@@ -156,25 +156,25 @@ def candidates(rule: str, hparams: Mapping, form: str | None = None) -> list[lis
     ref = neighbours.get_form(rule, form)
     hp = dict(neighbours.build(rule, hparams, form).hparams)
     label = ref.says
-    _cand = _cand_for(rule)
-    stage1 = [_cand(f.says, f.kind, f.name, _own(hp, f), None, f.found_in,
+    cand = _cand_for(rule)
+    stage1 = [cand(f.says, f.kind, f.name, _own(hp, f), None, f.found_in,
                     _HINTS.get((rule, f.name), "")) for f in neighbours.forms(rule)
               if f.name != ref.name]
-    stage1 += [_cand(f"{label} with the sign of the step flipped", "mistake", ref.name, hp,
+    stage1 += [cand(f"{label} with the sign of the step flipped", "mistake", ref.name, hp,
                      "sign_flip", "", "θ moves up the gradient."),
-               _cand(f"{label} with the learning rate one step late (η_(t−1) at update t)",
+               cand(f"{label} with the learning rate one step late (η_(t−1) at update t)",
                      "mistake", ref.name, hp, "lr_late", "",
-                     "A scheduler stepped before the optimizer read η?")]
+                     "η set after the update instead of before it?")]
     if hp["weight_decay"]:
         other = "decoupled" if hp["weight_decay_mode"] == "l2" else "l2"
         what = {"l2": "L2 weight decay (λθ added to the gradient)",
                 "decoupled": "decoupled weight decay (θ −= η λ θ after the step)"}
         stage1 += [
-            _cand(f"{label} with {what[other]} instead of {what[hp['weight_decay_mode']]}",
+            cand(f"{label} with {what[other]} instead of {what[hp['weight_decay_mode']]}",
                   "variant", ref.name, {**hp, "weight_decay_mode": other}, None, "",
                   "torch Adam(weight_decay=λ) is L2; torch AdamW, optax.adamw and Keras' "
                   "weight_decay= are decoupled."),
-            _cand(f"{label} without weight decay", "mistake", ref.name,
+            cand(f"{label} without weight decay", "mistake", ref.name,
                   {**hp, "weight_decay": 0.0}, None, "", "")]
     stage2 = []
     for name, values in COMMON_VALUES.items():
@@ -182,7 +182,7 @@ def candidates(rule: str, hparams: Mapping, form: str | None = None) -> list[lis
             continue
         for value in values:
             if value != hp[name]:
-                stage2.append(_cand(f"{label} with {name}={value:g} instead of {hp[name]:g}",
+                stage2.append(cand(f"{label} with {name}={value:g} instead of {hp[name]:g}",
                                     "hparam", ref.name, {**hp, name: value}, None, "", "",
                                     hparam=name))
     return [stage1, stage2]
