@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from refplay import clipping as clip_lib
-from refplay.plots import instability as instability_figures
+from refplay.plots import instability as instability_plots
 from refplay.procedures import clipping
+from refplay.reproduce import fig4
 from refplay.train import get_workload
 
 
@@ -78,13 +79,13 @@ def test_clipping_study_stabilizes_the_bad_init_and_flags_aggressive_thresholds(
     assert n["aggressive_thresholds"], "the 10th percentile should clip more than half"
     assert n["chosen_threshold"] == max(x["threshold"] for x in runs if x["status"] == "complete")
     assert "clip at" in r.decision and "lower the learning rate" not in r.decision
-    assert set(r.figures) == {"fig9_clipping"}
+    assert set(r.figures) == {"clipping"}
 
 
 def test_smooth_is_a_trailing_mean_that_skips_nan():
     x = np.array([1.0, 3.0, np.nan, 5.0])
-    np.testing.assert_allclose(instability_figures.smooth(x, 2), [1.0, 2.0, 3.0, 5.0])
-    assert math.isnan(instability_figures.smooth([np.nan], 3)[0])
+    np.testing.assert_allclose(instability_plots.smooth(x, 2), [1.0, 2.0, 3.0, 5.0])
+    assert math.isnan(instability_plots.smooth([np.nan], 3)[0])
 
 
 # ------------------------------------------------------------------ stability scan, Figure 5, warmup
@@ -99,7 +100,7 @@ def test_early_instability_check_dense_view_shows_a_spike_the_sparse_view_misses
     assert all(b <= a for a, b in zip(n["sparse_loss"], n["sparse_loss"][1:]))
     # The spike is mid-run at this calibration, not in the first 10 % (reported, see docs).
     assert "spike" in r.decision
-    assert set(r.figures) == {"fig5_dense_vs_sparse"}
+    assert set(r.figures) == {"dense_vs_sparse"}
 
 
 @pytest.mark.slow
@@ -115,7 +116,7 @@ def test_stability_scan_finds_lr_star_and_instability_above_it(workspace):
         r.decision.startswith("instability limits")
     # Above lr* the per-step loss goes up during training at some factor (Figure 7b).
     assert any(x["events"] or x["status"] != "complete" for x in n["above_lr_star"])
-    assert set(r.figures) == {"fig7a_lr_sweep", "fig7b_above_lr_star"}
+    assert set(r.figures) == {"lr_sweep", "above_lr_star"}
 
 
 @pytest.mark.slow
@@ -123,15 +124,15 @@ def test_warmup_raises_the_best_learning_rate_of_the_unstable_variant(workspace)
     from refplay.procedures import warmup
     r = warmup.warmup_study(quick=True, workspace=workspace)
     n = r.numbers
-    f8 = n["fig8"]["unstable"]
+    f8 = n["lr_sweeps"]["unstable"]
     assert f8["lr_star_warmup"] >= 2 * f8["lr_star"]                   # CL22
-    assert n["three_x"]["feasible_warmup"]                             # CL24
+    assert fig4.three_x(n["lrs"], f8)["feasible_warmup"]              # CL24
     assert f8["largest_feasible_warmup"] > f8["largest_feasible"]      # warmup unlocks rates
     w = n["shortest_stable_warmup"]
     assert w is not None and w <= 0.1 * n["max_train_steps"]
     assert n["candidates"][0]["warmup_steps"] == 0 and not n["candidates"][0]["stable"]
     assert n["prepended_steps"] == n["max_train_steps"] + w            # 400 + W, prepended
-    assert set(r.figures) == {"fig6_warmup_candidates", "fig8_lr_sweep_warmup"}
+    assert set(r.figures) == {"warmup_candidates", "lr_sweep_warmup"}
 
 
 def test_warmup_study_refuses_bad_input():
@@ -150,4 +151,4 @@ def test_cli_runs_the_clipping_procedure(tmp_path, workspace, capsys):
                  "--out", str(tmp_path / "out")]) == 0
     out = capsys.readouterr().out
     assert "Decision: clip at" in out
-    assert (tmp_path / "out" / "fig9_clipping.png").stat().st_size > 10_000
+    assert (tmp_path / "out" / "clipping.png").stat().st_size > 10_000

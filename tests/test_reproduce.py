@@ -11,6 +11,8 @@ from matplotlib.figure import Figure
 
 from refplay import reproduce
 from refplay.cli import reproduce as cli
+from refplay.procedures import studies
+from refplay.procedures.result import ProcedureResult
 from refplay.reproduce import base, docs
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -59,16 +61,16 @@ def test_result_round_trips_through_its_dict():
 
 
 def test_study_names_carry_a_hash_of_what_they_compute():
-    from refplay.reproduce import fig1
-    space = fig1.space(1e-5, 1e-3, 400)
-    a = base.halton_spec("fig1_bad", workload="mnist1d_cnn", search_space=space, num_trials=8,
-                         max_train_steps=400, eval_every=100)
-    b = base.halton_spec("fig1_bad", workload="mnist1d_cnn", search_space=space, num_trials=9,
-                         max_train_steps=400, eval_every=100)
+    from refplay.procedures import boundaries
+    space = boundaries.space(1e-5, 1e-3, 400)
+    a = studies.halton_spec("fig1_bad", workload="mnist1d_cnn", search_space=space, num_trials=8,
+                            max_train_steps=400, eval_every=100)
+    b = studies.halton_spec("fig1_bad", workload="mnist1d_cnn", search_space=space, num_trials=9,
+                            max_train_steps=400, eval_every=100)
     assert a.name.startswith("fig1_bad-") and a.name != b.name
-    assert a.name == base.halton_spec("fig1_bad", workload="mnist1d_cnn", num_trials=8,
-                                      search_space=fig1.space(1e-5, 1e-3, 400),
-                                      max_train_steps=400, eval_every=100).name
+    assert a.name == studies.halton_spec("fig1_bad", workload="mnist1d_cnn", num_trials=8,
+                                         search_space=boundaries.space(1e-5, 1e-3, 400),
+                                         max_train_steps=400, eval_every=100).name
 
 
 def test_caveat_is_written_under_the_figure_and_saved(tmp_path):
@@ -82,8 +84,10 @@ def test_caveat_is_written_under_the_figure_and_saved(tmp_path):
 
 # ---------------------------------------------------------------------- docs
 def _result(figure, png, holds=True, quick=False):
-    return base.ReproResult(figure, {"panel": png}, {"x": 1.5}, f"decision of {figure}", holds,
-                            {"ratio": 4.25, "ok": holds}, quick, f"caveat of {figure}", 12.0)
+    return base.ReproResult(figure=figure, pngs={"panel": png}, numbers={"x": 1.5},
+                            decision=f"decision of {figure}", claim_holds=holds,
+                            check={"ratio": 4.25, "ok": holds}, quick=quick,
+                            caveat=f"caveat of {figure}", seconds=12.0)
 
 
 def test_docs_page_puts_each_png_beside_the_upstream_image_with_claim_and_verdict(tmp_path):
@@ -134,14 +138,17 @@ def test_cli_refuses_bad_figures_and_options_before_running_anything(tmp_path, m
 
 
 def _fake_entry(figure):
-    def run(quick, out_dir, workspace, workers=0):
+    def procedure(quick, workspace, workers=0):
         fig = Figure()
         fig.add_subplot().plot([0, 1])
-        png = base.save_png(fig, Path(out_dir) / f"{figure}.png")
-        return base.ReproResult(figure, {"only": png}, {"value": 0.25}, "keep going", True,
-                                {"value": 0.25}, quick, "a fake", 0.5, {"only": fig})
-    return base.Entry(figure, f"Fake {figure}", "A section", "a-section",
-                      (base.Upstream("fake.png"),), "CL0", "a fake claim", "a fake", run)
+        return ProcedureResult("a fake question?", "keep going", {"value": 0.25}, {"only": fig})
+
+    def check(result):
+        return base.Check(holds=True, numbers={"value": result.numbers["value"]})
+    return base.Entry(id=figure, title=f"Fake {figure}", section="A section", anchor="a-section",
+                      upstream=(base.Upstream("fake.png"),), claim_id="CL0",
+                      claim="a fake claim", caveat="a fake", procedure=procedure, check=check,
+                      panels=(base.Panel("only", "only", f"{figure}.png"),))
 
 
 def test_cli_all_prints_numbers_decision_claim_and_writes_pngs_json_and_page(tmp_path, capsys,

@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from refplay.plots import style
 from refplay.plots.instability import smooth
 
-__all__ = ['clipping_plot']
+__all__ = ["clipping_plot"]
 
 
 def clipping_plot(norms, rows, chosen, losses, *, reference_norms=None):

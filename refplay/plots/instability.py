@@ -16,7 +16,8 @@ import numpy as np
 
 from refplay.plots import style
 
-__all__ = ['smooth', 'plain_log_x', 'loss_traces_plot', 'dense_vs_sparse_plot', 'warmup_plot', 'lr_sweep_plot']
+__all__ = ["smooth", "plain_log_x", "loss_traces_plot", "dense_vs_sparse_plot", "warmup_plot",
+           "lr_sweep_plot"]
 
 
 def smooth(x, window: int) -> np.ndarray:
@@ -33,15 +34,18 @@ def smooth(x, window: int) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(count > 0, (c[idx] - c[lo]) / count, np.nan)
 
+
 def plain_log_x(fig) -> None:
     """Layout only: plain labels (0.02, 0.05, 0.1) on the log x axes of ``fig``."""
     for ax in fig.axes:
         if ax.get_xscale() == "log":
             style.plain_log(ax.xaxis, numticks=8)
 
+
 def _shade_events(ax, events, colour: str = style.INFEASIBLE) -> None:
     for e in events:
         ax.axvspan(e["start"], e["end"] + 1, color=colour, alpha=0.15, lw=0)
+
 
 def loss_traces_plot(traces: dict, *, events: dict | None = None, window: int = 10,
                      title: str = ""):
@@ -73,6 +77,7 @@ def loss_traces_plot(traces: dict, *, events: dict | None = None, window: int = 
     ax.grid(alpha=0.25)
     return fig
 
+
 def dense_vs_sparse_plot(dense, sparse_steps, sparse, events, *, lr: float, coarse_every: int):
     """Figure 5: the loss of every step beside the same run seen every ``coarse_every`` steps."""
     fig, (ax, bx) = style.new_figure(11.0, 4.2, ncols=2, sharey=True)
@@ -100,6 +105,7 @@ def dense_vs_sparse_plot(dense, sparse_steps, sparse, events, *, lr: float, coar
     fig.suptitle(f"Figure 5: does a sparse evaluation schedule hide instability? "
                  f"(the same run, lr = {lr:g})", fontsize=11)
     return fig
+
 
 def warmup_plot(losses: dict, rows, *, target_lr: float, shortest: int | None):
     """Figure 6: training loss vs step (log x) per warmup length, and the schedules (log-log).
@@ -144,6 +150,7 @@ def warmup_plot(losses: dict, rows, *, target_lr: float, shortest: int | None):
     fig.suptitle(f"Figure 6: how long a warmup does lr = {target_lr:g} need to train stably?",
                  fontsize=11)
     return fig
+
 
 def lr_sweep_plot(lrs, sweeps: dict, *, warmup_steps: int, variants_labels: dict | None = None):
     """Figure 8: validation error vs learning rate (log x), with and without warmup, per variant.

@@ -1,12 +1,18 @@
 """The playbook's procedures as functions: each runs (or reads) trials and returns a decision.
 
-Every procedure returns a :class:`~refplay.procedures.result.ProcedureResult`
+A procedure is **measure → decide → draw**: it measures (runs or re-reads
+its trials and returns a frozen ``NamedTuple`` of numbers), decides (a pure
+function of those numbers, tested without training) and draws (a function of
+:mod:`refplay.plots`). Every procedure returns a :class:`~refplay.procedures.result.ProcedureResult`
 (question, decision, numbers, figures, trials, caveats), runs its trials as
 studies in a workspace (:mod:`refplay.procedures.studies`: resumable and
 parallel over ``workers``), and is also a ``refplay procedure NAME`` command
-(:mod:`refplay.procedures.cli`).
+(:mod:`refplay.cli.procedure`).
 
 ==============================  ==================================================
+``search_space_boundaries``     is the best trial near a boundary of its range? (Figure 1)
+``isolation_study``             the best value of a scientific parameter, lr tuned away (Fig. 2)
+``trials_needed``               the best of N trials: how many are enough? (Figure 3)
 ``initial_max_train_steps``     the fastest trial of a constant-LR sweep fits the training set
 ``refine_max_train_steps``      best-step fractions: too long / train longer / ok
 ``batch_throughput``            examples/s against batch size; the largest useful batch
@@ -32,11 +38,14 @@ from __future__ import annotations
 
 import importlib
 
-# Public names and their modules, imported on first use: the ``refplay`` command
-# imports refplay.procedures.cli, and its --help must not load matplotlib.
+# Public names and their modules, imported on first use: ``import refplay.procedures``
+# must not load the trainer or matplotlib.
 _EXPORTS = {
     "ProcedureResult": "result", "explicit_spec": "studies", "run_configs": "studies",
-    "run_spec": "studies",
+    "run_spec": "studies", "named_spec": "studies", "halton_spec": "studies",
+    "load_frame": "studies",
+    "search_space_boundaries": "boundaries", "isolation_study": "isolation",
+    "trials_needed": "trial_budget",
     "initial_max_train_steps": "step_budget", "refine_max_train_steps": "step_budget",
     "first_step_reaching": "step_budget", "fastest_fit": "step_budget",
     "batch_throughput": "batch_size", "throughput_decision": "batch_size",

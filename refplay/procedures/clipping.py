@@ -208,7 +208,7 @@ def clipping_study(workload: str | None = None, *, setup: unstable.UnstableSetup
         "aggressive_thresholds": [row.threshold for row in aggressive],
     }
     shown = results[1 + clipped_rows.index(chosen)] if chosen is not None else results[0]
-    figures = {"fig9_clipping": clipping_plots.clipping_plot(
+    figures = {"clipping": clipping_plots.clipping_plot(
         shown.grad_norms, clipped_rows, chosen, [r.train_losses for r in results],
         reference_norms=ref_norms)}
     caveats = list(setup.caveats) + [

@@ -23,6 +23,14 @@ reads both with :mod:`refplay.analysis`: the boundary check says whether the
 best rate sits at the edge of the infeasible region (``instability_limited``)
 and :func:`~refplay.analysis.detect_instability` finds loss spikes above lr*.
 
+Both procedures are **measure → decide → draw**: ``measure_scan`` /
+``measure_early`` train (or re-read) the trials and return a
+:class:`ScanMeasured` / :class:`EarlyMeasured` of numbers; ``decide_scan`` /
+``decide_early`` are pure functions of those numbers (tested without
+training); the figures are drawn by :mod:`refplay.plots.instability`. The
+workload is a parameter everywhere (``workload`` and ``setup``), so the
+same procedures run on any calibrated :class:`~refplay.train.unstable.UnstableSetup`.
+
 :func:`early_instability_check` trains factor × lr* once with only NaN/Inf
 ending the run (``divergence_factor=None``, so a spike that recovers is seen
 whole) and compares the *dense* view, the minibatch loss of every step,
@@ -34,6 +42,7 @@ from __future__ import annotations
 
 import math
 import os
+from typing import NamedTuple
 
 import numpy as np
 
@@ -43,14 +52,19 @@ from refplay.plots import instability as instability_plots
 from refplay.procedures.result import ProcedureResult
 from refplay.procedures.studies import run_configs
 from refplay.train import unstable
+from refplay.train.result import TrialStatus
 from refplay.train.settings import TrialSettings
 
 __all__ = ["lr_sweep", "sweep_frame", "best_lr", "spike_events", "stability_scan",
-           "early_instability_check", "QUICK_LRS"]
+           "early_instability_check", "QUICK_LRS", "ScanMeasured", "AboveRun", "measure_scan",
+           "decide_scan", "EarlyMeasured", "EarlyDecision", "measure_early", "decide_early",
+           "SCAN_QUESTION", "EARLY_QUESTION"]
 
 #: The factor-2 subset of the calibrated sqrt(2) grid (the ``--quick`` sweep).
 QUICK_LRS = (0.02, 0.04, 0.08, 0.16, 0.32, 0.64)
 METRIC = "validation/error_rate"
+SCAN_QUESTION = "Does training instability force a learning rate that is too small?"
+EARLY_QUESTION = "Is there a loss spike that evaluating every few hundred steps would miss?"
 
 
 def lr_sweep(workload: str, setup: unstable.UnstableSetup, variant: str, lrs,
@@ -92,17 +106,44 @@ def spike_events(train_losses, min_rise: float = 2.0) -> list[dict]:
             for e in analysis.detect_instability(train_losses, min_rise=min_rise)]
 
 
-def stability_scan(workload: str | None = None, *, setup: unstable.UnstableSetup = unstable.WARMUP,
-                   variant: str = "unstable", lrs=None, max_train_steps: int | None = None,
-                   factors=(2, 5, 10), long_factor: int = 4, eval_every: int = 50,
-                   seed: int = 0, quick: bool = False, workers: int | None = 0,
-                   workspace: str | os.PathLike | None = None) -> ProcedureResult:
-    """Sweep, lr*, runs at ``factors`` × lr*, and the decision (see the module docstring).
+# ---------------------------------------------------------------- stability scan
+class AboveRun(NamedTuple):
+    """One run at ``factor`` x lr*, recording every step's loss (Figure 7b)."""
 
-    Defaults come from ``setup`` (:data:`refplay.train.unstable.WARMUP`: the
-    post-LayerNorm ResNet on MNIST-1D, Nesterov, 400 steps). ``quick=True``:
-    the factor-2 grid :data:`QUICK_LRS` and every factor run at the sweep's length.
-    """
+    factor: float
+    lr: float
+    steps: int                   # steps done
+    status: str
+    best_error: float            # NaN: infeasible
+    events: list                 # spike_events of its per-step loss
+    reason: str
+
+
+class ScanMeasured(NamedTuple):
+    """What :func:`stability_scan` trained: the sweep, its boundary check, the runs above lr*."""
+
+    workload: str
+    variant: dict                # the variant's model hyperparameters
+    max_train_steps: int
+    lrs: list
+    statuses: list               # per lr of the sweep
+    objectives: list             # best validation error per lr (NaN: infeasible)
+    lr_star: float
+    best_error: float
+    divergence_threshold: float | None   # the boundary check's first failing lr
+    boundary_decision: str               # "instability_limited", "ok", "expand_high", ...
+    best_at_infeasible_edge: bool
+    above_lr_star: list                  # AboveRun per factor
+    above_losses: list                   # per-step training loss of each run above lr*
+    frame: object                        # the sweep's analysis.TrialsFrame (for the axis plot)
+
+
+def measure_scan(workload: str | None = None, *, setup: unstable.UnstableSetup = unstable.WARMUP,
+                 variant: str = "unstable", lrs=None, max_train_steps: int | None = None,
+                 factors=(2, 5, 10), long_factor: int = 4, eval_every: int = 50,
+                 seed: int = 0, quick: bool = False, workers: int | None = 0,
+                 workspace: str | os.PathLike | None = None) -> tuple[ScanMeasured, list]:
+    """Train (or re-read) the sweep and the runs above lr*: ``(measured, trials)``."""
     workload = workload or setup.workload
     lrs = sorted(QUICK_LRS if (quick and lrs is None) else (lrs or setup.lrs))
     if len(lrs) < 3:
@@ -121,78 +162,109 @@ def stability_scan(workload: str | None = None, *, setup: unstable.UnstableSetup
         raise ValueError(f"every trial of the sweep over lrs={lrs} is infeasible; start lower")
     above = []
     for f in factors:
-        long = f > 2
-        st = settings.replace(max_train_steps=steps * (long_factor if long else 1))
+        st = settings.replace(max_train_steps=steps * (long_factor if f > 2 else 1))
         (r,) = lr_sweep(workload, setup, variant, [f * lr_star], st,
                         name=f"above_lr_star_x{f:g}", **run)
-        above.append((f, r))
-    runs = []
-    for f, r in above:
-        events = spike_events(r.train_losses) if r.train_losses.size else []
-        runs.append({"factor": f, "lr": f * lr_star, "steps": r.steps_done,
-                     "status": str(r.status), "best_error": objective_of(r, METRIC),
-                     "events": events, "reason": r.reason})
-    unstable_above = [x for x in runs if x["status"] != "complete" or x["events"]]
-    numbers = {
-        "workload": workload, "variant": dict(getattr(setup, variant)),
-        "max_train_steps": steps, "lrs": list(lrs),
-        "statuses": [str(r.status) for r in sweep],
-        "objectives": [objective_of(r, METRIC) for r in sweep],
-        "lr_star": lr_star, "best_error": best_error,
-        "divergence_threshold": check.divergence_threshold,
-        "boundary_decision": check.decision,
-        "best_at_infeasible_edge": check.best_at_infeasible_edge,
-        "above_lr_star": runs,
-    }
-    if check.decision == "instability_limited":
-        decision = (f"instability limits the learning rate: lr* = {lr_star:g} sits at the edge "
-                    f"of the infeasible region (every lr ≥ {check.divergence_threshold:g} "
-                    f"fails); try warmup or gradient clipping before expanding the range")
+        above.append(r)
+    runs = [AboveRun(factor=f, lr=f * lr_star, steps=r.steps_done, status=str(r.status),
+                     best_error=objective_of(r, METRIC),
+                     events=spike_events(r.train_losses) if r.train_losses.size else [],
+                     reason=r.reason) for f, r in zip(factors, above)]
+    measured = ScanMeasured(
+        workload=workload, variant=dict(getattr(setup, variant)), max_train_steps=steps,
+        lrs=list(lrs), statuses=[str(r.status) for r in sweep],
+        objectives=[objective_of(r, METRIC) for r in sweep], lr_star=lr_star,
+        best_error=best_error, divergence_threshold=check.divergence_threshold,
+        boundary_decision=check.decision, best_at_infeasible_edge=check.best_at_infeasible_edge,
+        above_lr_star=runs, above_losses=[r.train_losses for r in above], frame=frame)
+    return measured, [*sweep, *above]
+
+
+def decide_scan(m: ScanMeasured) -> str:
+    """Is the learning rate limited by instability? The boundary check, then the runs above lr*."""
+    if m.boundary_decision == "instability_limited":
+        text = (f"instability limits the learning rate: lr* = {m.lr_star:g} sits at the edge "
+                f"of the infeasible region (every lr ≥ {m.divergence_threshold:g} fails); try "
+                f"warmup or gradient clipping before expanding the range")
     else:
-        decision = (f"instability does not limit the learning rate here: lr* = {lr_star:g} is "
-                    f"not at the infeasible edge (boundary check: {check.decision}")
-        decision += (f", first failing lr {check.divergence_threshold:g})"
-                     if check.divergence_threshold else ")")
-    if unstable_above:
-        decision += ("; above lr* the loss goes up during training at "
-                     + ", ".join(f"{x['factor']:g}×" for x in unstable_above))
-    fig7a = plots.axis_plot(frame, "lr", title=(
+        text = (f"instability does not limit the learning rate here: lr* = {m.lr_star:g} is "
+                f"not at the infeasible edge (boundary check: {m.boundary_decision}")
+        text += (f", first failing lr {m.divergence_threshold:g})"
+                 if m.divergence_threshold else ")")
+    rising = [x for x in m.above_lr_star if x.status != TrialStatus.COMPLETE or x.events]
+    if rising:
+        text += ("; above lr* the loss goes up during training at "
+                 + ", ".join(f"{x.factor:g}×" for x in rising))
+    return text
+
+
+def stability_scan(workload: str | None = None, *, setup: unstable.UnstableSetup = unstable.WARMUP,
+                   variant: str = "unstable", quick: bool = False, **options) -> ProcedureResult:
+    """Sweep, lr*, runs at ``factors`` × lr*, and the decision (see the module docstring).
+
+    ``options`` are :func:`measure_scan`'s (``lrs``, ``max_train_steps``,
+    ``factors``, ``long_factor``, ``eval_every``, ``seed``, ``workers``,
+    ``workspace``). Defaults come from ``setup``
+    (:data:`refplay.train.unstable.WARMUP`: the post-LayerNorm ResNet on
+    MNIST-1D, Nesterov, 400 steps). ``quick=True``: the factor-2 grid
+    :data:`QUICK_LRS` and every factor run at the sweep's length.
+    """
+    m, trials = measure_scan(workload, setup=setup, variant=variant, quick=quick, **options)
+    fig_sweep = plots.axis_plot(m.frame, "lr", title=(
         f"Figure 7a: does instability cap the learning rate? ({setup.name}, {variant})\n"
-        f"best lr* = {lr_star:g}; boundary check: {check.decision}"))
-    instability_plots.plain_log_x(fig7a)
-    fig7b = instability_plots.loss_traces_plot(
-        {f"{x['factor']:g}× lr* = {x['lr']:.3g} ({x['status']})": r.train_losses
-         for x, (_, r) in zip(runs, above)},
-        events={f"{x['factor']:g}× lr* = {x['lr']:.3g} ({x['status']})": x["events"]
-                for x in runs},
+        f"best lr* = {m.lr_star:g}; boundary check: {m.boundary_decision}"))
+    instability_plots.plain_log_x(fig_sweep)
+    labels = [f"{x.factor:g}× lr* = {x.lr:.3g} ({x.status})" for x in m.above_lr_star]
+    fig_above = instability_plots.loss_traces_plot(
+        dict(zip(labels, m.above_losses)), events={k: x.events for k, x in zip(labels, m.above_lr_star)},
         title="Figure 7b: above lr*, does the training loss go up during training?")
+    numbers = {**m._asdict(), "above_lr_star": [x._asdict() for x in m.above_lr_star]}
+    del numbers["above_losses"], numbers["frame"]
     caveats = list(setup.caveats) + [
         "lr* is chosen by the lowest best-checkpoint validation error on one seed."]
-    return ProcedureResult("Does training instability force a learning rate that is too small?",
-                           decision, numbers, {"fig7a_lr_sweep": fig7a,
-                                               "fig7b_above_lr_star": fig7b},
-                           [*sweep, *(r for _, r in above)], caveats)
+    return ProcedureResult(SCAN_QUESTION, decide_scan(m), numbers,
+                           {"lr_sweep": fig_sweep, "above_lr_star": fig_above}, trials, caveats)
 
 
+# ------------------------------------------------------------- early instability
 def _monotone_nonincreasing(values) -> bool:
     v = np.asarray(values, dtype=np.float64)
     v = v[np.isfinite(v)]
     return bool(np.all(np.diff(v) <= 0))
 
 
-def early_instability_check(workload: str | None = None, *,
-                            setup: unstable.UnstableSetup = unstable.EARLY_SPIKE,
-                            variant: str = "unstable", lr: float | None = None,
-                            max_train_steps: int | None = None, coarse_every: int = 100,
-                            min_rise: float = 2.0, seed: int = 0, quick: bool = False,
-                            workers: int | None = 0,
-                            workspace: str | os.PathLike | None = None) -> ProcedureResult:
-    """Dense (every step) vs sparse (every ``coarse_every`` steps) view of one run at ~2 × lr*.
+class EarlyMeasured(NamedTuple):
+    """One run at ~2 x lr*, seen every step (dense) and every ``coarse_every`` steps (sparse)."""
 
-    ``lr`` defaults to the calibrated ``setup.measured["spike_lr"]`` (2 × the
-    post-norm ResNet's lr*). ``quick`` changes nothing: the run already takes
-    a few seconds.
-    """
+    workload: str
+    variant: dict
+    lr: float
+    max_train_steps: int
+    status: str
+    coarse_every: int
+    min_rise: float              # the smallest spike height counted
+    dense: np.ndarray            # per-step minibatch loss
+    events: list                 # spike_events of the dense view
+    sparse_steps: list           # evaluation steps (> 0)
+    sparse_loss: list            # train/loss at them: the mean loss since the last evaluation
+
+
+class EarlyDecision(NamedTuple):
+    """What the dense view shows that the sparse one may hide."""
+
+    sparse_monotone: bool        # the sparse view only goes down
+    early: list                  # the events in the first 10 % of training
+    biggest: dict | None         # the highest spike
+    text: str
+
+
+def measure_early(workload: str | None = None, *,
+                  setup: unstable.UnstableSetup = unstable.EARLY_SPIKE, variant: str = "unstable",
+                  lr: float | None = None, max_train_steps: int | None = None,
+                  coarse_every: int = 100, min_rise: float = 2.0, seed: int = 0,
+                  workers: int | None = 0,
+                  workspace: str | os.PathLike | None = None) -> tuple[EarlyMeasured, list]:
+    """Train (or re-read) one run with only NaN/Inf ending it: ``(measured, trials)``."""
     workload = workload or setup.workload
     lr = _validate.real("lr", setup.measured["spike_lr"] if lr is None else lr,
                         low=0.0, low_open=True)
@@ -202,36 +274,60 @@ def early_instability_check(workload: str | None = None, *,
                              divergence_factor=None)
     (r,) = lr_sweep(workload, setup, variant, [lr], settings, seed=seed, workers=workers,
                     workspace=workspace, name="early_instability")
-    dense = r.train_losses
-    events = spike_events(dense, min_rise=min_rise)
-    sparse_steps = [s for s in r.eval_steps if s > 0]
-    sparse = [v for s, v in zip(r.eval_steps, r.curves["train/loss"]) if s > 0]
-    monotone = _monotone_nonincreasing(sparse)
-    early = [e for e in events if e["kind"] == "early"]
-    biggest = max(events, key=lambda e: e["height"] or math.inf) if events else None
-    if not events:
-        decision = (f"no loss spike ≥ {min_rise:g}× at lr = {lr:g}: no sign of instability "
-                    f"at this rate")
+    sparse = [(s, v) for s, v in zip(r.eval_steps, r.curves["train/loss"]) if s > 0]
+    measured = EarlyMeasured(
+        workload=workload, variant=dict(getattr(setup, variant)), lr=lr, max_train_steps=steps,
+        status=str(r.status), coarse_every=coarse_every, min_rise=min_rise, dense=r.train_losses,
+        events=spike_events(r.train_losses, min_rise=min_rise),
+        sparse_steps=[s for s, _ in sparse], sparse_loss=[v for _, v in sparse])
+    return measured, [r]
+
+
+def decide_early(m: EarlyMeasured) -> EarlyDecision:
+    """A spike the sparse view misses, one it shows too, or none at all."""
+    monotone = _monotone_nonincreasing(m.sparse_loss)
+    early = [e for e in m.events if e["kind"] == "early"]
+    biggest = max(m.events, key=lambda e: e["height"] or math.inf) if m.events else None
+    if biggest is None:
+        text = (f"no loss spike ≥ {m.min_rise:g}× at lr = {m.lr:g}: no sign of instability "
+                f"at this rate")
     elif monotone:
         kind = "early instability" if early else "a mid-training spike"
-        decision = (f"{kind} with {'recovery' if biggest['recovered'] else 'no full recovery'}: "
-                    f"the per-step loss jumps {biggest['height']:.1f}× at step "
-                    f"{biggest['peak_step']}, while the loss evaluated every {coarse_every} steps "
-                    f"only goes down — evaluate every step early on to see it")
+        text = (f"{kind} with {'recovery' if biggest['recovered'] else 'no full recovery'}: "
+                f"the per-step loss jumps {biggest['height']:.1f}× at step "
+                f"{biggest['peak_step']}, while the loss evaluated every {m.coarse_every} steps "
+                f"only goes down — evaluate every step early on to see it")
     else:
-        decision = (f"the spike at step {biggest['peak_step']} ({biggest['height']:.1f}×) is "
-                    f"visible even every {coarse_every} steps")
-    numbers = {"workload": workload, "variant": dict(getattr(setup, variant)), "lr": lr,
-               "max_train_steps": steps, "status": str(r.status), "coarse_every": coarse_every,
+        text = (f"the spike at step {biggest['peak_step']} ({biggest['height']:.1f}×) is "
+                f"visible even every {m.coarse_every} steps")
+    return EarlyDecision(monotone, early, biggest, text)
+
+
+def early_instability_check(workload: str | None = None, *,
+                            setup: unstable.UnstableSetup = unstable.EARLY_SPIKE,
+                            quick: bool = False, **options) -> ProcedureResult:
+    """Dense (every step) vs sparse (every ``coarse_every`` steps) view of one run at ~2 × lr*.
+
+    ``options`` are :func:`measure_early`'s (``variant``, ``lr``,
+    ``max_train_steps``, ``coarse_every``, ``min_rise``, ``seed``, ``workers``,
+    ``workspace``). ``lr`` defaults to the calibrated
+    ``setup.measured["spike_lr"]`` (2 × the post-norm ResNet's lr*). ``quick``
+    changes nothing: the run already takes a few seconds.
+    """
+    m, trials = measure_early(workload, setup=setup, **options)
+    d = decide_early(m)
+    dense = m.dense
+    numbers = {"workload": m.workload, "variant": m.variant, "lr": m.lr,
+               "max_train_steps": m.max_train_steps, "status": m.status,
+               "coarse_every": m.coarse_every,
                "initial_loss": float(dense[0]) if dense.size else math.nan,
                "final_loss": float(dense[-1]) if dense.size else math.nan,
-               "events": events, "n_early_events": len(early),
-               "max_spike_height": None if biggest is None else biggest["height"],
-               "max_spike_step": None if biggest is None else biggest["peak_step"],
-               "sparse_steps": sparse_steps, "sparse_loss": sparse,
-               "sparse_monotone": monotone}
-    fig = instability_plots.dense_vs_sparse_plot(dense, sparse_steps, sparse, events,
-                                                   lr=lr, coarse_every=coarse_every)
-    return ProcedureResult("Is there a loss spike that evaluating every few hundred steps "
-                           "would miss?", decision, numbers, {"fig5_dense_vs_sparse": fig}, [r],
+               "events": m.events, "n_early_events": len(d.early),
+               "max_spike_height": None if d.biggest is None else d.biggest["height"],
+               "max_spike_step": None if d.biggest is None else d.biggest["peak_step"],
+               "sparse_steps": m.sparse_steps, "sparse_loss": m.sparse_loss,
+               "sparse_monotone": d.sparse_monotone}
+    fig = instability_plots.dense_vs_sparse_plot(dense, m.sparse_steps, m.sparse_loss, m.events,
+                                                 lr=m.lr, coarse_every=m.coarse_every)
+    return ProcedureResult(EARLY_QUESTION, d.text, numbers, {"dense_vs_sparse": fig}, trials,
                            list(setup.caveats))

@@ -20,11 +20,12 @@ import json
 import os
 from pathlib import Path
 
-from refplay import study
+from refplay import analysis, study
 from refplay.train.result import TrialResult
 from refplay.train.settings import TrialSettings
 
-__all__ = ["explicit_spec", "run_spec", "run_configs", "DEFAULT_WORKSPACE"]
+__all__ = ["explicit_spec", "run_spec", "run_configs", "named_spec", "halton_spec",
+           "load_frame", "DEFAULT_WORKSPACE"]
 
 DEFAULT_WORKSPACE = Path("runs") / "procedures"
 
@@ -69,3 +70,27 @@ def run_configs(name: str, workload: str, configs: list[dict], settings: TrialSe
     """``run_spec(explicit_spec(...))``: the results of ``configs``, in order."""
     spec = explicit_spec(name, workload, configs, settings, **spec_options)
     return run_spec(spec, workspace=workspace, workers=workers)
+
+
+def halton_spec(prefix: str, **fields) -> study.StudySpec:
+    """A Halton ``StudySpec`` named ``prefix-<hash>`` (see :func:`named_spec`)."""
+    return named_spec(prefix, sampler="halton", **fields)
+
+
+def named_spec(prefix: str, **fields) -> study.StudySpec:
+    """A ``StudySpec`` named ``prefix-<hash of what it computes>``.
+
+    The hash makes the quick and full sizes (and any later change of the
+    design) separate studies in one workspace, so each resumes on its own and
+    none is refused for a changed identity.
+    """
+    spec = study.StudySpec(name=prefix, **fields)
+    digest = hashlib.sha256(json.dumps(spec.identity(), sort_keys=True).encode()).hexdigest()
+    return dataclasses.replace(spec, name=f"{prefix}-{digest[:10]}")
+
+
+def load_frame(spec: study.StudySpec, workspace: str | os.PathLike | None = None):
+    """The :class:`~refplay.analysis.TrialsFrame` of a study that has run in ``workspace``."""
+    workspace = Path(workspace) if workspace is not None else DEFAULT_WORKSPACE
+    with study.Store(workspace, readonly=True) as store:
+        return analysis.load(store, spec.name)

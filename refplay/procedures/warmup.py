@@ -15,15 +15,21 @@ The playbook ("How to apply learning rate warmup"):
   procedure should run for 11,000 steps total."* ... *"compare the result
   to the baseline using optimal checkpoint selection."*
 
+The procedure is **measure → decide → draw**: :func:`measure` trains
+(or re-reads) every trial and returns a :class:`WarmupMeasured`;
+:func:`decide` turns it into the playbook's decision and its reasons
+(pure, no training); :func:`refplay.plots.instability.warmup_plot` and
+``lr_sweep_plot`` draw it; :func:`warmup_study` composes the three.
+
 :func:`warmup_study` trains ``target_lr`` (about 10 × lr*, infeasible
 without warmup) with each candidate warmup (linear ramp 0 → ``target_lr``,
-then constant) and calls a candidate **stable** when the trial completes
-, every loss spike found by :func:`~refplay.analysis.detect_instability`
+then constant) and calls a candidate **stable** when the trial completes,
+every loss spike found by :func:`~refplay.analysis.detect_instability`
 recovers, its best validation error is at most ``good_factor`` (3) × that
 of lr* without warmup (refplay's reading of "trains": at this learning
 rate the post-norm net's failure is poor optimization, error 0.46 against
-0.05, more often than NaN), and it has *learned* (the mean loss of its last 10 % of steps is below half the
-step-0 loss: Figure 6's short warmups "collapse back" to a high loss).
+0.05, more often than NaN), and it has *learned* (the mean loss of its last
+10 % of steps is below half the step-0 loss: Figure 6's short warmups "collapse back" to a high loss).
 The shortest stable warmup ``W`` is checked against 10 % and 5 % of
 ``max_train_steps``, then **prepended** (``warmup_prepend``: ``max_train_steps
 + W`` updates) and compared, best checkpoint against best checkpoint, with
@@ -35,6 +41,7 @@ rate with and without a ``warmup_fraction`` warmup for the unstable variant
 from __future__ import annotations
 
 import os
+from typing import NamedTuple
 
 import numpy as np
 
@@ -44,16 +51,88 @@ from refplay.plots import instability as instability_plots
 from refplay.procedures.instability import QUICK_LRS, best_lr, lr_sweep, spike_events
 from refplay.procedures.result import ProcedureResult
 from refplay.train import unstable
+from refplay.train.result import TrialStatus
 from refplay.train.settings import TrialSettings
 
-__all__ = ["warmup_study", "WARMUPS", "TARGET_LR"]
+__all__ = ["warmup_study", "measure", "decide", "draw", "WarmupMeasured", "WarmupDecision",
+           "Candidate", "LrSweeps", "is_stable", "grid_caveat", "numbers", "WARMUPS", "TARGET_LR",
+           "QUESTION"]
 
 WARMUPS = (0, 10, 40, 100)      # the playbook's 10, 10^3, ... scaled to a 400-step budget
 # 8 x lr* of the post-norm ResNet (lr* = 0.04): without warmup it completes but learns
 # little (validation error 0.46); the calibration's 0.453 is chaotic under the trial
 # loop's divergence rule (no warmup completes at error 0.65, warmups of 40 and 100 steps NaN).
 TARGET_LR = 0.32
+QUESTION = ("Which warmup lets the unstable model train at a ~10x higher learning rate, and "
+            "does the prepended warmup beat the baseline?")
 
+
+class LrSweeps(NamedTuple):
+    """One variant's learning-rate sweep without and with warmup (the playbook's Figure 8)."""
+
+    lr_star: float | None            # lowest best-checkpoint validation error, no warmup
+    error: float
+    lr_star_warmup: float | None
+    error_warmup: float
+    ratio: float | None              # lr_star_warmup / lr_star
+    largest_feasible: float | None
+    largest_feasible_warmup: float | None
+    statuses: list                   # per lr, no warmup
+    statuses_warmup: list
+    errors: list                     # best validation error per lr (NaN: infeasible)
+    errors_warmup: list
+
+
+class Candidate(NamedTuple):
+    """One warmup length tried at ``target_lr``: what its trial did (not yet judged)."""
+
+    warmup_steps: int
+    status: str
+    steps_done: int
+    events: int                      # loss spikes found by analysis.detect_instability
+    recovered: bool                  # every spike recovered
+    learned: bool                    # last 10 % of losses average below half the step-0 loss
+    best_error: float                # best-checkpoint validation error (NaN: infeasible)
+
+
+class WarmupMeasured(NamedTuple):
+    """Everything :func:`warmup_study` trained, as numbers (see :func:`measure`)."""
+
+    workload: str
+    max_train_steps: int
+    target_lr: float
+    lrs: list
+    sweep_warmup_steps: int          # the warmup of the Figure 8 sweeps
+    good_factor: float               # a stable candidate's error is <= good_factor x lr*'s
+    sweeps: dict                     # variant -> LrSweeps
+    candidates: list                 # Candidate per warmup length, shortest first
+    losses: dict                     # warmup_steps -> the candidate's per-step training loss
+    baseline_error: float | None     # lr* without warmup (best checkpoint)
+    prepended_error: float | None    # the shortest stable warmup prepended at target_lr
+    prepended_steps: int | None
+    prepended_best_step: int | None
+
+
+class WarmupDecision(NamedTuple):
+    """The playbook's decision on a :class:`WarmupMeasured` and what it rests on."""
+
+    stable: list                     # per candidate: trains target_lr stably
+    shortest: int | None             # the shortest stable warmup (steps)
+    within_10pct: bool               # "shouldn't be more than 10% of max_train_steps"
+    above_5pct: bool                 # "consider a larger max_train_steps"
+    prepended_better: bool | None    # the prepended warmup beats the baseline (best checkpoints)
+    text: str
+
+
+def is_stable(candidate: Candidate, lr_star_error: float | None, good_factor: float) -> bool:
+    """Does ``candidate`` train its rate stably? Completes, learns, recovers, error in reach.
+
+    Its best error must be at most ``good_factor`` x that of lr* without warmup
+    (``lr_star_error``; ``None`` when no learning rate trained, then nothing is stable).
+    """
+    return bool(candidate.status == TrialStatus.COMPLETE and candidate.learned
+                and candidate.recovered and lr_star_error is not None
+                and candidate.best_error <= good_factor * lr_star_error)
 
 
 def _largest_feasible(results, lrs) -> float | None:
@@ -61,146 +140,198 @@ def _largest_feasible(results, lrs) -> float | None:
     return max(ok) if ok else None
 
 
-def warmup_study(workload: str | None = None, *, setup: unstable.UnstableSetup = unstable.WARMUP,
-                 target_lr: float | None = None, warmups=WARMUPS, lrs=None,
-                 warmup_fraction: float = 0.1, max_train_steps: int | None = None,
-                 variants=("unstable", "stable"), good_factor: float = 3.0, eval_every: int = 50, seed: int = 0,
-                 quick: bool = False, workers: int | None = 0,
-                 workspace: str | os.PathLike | None = None) -> ProcedureResult:
-    """Warmup candidates at ``target_lr``, the prepended warmup, and the Figure 8 sweeps.
+def _sweeps(none, warm, lrs) -> LrSweeps:
+    lr_none, err_none = best_lr(none, lrs)
+    lr_warm, err_warm = best_lr(warm, lrs)
+    return LrSweeps(
+        lr_star=lr_none, error=err_none, lr_star_warmup=lr_warm, error_warmup=err_warm,
+        ratio=(lr_warm / lr_none) if lr_none and lr_warm else None,
+        largest_feasible=_largest_feasible(none, lrs),
+        largest_feasible_warmup=_largest_feasible(warm, lrs),
+        statuses=[str(r.status) for r in none], statuses_warmup=[str(r.status) for r in warm],
+        errors=[objective_of(r) for r in none], errors_warmup=[objective_of(r) for r in warm])
 
-    Defaults come from ``setup`` (:data:`refplay.train.unstable.WARMUP`):
-    ``target_lr`` = :data:`TARGET_LR` (8 × lr*, the last grid point below 10 ×).
-    ``quick=True``: the factor-2 grid :data:`~refplay.procedures.instability.QUICK_LRS`
-    and only the unstable variant in the Figure 8 sweep.
-    """
-    workload = workload or setup.workload
+
+def _candidate(warmup_steps: int, result) -> Candidate:
+    events = spike_events(result.train_losses) if result.feasible else []
+    losses = result.train_losses
+    tail = losses[-max(1, len(losses) // 10):]
+    learned = bool(result.feasible and losses.size
+                   and float(np.mean(tail)) < 0.5 * float(losses[0]))
+    return Candidate(warmup_steps=warmup_steps, status=str(result.status),
+                     steps_done=result.steps_done, events=len(events),
+                     recovered=all(e["recovered"] for e in events), learned=learned,
+                     best_error=objective_of(result))
+
+
+def _checked(setup, target_lr, warmups, warmup_fraction, max_train_steps, lrs, variants, quick):
     steps = _validate.integer("max_train_steps", max_train_steps or setup.max_train_steps, low=2)
-    target_lr = _validate.real("target_lr", TARGET_LR if target_lr is None
-                               else target_lr, low=0.0, low_open=True)
+    target_lr = _validate.real("target_lr", TARGET_LR if target_lr is None else target_lr,
+                               low=0.0, low_open=True)
     warmups = sorted({_validate.integer(f"warmups[{i}]", w, low=0, high=steps - 1)
                       for i, w in enumerate(warmups)})
     warmup_fraction = _validate.real("warmup_fraction", warmup_fraction, low=0.0, high=0.5,
                                      low_open=True)
     lrs = sorted(QUICK_LRS if (quick and lrs is None) else (lrs or setup.lrs))
-    if quick:
-        variants = ("unstable",)
+    variants = ("unstable",) if quick else tuple(variants)
     if "unstable" not in variants:
         raise ValueError(f"variants={variants} must include 'unstable' (its lr* is the baseline)")
     for v in variants:
         _validate.one_of("variants[i]", v, ("unstable", "stable"))
+    return steps, target_lr, warmups, warmup_fraction, lrs, variants
+
+
+def measure(workload: str | None = None, *, setup: unstable.UnstableSetup = unstable.WARMUP,
+            target_lr: float | None = None, warmups=WARMUPS, lrs=None,
+            warmup_fraction: float = 0.1, max_train_steps: int | None = None,
+            variants=("unstable", "stable"), good_factor: float = 3.0, eval_every: int = 50,
+            seed: int = 0, quick: bool = False, workers: int | None = 0,
+            workspace: str | os.PathLike | None = None) -> tuple[WarmupMeasured, list]:
+    """Train (or re-read) the sweeps, the candidates and the prepended run: ``(measured, trials)``.
+
+    1. lr* with and without a ``warmup_fraction`` warmup, per variant (Figure 8);
+    2. each warmup of ``warmups`` at ``target_lr`` (Figure 6), reusing a sweep's trial
+       where it is the same config;
+    3. the shortest stable warmup (:func:`is_stable`) prepended: ``max_train_steps + W``.
+    """
+    workload = workload or setup.workload
+    steps, target_lr, warmups, warmup_fraction, lrs, variants = _checked(
+        setup, target_lr, warmups, warmup_fraction, max_train_steps, lrs, variants, quick)
     settings = TrialSettings(max_train_steps=steps, eval_every=eval_every, keep_best=0)
     run = dict(seed=seed, workers=workers, workspace=workspace)
     w_sweep = max(1, round(warmup_fraction * steps))
 
-    # 1. Figure 8: lr* with and without warmup (the no-warmup sweep is stability_scan's).
-    sweeps = {}
-    for v in variants:
-        none = lr_sweep(workload, setup, v, lrs, settings, **run)
-        warm = lr_sweep(workload, setup, v, lrs, settings, extra={"warmup_steps": w_sweep},
-                        name="lr_sweep_warmup", **run)
-        sweeps[v] = {"none": none, "warmup": warm}
-    fig8 = {}
-    for v, pair in sweeps.items():
-        lr_none, err_none = best_lr(pair["none"], lrs)
-        lr_warm, err_warm = best_lr(pair["warmup"], lrs)
-        fig8[v] = {"lr_star": lr_none, "error": err_none, "lr_star_warmup": lr_warm,
-                   "error_warmup": err_warm,
-                   "ratio": (lr_warm / lr_none) if lr_none and lr_warm else None,
-                   "largest_feasible": _largest_feasible(pair["none"], lrs),
-                   "largest_feasible_warmup": _largest_feasible(pair["warmup"], lrs),
-                   "statuses": [str(r.status) for r in pair["none"]],
-                   "statuses_warmup": [str(r.status) for r in pair["warmup"]],
-                   "errors": [objective_of(r) for r in pair["none"]],
-                   "errors_warmup": [objective_of(r) for r in pair["warmup"]]}
-    lr_star = fig8["unstable"]["lr_star"] if "unstable" in fig8 else None
-    three_x = None
-    if lr_star:
-        # CL24: is 3 x lr* (no warmup) feasible with the warmup? (the next grid point >= 3 lr*)
-        above = [lr for lr in lrs if lr >= 3 * lr_star - 1e-12]
-        if above:
-            i = lrs.index(above[0])
-            three_x = {"lr": above[0], "feasible_warmup": sweeps["unstable"]["warmup"][i].feasible,
-                       "feasible_none": sweeps["unstable"]["none"][i].feasible}
+    def sweep(variant, lrs, extra=None, name="lr_sweep"):
+        return lr_sweep(workload, setup, variant, lrs, settings, extra=extra, name=name, **run)
 
-    # 2. Figure 6: the candidates at target_lr, shortest stable warmup.
-    # A candidate the Figure 8 sweeps already trained (same config, init and data) is reused.
+    pairs = {v: (sweep(v, lrs), sweep(v, lrs, {"warmup_steps": w_sweep}, "lr_sweep_warmup"))
+             for v in variants}
+    sweeps = {v: _sweeps(none, warm, lrs) for v, (none, warm) in pairs.items()}
+    lr_star, lr_star_error = sweeps["unstable"].lr_star, sweeps["unstable"].error
+    # A candidate the sweeps already trained (same config, init and data) is reused.
     done = {}
-    if "unstable" in sweeps:
-        for lr, r0, r1 in zip(lrs, sweeps["unstable"]["none"], sweeps["unstable"]["warmup"]):
-            done[(lr, 0)], done[(lr, w_sweep)] = r0, r1
-    candidates = [
-        done.get((target_lr, w)) or
-        lr_sweep(workload, setup, "unstable", [target_lr], settings,
-                 extra={"warmup_steps": w} if w else None, name="warmup_candidate", **run)[0]
-        for w in warmups]
-    rows = []
-    for w, r in zip(warmups, candidates):
-        events = spike_events(r.train_losses) if r.feasible else []
-        tail = r.train_losses[-max(1, len(r.train_losses) // 10):]
-        learned = bool(r.feasible and r.train_losses.size
-                       and float(np.mean(tail)) < 0.5 * float(r.train_losses[0]))
-        rows.append({"warmup_steps": w, "status": str(r.status), "steps_done": r.steps_done,
-                     "events": len(events), "learned": learned, "best_error": objective_of(r),
-                     "stable": bool(r.feasible and learned
-                                    and all(e["recovered"] for e in events)
-                                    and lr_star is not None
-                                    and objective_of(r) <= good_factor * fig8["unstable"]["error"])})
-    stable_w = [row["warmup_steps"] for row in rows if row["stable"]]
-    shortest = min(stable_w) if stable_w else None
-
-    # 3. Prepend the shortest stable warmup and compare with the baseline (lr*, no warmup).
+    for lr, r0, r1 in zip(lrs, *pairs["unstable"]):
+        done[(lr, 0)], done[(lr, w_sweep)] = r0, r1
+    results = [done.get((target_lr, w)) or
+               sweep("unstable", [target_lr], {"warmup_steps": w} if w else None,
+                     "warmup_candidate")[0] for w in warmups]
+    candidates = [_candidate(w, r) for w, r in zip(warmups, results)]
+    stable = [c.warmup_steps for c in candidates if is_stable(c, lr_star_error, good_factor)]
     prepended = baseline = None
-    if shortest and lr_star:
+    if stable and min(stable) and lr_star:
         baseline = done[(lr_star, 0)]
-        (prepended,) = lr_sweep(workload, setup, "unstable", [target_lr], settings,
-                                extra={"warmup_steps": shortest, "warmup_prepend": True},
-                                name="warmup_prepended", **run)
-    numbers = {
-        "workload": workload, "max_train_steps": steps, "target_lr": target_lr,
-        "lr_star": lr_star, "target_over_lr_star": target_lr / lr_star if lr_star else None,
-        "candidates": rows, "shortest_stable_warmup": shortest,
-        "shortest_fraction": shortest / steps if shortest is not None else None,
-        "within_10pct": shortest is not None and shortest <= 0.1 * steps,
-        "above_5pct": shortest is not None and shortest > 0.05 * steps,
-        "sweep_warmup_steps": w_sweep, "lrs": list(lrs), "fig8": fig8, "three_x": three_x,
-        "baseline_error": None if baseline is None else objective_of(baseline),
-        "prepended_error": None if prepended is None else objective_of(prepended),
-        "prepended_steps": None if prepended is None else prepended.steps_done,
-        "prepended_best_step": None if prepended is None else prepended.best_step,
-    }
+        (prepended,) = sweep("unstable", [target_lr],
+                             {"warmup_steps": min(stable), "warmup_prepend": True},
+                             "warmup_prepended")
+    measured = WarmupMeasured(
+        workload=workload, max_train_steps=steps, target_lr=target_lr, lrs=list(lrs),
+        sweep_warmup_steps=w_sweep, good_factor=good_factor, sweeps=sweeps,
+        candidates=candidates, losses={w: r.train_losses for w, r in zip(warmups, results)},
+        baseline_error=None if baseline is None else objective_of(baseline),
+        prepended_error=None if prepended is None else objective_of(prepended),
+        prepended_steps=None if prepended is None else prepended.steps_done,
+        prepended_best_step=None if prepended is None else prepended.best_step)
+    trials = [*(r for pair in pairs.values() for rs in pair for r in rs), *results,
+              *([baseline, prepended] if prepended is not None else [])]
+    return measured, trials
+
+
+def decide(m: WarmupMeasured) -> WarmupDecision:
+    """The shortest stable warmup, its share of ``max_train_steps``, and the prepended verdict."""
+    u = m.sweeps["unstable"]
+    stable = [is_stable(c, u.error if u.lr_star is not None else None, m.good_factor)
+              for c in m.candidates]
+    ws = [c.warmup_steps for c, ok in zip(m.candidates, stable) if ok]
+    shortest = min(ws) if ws else None
+    within = shortest is not None and shortest <= 0.1 * m.max_train_steps
+    above = shortest is not None and shortest > 0.05 * m.max_train_steps
+    better = (None if m.prepended_error is None
+              else bool(m.prepended_error < m.baseline_error))
     if shortest is None:
-        decision = (f"no warmup tried ({warmups}) trains lr = {target_lr:g} stably: try longer "
-                    f"warmups, gradient clipping, or a lower learning rate")
-    else:
-        decision = (f"warmup of {shortest} steps ({shortest / steps:.0%} of max_train_steps) "
-                    f"is the shortest that trains lr = {target_lr:g} ({numbers['target_over_lr_star']:.1f} × lr*) "
-                    f"stably")
-        decision += ("; it is above 10% of max_train_steps: too long" if not numbers["within_10pct"]
-                     else "; above 5%: consider a larger max_train_steps" if numbers["above_5pct"]
-                     else "")
-        if prepended is not None:
-            better = numbers["prepended_error"] < numbers["baseline_error"]
-            decision += (f". Prepended ({steps} + {shortest} = {prepended.steps_done} steps) it "
-                         f"reaches validation error {numbers['prepended_error']:.3f} vs the "
-                         f"baseline's {numbers['baseline_error']:.3f} (best checkpoints): "
-                         + ("adopt the warmup and the higher rate" if better
-                            else "no gain over the baseline at lr*"))
-    figures = {
-        "fig6_warmup_candidates": instability_plots.warmup_plot(
-            {w: r.train_losses for w, r in zip(warmups, candidates)}, rows,
-            target_lr=target_lr, shortest=shortest),
-        "fig8_lr_sweep_warmup": instability_plots.lr_sweep_plot(
-            lrs, fig8, warmup_steps=w_sweep, variants_labels={
-                v: ", ".join(f"{k}={val}" for k, val in getattr(setup, v).items())
-                for v in fig8}),
-    }
-    caveats = list(setup.caveats) + [
-        f"A candidate is 'stable' when it completes, every loss spike recovers, its best error is "
-        f"<= {good_factor:g} x lr*'s, "
-        "and its last 10% of losses average below half the step-0 loss."]
-    return ProcedureResult("Which warmup lets the unstable model train at a ~10x higher learning "
-                           "rate, and does the prepended warmup beat the baseline?", decision,
-                           numbers, figures,
-                           [*(r for p in sweeps.values() for k in p for r in p[k]), *candidates,
-                            *([baseline, prepended] if prepended is not None else [])], caveats)
+        text = (f"No warmup tried ({[c.warmup_steps for c in m.candidates]}) trains "
+                f"lr = {m.target_lr:g} stably. Try longer warmups, gradient clipping, or a "
+                f"lower learning rate.")
+        return WarmupDecision(stable, None, False, False, None, text)
+    text = (f"A warmup of {shortest} steps ({shortest / m.max_train_steps:.0%} of "
+            f"max_train_steps) is the shortest that trains lr = {m.target_lr:g} "
+            f"({m.target_lr / u.lr_star:.1f} × lr*) stably.")
+    if not within:
+        text += " It is above 10% of max_train_steps: too long."
+    elif above:
+        text += " It is above 5% of max_train_steps: consider a larger max_train_steps."
+    if better is not None:
+        text += (f" Prepended ({m.max_train_steps} + {shortest} = {m.prepended_steps} steps), "
+                 f"it reaches validation error {m.prepended_error:.3f} against the baseline's "
+                 f"{m.baseline_error:.3f} at lr* without warmup (best checkpoints): "
+                 + ("adopt the warmup and the higher rate." if better
+                    else "no gain over the baseline."))
+    return WarmupDecision(stable, shortest, within, above, better, text)
+
+
+def draw(m: WarmupMeasured, d: WarmupDecision, setup) -> dict:
+    """The candidates' losses (Figure 6) and the sweeps with and without warmup (Figure 8)."""
+    rows = [_row(c, ok) for c, ok in zip(m.candidates, d.stable)]
+    labels = {v: ", ".join(f"{k}={val}" for k, val in getattr(setup, v).items())
+              for v in m.sweeps}
+    return {"warmup_candidates": instability_plots.warmup_plot(
+                m.losses, rows, target_lr=m.target_lr, shortest=d.shortest),
+            "lr_sweep_warmup": instability_plots.lr_sweep_plot(
+                m.lrs, {v: s._asdict() for v, s in m.sweeps.items()},
+                warmup_steps=m.sweep_warmup_steps, variants_labels=labels)}
+
+
+def grid_caveat(lrs, max_train_steps: int) -> str:
+    """What grid this run swept, in words (the calibration's notes may speak of another)."""
+    ratio = lrs[1] / lrs[0] if len(lrs) > 1 else 1.0
+    grid = ("a factor-2 grid" if abs(ratio - 2) < 1e-6 else "a sqrt(2) grid"
+            if abs(ratio - 2 ** 0.5) < 1e-3 else f"a factor-{ratio:.3g} grid")
+    return (f"This run: one seed, {max_train_steps} steps, learning rates "
+            f"{lrs[0]:g} ... {lrs[-1]:g} on {grid}; the notes below are the calibration's, "
+            f"on the full sqrt(2) grid.")
+
+
+def _row(c: Candidate, stable: bool) -> dict:
+    """A candidate as the numbers show it (its spikes' recovery folds into ``stable``)."""
+    row = c._asdict()
+    del row["recovered"]
+    return {**row, "stable": stable}
+
+
+def numbers(m: WarmupMeasured, d: WarmupDecision) -> dict:
+    """The JSON-ready numbers of a warmup study."""
+    u = m.sweeps["unstable"]
+    return {
+        "workload": m.workload, "max_train_steps": m.max_train_steps, "target_lr": m.target_lr,
+        "lr_star": u.lr_star,
+        "target_over_lr_star": m.target_lr / u.lr_star if u.lr_star else None,
+        "candidates": [_row(c, ok) for c, ok in zip(m.candidates, d.stable)],
+        "shortest_stable_warmup": d.shortest,
+        "shortest_fraction": d.shortest / m.max_train_steps if d.shortest is not None else None,
+        "within_10pct": d.within_10pct, "above_5pct": d.above_5pct,
+        "sweep_warmup_steps": m.sweep_warmup_steps, "lrs": list(m.lrs),
+        "lr_sweeps": {v: s._asdict() for v, s in m.sweeps.items()},
+        "baseline_error": m.baseline_error, "prepended_error": m.prepended_error,
+        "prepended_steps": m.prepended_steps, "prepended_best_step": m.prepended_best_step}
+
+
+def warmup_study(workload: str | None = None, *, setup: unstable.UnstableSetup = unstable.WARMUP,
+                 quick: bool = False, **options) -> ProcedureResult:
+    """Warmup candidates at ``target_lr``, the prepended warmup, and the Figure 8 sweeps.
+
+    ``options`` are :func:`measure`'s (``target_lr``, ``warmups``, ``lrs``,
+    ``warmup_fraction``, ``max_train_steps``, ``variants``, ``good_factor``,
+    ``eval_every``, ``seed``, ``workers``, ``workspace``). Defaults come from
+    ``setup`` (:data:`refplay.train.unstable.WARMUP`); ``target_lr`` =
+    :data:`TARGET_LR` (8 × lr*, the last grid point below 10 ×). ``quick=True``:
+    the factor-2 grid :data:`~refplay.procedures.instability.QUICK_LRS` and only
+    the unstable variant in the Figure 8 sweep.
+    """
+    measured, trials = measure(workload, setup=setup, quick=quick, **options)
+    decision = decide(measured)
+    caveats = [grid_caveat(measured.lrs, measured.max_train_steps), *setup.caveats,
+               f"A candidate is 'stable' when it completes, every loss spike recovers, its best "
+               f"error is <= {measured.good_factor:g} x lr*'s, and its last 10% of losses "
+               f"average below half the step-0 loss."]
+    return ProcedureResult(QUESTION, decision.text, numbers(measured, decision),
+                           draw(measured, decision, setup), trials, caveats)
+

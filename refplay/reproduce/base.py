@@ -1,36 +1,34 @@
-"""One reproduced playbook figure: what it is (``Entry``) and what a run gave (``ReproResult``).
+"""One reproduced playbook figure, as data: ``Entry`` = (procedure, arguments, panels, check).
 
 An entry names a figure of the playbook, the section it illustrates, the
-upstream image(s) it stands beside, the claim it checks (section 3 of the
-design notes, e.g. CL11) and what the laptop analogue can and cannot show.
-Its ``run(quick, out_dir, workspace, workers)`` runs the figure's studies
-through :mod:`refplay.procedures` (resumable, parallel over ``workers``),
-reads the numbers with :mod:`refplay.analysis`, draws with
-:mod:`refplay.plots`, and returns a :class:`ReproResult`: the PNG paths, the
-numbers, the decision the figure supports, and whether the claim holds,
-with the numbers of that check.
+upstream image(s) it stands beside, the claim it checks, in words, and what
+the laptop analogue can and cannot show. What it *runs* is data:
 
-The only drawing done here is layout: :func:`add_caveat` writes the
-"laptop analogue" line under a figure drawn by :mod:`refplay.plots`.
+* ``procedure`` and ``arguments``: a function of :mod:`refplay.procedures`
+  (resumable, parallel over ``workers``), called as
+  ``procedure(quick=..., workspace=..., workers=..., **arguments)``;
+* ``panels``: which of the procedure's figures become which PNGs;
+* ``check``: ``check(result) -> Check``, whether the figure's claim holds on
+  the procedure's numbers (the procedure itself knows no claim).
+
+:meth:`Entry.run` is the one run body every figure shares: it calls the
+procedure, checks the claim, writes the caveat under each panel and the
+PNGs, and returns a :class:`ReproResult`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
 import math
-import os
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
-from refplay import analysis, study
 from refplay.plots.style import DPI, add_caveat, save_png
 
-__all__ = ["Entry", "ReproResult", "Upstream", "UPSTREAM_BASE", "PLAYBOOK_URL", "DPI",
-           "add_caveat", "save_png",
-           "halton_spec", "named_spec", "load_frame"]
+__all__ = ["Entry", "Panel", "Check", "ReproResult", "Upstream", "UPSTREAM_BASE",
+           "PLAYBOOK_URL", "DPI", "add_caveat", "save_png"]
 
 UPSTREAM_BASE = "https://raw.githubusercontent.com/google-research/tuning_playbook/main/assets/"
 PLAYBOOK_URL = "https://github.com/google-research/tuning_playbook"
@@ -50,10 +48,11 @@ class Upstream:
 
     @property
     def url(self) -> str:
+        """Where the playbook's repository serves the image."""
         return UPSTREAM_BASE + self.name
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ReproResult:
     """What one reproduction gave.
 
@@ -84,6 +83,7 @@ class ReproResult:
     figures: dict = field(default_factory=dict, repr=False, compare=False)
 
     def to_dict(self) -> dict:
+        """The JSON form (``figures`` left out)."""
         return {"figure": self.figure, "pngs": {k: str(v) for k, v in self.pngs.items()},
                 "numbers": self.numbers, "decision": self.decision,
                 "claim_holds": bool(self.claim_holds), "check": self.check,
@@ -92,6 +92,7 @@ class ReproResult:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ReproResult":
+        """Inverse of :meth:`to_dict`."""
         seconds = d.get("seconds")
         return cls(figure=d["figure"], pngs={k: Path(v) for k, v in d["pngs"].items()},
                    numbers=dict(d["numbers"]), decision=d["decision"],
@@ -100,12 +101,26 @@ class ReproResult:
                    seconds=math.nan if seconds is None else seconds)
 
 
-RunFunction = Callable[..., ReproResult]
+class Panel(NamedTuple):
+    """One PNG of a reproduced figure, drawn by the procedure."""
+
+    name: str                   # the panel's name in ReproResult.pngs, e.g. "7a"
+    key: str                    # the procedure's figure key, e.g. "lr_sweep"
+    file: str                   # the PNG's file name under --out
+    title: str | None = None    # a title set over the procedure's (Figure 4 reuses 8's sweep)
 
 
-@dataclass(frozen=True)
+class Check(NamedTuple):
+    """Whether a figure's claim holds, the numbers that say so, and the figure's decision."""
+
+    holds: bool
+    numbers: dict
+    decision: str | None = None     # None: the procedure's decision
+
+
+@dataclass(frozen=True, kw_only=True)
 class Entry:
-    """A playbook figure and how to reproduce it.
+    """A playbook figure and how to reproduce it (see the module docstring).
 
     Attributes:
         id: ``"fig1"`` ... ``"fig9"``; the command-line name.
@@ -113,10 +128,14 @@ class Entry:
         section: the playbook section the figure illustrates (its heading).
         anchor: the heading's anchor in the playbook's README.
         upstream: the playbook's image(s) for this figure.
-        claim_id: the claim it checks (``"CL11"``), ``""`` if none.
+        claim_id: the claim's label in the project's notes (``"CL11"``), ``""`` if none.
         claim: the claim, in words, with its pass criterion.
-        caveat: what the laptop run can and cannot show (also drawn on the figure).
-        run: ``run(quick, out_dir, workspace, workers) -> ReproResult``.
+        caveat: what the full-size laptop run can and cannot show (drawn under the figure).
+        quick_caveat: the same at the ``--quick`` size, when it says other numbers.
+        procedure: the :mod:`refplay.procedures` function that measures, decides and draws.
+        arguments: keyword arguments of ``procedure`` beside quick, workspace and workers.
+        panels: which of the procedure's figures become which PNGs.
+        check: ``check(result) -> Check`` on the procedure's ``ProcedureResult``.
     """
 
     id: str
@@ -127,31 +146,34 @@ class Entry:
     claim_id: str
     claim: str
     caveat: str
-    run: RunFunction
+    procedure: Callable
+    panels: tuple[Panel, ...]
+    check: Callable
+    arguments: Mapping = field(default_factory=dict)
+    quick_caveat: str | None = None
 
     @property
     def section_url(self) -> str:
+        """The playbook section the figure illustrates."""
         return f"{PLAYBOOK_URL}#{self.anchor}"
 
-
-def halton_spec(prefix: str, **fields):
-    """A Halton ``StudySpec`` named ``prefix-<hash>`` (see :func:`named_spec`)."""
-    return named_spec(prefix, sampler="halton", **fields)
-
-
-def named_spec(prefix: str, **fields):
-    """A ``StudySpec`` named ``prefix-<hash of what it computes>``.
-
-    The hash makes the quick and full sizes (and any later change of the
-    design) separate studies in one workspace, so each resumes on its own and
-    none is refused for a changed identity.
-    """
-    spec = study.StudySpec(name=prefix, **fields)
-    digest = hashlib.sha256(json.dumps(spec.identity(), sort_keys=True).encode()).hexdigest()
-    return dataclasses.replace(spec, name=f"{prefix}-{digest[:10]}")
-
-
-def load_frame(spec, workspace: str | os.PathLike):
-    """The :class:`~refplay.analysis.TrialsFrame` of a study that has run in ``workspace``."""
-    with study.Store(workspace, readonly=True) as store:
-        return analysis.load(store, spec.name)
+    def run(self, quick: bool, out_dir, workspace, workers: int | None = 0) -> ReproResult:
+        """Run the procedure (or re-read its studies), check the claim, write the PNGs."""
+        start = time.perf_counter()
+        result = self.procedure(quick=quick, workspace=workspace, workers=workers,
+                                **self.arguments)
+        check = self.check(result)
+        caveat = (self.quick_caveat or self.caveat) if quick else self.caveat
+        pngs, figures = {}, {}
+        for panel in self.panels:
+            fig = result.figures[panel.key]
+            if panel.title:
+                fig.suptitle(panel.title, fontsize=11)
+            add_caveat(fig, caveat)
+            pngs[panel.name] = save_png(fig, Path(out_dir) / panel.file)
+            figures[panel.name] = fig
+        return ReproResult(figure=self.id, pngs=pngs, numbers=result.numbers,
+                           decision=check.decision or result.decision,
+                           claim_holds=bool(check.holds), check=check.numbers, quick=quick,
+                           caveat=caveat, seconds=time.perf_counter() - start,
+                           figures=figures)

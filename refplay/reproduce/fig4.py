@@ -12,41 +12,43 @@ the steps makes 3 × lr* (no warmup) feasible — true here, but trivially:
 
 from __future__ import annotations
 
-import time
-from pathlib import Path
-
 from refplay.procedures import warmup
-from refplay.reproduce.base import Entry, ReproResult, Upstream, add_caveat, save_png
+from refplay.reproduce.base import Check, Entry, Panel, Upstream
 
-__all__ = ["ENTRY", "run", "CAVEAT"]
+__all__ = ["ENTRY", "CAVEAT", "check", "three_x"]
 
 CAVEAT = ("Laptop analogue: post-LayerNorm residual CNN on MNIST-1D instead of a stride-1 "
           "WideResNet on CIFAR-10 (the stride change is not unstable here); 400 steps, one seed. "
           "Here 3 x lr* is feasible even without warmup.")
 
 
-def run(quick: bool, out_dir, workspace, workers: int | None = 0) -> ReproResult:
-    start = time.perf_counter()
-    r = warmup.warmup_study(quick=quick, workspace=workspace, workers=workers)
-    n = r.numbers
-    fig = r.figures["fig8_lr_sweep_warmup"]
-    fig.suptitle("Figure 4: which learning rates train, with and without a 10% warmup?",
-                 fontsize=11)
-    add_caveat(fig, CAVEAT)
-    png = save_png(fig, Path(out_dir) / "fig4_stride_instability.png")
-    u, three = n["fig8"]["unstable"], n["three_x"] or {}
-    check = {"lr_star": u["lr_star"], "three_x_lr": three.get("lr"),
-             "feasible_with_warmup": three.get("feasible_warmup"),
-             "feasible_without_warmup": three.get("feasible_none"),
-             "largest_feasible": u["largest_feasible"],
-             "largest_feasible_warmup": u["largest_feasible_warmup"]}
-    holds = bool(three.get("feasible_warmup"))
+def three_x(lrs, sweeps: dict) -> dict | None:
+    """The first grid rate at or above 3 x lr* (no warmup), and whether it trains with and
+    without the warmup; ``None`` when there is no lr* or no such rate on the grid."""
+    lr_star = sweeps["lr_star"]
+    above = [lr for lr in lrs if lr_star and lr >= 3 * lr_star - 1e-12]
+    if not above:
+        return None
+    i = list(lrs).index(above[0])
+    return {"lr": above[0], "feasible_warmup": sweeps["statuses_warmup"][i] == "complete",
+            "feasible_none": sweeps["statuses"][i] == "complete"}
+
+
+def check(result) -> Check:
+    """Claim: with a 10 % warmup, 3 x the no-warmup lr* is feasible."""
+    n = result.numbers
+    u = n["lr_sweeps"]["unstable"]
+    three = three_x(n["lrs"], u) or {}
+    numbers = {"lr_star": u["lr_star"], "three_x_lr": three.get("lr"),
+               "feasible_with_warmup": three.get("feasible_warmup"),
+               "feasible_without_warmup": three.get("feasible_none"),
+               "largest_feasible": u["largest_feasible"],
+               "largest_feasible_warmup": u["largest_feasible_warmup"]}
     decision = (f"with a {n['sweep_warmup_steps']}-step warmup every lr up to "
                 f"{u['largest_feasible_warmup']:g} trains (without: up to "
                 f"{u['largest_feasible']:g}); 3 x lr* = {three.get('lr')} is feasible with warmup"
                 + (" and also without" if three.get("feasible_none") else ""))
-    return ReproResult("fig4", {"lr_sweep": png}, n, decision, holds, check, quick, CAVEAT,
-                       time.perf_counter() - start, {"lr_sweep": fig})
+    return Check(holds=bool(three.get("feasible_warmup")), numbers=numbers, decision=decision)
 
 
 ENTRY = Entry(
@@ -57,4 +59,6 @@ ENTRY = Entry(
     upstream=(Upstream("stride_instability.png"),),
     claim_id="CL24",
     claim="A warmup of 10% of the steps makes 3x the no-warmup lr* feasible.",
-    caveat=CAVEAT, run=run)
+    caveat=CAVEAT, procedure=warmup.warmup_study, check=check,
+    panels=(Panel("lr_sweep", "lr_sweep_warmup", "fig4_stride_instability.png",
+                  title="Figure 4: which learning rates train, with and without a 10% warmup?"),))

@@ -12,32 +12,23 @@ mid-run (step ~181), not early: reported as such.
 
 from __future__ import annotations
 
-import time
-from pathlib import Path
-
 from refplay.procedures import instability
-from refplay.reproduce.base import Entry, ReproResult, Upstream, add_caveat, save_png
+from refplay.reproduce.base import Check, Entry, Panel, Upstream
 
-__all__ = ["ENTRY", "run", "CAVEAT"]
+__all__ = ["ENTRY", "CAVEAT", "check"]
 
 CAVEAT = ("Laptop analogue: post-LayerNorm residual CNN on MNIST-1D at 2 x lr*, 400 steps (the "
           "playbook: a stride-1 WideResNet). The spike here is mid-run, not in the first steps: "
           "the mechanism of the sparse view hiding it, not the playbook's timing.")
 
 
-def run(quick: bool, out_dir, workspace, workers: int | None = 0) -> ReproResult:
-    start = time.perf_counter()
-    r = instability.early_instability_check(quick=quick, workspace=workspace, workers=workers)
-    n = r.numbers
-    fig = r.figures["fig5_dense_vs_sparse"]
-    add_caveat(fig, CAVEAT)
-    png = save_png(fig, Path(out_dir) / "fig5_more_frequent_evals.png")
+def check(result) -> Check:
+    """Claim: a spike of at least 2 x per step, while the sparse view only goes down."""
+    n = result.numbers
     height = n["max_spike_height"] or 0.0
-    check = {"max_spike_height": height, "max_spike_step": n["max_spike_step"],
-             "sparse_monotone": n["sparse_monotone"], "n_early_events": n["n_early_events"]}
-    holds = height >= 2.0 and n["sparse_monotone"]
-    return ReproResult("fig5", {"dense_vs_sparse": png}, n, r.decision, holds, check, quick,
-                       CAVEAT, time.perf_counter() - start, {"dense_vs_sparse": fig})
+    numbers = {"max_spike_height": height, "max_spike_step": n["max_spike_step"],
+               "sparse_monotone": n["sparse_monotone"], "n_early_events": n["n_early_events"]}
+    return Check(holds=height >= 2.0 and n["sparse_monotone"], numbers=numbers)
 
 
 ENTRY = Entry(
@@ -49,4 +40,5 @@ ENTRY = Entry(
     claim_id="CL23",
     claim="The per-step loss shows a spike of at least 2x that the every-100-steps view misses "
           "(the sparse view only goes down).",
-    caveat=CAVEAT, run=run)
+    caveat=CAVEAT, procedure=instability.early_instability_check, check=check,
+    panels=(Panel("dense_vs_sparse", "dense_vs_sparse", "fig5_more_frequent_evals.png"),))

@@ -12,33 +12,24 @@ stably while no warmup does not.
 
 from __future__ import annotations
 
-import time
-from pathlib import Path
-
 from refplay.procedures import warmup
-from refplay.reproduce.base import Entry, ReproResult, Upstream, add_caveat, save_png
+from refplay.reproduce.base import Check, Entry, Panel, Upstream
 
-__all__ = ["ENTRY", "run", "CAVEAT"]
+__all__ = ["ENTRY", "CAVEAT", "check"]
 
 CAVEAT = ("Laptop analogue: post-LayerNorm residual CNN on MNIST-1D at 8 x lr*, 400 steps, one "
           "seed (the playbook: a Post-LN Transformer, 1e5 steps). Longer is not always better "
           "here: the 100-step warmup trains worse than the 40-step one.")
 
 
-def run(quick: bool, out_dir, workspace, workers: int | None = 0) -> ReproResult:
-    start = time.perf_counter()
-    r = warmup.warmup_study(quick=quick, workspace=workspace, workers=workers)
-    n = r.numbers
-    fig = r.figures["fig6_warmup_candidates"]
-    add_caveat(fig, CAVEAT)
-    png = save_png(fig, Path(out_dir) / "fig6_instability_during_warmup.png")
+def check(result) -> Check:
+    """Claim: some warmup of at most 10 % of the steps trains the rate; no warmup does not."""
+    n = result.numbers
     no_warmup = next(c for c in n["candidates"] if c["warmup_steps"] == 0)
-    check = {"shortest_stable_warmup": n["shortest_stable_warmup"],
-             "within_10pct": n["within_10pct"], "no_warmup_stable": no_warmup["stable"],
-             "prepended_error": n["prepended_error"], "baseline_error": n["baseline_error"]}
-    holds = n["within_10pct"] and not no_warmup["stable"]
-    return ReproResult("fig6", {"warmup": png}, n, r.decision, holds, check, quick, CAVEAT,
-                       time.perf_counter() - start, {"warmup": fig})
+    numbers = {"shortest_stable_warmup": n["shortest_stable_warmup"],
+               "within_10pct": n["within_10pct"], "no_warmup_stable": no_warmup["stable"],
+               "prepended_error": n["prepended_error"], "baseline_error": n["baseline_error"]}
+    return Check(holds=n["within_10pct"] and not no_warmup["stable"], numbers=numbers)
 
 
 ENTRY = Entry(
@@ -48,4 +39,5 @@ ENTRY = Entry(
     upstream=(Upstream("instability_during_warmup.png"),),
     claim_id="",
     claim="A warmup of at most 10% of max_train_steps trains ~10x lr* stably; no warmup does not.",
-    caveat=CAVEAT, run=run)
+    caveat=CAVEAT, procedure=warmup.warmup_study, check=check,
+    panels=(Panel("warmup", "warmup_candidates", "fig6_instability_during_warmup.png"),))

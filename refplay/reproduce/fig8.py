@@ -10,34 +10,26 @@ Claim CL22: lr* with warmup ≥ 2 × lr* without, for the unstable variant.
 
 from __future__ import annotations
 
-import time
-from pathlib import Path
-
 from refplay.procedures import warmup
-from refplay.reproduce.base import Entry, ReproResult, Upstream, add_caveat, save_png
+from refplay.reproduce.base import Check, Entry, Panel, Upstream
 
-__all__ = ["ENTRY", "run", "CAVEAT"]
+__all__ = ["ENTRY", "CAVEAT", "check"]
 
 CAVEAT = ("Laptop analogue: post-LayerNorm (unstable) vs BatchNorm (stable) residual CNN on "
           "MNIST-1D, 400 steps, one seed (the playbook: Pre-/Post-LN Transformers on WMT). The "
           "direction of warmup's effect, not its size.")
 
 
-def run(quick: bool, out_dir, workspace, workers: int | None = 0) -> ReproResult:
-    start = time.perf_counter()
-    r = warmup.warmup_study(quick=quick, workspace=workspace, workers=workers)
-    n = r.numbers
-    fig = r.figures["fig8_lr_sweep_warmup"]
-    add_caveat(fig, CAVEAT)
-    png = save_png(fig, Path(out_dir) / "fig8_beneficial_effect_warmup.png")
-    u = n["fig8"]["unstable"]
-    check = {v: {"lr_star": s["lr_star"], "lr_star_warmup": s["lr_star_warmup"],
-                 "ratio": s["ratio"]} for v, s in n["fig8"].items()}
-    holds = bool(u["ratio"] and u["ratio"] >= 2.0)
+def check(result) -> Check:
+    """Claim: for the unstable variant, the best rate with warmup is at least 2 x without."""
+    sweeps = result.numbers["lr_sweeps"]
+    u = sweeps["unstable"]
+    numbers = {v: {"lr_star": s["lr_star"], "lr_star_warmup": s["lr_star_warmup"],
+                   "ratio": s["ratio"]} for v, s in sweeps.items()}
     decision = (f"warmup moves the unstable variant's best lr {u['ratio']:.1f}x "
-                f"({u['lr_star']:g} -> {u['lr_star_warmup']:g})" if u["ratio"] else r.decision)
-    return ReproResult("fig8", {"lr_sweep": png}, n, decision, holds, check, quick, CAVEAT,
-                       time.perf_counter() - start, {"lr_sweep": fig})
+                f"({u['lr_star']:g} -> {u['lr_star_warmup']:g})" if u["ratio"] else None)
+    return Check(holds=bool(u["ratio"] and u["ratio"] >= 2.0), numbers=numbers,
+                 decision=decision)
 
 
 ENTRY = Entry(
@@ -48,4 +40,5 @@ ENTRY = Entry(
     claim_id="CL22",
     claim="For the unstable variant, the best learning rate with warmup is at least 2x the best "
           "without.",
-    caveat=CAVEAT, run=run)
+    caveat=CAVEAT, procedure=warmup.warmup_study, check=check,
+    panels=(Panel("lr_sweep", "lr_sweep_warmup", "fig8_beneficial_effect_warmup.png"),))

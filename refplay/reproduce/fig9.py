@@ -13,34 +13,26 @@ percentile threshold trains it, and a threshold below most norms clips
 
 from __future__ import annotations
 
-import time
-from pathlib import Path
-
 from refplay.procedures import clipping
-from refplay.reproduce.base import Entry, ReproResult, Upstream, add_caveat, save_png
+from refplay.reproduce.base import Check, Entry, Panel, Upstream
 
-__all__ = ["ENTRY", "run", "CAVEAT"]
+__all__ = ["ENTRY", "CAVEAT", "check"]
 
 CAVEAT = ("Laptop analogue: an 8-block residual MLP on MNIST-1D without normalization, initial "
           "weight gain 0.7 vs 0.5, 400 steps (the playbook: ResNet-200). The mechanism and its "
           "direction, not the magnitudes (norms ~70 early, not 1e5).")
 
 
-def run(quick: bool, out_dir, workspace, workers: int | None = 0) -> ReproResult:
-    start = time.perf_counter()
-    r = clipping.clipping_study(quick=quick, workspace=workspace, workers=workers)
-    n = r.numbers
-    fig = r.figures["fig9_clipping"]
-    add_caveat(fig, CAVEAT)
-    png = save_png(fig, Path(out_dir) / "fig9_gradient_clipping.png")
+def check(result) -> Check:
+    """Claim: unclipped diverges, the 90th percentile trains it, a low threshold clips > 50 %."""
+    n = result.numbers
     p90 = next(x for x in n["runs"] if x["percentile"] == 90)
-    check = {"unclipped_status": n["unclipped_status"], "p90_status": p90["status"],
-             "p90_clipped_fraction": p90["clipped_fraction"],
-             "aggressive_thresholds": n["aggressive_thresholds"]}
+    numbers = {"unclipped_status": n["unclipped_status"], "p90_status": p90["status"],
+               "p90_clipped_fraction": p90["clipped_fraction"],
+               "aggressive_thresholds": n["aggressive_thresholds"]}
     holds = (n["unclipped_status"] == "infeasible" and p90["status"] == "complete"
              and bool(n["aggressive_thresholds"]))
-    return ReproResult("fig9", {"clipping": png}, n, r.decision, holds, check, quick, CAVEAT,
-                       time.perf_counter() - start, {"clipping": fig})
+    return Check(holds=holds, numbers=numbers)
 
 
 ENTRY = Entry(
@@ -51,4 +43,5 @@ ENTRY = Entry(
     claim_id="",
     claim=("Clipping at the 90th percentile of a stable run's norms trains a run that diverges "
            "unclipped; a threshold below most norms clips > 50% of updates (too aggressive)."),
-    caveat=CAVEAT, run=run)
+    caveat=CAVEAT, procedure=clipping.clipping_study, check=check,
+    panels=(Panel("clipping", "clipping", "fig9_gradient_clipping.png"),))
