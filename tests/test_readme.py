@@ -34,3 +34,12 @@ def test_readme_refplay_commands_are_real():
         with pytest.raises(SystemExit) as exc:
             parser.parse_args([*words, "--help"])
         assert exc.value.code == 0, cmd
+
+
+def test_readme_test_command_is_the_one_ci_runs():
+    """The README's test command (install, then pytest on both cores) is exactly CI's."""
+    ci = (pathlib.Path(__file__).parent.parent / ".ci" / "run").read_text()
+    readme_pytest = re.findall(r"&& (python -m pytest[^\n`]*)", README)
+    ci_pytest = re.findall(r"^(python -m pytest[^\n]*)", ci, flags=re.M)
+    assert len(readme_pytest) == 1 and ci_pytest == readme_pytest
+    assert " -n 2" in readme_pytest[0]
