@@ -9,7 +9,8 @@ import pytest
 from matplotlib.figure import Figure
 
 from refplay import analysis, plots, search
-from tests.test_analysis import SPACE, result
+from refplay.plots import style
+from tests.test_analysis import LR_ONLY, SPACE, result
 
 N_VAL = 500
 
@@ -108,3 +109,37 @@ def test_training_curves_grad_norms_and_best_steps():
     assert sum(p.get_height() for p in hax.patches) == len(bsf.fractions)
     assert bsf.decision in hax.get_title()
     assert math.isfinite(summary.max)
+
+
+def test_the_best_step_histogram_draws_what_the_rule_counts_even_at_the_lines():
+    from tests.test_analysis import _steps_frame
+    # Six trials exactly at the 75 % line, two at 10 %: the rule counts 0.75 as late.
+    fracs = [0.75] * 6 + [0.9, 0.5, 0.10, 0.10]
+    bsf = analysis.best_step_fractions(_steps_frame(fracs))
+    assert bsf.n_late == 7 and bsf.decision == "ok" and bsf.late_fraction == 0.7
+    ax = plots.best_step_histogram(bsf).axes[0]
+    right = sum(p.get_height() for p in ax.patches if p.get_x() >= 0.75 - 1e-12)
+    left_of_10 = sum(p.get_height() for p in ax.patches if p.get_x() + p.get_width() <= 0.1)
+    assert right == bsf.n_late and left_of_10 == bsf.n_early == 0
+    labels = ax.get_legend_handles_labels()[1]
+    assert any("at or right of it → train longer (here 7 of 10)" in t for t in labels)
+    late = analysis.best_step_fractions(_steps_frame([0.75] * 3 + [0.2]))
+    assert late.decision == "train_longer" and late.n_late == 3     # 3 of 4 = 75 %
+
+
+def test_axis_plot_red_line_only_with_crosses_and_pruned_trials_hollow():
+    results = [result({"lr": lr}, obj) for lr, obj in [(0.01, 0.3), (0.1, 0.2), (0.5, 0.25)]]
+    results.append(result({"lr": 0.05}, 0.0, status="pruned", curve=[0.9, 0.22]))
+    results.append(result({"lr": 0.02}, 0.0, status="failed"))
+    f = analysis.from_results(results, space=LR_ONLY)
+    ax = plots.axis_plot(f, "lr").axes[0]
+    assert not [l for l in ax.lines if l.get_color() == style.INFEASIBLE]     # no cross, no line
+    assert offsets(ax, "infeasible").shape == (0, 2)
+    pruned = offsets(ax, "pruned")
+    assert pruned.tolist() == [[0.05, 0.22]]            # at the best value it reported
+    drawn = np.concatenate([offsets(ax, "trials"), pruned])
+    assert len(drawn) == 4                              # the crash is not drawn
+    results.append(result({"lr": 0.9}, 0.0, status="infeasible"))
+    ax = plots.axis_plot(analysis.from_results(results, space=LR_ONLY), "lr").axes[0]
+    lines = [l for l in ax.lines if l.get_color() == style.INFEASIBLE]
+    assert len(lines) == 1 and "red line" in " ".join(ax.get_legend_handles_labels()[1])

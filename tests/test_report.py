@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import math
 import re
 
 import pytest
@@ -143,3 +144,44 @@ def test_the_answer_states_error_rates_with_their_binomial_standard_error():
             f"validation examples: the difference (0.008) is not larger than 2 standard errors "
             f"(2 × {both:.2g} = {2 * both:.2g}).") in text
     assert "0.078 ± 0.012" in text                # what a student reads: two significant digits
+
+
+def error_rate(config, seed):
+    """An error rate in [0.05, 1): best at lr = 0.1, sgd 0.01 worse than adam."""
+    gap = abs(math.log10(config["lr"]) + 1.0)
+    return min(0.99, 0.05 + 0.1 * gap + (0.01 if config["optimizer"] == "sgd" else 0.0))
+
+
+def test_n_validation_as_a_study_setting_and_a_report_option(tmp_path):
+    sp = search.SearchSpace({"optimizer": search.Choice(["sgd", "adam"], role="scientific"),
+                             "lr": search.Float(1e-3, 1.0, scale="log")})
+    study.optimize(error_rate, sp, n_trials=12, name="er", workspace=tmp_path / "ws",
+                   metric="validation/error_rate")
+    with study.Store(tmp_path / "ws", readonly=True) as store:
+        unknown = report.write_report(store, "er", tmp_path / "a").numbers["answer"]
+        given = report.write_report(store, "er", tmp_path / "b", n_validation=500)
+    assert "n_validation unknown" in unknown and "not an error rate" not in unknown
+    assert "on 500 validation examples" in given.numbers["answer"]
+    assert "± " in given.numbers["answer"]
+    study.optimize(error_rate, sp, n_trials=12, name="er", workspace=tmp_path / "ws",
+                   metric="validation/error_rate", n_validation=800)     # recorded with the study
+    with study.Store(tmp_path / "ws", readonly=True) as store:
+        assert analysis.load(store, "er").n_validation == 800
+        assert "on 800 validation examples" in report.write_report(
+            store, "er", tmp_path / "c").numbers["answer"]
+
+
+def test_the_conclusions_list_the_defaults_the_trials_used(tmp_path):
+    spec = study.StudySpec(name="mlp", workload="spirals_mlp", num_trials=2, max_train_steps=10,
+                           eval_every=5, metric="validation/error_rate",
+                           search_space=search.SearchSpace(
+                               optimizer=search.Fixed("adam"),
+                               lr=search.Float(1e-3, 1e-2, scale="log")))
+    study.run(spec, store=tmp_path / "ws", workers=0, progress=False)
+    with study.Store(tmp_path / "ws", readonly=True) as store:
+        frame = analysis.load(store, "mlp")
+        resolved = frame.result(0).extras["resolved_config"]
+        md = report.write_report(store, "mlp", tmp_path / "r").markdown.read_text()
+    scope = md.split("**These conclusions hold only for**")[1].split("\n\n")[1]
+    assert f"- batch_size = {resolved['batch_size']!r} (default)" in scope
+    assert "- lr" not in scope and "- optimizer = 'adam'" in scope

@@ -15,6 +15,7 @@ from refplay import search
 from refplay.study import (
     DB_NAME, SCHEMA_VERSION, Store, StoreError, StudySpec, export_csv,
 )
+from refplay.study import store as store_module
 from refplay.train.result import TrialResult
 
 
@@ -211,3 +212,90 @@ def test_export_csv(tmp_path):
     first = [m for m in ms if m["trial"] == "0" and m["split"] == "validation"]
     assert [float(m["value"]) for m in first] == [1.0, 0.4, 0.6]
     assert [int(m["step"]) for m in first] == [0, 10, 20]
+
+
+def _downgrade_to_version_1(path) -> None:
+    """Make ``path`` look like a store written before the 'pruned' status existed."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    old = next(st for st in store_module._SCHEMA.split(";") if "CREATE TABLE trials" in st)
+    old = old.replace(",\n                                                    'pruned'", "")
+    assert "'pruned'" not in old
+    conn.execute("PRAGMA foreign_keys = OFF")
+    conn.execute("BEGIN")
+    conn.execute(old.replace("CREATE TABLE trials", "CREATE TABLE trials_v1"))
+    conn.execute("INSERT INTO trials_v1 SELECT * FROM trials")
+    conn.execute("DROP TABLE trials")
+    conn.execute("ALTER TABLE trials_v1 RENAME TO trials")
+    conn.execute("UPDATE schema_version SET version = 1")
+    conn.execute("COMMIT")
+    conn.close()
+
+
+def test_a_version_1_store_is_read_as_it_is_and_upgraded_when_written(tmp_path):
+    spec = make_spec()
+    with Store(tmp_path) as store:
+        store.begin_study(spec, trial_function="f", command="c")
+        t0 = spec.trial(0)
+        store.record_trial("s", t0, result_for(t0, [1.0, 0.5, 0.4]), objective=0.4,
+                           trial_seconds=0.1, worker="w")
+    path = tmp_path / DB_NAME
+    _downgrade_to_version_1(path)
+    before = digest(path)
+    with Store(tmp_path, readonly=True) as store:           # readers need no upgrade
+        assert [t.objective for t in store.trials("s")] == [0.4]
+    assert digest(path) == before
+    with Store(tmp_path) as store:
+        t1 = spec.trial(1)
+        store.record_trial("s", t1, result_for(t1, [1.0, 0.9, math.nan], status="pruned"),
+                           objective=None, trial_seconds=0.1, worker="w")
+        assert store.status("s").counts == {"complete": 1, "infeasible": 0, "failed": 0,
+                                            "pruned": 1}
+        assert [m.value for m in store.measurements("s", 0) if m.split == "validation"] == \
+            [1.0, 0.5, 0.4]                                  # the copied rows kept their data
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+    assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+    conn.close()
+
+
+class _FailingWrites:
+    """A connection whose writes fail as a damaged file's do; reads go through."""
+
+    def __init__(self, conn):
+        self._conn = conn
+
+    def execute(self, sql, *args):
+        if sql.startswith("BEGIN IMMEDIATE"):
+            raise sqlite3.DatabaseError("database disk image is malformed")
+        return self._conn.execute(sql, *args)
+
+    def __getattr__(self, name):
+        return getattr(self._conn, name)
+
+
+def test_a_write_to_a_damaged_database_names_the_file_and_what_to_do(tmp_path):
+    path = _make_db(tmp_path)
+    with Store(tmp_path) as store:
+        store._conn = _FailingWrites(store._conn)
+        assert store.get_study("s").name == "s"               # reading still works
+        t0 = make_spec().trial(0)
+        with pytest.raises(StoreError) as caught:
+            store.record_trial("s", t0, result_for(t0, [1.0, 0.5, 0.4]), objective=0.4,
+                               trial_seconds=0.1, worker="w")
+        store._conn = store._conn._conn
+    message = str(caught.value)
+    assert str(path) in message and "damaged" in message and "malformed" in message
+    assert "restore" in message and ".recover" in message
+
+
+def test_study_settings_are_recorded_per_study(tmp_path):
+    _make_db(tmp_path)
+    with Store(tmp_path) as store:
+        store.set_meta("s", "n_validation", 500)
+        store.set_meta("s", "source", {"kind": "csv", "path": "/x.csv"})
+        store.set_meta("s", "n_validation", 1000)            # replaced, not added
+        with pytest.raises(ValueError, match="key='colour' is not a study setting"):
+            store.set_meta("s", "colour", "red")
+        assert store.meta("s") == {"n_validation": 1000, "source": {"kind": "csv",
+                                                                    "path": "/x.csv"}}
+        assert store.meta("other") == {}

@@ -204,9 +204,9 @@ class TrialsFrame:
         """The number of trials with ``status``."""
         return sum(r.status == status for r in self.rows)
 
-    def counts(self) -> dict[TrialStatus, int]:
-        """``{status: number of trials}`` for every status (zeros included)."""
-        return {s: self.count(s) for s in TrialStatus}
+    def counts(self) -> dict[str, int]:
+        """``{"complete": n, "infeasible": n, "failed": n, "pruned": n}`` (zeros included)."""
+        return {s.value: self.count(s) for s in TrialStatus}
 
     def row(self, trial: int) -> TrialRow:
         for r in self.rows:

@@ -180,7 +180,7 @@ def _header(frame, numbers: dict) -> list:
         blocks.append(("p", f"**Imported** ({frame.source}); sampler: "
                             f"{frame.sampler or 'unknown'}."))
     counts = frame.counts()
-    numbers["counts"] = {str(s): n for s, n in counts.items()}
+    numbers["counts"] = counts
     pruned = counts[TrialStatus.PRUNED]
     hollow = ": hollow circles on the axis plots, left out of every count below" if pruned else ""
     blocks.append(("p", f"**Trials.** {len(frame)} recorded: {counts[TrialStatus.COMPLETE]} "
