@@ -217,6 +217,8 @@ scale = "log"
     assert "interrupted: finished trials are recorded" in err
     assert "refplay study resume interrupted" in err
     assert "Traceback" not in err
+    # The terminated workers ran their finalizers: nothing left to the resource tracker.
+    assert "resource_tracker" not in err and "leaked semaphore" not in err, err
     for _ in range(30_000):                             # the pool's workers are gone too
         if group_gone(proc.pid):
             break

@@ -91,12 +91,15 @@ class BoundaryCheck:
 
 @dataclass(frozen=True)
 class BoundaryReport:
+    """The boundary checks of parameter ``param``, one per scientific value."""
+
     param: str
     near: float
     checks: dict                        # scientific value -> BoundaryCheck
 
     @property
     def decisions(self) -> dict:
+        """``{scientific value: decision}``."""
         return {v: c.decision for v, c in self.checks.items()}
 
 

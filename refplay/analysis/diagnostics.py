@@ -54,6 +54,8 @@ FLAGS = ("overfitting", "late_variance", "still_improving", "saturated_early",
 
 
 class Flag(NamedTuple):
+    """One question of the checklist: raised or not, why, and the numbers behind it."""
+
     name: str
     raised: bool
     message: str
@@ -62,6 +64,8 @@ class Flag(NamedTuple):
 
 @dataclass(frozen=True)
 class Diagnostics:
+    """The flags of one trial's curves, with the unit (``se``) their thresholds use."""
+
     metric: str
     se: float                 # the unit of the thresholds
     se_basis: str             # "binomial SE on n=500" or "1% of the best value"
@@ -69,6 +73,7 @@ class Diagnostics:
 
     @property
     def raised(self) -> tuple[Flag, ...]:
+        """The flags that are raised."""
         return tuple(f for f in self.flags if f.raised)
 
     def __getitem__(self, name: str) -> Flag:

@@ -209,6 +209,7 @@ class TrialsFrame:
         return {s.value: self.count(s) for s in TrialStatus}
 
     def row(self, trial: int) -> TrialRow:
+        """The row of trial number ``trial`` (a ``ValueError`` listing the trials if absent)."""
         for r in self.rows:
             if r.trial == trial:
                 return r

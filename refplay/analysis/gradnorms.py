@@ -17,6 +17,8 @@ __all__ = ["GradNormSummary", "grad_norm_summary"]
 
 
 class GradNormSummary(NamedTuple):
+    """Quantiles of a trial's per-step gradient norms, for choosing a clipping threshold."""
+
     steps: int
     p50: float                  # below this threshold more than half of the steps are clipped
     p90: float                  # the playbook's starting threshold
@@ -26,6 +28,7 @@ class GradNormSummary(NamedTuple):
 
 
 def grad_norm_summary(grad_norms) -> GradNormSummary:
+    """Median, 90th percentile and max of the finite norms; the share clipped at the 90th."""
     g = np.asarray(grad_norms, dtype=np.float64).ravel()
     finite = g[np.isfinite(g)]
     if finite.size == 0:

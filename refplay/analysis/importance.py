@@ -20,6 +20,8 @@ __all__ = ["Importance", "importance"]
 
 
 class Importance(NamedTuple):
+    """How much the bucketed best objective moves along one parameter's axis."""
+
     param: str
     spread: float          # max - min of the best objective over slices
     n_slices: int          # slices with a complete trial

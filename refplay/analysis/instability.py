@@ -40,6 +40,8 @@ __all__ = ["InstabilityEvent", "detect_instability"]
 
 
 class InstabilityEvent(NamedTuple):
+    """One loss spike: where it starts, peaks and ends, how high, and whether it recovered."""
+
     start: int
     end: int                  # last step of the spike
     peak_step: int

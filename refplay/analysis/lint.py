@@ -28,6 +28,8 @@ REGULARIZERS = ("weight_decay", "dropout", "label_smoothing")
 
 
 class LintWarning(NamedTuple):
+    """A role the playbook warns about: its kind, the parameter and the explanation."""
+
     kind: str          # "fixed_optimizer_hparam" | "batch_size_searched" | "regularizer_scientific"
     parameter: str
     message: str

@@ -50,6 +50,7 @@ class SerialExecutor(Executor):
     """
 
     def submit(self, fn, /, *args, **kwargs) -> Future:
+        """Run ``fn(*args, **kwargs)`` now; its result or exception is in the returned future."""
         future: Future = Future()
         try:
             result = fn(*args, **kwargs)
@@ -92,9 +93,29 @@ def _init_worker(driver_pid: int | None = None) -> None:
     # The terminal sends SIGINT to the whole process group; the driver decides
     # what happens (it stops the pool), so workers ignore it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     if driver_pid is not None:
         threading.Thread(target=_exit_with_the_driver, args=(driver_pid,), daemon=True,
                          name="refplay-driver-watch").start()
+
+
+# Set in a worker by SIGTERM: the pool is being stopped, run no more trials.
+_STOPPING = threading.Event()
+
+
+def _exit_on_sigterm(signum, frame) -> None:
+    """SIGTERM (how :func:`_stop_pool` stops a worker) ends the worker as ``sys.exit`` does.
+
+    The default action kills the process at once, before multiprocessing's
+    finalizers run; the semaphores the worker registered (Numba's threading
+    layer makes one) then stay with the resource tracker, which warns "There
+    appear to be 2 leaked semaphore objects" when the driver exits. Raised in
+    a trial, ``SystemExit`` ends it (no ``except Exception`` catches it); the
+    worker skips the trials already queued to it (:func:`_run_task`), takes
+    the pool's stop sentinel and exits, running its finalizers.
+    """
+    _STOPPING.set()
+    raise SystemExit(128 + signum)
 
 
 def _exit_with_the_driver(driver_pid: int) -> None:
@@ -134,6 +155,8 @@ def _process_exists(pid: int) -> bool:
 
 def _run_task(trial_fn: TrialFunction, task: _Task) -> _Outcome:
     """Run one trial in a worker; every exception becomes a ``failed`` result."""
+    if _STOPPING.is_set():
+        raise SystemExit(f"the pool is stopping: trial {task.index} not started")
     if task.pin_threads:     # an executor we did not start (e.g. a Dask worker)
         threads.set_thread_env(1)
         threads.pin_threads(1)

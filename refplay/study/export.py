@@ -4,7 +4,7 @@
 
 * ``path``: one row per recorded trial — index, configuration index, repeat,
   seed, status, reason, steps done, best step, the study metric at the best
-  checkpoint (``objective``; empty for infeasible and failed trials), every best metric (``best/<metric>``), every
+  checkpoint (``objective``; empty unless complete), every best metric (``best/<metric>``), every
   hyperparameter (``config/<key>``; empty where a conditional one is
   inactive), throughput and timing;
 * ``<path stem>_measurements.csv``: the curves in long form, one row per
@@ -22,6 +22,7 @@ from pathlib import Path
 
 from refplay import io
 from refplay.study.store import Store
+from refplay.train.result import TrialStatus
 
 __all__ = ["export_csv"]
 
@@ -44,7 +45,7 @@ def export_csv(store: Store, name: str, path: str | os.PathLike) -> tuple[Path, 
     for t in trials:
         # An infeasible or failed trial has no objective: an empty cell, never a number
         # that a plot would draw as a feasible point.
-        objective = t.objective if t.status == "complete" else None
+        objective = t.objective if t.status == TrialStatus.COMPLETE else None
         rows.append([t.trial, t.config_index, t.repeat, t.seed, str(t.status), t.reason,
                      t.steps_done, t.best_step, objective]
                     + [t.best_metrics.get(k, "") for k in metric_keys]

@@ -133,6 +133,7 @@ class WorkloadTrial:
 
     @classmethod
     def from_spec(cls, spec: StudySpec) -> "WorkloadTrial":
+        """The trial function of ``spec``: its workload, options and trial settings."""
         return cls(spec.workload, dict(spec.workload_options), spec.settings)
 
     def _workload(self):

@@ -232,10 +232,12 @@ class StudyStatus:
 
     @property
     def done(self) -> int:
+        """Recorded trials, whatever their status."""
         return sum(self.counts.values())
 
     @property
     def missing(self) -> int:
+        """Trials of the budget without a record (to run on resume)."""
         return self.study.budget - self.done
 
 
@@ -301,6 +303,8 @@ class Proposal:
 
 @dataclass(frozen=True)
 class Measurement:
+    """One point of a curve: ``split/metric`` of ``trial`` at ``step`` (NaN kept)."""
+
     trial: int
     step: int
     split: str
@@ -392,6 +396,7 @@ class Store:
 
     # ----------------------------------------------------------- connection
     def close(self) -> None:
+        """Close the database connection."""
         self._conn.close()
 
     def __enter__(self) -> "Store":
@@ -440,9 +445,11 @@ class Store:
 
     # ---------------------------------------------------------------- paths
     def study_dir(self, name: str) -> Path:
+        """``WORKSPACE/NAME``: the study's folder (stored spec, trials, report)."""
         return self.workspace / check_study_name(name)
 
     def trial_dir(self, name: str, index: int) -> Path:
+        """``WORKSPACE/NAME/trials/00007``: a trial's folder (result, arrays, checkpoints)."""
         return self.study_dir(name) / "trials" / f"{int(index):05d}"
 
     def spec_copy_path(self, spec: StudySpec, spec_text: str | None) -> Path:
@@ -497,11 +504,13 @@ class Store:
         return self.get_study(spec.name)
 
     def get_study(self, name: str) -> StudyRow | None:
+        """The tracking-table row of study ``name``, or ``None``."""
         row = self._conn.execute(f"SELECT {_STUDY_COLUMNS} FROM studies WHERE name = ?",
                                  (name,)).fetchone()
         return None if row is None else _study_row(row)
 
     def require_study(self, name: str) -> StudyRow:
+        """The row of study ``name``; a ``ValueError`` listing the known studies otherwise."""
         check_study_name(name)
         row = self.get_study(name)
         if row is None:
@@ -520,11 +529,13 @@ class Store:
                                    source=str(self.workspace / row.spec_copy))
 
     def list_studies(self) -> list[StudyRow]:
+        """Every study of the workspace, oldest first."""
         rows = self._conn.execute(f"SELECT {_STUDY_COLUMNS} FROM studies ORDER BY created_at, name")
         return [_study_row(r) for r in rows.fetchall()]
 
     # --------------------------------------------------------------- trials
     def recorded_indices(self, name: str) -> set[int]:
+        """The trial numbers of study ``name`` that have a record."""
         rows = self._conn.execute("SELECT trial FROM trials WHERE study = ?", (name,))
         return {r["trial"] for r in rows.fetchall()}
 
@@ -572,8 +583,9 @@ class Store:
             # ORDER BY direction cannot be a parameter; it is one of two fixed words.
             best = c.execute(
                 "SELECT objective, trial, best_step FROM trials WHERE study = ? AND "
-                f"status = 'complete' AND objective IS NOT NULL ORDER BY objective {order}, "
-                "trial ASC LIMIT 1", (name,)).fetchone() or (None, None, None)
+                f"status = ? AND objective IS NOT NULL ORDER BY objective {order}, "
+                "trial ASC LIMIT 1", (name, TrialStatus.COMPLETE.value)).fetchone() \
+                or (None, None, None)
             c.execute("UPDATE studies SET trials_run = ?, best_value = ?, best_trial = ?, "
                       "best_step = ?, updated_at = ? WHERE name = ?", (count, *best, _now(), name))
 
@@ -627,8 +639,8 @@ class Store:
         """
         self.require_study(name)
         with self._write() as c:
-            rows = c.execute("SELECT * FROM trials WHERE study = ? AND status = 'failed' "
-                             "ORDER BY trial", (name,)).fetchall()
+            rows = c.execute("SELECT * FROM trials WHERE study = ? AND status = ? "
+                             "ORDER BY trial", (name, TrialStatus.FAILED.value)).fetchall()
             for r in rows:
                 row = {k: r[k] for k in r.keys()}
                 points = [dict(zip(m.keys(), tuple(m))) for m in c.execute(
