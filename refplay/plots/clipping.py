@@ -28,7 +28,15 @@ def clipping_plot(norms, rows, chosen, losses, *, reference_norms=None):
     fig = Figure(figsize=(11.0, 7.4), dpi=100, layout="constrained")
     axd = fig.subplot_mosaic([["norm", "norm", "hist"], ["loss", "loss", "loss"]],
                              height_ratios=[1.1, 1])
-    ax, hx, lx = axd["norm"], axd["hist"], axd["loss"]
+    _norm_panel(axd["norm"], axd["hist"], norms, rows, chosen, reference_norms)
+    _loss_panel(axd["loss"], rows, chosen, losses)
+    fig.suptitle("Figure 9: which clipping threshold stabilizes the unstable run? "
+                 "Just above the typical norm, not below most of them", fontsize=11)
+    return fig
+
+
+def _norm_panel(ax, hx, norms, rows, chosen, reference_norms) -> None:
+    """The norms against the step, each threshold a line; beside them, their histogram."""
     s, g = style.positive_points(norms)
     if reference_norms is not None:
         rs, rg = style.positive_points(reference_norms)
@@ -60,7 +68,17 @@ def clipping_plot(norms, rows, chosen, losses, *, reference_norms=None):
     hx.set_xlabel("gradient norm (log)")
     hx.set_ylabel("number of steps")
     hx.set_title("histogram of the norms (unstable run)", fontsize=9)
-    labels = ["no clipping"] + [f"λ = {r.threshold:.3g} (p{r.percentile:g})" for r in rows]
+
+
+def _loss_panel(lx, rows, chosen, losses) -> None:
+    """Each run's training loss, labelled with its best validation error.
+
+    A threshold that clips every step is a per-step learning-rate cut: its
+    training loss can end lowest while its validation error is worse, which
+    the title says when it happens.
+    """
+    labels = ["no clipping"] + [f"λ = {r.threshold:.3g} (p{r.percentile:g}), best validation "
+                                f"error {r.best_error:.3f}" for r in rows]
     statuses = ["infeasible" if len(losses[0]) < max(len(x) for x in losses) else "complete"]
     statuses += [r.status for r in rows]
     first = [float(x[0]) for x in losses if len(x) and np.isfinite(x[0])]
@@ -77,12 +95,16 @@ def clipping_plot(norms, rows, chosen, losses, *, reference_norms=None):
                         color=style.INFEASIBLE)
     lx.plot([], [], "x", color=style.INFEASIBLE, ms=8, mew=2,
             label="infeasible (NaN or blow-up), drawn at the cap 10 × step-0 loss")
+    aggressive = [r for r in rows if r.clipped_fraction > 0.5 and r is not chosen]
+    if aggressive and chosen is not None:
+        a = aggressive[0]
+        lx.set_title(f"λ = {a.threshold:.3g} clips {a.clipped_fraction:.0%} of the steps: in "
+                     f"essence a lower learning rate. Its training loss may end lowest, but its "
+                     f"best validation error is {a.best_error:.3f} against "
+                     f"{chosen.best_error:.3f} at λ = {chosen.threshold:.3g}", fontsize=9)
     lx.set_yscale("log")
     style.plain_log(lx.yaxis)
     lx.set_xlabel("training step")
     lx.set_ylabel("training loss (10-step mean, log)")
     lx.legend(fontsize=7.5, loc="upper right", ncol=2)
     lx.grid(alpha=0.25)
-    fig.suptitle("Figure 9: which clipping threshold stabilizes the unstable run? "
-                 "Just above the typical norm, not below most of them", fontsize=11)
-    return fig

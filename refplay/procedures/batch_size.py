@@ -52,7 +52,9 @@ from refplay.train.workloads import get_workload
 
 __all__ = ["NEARLY_DOUBLES", "ThroughputRow", "ThroughputDecision", "throughput_decision",
            "batch_throughput", "ScalingDecision", "scaling_decision", "log2_slope",
-           "steps_to_result", "batch_size_fair_comparison"]
+           "steps_to_result", "batch_size_fair_comparison", "StepsMeasured", "StepsDecision",
+           "measure_steps", "decide_steps", "epoch_budget", "FairMeasured", "FairDecision",
+           "measure_fair", "decide_fair"]
 
 NEARLY_DOUBLES = 1.5      # "double (or at least nearly double)": at least 1.5x per doubling
 CRITICAL = 1.5            # critical batch: the largest B with S(B/2) / S(B) >= 1.5
@@ -165,7 +167,8 @@ def batch_throughput(workload: str = "mnist1d_mlp", *,
     numbers = {"workload": workload, "batch_sizes": bs,
                "seconds_per_step": [r.seconds_per_step for r in rows],
                "examples_per_second": [r.examples_per_second for r in rows],
-               "peak_mib": [r.peak_mib for r in rows], "peak_rss_mib": [r.peak_rss_mib for r in rows],
+               "peak_mib": [r.peak_mib for r in rows],
+               "peak_rss_mib": [r.peak_rss_mib for r in rows],
                "feasible": [r.feasible for r in rows], "gains": list(d.gains),
                "max_useful_batch": d.max_useful_batch,
                "max_throughput_batch": d.max_throughput_batch,
@@ -249,13 +252,129 @@ def _nesterov_space(lr_range, gamma_range):
                               gamma=search.Float(*gamma_range))
 
 
-def steps_to_result(workload: str = "mnist1d_mlp", *, batch_sizes=(16, 32, 64, 128, 256, 512, 1024),
-                    target: float = 0.45, metric: str = "validation/error_rate",
-                    optimizer: str = "nesterov", n_configs: int = 8, max_steps: int = 6_000,
-                    seeds: int = 2, eval_every: int = 25, lr_range=(1e-2, 1.0),
-                    gamma_range=(0.8, 0.99), budget_factor: float = 2.0, seed: int = 0,
-                    quick: bool = False, workers: int | None = 0,
-                    workspace: str | os.PathLike | None = None) -> ProcedureResult:
+class StepsMeasured(NamedTuple):
+    """Steps to the target per batch size (the best config of each), as :func:`steps_to_result`
+    measured them."""
+
+    workload: str
+    metric: str
+    target: float
+    max_steps: int
+    eval_every: int
+    n_configs: int
+    seeds: int
+    batch_sizes: list
+    steps_to_result: list            # per size: steps of its best config; None: not reached
+    best_lr: list
+    best_gamma: list
+    budget_steps: list               # the budget each size was given
+    seconds_per_step: list           # median over the size's trials
+
+
+class StepsDecision(NamedTuple):
+    """The scaling regime read from :class:`StepsMeasured`."""
+
+    scaling: ScalingDecision | None  # None: fewer than two sizes reached the target
+    time_optimal_batch: int | None
+    lr_ratio: float | None           # best lr of the largest size / of the smallest
+    text: str
+
+
+def _best_config(results, configs, n_configs, seeds, target, metric) -> tuple[float, int]:
+    """``(steps, index)`` of the config with the fewest median steps over its seeds."""
+    per_config = []
+    for c in range(n_configs):
+        reps = [first_step_reaching(r, target, metric)
+                for r in results[c * seeds:(c + 1) * seeds]]
+        per_config.append(statistics.median([math.inf if s is None else s for s in reps]))
+    best = int(np.argmin(per_config))
+    return per_config[best], best
+
+
+def measure_steps(workload: str = "mnist1d_mlp", *,
+                  batch_sizes=(16, 32, 64, 128, 256, 512, 1024), target: float = 0.45,
+                  metric: str = "validation/error_rate", optimizer: str = "nesterov",
+                  n_configs: int = 8, max_steps: int = 6_000, seeds: int = 2,
+                  eval_every: int = 25, lr_range=(1e-2, 1.0), gamma_range=(0.8, 0.99),
+                  budget_factor: float = 2.0, seed: int = 0, workers: int | None = 0,
+                  workspace: str | os.PathLike | None = None) -> tuple[StepsMeasured, list]:
+    """Run (or re-read) every size's search, smallest first: ``(measured, trials)``."""
+    bs = sorted(_validate.integer("batch_sizes[i]", b, low=1) for b in batch_sizes)
+    n_configs = _validate.integer("n_configs", n_configs, low=1)
+    seeds = _validate.integer("seeds", seeds, low=1)
+    max_steps = _validate.integer("max_steps", max_steps, low=1)
+    points = search.halton(_nesterov_space(lr_range, gamma_range), n_configs, seed)
+    rows, trials, budget = [], [], max_steps
+    for b in bs:
+        configs = [{"optimizer": optimizer, "lr": p["lr"], "batch_size": b,
+                    **({"gamma": p["gamma"]} if optimizer in ("momentum", "nesterov") else {})}
+                   for p in points]
+        settings = TrialSettings(max_train_steps=budget, eval_every=eval_every, keep_best=0,
+                                 selection_metric=metric)
+        results = run_configs("steps_to_result", workload, configs, settings, repeats=seeds,
+                              seed=seed, workers=workers, workspace=workspace)
+        trials += results
+        s_best, best = _best_config(results, configs, n_configs, seeds, target, metric)
+        sps = statistics.median([r.seconds_per_step for r in results
+                                 if math.isfinite(r.seconds_per_step)] or [math.nan])
+        rows.append((None if math.isinf(s_best) else int(s_best), configs[best]["lr"],
+                     configs[best].get("gamma"), budget, sps))
+        if not math.isinf(s_best):
+            budget = min(max_steps, max(eval_every, int(math.ceil(budget_factor * s_best))))
+    steps, lrs, gammas, budgets, sps = (list(column) for column in zip(*rows))
+    return StepsMeasured(workload=workload, metric=metric, target=target, max_steps=max_steps,
+                         eval_every=eval_every, n_configs=n_configs, seeds=seeds,
+                         batch_sizes=bs, steps_to_result=steps, best_lr=lrs, best_gamma=gammas,
+                         budget_steps=budgets, seconds_per_step=sps), trials
+
+
+def _time_to_result(m: StepsMeasured) -> list:
+    return [None if s is None else s * t for s, t in zip(m.steps_to_result, m.seconds_per_step)]
+
+
+def decide_steps(m: StepsMeasured) -> StepsDecision:
+    """The critical batch size and the slopes; re-tune the learning rate for every size."""
+    bs, steps = m.batch_sizes, m.steps_to_result
+    if sum(s is not None for s in steps) < 2:
+        return StepsDecision(None, None, None, (
+            f"fewer than two batch sizes reached {m.metric} <= {m.target} within "
+            f"{m.max_steps} steps: lower the target or raise max_steps"))
+    d = scaling_decision(bs, steps)
+    times = {b: t for b, t in zip(bs, _time_to_result(m)) if t is not None}
+    lr_ratio = m.best_lr[-1] / m.best_lr[0]
+    if d.critical_batch is None:
+        text = (f"no perfect-scaling regime: already from B={d.batch_sizes[0]} to "
+                f"B={d.batch_sizes[1]} the steps fell by less than 1.5x (slope "
+                f"{d.small_slope:.2f})")
+    else:
+        text = (f"critical batch size ~{d.critical_batch}: steps to {m.metric} <= {m.target} "
+                f"halve with each doubling up to it (small-B slope {d.small_slope:.2f}), then "
+                f"diminishing returns (large-B slope {d.large_slope:.2f}); re-tune the "
+                f"learning rate for every batch size (best lr x{lr_ratio:.3g} from B={bs[0]} "
+                f"to B={bs[-1]})")
+    return StepsDecision(d, min(times, key=times.get), lr_ratio, text)
+
+
+def _steps_numbers(m: StepsMeasured, d: StepsDecision) -> dict:
+    bs, steps = m.batch_sizes, m.steps_to_result
+    numbers = {"workload": m.workload, "metric": m.metric, "target": m.target,
+               "batch_sizes": bs, "steps_to_result": steps, "best_lr": m.best_lr,
+               "best_gamma": m.best_gamma, "budget_steps": m.budget_steps,
+               "examples_to_result": [None if s is None else b * s for b, s in zip(bs, steps)],
+               "seconds_per_step": m.seconds_per_step, "time_to_result_s": _time_to_result(m),
+               "eval_every": m.eval_every, "n_configs": m.n_configs, "seeds": m.seeds}
+    if d.scaling is not None:
+        numbers.update(small_slope=d.scaling.small_slope, large_slope=d.scaling.large_slope,
+                       critical_batch=d.scaling.critical_batch,
+                       time_optimal_batch=d.time_optimal_batch,
+                       max_steps_increase=d.scaling.max_increase)
+        numbers.update(epoch_budget(bs, steps, d.scaling.critical_batch))
+        numbers["best_lr_ratio_largest_to_smallest"] = d.lr_ratio
+    return numbers
+
+
+def steps_to_result(workload: str = "mnist1d_mlp", *, quick: bool = False,
+                    **options) -> ProcedureResult:
     """Steps to reach ``target`` against batch size, best learning rate retuned per size (D8b).
 
     For each batch size, a Halton search over (lr, γ) of ``n_configs``
@@ -271,91 +390,28 @@ def steps_to_result(workload: str = "mnist1d_mlp", *, batch_sizes=(16, 32, 64, 1
     with the batch size (a size that needs more shows up as not reaching
     the target).
 
-    Also derived: the best learning rate per size, examples-to-result
-    ``B · S(B)``, time-to-result ``S(B) × seconds per step`` (this run's
-    median training time per step), the critical and the time-optimal batch
-    size. ``quick=True``: ``mnist1d_mlp``, target 0.45, B ∈ {16, 64, 256,
-    1024}, 6 configs with lr in [0.01, 1] and γ in [0.85, 0.95], 1 seed,
-    1,500 steps.
+    ``options`` are :func:`measure_steps`'s. Also derived: the best learning rate per size,
+    examples-to-result ``B · S(B)``, time-to-result ``S(B) × seconds per step`` (this run's
+    median training time per step), the critical and the time-optimal batch size.
+    ``quick=True``: ``mnist1d_mlp``, target 0.45, B ∈ {16, 64, 256, 1024}, 6 configs with lr in
+    [0.01, 1] and γ in [0.85, 0.95], 1 seed, 1,500 steps.
     """
     if quick:
-        workload, batch_sizes, target, n_configs, seeds, max_steps, eval_every = (
-            "mnist1d_mlp", (16, 64, 256, 1024), 0.45, 6, 1, 1_500, 25)
-        lr_range, gamma_range = (1e-2, 1.0), (0.85, 0.95)
-    bs = sorted(_validate.integer("batch_sizes[i]", b, low=1) for b in batch_sizes)
-    n_configs = _validate.integer("n_configs", n_configs, low=1)
-    seeds = _validate.integer("seeds", seeds, low=1)
-    max_steps = _validate.integer("max_steps", max_steps, low=1)
-    points = search.halton(_nesterov_space(lr_range, gamma_range), n_configs, seed)
-    per_batch, trials, budget = {}, [], max_steps
-    for b in bs:
-        configs = [{"optimizer": optimizer, "lr": p["lr"], "batch_size": b,
-                    **({"gamma": p["gamma"]} if optimizer in ("momentum", "nesterov") else {})}
-                   for p in points]
-        settings = TrialSettings(max_train_steps=budget, eval_every=eval_every, keep_best=0,
-                                 selection_metric=metric)
-        results = run_configs("steps_to_result", workload, configs, settings, repeats=seeds,
-                              seed=seed, workers=workers, workspace=workspace)
-        trials += results
-        per_config = []
-        for c in range(n_configs):
-            reps = [first_step_reaching(r, target, metric)
-                    for r in results[c * seeds:(c + 1) * seeds]]
-            per_config.append(statistics.median([math.inf if s is None else s for s in reps]))
-        best = int(np.argmin(per_config))
-        s_best = per_config[best]
-        sps = statistics.median([r.seconds_per_step for r in results
-                                 if math.isfinite(r.seconds_per_step)] or [math.nan])
-        per_batch[b] = {"steps": None if math.isinf(s_best) else int(s_best),
-                        "best_lr": configs[best]["lr"], "best_gamma": configs[best].get("gamma"),
-                        "budget": budget, "seconds_per_step": sps}
-        if not math.isinf(s_best):
-            budget = min(max_steps, max(eval_every, int(math.ceil(budget_factor * s_best))))
-    reached = [b for b in bs if per_batch[b]["steps"] is not None]
-    steps = [per_batch[b]["steps"] for b in bs]
-    numbers = {"workload": workload, "metric": metric, "target": target, "batch_sizes": bs,
-               "steps_to_result": steps,
-               "best_lr": [per_batch[b]["best_lr"] for b in bs],
-               "best_gamma": [per_batch[b]["best_gamma"] for b in bs],
-               "budget_steps": [per_batch[b]["budget"] for b in bs],
-               "examples_to_result": [None if s is None else b * s for b, s in zip(bs, steps)],
-               "seconds_per_step": [per_batch[b]["seconds_per_step"] for b in bs],
-               "time_to_result_s": [None if s is None else s * per_batch[b]["seconds_per_step"]
-                                    for b, s in zip(bs, steps)],
-               "eval_every": eval_every, "n_configs": n_configs, "seeds": seeds}
-    caveats = [f"Steps are known to one evaluation interval ({eval_every} steps).",
+        options.update(batch_sizes=(16, 64, 256, 1024), target=0.45, n_configs=6, seeds=1,
+                       max_steps=1_500, eval_every=25, lr_range=(1e-2, 1.0),
+                       gamma_range=(0.85, 0.95))
+        workload = "mnist1d_mlp"
+    m, trials = measure_steps(workload, **options)
+    d = decide_steps(m)
+    numbers = _steps_numbers(m, d)
+    figures = ({} if d.scaling is None else
+               {"steps_to_result": batch_size_plots.steps_to_result_plot(numbers, d.scaling)})
+    caveats = [f"Steps are known to one evaluation interval ({m.eval_every} steps).",
                "Time-to-result uses this run's measured seconds per step on a shared laptop: "
                "read its shape, not its values.",
                "MNIST-1D and spirals are tiny: the critical batch size here says nothing about "
                "ImageNet's."]
-    figs = {}
-    if len(reached) < 2:
-        decision = (f"fewer than two batch sizes reached {metric} <= {target} within "
-                    f"{max_steps} steps: lower the target or raise max_steps")
-        return ProcedureResult(_STEPS_QUESTION, decision, numbers, figs, trials, caveats)
-    d = scaling_decision(bs, steps)
-    times = {b: t for b, t in zip(bs, numbers["time_to_result_s"]) if t is not None}
-    time_optimal = min(times, key=times.get)
-    numbers.update(small_slope=d.small_slope, large_slope=d.large_slope,
-                   critical_batch=d.critical_batch, time_optimal_batch=time_optimal,
-                   max_steps_increase=d.max_increase)
-    numbers.update(epoch_budget(bs, steps, d.critical_batch))
-    lr_by_b = dict(zip(bs, numbers["best_lr"]))
-    if len(bs) >= 2:
-        numbers["best_lr_ratio_largest_to_smallest"] = lr_by_b[bs[-1]] / lr_by_b[bs[0]]
-    if d.critical_batch is None:
-        decision = (f"no perfect-scaling regime: already from B={d.batch_sizes[0]} to "
-                    f"B={d.batch_sizes[1]} the steps fell by less than 1.5x (slope "
-                    f"{d.small_slope:.2f})")
-    else:
-        decision = (f"critical batch size ~{d.critical_batch}: steps to {metric} <= {target} "
-                    f"halve with each doubling up to it (small-B slope {d.small_slope:.2f}), then "
-                    f"diminishing returns (large-B slope {d.large_slope:.2f}); re-tune the "
-                    f"learning rate for every batch size (best lr x"
-                    f"{numbers['best_lr_ratio_largest_to_smallest']:.3g} from B={bs[0]} to "
-                    f"B={bs[-1]})")
-    figs = {"steps_to_result": batch_size_plots.steps_to_result_plot(numbers, d)}
-    return ProcedureResult(_STEPS_QUESTION, decision, numbers, figs, trials, caveats)
+    return ProcedureResult(_STEPS_QUESTION, d.text, numbers, figures, trials, caveats)
 
 
 _STEPS_QUESTION = ("How many training steps does each batch size need to reach the target, with "
@@ -363,27 +419,37 @@ _STEPS_QUESTION = ("How many training steps does each batch size need to reach t
 
 
 # ------------------------------------------------------------- fair comparison
-def batch_size_fair_comparison(workload: str = "mnist1d_mlp", *, batch_sizes=(32, 512),
-                               steps_budget: int = 4_000, n_configs: int = 8, seeds: int = 3,
-                               optimizer: str = "adam", lr_range=(1e-4, 3e-2),
-                               dropout_range=(0.0, 0.5), eval_every: int = 100, seed: int = 0,
-                               quick: bool = False, workers: int | None = 0,
-                               workspace: str | os.PathLike | None = None) -> ProcedureResult:
-    """Does the batch size change attainable validation performance? (D8c)
+class FairMeasured(NamedTuple):
+    """Retrained objectives of the three arms of the fair comparison, and the tuned configs."""
 
-    (i) *Fixed*: the learning rate (and dropout) tuned at the smallest size
-    are reused at the largest. (ii) *Retuned*: learning rate and dropout
-    (the nuisance regularizer) are tuned again at the largest size. Each
-    winner is retrained with ``seeds`` seeds; the gap is the difference of
-    the means and its SE :math:`\\sqrt{s_1^2/n_1 + s_2^2/n_2}` comes from
-    the retrain spread. Decision: "batch size does not change attainable
-    performance" when :math:`|\\text{gap}_{ii}| \\le 2\\,\\text{SE}`.
-    ``quick=True``: ``mnist1d_mlp``, B ∈ {32, 256}, 1,500 steps, 4 configs,
-    3 seeds.
-    """
-    if quick:
-        workload, batch_sizes, steps_budget, n_configs, seeds, eval_every = (
-            "mnist1d_mlp", (32, 256), 1_500, 4, 3, 50)
+    workload: str
+    batch_sizes: list                # [small, large]
+    steps_budget: int
+    seeds: int
+    best_config_small: dict
+    best_config_large: dict
+    base: np.ndarray                 # retrains of the small size's best config
+    fixed: np.ndarray                # the small size's config at the large size
+    retuned: np.ndarray              # the large size's own best config
+    metric: str
+
+
+class FairDecision(NamedTuple):
+    """The two gaps to the small size, each with its Welch standard error, and the verdict."""
+
+    gap_fixed: float
+    se_fixed: float
+    gap_retuned: float
+    se_retuned: float
+    text: str
+
+
+def measure_fair(workload: str = "mnist1d_mlp", *, batch_sizes=(32, 512),
+                 steps_budget: int = 4_000, n_configs: int = 8, seeds: int = 3,
+                 optimizer: str = "adam", lr_range=(1e-4, 3e-2), dropout_range=(0.0, 0.5),
+                 eval_every: int = 100, seed: int = 0, workers: int | None = 0,
+                 workspace: str | os.PathLike | None = None) -> tuple[FairMeasured, list]:
+    """Tune at both sizes, retrain the three arms: ``(measured, trials)``."""
     b_small, b_large = sorted(int(b) for b in batch_sizes)
     seeds = _validate.integer("seeds", seeds, low=2)
     wl = get_workload(workload)
@@ -397,8 +463,7 @@ def batch_size_fair_comparison(workload: str = "mnist1d_mlp", *, batch_sizes=(32
     def tune(b):
         configs = [{"optimizer": optimizer, "batch_size": b, **p} for p in points]
         res = run_configs("fair_tune", workload, configs, settings, **run)
-        objs = [objective_of(r) for r in res]
-        return configs[int(np.nanargmin(objs))], res
+        return configs[int(np.nanargmin([objective_of(r) for r in res]))], res
 
     def retrain(config):
         res = run_configs("fair_retrain", workload, [config], settings, repeats=seeds,
@@ -407,42 +472,74 @@ def batch_size_fair_comparison(workload: str = "mnist1d_mlp", *, batch_sizes=(32
 
     best_small, tuned_small = tune(b_small)
     best_large, tuned_large = tune(b_large)
-    fixed_large = {**best_small, "batch_size": b_large}
     base, r0 = retrain(best_small)
-    fixed, r1 = retrain(fixed_large)
+    fixed, r1 = retrain({**best_small, "batch_size": b_large})
     retuned, r2 = retrain(best_large)
+    measured = FairMeasured(
+        workload=workload, batch_sizes=[b_small, b_large], steps_budget=steps_budget,
+        seeds=seeds, best_config_small=best_small, best_config_large=best_large, base=base,
+        fixed=fixed, retuned=retuned,
+        metric=settings.selection_metric or wl.selection_metric)
+    return measured, [*tuned_small, *tuned_large, *r0, *r1, *r2]
 
-    gap_fixed, se_fixed, _ = welch(fixed, base)
-    gap_retuned, se_retuned, _ = welch(retuned, base)
-    numbers = {"workload": workload, "batch_sizes": [b_small, b_large],
-               "steps_budget": steps_budget, "seeds": seeds,
-               "best_config_small": best_small, "best_config_large": best_large,
-               "objective_small_mean": float(np.mean(base)),
-               "objective_fixed_mean": float(np.mean(fixed)),
-               "objective_retuned_mean": float(np.mean(retuned)),
-               "gap_fixed": gap_fixed, "se_fixed": se_fixed,
-               "gap_retuned": gap_retuned, "se_retuned": se_retuned,
-               "fixed_gap_exceeds_2se": abs(gap_fixed) > 2 * se_fixed,
-               "retuned_gap_within_2se": abs(gap_retuned) <= 2 * se_retuned,
-               "lr_ratio_large_to_small": best_large["lr"] / best_small["lr"]}
+
+def decide_fair(m: FairMeasured) -> FairDecision:
+    """Same attainable performance when the retuned gap is within 2 standard errors."""
+    gap_fixed, se_fixed, _ = welch(m.fixed, m.base)
+    gap_retuned, se_retuned, _ = welch(m.retuned, m.base)
+    b_small, b_large = m.batch_sizes
     if abs(gap_retuned) <= 2 * se_retuned:
-        decision = (f"batch size does not change attainable performance: retuned at B={b_large} "
-                    f"the gap is {gap_retuned:+.4f} (SE {se_retuned:.4f}); with the learning rate "
-                    f"of B={b_small} it is {gap_fixed:+.4f} (SE {se_fixed:.4f}), so compare batch "
-                    f"sizes only after re-tuning")
+        text = (f"batch size does not change attainable performance: retuned at B={b_large} "
+                f"the gap is {gap_retuned:+.4f} (SE {se_retuned:.4f}); with the learning rate "
+                f"of B={b_small} it is {gap_fixed:+.4f} (SE {se_fixed:.4f}), so compare batch "
+                f"sizes only after re-tuning")
     else:
-        decision = (f"the retuned gap {gap_retuned:+.4f} exceeds 2 SE ({se_retuned:.4f}): either "
-                    f"the search at B={b_large} was too small or steps_budget is too short for "
-                    f"one of the sizes; do not read this as a batch-size effect yet")
-    fig = batch_size_plots.fair_comparison_plot({f"B={b_small}\n(tuned)": base,
-                                        f"B={b_large}\nfixed lr": fixed,
-                                        f"B={b_large}\nretuned": retuned}, settings.selection_metric
-                                       or wl.selection_metric)
+        text = (f"the retuned gap {gap_retuned:+.4f} exceeds 2 SE ({se_retuned:.4f}): either "
+                f"the search at B={b_large} was too small or steps_budget is too short for "
+                f"one of the sizes; do not read this as a batch-size effect yet")
+    return FairDecision(gap_fixed, se_fixed, gap_retuned, se_retuned, text)
+
+
+def batch_size_fair_comparison(workload: str = "mnist1d_mlp", *, quick: bool = False,
+                               **options) -> ProcedureResult:
+    """Does the batch size change attainable validation performance? (D8c)
+
+    (i) *Fixed*: the learning rate (and dropout) tuned at the smallest size
+    are reused at the largest. (ii) *Retuned*: learning rate and dropout
+    (the nuisance regularizer) are tuned again at the largest size. Each
+    winner is retrained with ``seeds`` seeds; the gap is the difference of
+    the means and its SE :math:`\\sqrt{s_1^2/n_1 + s_2^2/n_2}` comes from
+    the retrain spread. Decision: "batch size does not change attainable
+    performance" when :math:`|\\text{gap}_{ii}| \\le 2\\,\\text{SE}`.
+    ``options`` are :func:`measure_fair`'s. ``quick=True``: ``mnist1d_mlp``, B ∈ {32, 256},
+    1,500 steps, 4 configs, 3 seeds.
+    """
+    if quick:
+        workload = "mnist1d_mlp"
+        options.update(batch_sizes=(32, 256), steps_budget=1_500, n_configs=4, seeds=3,
+                       eval_every=50)
+    m, trials = measure_fair(workload, **options)
+    d = decide_fair(m)
+    b_small, b_large = m.batch_sizes
+    numbers = {"workload": m.workload, "batch_sizes": m.batch_sizes,
+               "steps_budget": m.steps_budget, "seeds": m.seeds,
+               "best_config_small": m.best_config_small,
+               "best_config_large": m.best_config_large,
+               "objective_small_mean": float(np.mean(m.base)),
+               "objective_fixed_mean": float(np.mean(m.fixed)),
+               "objective_retuned_mean": float(np.mean(m.retuned)),
+               "gap_fixed": d.gap_fixed, "se_fixed": d.se_fixed,
+               "gap_retuned": d.gap_retuned, "se_retuned": d.se_retuned,
+               "fixed_gap_exceeds_2se": abs(d.gap_fixed) > 2 * d.se_fixed,
+               "retuned_gap_within_2se": abs(d.gap_retuned) <= 2 * d.se_retuned,
+               "lr_ratio_large_to_small": m.best_config_large["lr"] / m.best_config_small["lr"]}
+    fig = batch_size_plots.fair_comparison_plot({f"B={b_small}\n(tuned)": m.base,
+                                                 f"B={b_large}\nfixed lr": m.fixed,
+                                                 f"B={b_large}\nretuned": m.retuned}, m.metric)
     caveats = ["The gaps are judged against retrain noise (seed-to-seed), with "
-               f"{seeds} seeds per arm: a small sample, so 2 SE is a rough line.",
-               f"Both sizes get the same number of steps ({steps_budget}), so the larger batch "
-               f"sees {b_large // b_small}x more examples."]
+               f"{m.seeds} seeds per arm: a small sample, so 2 SE is a rough line.",
+               f"Both sizes get the same number of steps ({m.steps_budget}), so the larger "
+               f"batch sees {b_large // b_small}x more examples."]
     return ProcedureResult("Does the batch size change the validation performance we can reach, "
-                           "once the learning rate and regularization are re-tuned?", decision,
-                           numbers, {"fair_comparison": fig},
-                           [*tuned_small, *tuned_large, *r0, *r1, *r2], caveats)
+                           "once the learning rate and regularization are re-tuned?", d.text,
+                           numbers, {"fair_comparison": fig}, trials, caveats)

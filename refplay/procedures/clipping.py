@@ -13,6 +13,11 @@ The playbook ("Gradient clipping"):
   gradient clipping threshold is too aggressive [...] in essence a strange
   way of reducing the learning rate."*
 
+The study is **measure → decide → draw**: :func:`measure` trains (or
+re-reads) the runs and returns a :class:`ClippingMeasured`; :func:`decide`
+chooses the threshold (pure); :func:`refplay.plots.clipping.clipping_plot`
+draws Figure 9.
+
 :func:`clipping_study` runs a stable **reference** (the same model family,
 the well-initialized variant) for its gradient norms, takes thresholds at
 several percentiles of them, and trains the **unstable** config once without
@@ -50,10 +55,11 @@ from refplay.procedures.result import ProcedureResult
 from refplay.procedures.studies import run_configs
 from refplay.train import get_workload, unstable
 from refplay.train.loop import run_trial
+from refplay.train.result import TrialStatus
 from refplay.train.settings import TrialSettings
 
-__all__ = ["ClippingIdentity", "ThresholdRun", "clipping_identity", "clipping_study",
-           "PERCENTILES"]
+__all__ = ["ClippingIdentity", "ThresholdRun", "ClippingMeasured", "ClippingDecision",
+           "clipping_identity", "clipping_study", "measure", "decide", "PERCENTILES", "QUESTION"]
 
 PERCENTILES = (10, 50, 90, 99)
 
@@ -128,18 +134,44 @@ class ThresholdRun(NamedTuple):
     events: int                     # loss spikes found by analysis.detect_instability
 
 
+class ClippingMeasured(NamedTuple):
+    """What :func:`clipping_study` trained: the stable reference and each threshold's run."""
 
-def clipping_study(workload: str | None = None, *, setup: unstable.UnstableSetup = unstable.CLIPPING,
-                   lr: float | None = None, percentiles=PERCENTILES,
-                   max_train_steps: int | None = None, eval_every: int = 50, seed: int = 0,
-                   quick: bool = False, workers: int | None = 0,
-                   workspace: str | os.PathLike | None = None) -> ProcedureResult:
-    """Thresholds from a stable run's norms, tried on the unstable run (see the module docstring).
+    workload: str
+    lr: float
+    max_train_steps: int
+    reference_variant: dict
+    unstable_variant: dict
+    reference_error: float
+    reference_norms: np.ndarray     # per-step gradient norms of the stable run
+    unclipped: ThresholdRun
+    runs: list                      # ThresholdRun per threshold, by percentile
+    norms: list                     # per-step unclipped norms of the unclipped run, then each run
+    losses: list                    # per-step training losses, in the same order
 
-    Defaults come from ``setup`` (:data:`refplay.train.unstable.CLIPPING`: a
-    residual MLP without normalization, ``init_gain`` 0.5 stable vs 0.7
-    unstable, Nesterov at lr 0.04, 400 steps). ``quick=True`` keeps the
-    calibrated setting (it already takes seconds) and tries 3 percentiles.
+
+class ClippingDecision(NamedTuple):
+    """The threshold the playbook would choose, and whether it is too aggressive."""
+
+    chosen: ThresholdRun | None     # the largest threshold that trains the unstable config
+    aggressive: list                # thresholds that clip more than half of the updates
+    text: str
+
+
+QUESTION = ("Which gradient-clipping threshold stabilizes the unstable run, and is it so "
+            "aggressive that we should lower the learning rate instead?")
+
+
+def measure(workload: str | None = None, *, setup: unstable.UnstableSetup = unstable.CLIPPING,
+            lr: float | None = None, percentiles=PERCENTILES,
+            max_train_steps: int | None = None, eval_every: int = 50, seed: int = 0,
+            quick: bool = False, workers: int | None = 0,
+            workspace: str | os.PathLike | None = None) -> tuple[ClippingMeasured, list]:
+    """Train (or re-read) the stable reference and the unstable runs: ``(measured, trials)``.
+
+    Every trial shares the initialization draw and the data order: only the
+    variant and the threshold differ. Thresholds are ``percentiles`` of the
+    reference run's norms (:func:`refplay.clipping.threshold_from_norms`).
     """
     workload = workload or setup.workload
     lr = _validate.real("lr", setup.measured["lr"] if lr is None else lr, low=0.0, low_open=True)
@@ -151,8 +183,6 @@ def clipping_study(workload: str | None = None, *, setup: unstable.UnstableSetup
         raise ValueError("percentiles must name at least one percentile, e.g. (10, 50, 90, 99)")
     steps = _validate.integer("max_train_steps", max_train_steps or setup.max_train_steps, low=2)
     settings = TrialSettings(max_train_steps=steps, eval_every=eval_every, keep_best=0)
-    # Every trial shares the initialization draw and the data order: only the
-    # variant and the threshold differ.
     common = {"init_seed": setup.seed, "data_seed": setup.seed}
     run = dict(seed=seed, workers=workers, workspace=workspace,
                workload_options=dict(setup.workload_options))
@@ -161,58 +191,94 @@ def clipping_study(workload: str | None = None, *, setup: unstable.UnstableSetup
     if not reference.feasible:
         raise ValueError(f"the reference (stable) run is {reference.status} at lr={lr}: "
                          f"{reference.reason}; choose a smaller lr")
-    ref_norms = reference.grad_norms
-    thresholds = [clipping.threshold_from_norms(ref_norms, p) for p in percentiles]
+    thresholds = [clipping.threshold_from_norms(reference.grad_norms, p) for p in percentiles]
     configs = [setup.config("unstable", lr, **common)]
     configs += [setup.config("unstable", lr, grad_clip=t, **common) for t in thresholds]
     results = run_configs("clipping_unstable", workload, configs, settings, **run)
-    rows = []
-    for p, t, r in zip([None, *percentiles], [None, *thresholds], results):
-        fraction = clipping.clip_fraction(r.grad_norms, t) if t is not None and \
-            r.grad_norms.size else 0.0
-        events = analysis.detect_instability(r.train_losses) if r.feasible else ()
-        rows.append(ThresholdRun(p, t, str(r.status), r.steps_done, fraction, objective_of(r),
-                                 len(events)))
-    unclipped, clipped_rows = rows[0], rows[1:]
-    stabilizing = [row for row in clipped_rows if row.status == "complete"]
+    rows = [_threshold_run(p, t, r)
+            for p, t, r in zip([None, *percentiles], [None, *thresholds], results)]
+    measured = ClippingMeasured(
+        workload=workload, lr=lr, max_train_steps=steps,
+        reference_variant=dict(setup.stable), unstable_variant=dict(setup.unstable),
+        reference_error=objective_of(reference), reference_norms=reference.grad_norms,
+        unclipped=rows[0], runs=rows[1:], norms=[r.grad_norms for r in results],
+        losses=[r.train_losses for r in results])
+    return measured, [reference, *results]
+
+
+def _threshold_run(percentile, threshold, result) -> ThresholdRun:
+    fraction = (clipping.clip_fraction(result.grad_norms, threshold)
+                if threshold is not None and result.grad_norms.size else 0.0)
+    events = analysis.detect_instability(result.train_losses) if result.feasible else ()
+    return ThresholdRun(percentile=percentile, threshold=threshold, status=str(result.status),
+                        steps_done=result.steps_done, clipped_fraction=fraction,
+                        best_error=objective_of(result), events=len(events))
+
+
+def decide(m: ClippingMeasured) -> ClippingDecision:
+    """The largest threshold that trains the unstable config; too aggressive past 50 % clipped."""
+    stabilizing = [row for row in m.runs if row.status == TrialStatus.COMPLETE]
     chosen = max(stabilizing, key=lambda row: row.threshold) if stabilizing else None
-    aggressive = [row for row in clipped_rows if row.clipped_fraction > clipping.AGGRESSIVE_FRACTION]
-    if unclipped.status == "complete":
-        decision = (f"no clipping needed: the unstable config trains without it at lr={lr:g} "
-                    f"(validation error {unclipped.best_error:.3f})")
+    aggressive = [row for row in m.runs if row.clipped_fraction > clipping.AGGRESSIVE_FRACTION]
+    unclipped = m.unclipped
+    if unclipped.status == TrialStatus.COMPLETE:
+        text = (f"no clipping needed: the unstable config trains without it at lr={m.lr:g} "
+                f"(validation error {unclipped.best_error:.3f})")
     elif chosen is None:
-        decision = (f"no threshold tried stabilizes training at lr={lr:g}: lower the learning "
-                    f"rate (or try a warmup)")
+        text = (f"no threshold tried stabilizes training at lr={m.lr:g}: lower the learning "
+                f"rate (or try a warmup)")
     elif chosen.clipped_fraction > clipping.AGGRESSIVE_FRACTION:
-        decision = (f"clip at λ = {chosen.threshold:.3g} ({chosen.percentile:g}th percentile) "
-                    f"stabilizes training but clips {chosen.clipped_fraction:.0%} > 50% of the "
-                    f"updates: extremely aggressive, lower the learning rate instead")
+        text = (f"clip at λ = {chosen.threshold:.3g} ({chosen.percentile:g}th percentile) "
+                f"stabilizes training but clips {chosen.clipped_fraction:.0%} > 50% of the "
+                f"updates: extremely aggressive, lower the learning rate instead")
     else:
-        decision = (f"clip at λ = {chosen.threshold:.3g} (the {chosen.percentile:g}th percentile "
-                    f"of the stable run's norms): the unstable config now trains "
-                    f"(validation error {chosen.best_error:.3f}, {chosen.clipped_fraction:.0%} "
-                    f"of updates clipped; unclipped it is {unclipped.status} at step "
-                    f"{unclipped.steps_done})")
-    summary = analysis.grad_norm_summary(ref_norms)
-    numbers = {
-        "workload": workload, "lr": lr, "max_train_steps": steps,
-        "reference_variant": dict(setup.stable), "unstable_variant": dict(setup.unstable),
-        "reference_error": objective_of(reference), "reference_p50_norm": summary.p50,
+        text = (f"clip at λ = {chosen.threshold:.3g} (the {chosen.percentile:g}th percentile "
+                f"of the stable run's norms): the unstable config now trains "
+                f"(validation error {chosen.best_error:.3f}, {chosen.clipped_fraction:.0%} "
+                f"of updates clipped; unclipped it is {unclipped.status} at step "
+                f"{unclipped.steps_done})")
+    return ClippingDecision(chosen, aggressive, text)
+
+
+def _numbers(m: ClippingMeasured, d: ClippingDecision) -> dict:
+    summary = analysis.grad_norm_summary(m.reference_norms)
+    chosen = d.chosen
+    return {
+        "workload": m.workload, "lr": m.lr, "max_train_steps": m.max_train_steps,
+        "reference_variant": m.reference_variant, "unstable_variant": m.unstable_variant,
+        "reference_error": m.reference_error, "reference_p50_norm": summary.p50,
         "reference_p90_norm": summary.p90,
-        "unclipped_status": unclipped.status, "unclipped_steps_done": unclipped.steps_done,
-        "runs": [row._asdict() for row in clipped_rows],
+        "unclipped_status": m.unclipped.status, "unclipped_steps_done": m.unclipped.steps_done,
+        "runs": [row._asdict() for row in m.runs],
         "chosen_threshold": None if chosen is None else chosen.threshold,
         "chosen_percentile": None if chosen is None else chosen.percentile,
         "chosen_clipped_fraction": None if chosen is None else chosen.clipped_fraction,
         "chosen_error": None if chosen is None else chosen.best_error,
-        "aggressive_thresholds": [row.threshold for row in aggressive],
+        "aggressive_thresholds": [row.threshold for row in d.aggressive],
     }
-    shown = results[1 + clipped_rows.index(chosen)] if chosen is not None else results[0]
+
+
+def clipping_study(workload: str | None = None, *,
+                   setup: unstable.UnstableSetup = unstable.CLIPPING, quick: bool = False,
+                   **options) -> ProcedureResult:
+    """Thresholds from a stable run's norms, tried on the unstable run (see the module docstring).
+
+    ``options`` are :func:`measure`'s (``lr``, ``percentiles``,
+    ``max_train_steps``, ``eval_every``, ``seed``, ``workers``, ``workspace``).
+    Defaults come from ``setup`` (:data:`refplay.train.unstable.CLIPPING`: a
+    residual MLP without normalization, ``init_gain`` 0.5 stable vs 0.7
+    unstable, Nesterov at lr 0.04, 400 steps). ``quick=True`` keeps the
+    calibrated setting (it already takes seconds) and tries 3 percentiles.
+    """
+    m, trials = measure(workload, setup=setup, quick=quick, **options)
+    d = decide(m)
+    shown = 1 + m.runs.index(d.chosen) if d.chosen is not None else 0
     figures = {"clipping": clipping_plots.clipping_plot(
-        shown.grad_norms, clipped_rows, chosen, [r.train_losses for r in results],
-        reference_norms=ref_norms)}
+        m.norms[shown], m.runs, d.chosen, m.losses, reference_norms=m.reference_norms)}
     caveats = list(setup.caveats) + [
-        f"One seed; thresholds from a {steps}-step reference run of the stable variant."]
-    return ProcedureResult("Which gradient-clipping threshold stabilizes the unstable run, and "
-                           "is it so aggressive that we should lower the learning rate instead?",
-                           decision, numbers, figures, [reference, *results], caveats)
+        f"One seed; thresholds from a {m.max_train_steps}-step reference run of the stable "
+        f"variant.",
+        "A threshold that clips most updates is in essence a lower learning rate: its training "
+        "loss can end lowest while its best validation error is worse (the figure's lower "
+        "panel); the playbook's advice is to lower the learning rate itself instead."]
+    return ProcedureResult(QUESTION, d.text, _numbers(m, d), figures, trials, caveats)

@@ -216,7 +216,8 @@ def stability_scan(workload: str | None = None, *, setup: unstable.UnstableSetup
     instability_plots.plain_log_x(fig_sweep)
     labels = [f"{x.factor:g}× lr* = {x.lr:.3g} ({x.status})" for x in m.above_lr_star]
     fig_above = instability_plots.loss_traces_plot(
-        dict(zip(labels, m.above_losses)), events={k: x.events for k, x in zip(labels, m.above_lr_star)},
+        dict(zip(labels, m.above_losses)),
+        events={k: x.events for k, x in zip(labels, m.above_lr_star)},
         title="Figure 7b: above lr*, does the training loss go up during training?")
     numbers = {**m._asdict(), "above_lr_star": [x._asdict() for x in m.above_lr_star]}
     del numbers["above_losses"], numbers["frame"]

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 import os
+from typing import NamedTuple
 
 import numpy as np
 
@@ -42,7 +43,8 @@ from refplay.procedures.result import ProcedureResult
 from refplay.procedures.studies import run_configs
 from refplay.train.settings import TrialSettings
 
-__all__ = ["schedule_pitfall", "rsqrt_pitfall", "two_rounds", "EXTENSIONS"]
+__all__ = ["schedule_pitfall", "rsqrt_pitfall", "two_rounds", "EXTENSIONS", "RoundsMeasured",
+           "RoundsDecision", "measure_rounds", "decide_rounds"]
 
 EXTENSIONS = ("linear", "cosine")
 
@@ -75,26 +77,35 @@ def _round2_config(config: dict, extension: str, n1: int, n2: int) -> dict:
     return {**config, "schedule": "cosine", "decay_steps": ext.decay_steps}
 
 
-def two_rounds(workload: str = "mnist1d_cnn", *, n_configs: int = 16, round1_steps: int = 500,
-               round2_steps: int = 4_000, top_k: int = 3, extension: str = "linear",
-               optimizer: str = "adam", lr_range=(3e-4, 3e-2), eval_every: int = 50,
-               seed: int = 0, quick: bool = False, workers: int | None = 0,
-               workspace: str | os.PathLike | None = None) -> ProcedureResult:
-    """Round 1 short, Round 2 long for the top configs; does the ranking transfer?
+class RoundsMeasured(NamedTuple):
+    """Round 1's top configs and their objectives in Round 1, Round 2 and the control."""
 
-    Round 1: a Halton search over lr (``schedule=extension``, decaying over
-    ``round1_steps``). Round 2: the ``top_k`` configs for ``round2_steps``
-    with the playbook's extension, and (for linear) a control that decays
-    over the whole new length. Reports Spearman ρ between the Round-1 and
-    Round-2 objectives of the top configs, whether the best transfers, the
-    mean gain of the extension over the control, and the rsqrt pitfall
-    fraction for ``round1_steps → round2_steps``.
-    ``quick=True``: ``mnist1d_mlp``, 6 configs, 300 → 1,500 steps.
-    """
+    workload: str
+    extension: str
+    round1_steps: int
+    round2_steps: int
+    top_configs: list                # best Round-1 config first
+    round1_objectives: list
+    round2_objectives: list
+    control_objectives: list | None  # the decay rescaled to Round 2 (linear only)
+
+
+class RoundsDecision(NamedTuple):
+    """Does the ranking transfer, and does the extension beat the rescaled control?"""
+
+    spearman_rho: float
+    best_transfers: bool             # Round 1's best is still best in Round 2
+    gain_over_control: float | None  # mean control - Round 2 objective (> 0: extension better)
+    text: str
+
+
+def measure_rounds(workload: str = "mnist1d_cnn", *, n_configs: int = 16,
+                   round1_steps: int = 500, round2_steps: int = 4_000, top_k: int = 3,
+                   extension: str = "linear", optimizer: str = "adam", lr_range=(3e-4, 3e-2),
+                   eval_every: int = 50, seed: int = 0, workers: int | None = 0,
+                   workspace: str | os.PathLike | None = None) -> tuple[RoundsMeasured, list]:
+    """Run (or re-read) Round 1, Round 2 of the top configs, the control: ``(measured, trials)``."""
     _validate.one_of("extension", extension, EXTENSIONS)
-    if quick:
-        workload, n_configs, round1_steps, round2_steps, eval_every = (
-            "mnist1d_mlp", 6, 300, 1_500, 50)
     top_k = _validate.integer("top_k", top_k, low=2)
     if top_k > n_configs:
         raise ValueError(f"top_k={top_k} is larger than n_configs={n_configs}")
@@ -111,40 +122,71 @@ def two_rounds(workload: str = "mnist1d_cnn", *, n_configs: int = 16, round1_ste
     s2 = s1.replace(max_train_steps=round2_steps)
     extended = [_round2_config(configs[i], extension, round1_steps, round2_steps) for i in order]
     r2 = run_configs("round2", workload, extended, s2, **run)
-    obj2 = np.array([objective_of(r) for r in r2])
-    numbers = {"workload": workload, "extension": extension, "round1_steps": round1_steps,
-               "round2_steps": round2_steps, "top_configs": [configs[i] for i in order],
-               "round1_objectives": [float(obj1[i]) for i in order],
-               "round2_objectives": obj2.tolist()}
-    rho = analysis.spearman(obj1[order], obj2) if len(order) >= 2 else math.nan
-    best_transfers = bool(np.nanargmin(obj2) == 0)
-    numbers.update(spearman_rho=rho, best_transfers=best_transfers)
-    trials = [*r1, *r2]
-    control = None
+    trials, control = [*r1, *r2], None
     if extension == "linear":
         # The control: the Round-1 schedule rescaled, decaying over all of Round 2.
         rescaled = [{**configs[i], "schedule": "linear"} for i in order]
         rc = run_configs("round2_control", workload, rescaled, s2, **run)
-        control = np.array([objective_of(r) for r in rc])
-        numbers["control_objectives"] = control.tolist()
-        numbers["extension_gain_over_control"] = float(np.nanmean(control - obj2))
+        control = [objective_of(r) for r in rc]
         trials += rc
-    numbers["rsqrt_pitfall_fraction"] = rsqrt_pitfall(round1_steps, round2_steps)
-    decision = (f"Round 1's ranking {'carries' if rho > 0.5 else 'does not carry'} over to "
-                f"{round2_steps} steps (Spearman ρ = {rho:.2f} over the top {len(order)}); the "
-                f"best Round-1 config is {'still' if best_transfers else 'no longer'} best")
-    if control is not None:
-        gain = numbers["extension_gain_over_control"]
-        decision += (f"; the playbook's (Speculation) linear extension "
-                     f"{'beats' if gain > 0 else 'does not beat'} simply rescaling the decay "
-                     f"(mean gain {gain:+.4f})")
+    return RoundsMeasured(workload=workload, extension=extension, round1_steps=round1_steps,
+                          round2_steps=round2_steps, top_configs=[configs[i] for i in order],
+                          round1_objectives=[float(obj1[i]) for i in order],
+                          round2_objectives=[objective_of(r) for r in r2],
+                          control_objectives=control), trials
+
+
+def decide_rounds(m: RoundsMeasured) -> RoundsDecision:
+    """Spearman ρ of the two rounds' objectives; the extension against the control."""
+    obj1, obj2 = np.array(m.round1_objectives), np.array(m.round2_objectives)
+    rho = analysis.spearman(obj1, obj2) if len(obj1) >= 2 else math.nan
+    best_transfers = bool(np.nanargmin(obj2) == 0)
+    gain = (None if m.control_objectives is None
+            else float(np.nanmean(np.array(m.control_objectives) - obj2)))
+    text = (f"Round 1's ranking {'carries' if rho > 0.5 else 'does not carry'} over to "
+            f"{m.round2_steps} steps (Spearman ρ = {rho:.2f} over the top {len(obj1)}); the "
+            f"best Round-1 config is {'still' if best_transfers else 'no longer'} best")
+    if gain is not None:
+        text += (f"; the playbook's (Speculation) linear extension "
+                 f"{'beats' if gain > 0 else 'does not beat'} simply rescaling the decay "
+                 f"(mean gain {gain:+.4f})")
+    return RoundsDecision(rho, best_transfers, gain, text)
+
+
+def two_rounds(workload: str = "mnist1d_cnn", *, quick: bool = False,
+               **options) -> ProcedureResult:
+    """Round 1 short, Round 2 long for the top configs; does the ranking transfer?
+
+    Round 1: a Halton search over lr (``schedule=extension``, decaying over
+    ``round1_steps``). Round 2: the ``top_k`` configs for ``round2_steps``
+    with the playbook's extension, and (for linear) a control that decays
+    over the whole new length. Reports Spearman ρ between the Round-1 and
+    Round-2 objectives of the top configs, whether the best transfers, the
+    mean gain of the extension over the control, and the rsqrt pitfall
+    fraction for ``round1_steps → round2_steps``.
+    ``options`` are :func:`measure_rounds`'s. ``quick=True``: ``mnist1d_mlp``, 6 configs, 300 →
+    1,500 steps.
+    """
+    if quick:
+        workload = "mnist1d_mlp"
+        options.update(n_configs=6, round1_steps=300, round2_steps=1_500, eval_every=50)
+    m, trials = measure_rounds(workload, **options)
+    d = decide_rounds(m)
+    numbers = {"workload": m.workload, "extension": m.extension,
+               "round1_steps": m.round1_steps, "round2_steps": m.round2_steps,
+               "top_configs": m.top_configs, "round1_objectives": m.round1_objectives,
+               "round2_objectives": m.round2_objectives, "spearman_rho": d.spearman_rho,
+               "best_transfers": d.best_transfers}
+    if m.control_objectives is not None:
+        numbers.update(control_objectives=m.control_objectives,
+                       extension_gain_over_control=d.gain_over_control)
+    numbers["rsqrt_pitfall_fraction"] = rsqrt_pitfall(m.round1_steps, m.round2_steps)
     caveats = ["The Round-2 extension is the playbook's own '(Speculation)': measured here, "
                "not assumed.",
-               f"With top_k={len(order)} the rank correlation is coarse.",
-               f"An rsqrt decay tuned for {round1_steps} and run for {round2_steps} steps spends "
-               f"{numbers['rsqrt_pitfall_fraction']:.0%} of them below Round 1's final rate "
-               f"(exactly 1 - N1/N2)."]
-    fig = rounds_plots.rounds_plot(numbers)
+               f"With top_k={len(m.top_configs)} the rank correlation is coarse.",
+               f"An rsqrt decay tuned for {m.round1_steps} and run for {m.round2_steps} steps "
+               f"spends {numbers['rsqrt_pitfall_fraction']:.0%} of them below Round 1's final "
+               f"rate (exactly 1 - N1/N2)."]
     return ProcedureResult("Do the best hyperparameters of short Round-1 runs stay best when "
-                           "trained longer in Round 2?", decision, numbers, {"two_rounds": fig},
-                           trials, caveats)
+                           "trained longer in Round 2?", d.text, numbers,
+                           {"two_rounds": rounds_plots.rounds_plot(numbers)}, trials, caveats)

@@ -46,7 +46,8 @@ from refplay.train.settings import TrialSettings
 from refplay.train.workloads import get_workload
 
 __all__ = ["first_step_reaching", "FitSweep", "fastest_fit", "initial_max_train_steps",
-           "refine_max_train_steps", "REGULARIZERS", "DOUBLING_START", "DOUBLING_CAP"]
+           "refine_max_train_steps", "InitialSteps", "measure_initial", "decide_initial",
+           "REGULARIZERS", "DOUBLING_START", "DOUBLING_CAP"]
 
 FIT_METRIC = "train_eval/error_rate"
 # Model hyperparameters that regularize; the sweep forces each one a workload has to 0.
@@ -99,10 +100,12 @@ def fastest_fit(lrs, steps_to_fit) -> FitSweep:
                          f"{len(lrs)} and {len(steps_to_fit)}")
     fits = [(s, lr) for lr, s in zip(lrs, steps_to_fit) if s is not None]
     if not fits:
-        return FitSweep(lrs, steps_to_fit, None, None, False, False)
+        return FitSweep(lrs=lrs, steps_to_fit=steps_to_fit, candidate=None, fastest_lr=None,
+                        at_upper_edge=False, at_lower_edge=False)
     candidate, fastest = min(fits)
-    return FitSweep(lrs, steps_to_fit, candidate, fastest,
-                    fastest == max(lrs) and len(lrs) > 1, fastest == min(lrs) and len(lrs) > 1)
+    return FitSweep(lrs=lrs, steps_to_fit=steps_to_fit, candidate=candidate, fastest_lr=fastest,
+                    at_upper_edge=fastest == max(lrs) and len(lrs) > 1,
+                    at_lower_edge=fastest == min(lrs) and len(lrs) > 1)
 
 
 def _sweep_config(workload, optimizer: str, lr: float, base_config: dict | None) -> dict:
@@ -125,12 +128,125 @@ def _sweep_config(workload, optimizer: str, lr: float, base_config: dict | None)
     return config
 
 
-def initial_max_train_steps(workload: str = "mnist1d_mlp", *, optimizer: str = "adam",
-                            lrs=None, n_steps: int | None = None, fit_error: float = 0.0,
-                            eval_every: int = 50, seed: int = 0, base_config: dict | None = None,
-                            cap: int = DOUBLING_CAP, start: int = DOUBLING_START,
-                            quick: bool = False, workers: int | None = 0,
-                            workspace: str | os.PathLike | None = None) -> ProcedureResult:
+class InitialSteps(NamedTuple):
+    """What :func:`initial_max_train_steps` trained: the doubling probe and the sweep."""
+
+    workload: str
+    optimizer: str
+    fit_error: float
+    cap: int
+    probe_lr: float | None          # the probe's learning rate (None: n_steps was given)
+    probe_steps: list               # the budgets the probe tried, doubling
+    probe_final_error: float        # the last probe's final training error
+    sweep_steps: int | None         # the sweep's budget (None: the probe never fit)
+    lrs: list
+    steps_to_fit: list              # per lr: the first evaluation step that fits, or None
+    statuses: list                  # per lr
+    curves: dict                    # lr -> (steps, training error): the probe's, or the sweep's
+
+
+def _probe(run, wl, optimizer, lr, base_config, fit_error, start, cap, settings):
+    """Double the budget from ``start`` at ``lr`` until the training set is fit (or ``cap``)."""
+    n, probe = min(_validate.integer("start", start, low=1), cap), []
+    while True:
+        res = run(name="max_train_steps_probe",
+                  configs=[_sweep_config(wl, optimizer, lr, base_config)],
+                  settings=settings.replace(max_train_steps=n))[0]
+        probe.append((n, res))
+        if first_step_reaching(res, fit_error) is not None or n >= cap:
+            return probe
+        n = min(2 * n, cap)
+
+
+def measure_initial(workload: str = "mnist1d_mlp", *, optimizer: str = "adam", lrs=None,
+                    n_steps: int | None = None, fit_error: float = 0.0, eval_every: int = 50,
+                    seed: int = 0, base_config: dict | None = None, cap: int = DOUBLING_CAP,
+                    start: int = DOUBLING_START, quick: bool = False, workers: int | None = 0,
+                    workspace: str | os.PathLike | None = None) -> tuple[InitialSteps, list]:
+    """The probe (when ``n_steps`` is None) and the sweep: ``(measured, trials)``."""
+    wl = get_workload(workload)
+    _validate.real("fit_error", fit_error, low=0.0, high=1.0)
+    _validate.integer("eval_every", eval_every, low=1)
+    if lrs is None:
+        lrs = (2e-3, 6e-3, 2e-2) if quick else np.geomspace(1e-4, 1e-1, 7)
+    if quick:
+        cap = min(cap, 4_000)
+    lrs = sorted(float(_validate.real("lrs[i]", x, low=0.0, low_open=True)) for x in lrs)
+    if not lrs:
+        raise ValueError("lrs must hold at least one learning rate")
+    cap = _validate.integer("cap", cap, low=1)
+    settings = TrialSettings(max_train_steps=1, eval_every=eval_every, eval_train="all",
+                             keep_best=0)
+
+    def run(name, configs, settings):
+        return run_configs(name, workload, configs, settings, workspace=workspace,
+                           workers=workers, seed=seed)
+
+    probe, mid = [], None
+    if n_steps is None:
+        mid = lrs[(len(lrs) - 1) // 2]
+        probe = _probe(run, wl, optimizer, mid, base_config, fit_error, start, cap, settings)
+        n_steps = probe[-1][0]
+    last = probe[-1][1] if probe else None
+    final = (last.curves[FIT_METRIC][-1] if last is not None and last.curves.get(FIT_METRIC)
+             else math.nan)
+    fields = dict(workload=workload, optimizer=optimizer, fit_error=fit_error, cap=cap,
+                  probe_lr=mid, probe_steps=[n for n, _ in probe], probe_final_error=final,
+                  lrs=list(lrs))
+    trials = [r for _, r in probe]
+    if last is not None and first_step_reaching(last, fit_error) is None:
+        return InitialSteps(**fields, sweep_steps=None, steps_to_fit=[], statuses=[],
+                            curves={mid: _train_error_curve(last)}), trials
+    n_steps = _validate.integer("n_steps", n_steps, low=1)
+    results = run("max_train_steps_sweep",
+                  [_sweep_config(wl, optimizer, lr, base_config) for lr in lrs],
+                  settings.replace(max_train_steps=n_steps))
+    return InitialSteps(**fields, sweep_steps=n_steps,
+                        steps_to_fit=[first_step_reaching(r, fit_error) for r in results],
+                        statuses=[str(r.status) for r in results],
+                        curves={lr: _train_error_curve(r) for lr, r in zip(lrs, results)}), \
+        trials + list(results)
+
+
+def decide_initial(m: InitialSteps) -> tuple[FitSweep | None, str]:
+    """The fastest fit and the playbook's warning at a grid edge: ``(sweep, decision)``."""
+    if m.sweep_steps is None:
+        return None, (f"cannot perfectly fit the training set: after {m.probe_steps[-1]} steps "
+                      f"at lr={m.probe_lr:.3g} the training error is still "
+                      f"{m.probe_final_error:.4g} > {m.fit_error:g}, so the procedure's "
+                      f"assumption does not hold; choose max_train_steps from a short study's "
+                      f"best-step fractions instead")
+    sweep = fastest_fit(m.lrs, m.steps_to_fit)
+    if sweep.candidate is None:
+        return sweep, (f"no learning rate fit the training set within {m.sweep_steps} steps: "
+                       f"the procedure's assumption does not hold at this budget")
+    text = (f"initial max_train_steps = {sweep.candidate} (the fastest trial, "
+            f"lr={sweep.fastest_lr:.3g}, fits the training set at step {sweep.candidate})")
+    if sweep.at_upper_edge:
+        text += ("; but the fastest learning rate is the largest in the grid: expand "
+                 "the grid upward before trusting this")
+    elif sweep.at_lower_edge:
+        text += "; the fastest learning rate is the smallest in the grid: expand downward"
+    return sweep, text
+
+
+def _initial_numbers(m: InitialSteps, sweep: FitSweep | None) -> dict:
+    if sweep is None:
+        return {"workload": m.workload, "optimizer": m.optimizer, "probe_lr": m.probe_lr,
+                "probe_steps": m.probe_steps, "final_train_error": m.probe_final_error,
+                "fit_error": m.fit_error, "cap": m.cap}
+    numbers = {"workload": m.workload, "optimizer": m.optimizer, "fit_error": m.fit_error,
+               "sweep_steps": m.sweep_steps, "lrs": list(m.lrs),
+               "steps_to_fit": list(sweep.steps_to_fit), "statuses": m.statuses,
+               "candidate_max_train_steps": sweep.candidate, "fastest_lr": sweep.fastest_lr,
+               "at_upper_edge": sweep.at_upper_edge, "at_lower_edge": sweep.at_lower_edge}
+    if m.probe_steps:
+        numbers["probe_steps"] = m.probe_steps
+    return numbers
+
+
+def initial_max_train_steps(workload: str = "mnist1d_mlp", *, quick: bool = False,
+                            **options) -> ProcedureResult:
     """The playbook's initial ``max_train_steps`` from a constant-learning-rate sweep (D7).
 
     1. If ``n_steps`` is None, find a budget N by doubling from ``start``
@@ -145,85 +261,28 @@ def initial_max_train_steps(workload: str = "mnist1d_mlp", *, optimizer: str = "
     4. If the fastest learning rate is the largest in the grid, the
        playbook's warning applies: the grid may be hiding a faster one.
 
-    Full size: ``mnist1d_mlp``, Adam, 7 learning rates in [1e-4, 1e-1]
-    (about a minute on 2 cores). ``quick=True``: learning rates 2e-3,
-    6e-3, 2e-2 (unless given), doubling from 500 with a cap of 4,000 steps.
+    ``options`` are :func:`measure_initial`'s. Full size: ``mnist1d_mlp``,
+    Adam, 7 learning rates in [1e-4, 1e-1] (about a minute on 2 cores).
+    ``quick=True``: learning rates 2e-3, 6e-3, 2e-2 (unless given), doubling
+    from 500 with a cap of 4,000 steps.
     """
-    wl = get_workload(workload)
-    _validate.real("fit_error", fit_error, low=0.0, high=1.0)
-    _validate.integer("eval_every", eval_every, low=1)
-    if lrs is None:
-        lrs = (2e-3, 6e-3, 2e-2) if quick else np.geomspace(1e-4, 1e-1, 7)
-    if quick:
-        cap = min(cap, 4_000)
-    lrs = sorted(float(_validate.real("lrs[i]", x, low=0.0, low_open=True)) for x in lrs)
-    if not lrs:
-        raise ValueError("lrs must hold at least one learning rate")
-    cap = _validate.integer("cap", cap, low=1)
-    settings = TrialSettings(max_train_steps=1, eval_every=eval_every, eval_train="all",
-                             keep_best=0)
-    run = dict(workspace=workspace, workers=workers, seed=seed)
+    m, trials = measure_initial(workload, quick=quick, **options)
+    sweep, decision = decide_initial(m)
+    if sweep is None:
+        figures = {"train_error": step_budget_plots.train_error_curves(
+            m.curves, m.fit_error, None, title="Can the model fit the training set at all?")}
+    else:
+        figures = {"train_error": step_budget_plots.train_error_curves(m.curves, m.fit_error,
+                                                                       sweep.candidate),
+                   "steps_to_fit": step_budget_plots.steps_to_fit_plot(sweep, m.statuses,
+                                                                       m.sweep_steps)}
     caveats = ["Augmentation is not part of refplay's trial configs yet, so 'augmentation "
                "off' holds trivially; dropout, label smoothing and weight decay are forced "
                "to 0.",
-               f"Steps to fit are known to one evaluation interval ({eval_every} steps)."]
-    probe = []
-    if n_steps is None:
-        mid = lrs[(len(lrs) - 1) // 2]
-        n = min(_validate.integer("start", start, low=1), cap)
-        while True:
-            res = run_configs("max_train_steps_probe", workload,
-                              [_sweep_config(wl, optimizer, mid, base_config)],
-                              settings.replace(max_train_steps=n), **run)[0]
-            probe.append((n, res))
-            if first_step_reaching(res, fit_error) is not None or n >= cap:
-                break
-            n = min(2 * n, cap)
-        n_steps = n
-        if first_step_reaching(probe[-1][1], fit_error) is None:
-            last = probe[-1][1]
-            final = last.curves[FIT_METRIC][-1] if last.curves.get(FIT_METRIC) else math.nan
-            numbers = {"workload": workload, "optimizer": optimizer, "probe_lr": mid,
-                       "probe_steps": [p[0] for p in probe],
-                       "final_train_error": final, "fit_error": fit_error, "cap": cap}
-            decision = (f"cannot perfectly fit the training set: after {n} steps at lr={mid:.3g} "
-                        f"the training error is still {final:.4g} > {fit_error:g}, so the "
-                        f"procedure's assumption does not hold; choose max_train_steps from a "
-                        f"short study's best-step fractions instead")
-            return ProcedureResult(QUESTION_INITIAL, decision, numbers,
-                                   {"train_error": step_budget_plots.train_error_curves(
-                                       {mid: _train_error_curve(last)}, fit_error, None,
-                                       title="Can the model fit the training set at all?")},
-                                   [p[1] for p in probe], caveats)
-    n_steps = _validate.integer("n_steps", n_steps, low=1)
-    configs = [_sweep_config(wl, optimizer, lr, base_config) for lr in lrs]
-    results = run_configs("max_train_steps_sweep", workload, configs,
-                          settings.replace(max_train_steps=n_steps), **run)
-    sweep = fastest_fit(lrs, [first_step_reaching(r, fit_error) for r in results])
-    statuses = [str(r.status) for r in results]
-    numbers = {"workload": workload, "optimizer": optimizer, "fit_error": fit_error,
-               "sweep_steps": n_steps, "lrs": list(lrs),
-               "steps_to_fit": list(sweep.steps_to_fit), "statuses": statuses,
-               "candidate_max_train_steps": sweep.candidate, "fastest_lr": sweep.fastest_lr,
-               "at_upper_edge": sweep.at_upper_edge, "at_lower_edge": sweep.at_lower_edge}
-    if probe:
-        numbers["probe_steps"] = [p[0] for p in probe]
-    if sweep.candidate is None:
-        decision = (f"no learning rate fit the training set within {n_steps} steps: the "
-                    f"procedure's assumption does not hold at this budget")
-    else:
-        decision = (f"initial max_train_steps = {sweep.candidate} (the fastest trial, "
-                    f"lr={sweep.fastest_lr:.3g}, fits the training set at step {sweep.candidate})")
-        if sweep.at_upper_edge:
-            decision += ("; but the fastest learning rate is the largest in the grid: expand "
-                         "the grid upward before trusting this")
-        elif sweep.at_lower_edge:
-            decision += "; the fastest learning rate is the smallest in the grid: expand downward"
-    curves = {lr: _train_error_curve(r) for lr, r in zip(lrs, results)}
-    figs = {"train_error": step_budget_plots.train_error_curves(curves, fit_error, sweep.candidate),
-            "steps_to_fit": step_budget_plots.steps_to_fit_plot(sweep, statuses, n_steps)}
-    return ProcedureResult(QUESTION_INITIAL, decision, numbers, figs,
-                           [p[1] for p in probe] + list(results), caveats)
+               f"Steps to fit are known to one evaluation interval "
+               f"({options.get('eval_every', 50)} steps)."]
+    return ProcedureResult(QUESTION_INITIAL, decision, _initial_numbers(m, sweep), figures,
+                           trials, caveats)
 
 
 def _train_error_curve(result: TrialResult) -> tuple[np.ndarray, np.ndarray]:

@@ -56,7 +56,8 @@ from refplay.train.settings import TrialSettings
 from refplay.train.workloads import get_workload
 
 __all__ = ["SOURCES", "DEFAULT_CONFIG", "Adoption", "adopt", "retrain_variance",
-           "split_variance", "study_variance"]
+           "split_variance", "study_variance", "RetrainMeasured", "RetrainDecision",
+           "measure_retrains", "decide_retrains", "Effect"]
 
 SOURCES = ("all", "init", "data", "dropout")
 DEFAULT_CONFIG = {"optimizer": "adam", "lr": 1e-3}
@@ -85,6 +86,16 @@ class Adoption(NamedTuple):
                 "p_value": self.p_value, "test": self.test}
 
 
+class Effect(NamedTuple):
+    """A test's reading of candidate vs baseline: the effect, its interval, its p-value."""
+
+    effect: float                # improvement of the candidate (> 0: better)
+    half_width: float            # of the level interval around the effect
+    p_value: float               # two-sided
+    n_candidate: int
+    n_baseline: int
+
+
 def adopt(candidate, baseline, *, min_effect: float = 0.0, test: str = "welch",
           level: float = 0.95) -> Adoption:
     """Adopt the candidate? Its improvement, a ``level`` interval, and a test.
@@ -102,38 +113,8 @@ def adopt(candidate, baseline, *, min_effect: float = 0.0, test: str = "welch",
     _validate.one_of("test", test, ("welch", "mcnemar"))
     min_effect = _validate.real("min_effect", min_effect)
     level = _validate.real("level", level, low=0.0, high=1.0, low_open=True, high_open=True)
-    if test == "welch":
-        c = np.asarray(candidate, dtype=np.float64)
-        b = np.asarray(baseline, dtype=np.float64)
-        if c.ndim != 1 or b.ndim != 1 or len(c) < 2 or len(b) < 2:
-            raise ValueError(f"welch needs at least 2 retrains of each (1-D), got "
-                             f"{c.shape} candidate and {b.shape} baseline")
-        if not (np.isfinite(c).all() and np.isfinite(b).all()):
-            raise ValueError("candidate and baseline objectives must be finite (drop "
-                             "infeasible retrains and say so)")
-        effect, se, df = welch(b, c)          # > 0: the candidate's objective is lower
-        if se == 0:
-            p, half = (1.0 if effect == 0 else 0.0), 0.0
-        else:
-            p = 2.0 * (1.0 - student_t_cdf(abs(effect) / se, df))
-            half = student_t_ppf(0.5 + level / 2, df) * se
-        nc, nb = len(c), len(b)
-    else:
-        c = np.asarray(candidate)
-        b = np.asarray(baseline)
-        if c.dtype != bool or b.dtype != bool or c.shape != b.shape or c.ndim != 1 or not len(c):
-            raise ValueError(f"mcnemar needs two boolean arrays of the same length (correct "
-                             f"per validation example), got {c.dtype}{c.shape} and "
-                             f"{b.dtype}{b.shape}")
-        n = len(c)
-        n01 = int(np.sum(c & ~b))      # candidate right, baseline wrong
-        n10 = int(np.sum(~c & b))
-        effect = (n01 - n10) / n
-        se = math.sqrt(max(n01 + n10 - (n01 - n10) ** 2 / n, 0.0)) / n
-        k, m = min(n01, n10), n01 + n10
-        p = min(1.0, 2.0 * sum(math.comb(m, i) for i in range(k + 1)) / 2.0 ** m) if m else 1.0
-        half = normal_ppf(0.5 + level / 2) * se
-        nc = nb = n
+    measure = _welch if test == "welch" else _mcnemar
+    effect, half, p, nc, nb = measure(candidate, baseline, level)   # an Effect
     lo, hi = effect - half, effect + half
     if lo > 0 and effect >= min_effect:
         decision = "adopt"
@@ -145,30 +126,77 @@ def adopt(candidate, baseline, *, min_effect: float = 0.0, test: str = "welch",
                else f"the effect is below min_effect={min_effect:g}")
         msg = (f"insufficient evidence: {why} (effect {effect:.4g}, {level:.0%} CI "
                f"[{lo:.4g}, {hi:.4g}], p={p:.3g}, {test})")
-    return Adoption(decision, effect, lo, hi, float(p), test, nc, nb, min_effect, msg)
+    return Adoption(decision=decision, effect=effect, ci_low=lo, ci_high=hi, p_value=float(p),
+                    test=test, n_candidate=nc, n_baseline=nb, min_effect=min_effect, message=msg)
 
 
-def retrain_variance(workload: str = "mnist1d_cnn", config: dict | None = None, *,
+def _welch(candidate, baseline, level: float) -> Effect:
+    """Retrained objectives: ``(effect, half-width of the interval, p, n_c, n_b)``."""
+    c = np.asarray(candidate, dtype=np.float64)
+    b = np.asarray(baseline, dtype=np.float64)
+    if c.ndim != 1 or b.ndim != 1 or len(c) < 2 or len(b) < 2:
+        raise ValueError(f"welch needs at least 2 retrains of each (1-D), got "
+                         f"{c.shape} candidate and {b.shape} baseline")
+    if not (np.isfinite(c).all() and np.isfinite(b).all()):
+        raise ValueError("candidate and baseline objectives must be finite (drop "
+                         "infeasible retrains and say so)")
+    effect, se, df = welch(b, c)          # > 0: the candidate's objective is lower
+    if se == 0:
+        return Effect(effect=effect, half_width=0.0, p_value=1.0 if effect == 0 else 0.0,
+                      n_candidate=len(c), n_baseline=len(b))
+    return Effect(effect=effect, half_width=student_t_ppf(0.5 + level / 2, df) * se,
+                  p_value=2.0 * (1.0 - student_t_cdf(abs(effect) / se, df)),
+                  n_candidate=len(c), n_baseline=len(b))
+
+
+def _mcnemar(candidate, baseline, level: float) -> Effect:
+    """Paired correctness on the same examples: ``(effect, half-width, exact p, n, n)``."""
+    c = np.asarray(candidate)
+    b = np.asarray(baseline)
+    if c.dtype != bool or b.dtype != bool or c.shape != b.shape or c.ndim != 1 or not len(c):
+        raise ValueError(f"mcnemar needs two boolean arrays of the same length (correct "
+                         f"per validation example), got {c.dtype}{c.shape} and "
+                         f"{b.dtype}{b.shape}")
+    n = len(c)
+    n01 = int(np.sum(c & ~b))      # candidate right, baseline wrong
+    n10 = int(np.sum(~c & b))
+    se = math.sqrt(max(n01 + n10 - (n01 - n10) ** 2 / n, 0.0)) / n
+    k, m = min(n01, n10), n01 + n10
+    p = min(1.0, 2.0 * sum(math.comb(m, i) for i in range(k + 1)) / 2.0 ** m) if m else 1.0
+    return Effect(effect=(n01 - n10) / n, half_width=normal_ppf(0.5 + level / 2) * se,
+                  p_value=p, n_candidate=n, n_baseline=n)
+
+
+class RetrainMeasured(NamedTuple):
+    """Retrains of one config, one seed stream varied at a time (see :func:`retrain_variance`)."""
+
+    workload: str
+    config: dict
+    n_seeds: int
+    max_train_steps: int
+    n_validation: int
+    objectives: dict             # seed stream -> best validation error per retrain
+    correct: list                # per feasible "all" retrain: correct per validation example
+    alpha: float
+
+
+class RetrainDecision(NamedTuple):
+    """The spread per stream, the largest source, and how often chance looks significant."""
+
+    stats: dict                  # seed stream -> analysis.uncertainty.Spread
+    largest: str | None          # the stream with the largest std
+    unpaired_fraction: float     # pairs of "all" retrains an unpaired z-test calls different
+    n_pairs: int
+    paired_fraction: float       # ... McNemar on the same examples calls different
+    text: str
+
+
+def measure_retrains(workload: str = "mnist1d_cnn", config: dict | None = None, *,
                      n_seeds: int = 10, sources=None, max_train_steps: int = 2_000,
                      eval_every: int = 100, seed: int = 0, alpha: float = 0.05,
-                     quick: bool = False, workers: int | None = 0,
-                     workspace: str | os.PathLike | None = None) -> ProcedureResult:
-    """Trial variance of ``config``, by seed stream (one varied at a time).
-
-    * ``"all"``: ``n_seeds`` trial seeds (every stream moves);
-    * ``"init"``: ``init_seed = 0..n_seeds-1`` with the other two streams fixed;
-    * ``"data"``: ``data_seed`` varied, the others fixed;
-    * ``"dropout"``: ``dropout_seed`` varied, the others fixed (meaningful only
-      when the config uses dropout: the default ``sources`` include it only then).
-
-    Also the playbook's warning that "trial variance alone can produce
-    statistically significant differences" (claim CL33): the fraction of
-    pairs of same-config retrains ("all") that an *unpaired* two-proportion
-    z-test at ``alpha`` calls different on the validation set.
-    ``quick=True``: ``mnist1d_mlp``, 4 seeds, 600 steps.
-    """
-    if quick:
-        workload, n_seeds, max_train_steps, eval_every = "mnist1d_mlp", 4, 600, 100
+                     workers: int | None = 0,
+                     workspace: str | os.PathLike | None = None) -> tuple[RetrainMeasured, list]:
+    """Run (or re-read) ``n_seeds`` retrains per seed stream: ``(measured, trials)``."""
     n_seeds = _validate.integer("n_seeds", n_seeds, low=2)
     config = dict(config or DEFAULT_CONFIG)
     if sources is None:     # the dropout stream matters only when the model uses dropout
@@ -184,55 +212,88 @@ def retrain_variance(workload: str = "mnist1d_cnn", config: dict | None = None, 
     settings = TrialSettings(max_train_steps=max_train_steps, eval_every=eval_every, keep_best=0,
                              keep_predictions=True)    # for the paired (McNemar) fraction
     run = dict(seed=seed, workers=workers, workspace=workspace)
-    groups, trials, stats, results_by_source = {}, [], {}, {}
+    objectives, trials, correct = {}, [], []
     for source in sources:
         if source == "all":
             results = run_configs("retrain_all", workload, [config], settings, repeats=n_seeds,
                                   **run)
+            y = wl.validation.y
+            correct = [r.predictions == y for r in results
+                       if r.feasible and len(r.predictions) == len(y)]
         else:
             varied = f"{source}_seed"
             fixed = {k: FIXED_STREAM_SEED for k in stream_keys if k != varied}
             configs = [{**config, **fixed, varied: i} for i in range(n_seeds)]
             results = run_configs(f"retrain_{source}", workload, configs, settings, **run)
-        values = [objective_of(r) for r in results]
-        results_by_source[source] = results
-        groups[source] = values
-        stats[source] = spread(values)._asdict()
+        objectives[source] = [objective_of(r) for r in results]
         trials += results
-    numbers = {"workload": workload, "config": config, "n_seeds": n_seeds,
-               "max_train_steps": max_train_steps, "n_validation": len(wl.validation),
-               **{f"{s}": stats[s] for s in sources}}
-    if "all" in groups:
-        v = [x for x in groups["all"] if math.isfinite(x)]
-        z_crit = normal_ppf(1 - alpha / 2)
+    return RetrainMeasured(workload=workload, config=config, n_seeds=n_seeds,
+                           max_train_steps=max_train_steps, n_validation=len(wl.validation),
+                           objectives=objectives, correct=correct, alpha=alpha), trials
+
+
+def decide_retrains(m: RetrainMeasured) -> RetrainDecision:
+    """Which stream moves the result most; how often trial variance alone looks significant."""
+    stats = {source: spread(values) for source, values in m.objectives.items()}
+    unpaired = paired_fraction = math.nan
+    n_pairs = 0
+    if "all" in m.objectives:
+        v = [x for x in m.objectives["all"] if math.isfinite(x)]
+        z_crit = normal_ppf(1 - m.alpha / 2)
         pairs = list(itertools.combinations(v, 2))
-        sig = sum(abs(two_proportion_z(a, b, len(wl.validation))) > z_crit for a, b in pairs)
-        numbers["unpaired_significant_fraction"] = sig / len(pairs) if pairs else math.nan
-        numbers["n_pairs"] = len(pairs)
+        sig = sum(abs(two_proportion_z(a, b, m.n_validation)) > z_crit for a, b in pairs)
+        unpaired, n_pairs = (sig / len(pairs) if pairs else math.nan), len(pairs)
         # The same pairs, tested on paired predictions (the same validation examples).
-        y = wl.validation.y
-        correct = [r.predictions == y for r in results_by_source["all"]
-                   if r.feasible and len(r.predictions) == len(y)]
-        paired = list(itertools.combinations(correct, 2))
-        numbers["paired_significant_fraction"] = (
-            sum(adopt(a, b, test="mcnemar").p_value < alpha for a, b in paired) / len(paired)
-            if paired else math.nan)
-        numbers["binomial_se_at_mean"] = math.sqrt(max(stats["all"]["mean"], 0) *
-                                                   (1 - stats["all"]["mean"]) /
-                                                   len(wl.validation))
-    largest = max((s for s in sources if math.isfinite(stats[s]["std"])),
-                  key=lambda s: stats[s]["std"], default=None)
-    decision = (f"retrain std {stats.get('all', stats[sources[0]])['std']:.4f}; the largest "
-                f"single source is {largest!r}. Differences between configs smaller than "
-                f"about 2 x std/sqrt(N) per arm are within trial variance: retrain the "
-                f"candidate and the baseline N times before adopting")
+        paired = list(itertools.combinations(m.correct, 2))
+        paired_fraction = (sum(adopt(a, b, test="mcnemar").p_value < m.alpha
+                               for a, b in paired) / len(paired) if paired else math.nan)
+    largest = max((s for s in stats if math.isfinite(stats[s].std)),
+                  key=lambda s: stats[s].std, default=None)
+    first = next(iter(stats))
+    text = (f"retrain std {stats.get('all', stats[first]).std:.4f}; the largest "
+            f"single source is {largest!r}. Differences between configs smaller than "
+            f"about 2 x std/sqrt(N) per arm are within trial variance: retrain the "
+            f"candidate and the baseline N times before adopting")
+    return RetrainDecision(stats, largest, unpaired, n_pairs, paired_fraction, text)
+
+
+def retrain_variance(workload: str = "mnist1d_cnn", config: dict | None = None, *,
+                     quick: bool = False, **options) -> ProcedureResult:
+    """Trial variance of ``config``, by seed stream (one varied at a time).
+
+    * ``"all"``: ``n_seeds`` trial seeds (every stream moves);
+    * ``"init"``: ``init_seed = 0..n_seeds-1`` with the other two streams fixed;
+    * ``"data"``: ``data_seed`` varied, the others fixed;
+    * ``"dropout"``: ``dropout_seed`` varied, the others fixed (meaningful only
+      when the config uses dropout: the default ``sources`` include it only then).
+
+    Also the playbook's warning that "trial variance alone can produce
+    statistically significant differences" (claim CL33): the fraction of
+    pairs of same-config retrains ("all") that an *unpaired* two-proportion
+    z-test at ``alpha`` calls different on the validation set.
+    ``options`` are :func:`measure_retrains`'s. ``quick=True``: ``mnist1d_mlp``, 4 seeds, 600 steps.
+    """
+    if quick:
+        workload = "mnist1d_mlp"
+        options.update(n_seeds=4, max_train_steps=600, eval_every=100)
+    m, trials = measure_retrains(workload, config, **options)
+    d = decide_retrains(m)
+    numbers = {"workload": m.workload, "config": m.config, "n_seeds": m.n_seeds,
+               "max_train_steps": m.max_train_steps, "n_validation": m.n_validation,
+               **{s: st._asdict() for s, st in d.stats.items()}}
+    if "all" in d.stats:
+        mean = d.stats["all"].mean
+        numbers.update(unpaired_significant_fraction=d.unpaired_fraction, n_pairs=d.n_pairs,
+                       paired_significant_fraction=d.paired_fraction,
+                       binomial_se_at_mean=math.sqrt(max(mean, 0) * (1 - mean)
+                                                     / m.n_validation))
     caveats = ["The playbook's ±0.1 % ImageNet retrain spread is not reproducible here; the "
                "direction and the mechanism are."]
-    fig = variance_plots.strip_plot({s: groups[s] for s in sources}, "validation/error_rate",
-                             title="How much does the result move when only the seed changes?",
-                             xlabel="seed stream varied")
+    fig = variance_plots.strip_plot(m.objectives, "validation/error_rate",
+                                    title="How much does the result move when only the seed "
+                                          "changes?", xlabel="seed stream varied")
     return ProcedureResult("How large is the trial (retrain) variance, and which seed stream "
-                           "causes it?", decision, numbers, {"retrain_variance": fig}, trials,
+                           "causes it?", d.text, numbers, {"retrain_variance": fig}, trials,
                            caveats)
 
 

@@ -29,7 +29,8 @@ recovers, its best validation error is at most ``good_factor`` (3) × that
 of lr* without warmup (refplay's reading of "trains": at this learning
 rate the post-norm net's failure is poor optimization, error 0.46 against
 0.05, more often than NaN), and it has *learned* (the mean loss of its last
-10 % of steps is below half the step-0 loss: Figure 6's short warmups "collapse back" to a high loss).
+10 % of steps is below half the step-0 loss: Figure 6's short warmups
+"collapse back" to a high loss).
 The shortest stable warmup ``W`` is checked against 10 % and 5 % of
 ``max_train_steps``, then **prepended** (``warmup_prepend``: ``max_train_steps
 + W`` updates) and compared, best checkpoint against best checkpoint, with
