@@ -146,6 +146,33 @@ def _suggest(decision: str, low: float, high: float, scale: str, integer: bool):
     return (float(f"{new[0]:.3g}"), float(f"{new[1]:.3g}")) if not integer else new
 
 
+def _good_tolerance(frame, best_value: float, good_tol: float | None) -> tuple[float, str]:
+    """How close to the best a trial must be to count as "good", and the basis of it."""
+    if good_tol is not None:
+        return good_tol, "given"
+    se = metric_se(frame.metric, best_value, frame.n_validation)
+    if se is not None:
+        return 2.0 * se, "2 binomial SE"
+    return 0.05 * abs(best_value), "5% of the best"
+
+
+def _decide(name, best_x, u, bounds, threshold, at_edge, near_low, near_high) -> tuple[str, str]:
+    """The decision and its message, in the module docstring's order."""
+    low, high = bounds
+    if at_edge:
+        return "instability_limited", (
+            f"every {name} >= {threshold:.3g} diverged and the best ({best_x:.3g}) sits at "
+            f"that edge: expanding the range will not help; the model may have a stability "
+            f"problem (try warmup or gradient clipping)")
+    if near_high:
+        return "expand_high", (f"the best {name} ({best_x:.3g}) is at {u:.2f} of the range, "
+                               f"close to its upper boundary {high:.3g}")
+    if near_low:
+        return "expand_low", (f"the best {name} ({best_x:.3g}) is at {u:.2f} of the range, "
+                              f"close to its lower boundary {low:.3g}")
+    return "ok", f"the best {name} ({best_x:.3g}) is inside the range ({u:.2f})"
+
+
 def _check_one(frame, value, group, param, near, top_k, good_tol):
     names = {group.parameter_of(r, param) for r in group.rows} - {None}
     if not names:
@@ -176,31 +203,10 @@ def _check_one(frame, value, group, param, near, top_k, good_tol):
     near_low, near_high = positions[0] < near, positions[0] > 1.0 - near
     at_edge = threshold is not None and threshold > low and \
         float(position(top_values[0], low, threshold, scale)) > EDGE
-    if good_tol is None:
-        se = metric_se(frame.metric, best_value, frame.n_validation)
-        if se is not None:
-            good_tol, basis = 2.0 * se, "2 binomial SE"
-        else:
-            good_tol, basis = 0.05 * abs(best_value), "5% of the best"
-    else:
-        basis = "given"
+    good_tol, basis = _good_tolerance(frame, best_value, good_tol)
     n_good = sum(abs(v - best_value) <= good_tol for _, v, _ in order)
-    if at_edge:
-        decision = "instability_limited"
-        msg = (f"every {name} >= {threshold:.3g} diverged and the best ({top_values[0]:.3g}) "
-               f"sits at that edge: expanding the range will not help; the model may have a "
-               f"stability problem (try warmup or gradient clipping)")
-    elif near_high:
-        decision = "expand_high"
-        msg = (f"the best {name} ({top_values[0]:.3g}) is at {positions[0]:.2f} of the range, "
-               f"close to its upper boundary {high:.3g}")
-    elif near_low:
-        decision = "expand_low"
-        msg = (f"the best {name} ({top_values[0]:.3g}) is at {positions[0]:.2f} of the range, "
-               f"close to its lower boundary {low:.3g}")
-    else:
-        decision = "ok"
-        msg = f"the best {name} ({top_values[0]:.3g}) is inside the range ({positions[0]:.2f})"
+    decision, msg = _decide(name, top_values[0], positions[0], (low, high), threshold,
+                            at_edge, near_low, near_high)
     suggested = _suggest(decision, low, high, scale, integer)
     if suggested is not None:
         msg += f"; suggested new range [{suggested[0]:.3g}, {suggested[1]:.3g}]"

@@ -120,66 +120,82 @@ def curve_diagnostics(result, metric: str = "validation/error_rate", *,
     steps, values = steps[ok], values[ok]
     sign = 1.0 if mode == "min" else -1.0
     max_steps = int(max_train_steps or result.steps_done or (steps[-1] if len(steps) else 1))
-    flags = []
-    if len(values) == 0:
-        se, basis = math.nan, "no finite evaluation"
-    else:
-        best_i = int(np.argmin(sign * values))
-        best = float(values[best_i])
-        se = metric_se(metric, best, n_validation)
-        basis = f"binomial SE on n={n_validation}" if se is not None else "1% of the best value"
-        if se is None or se == 0.0:
-            se = max(0.01 * abs(best), 1e-12)
+    se, basis = _unit(metric, values, sign, n_validation)
     if len(values) < 3:
-        for name in FLAGS[:4]:
-            flags.append(Flag(name, False, "too few evaluations to judge",
-                              {"n_evaluations": int(len(values))}))
+        flags = [Flag(name, False, "too few evaluations to judge",
+                      {"n_evaluations": int(len(values))}) for name in FLAGS[:4]]
     else:
-        best_step = float(steps[best_i])
-        final = float(values[-1])
-        # overfitting: the final value is worse than the best by more than k SE
-        rise = sign * (final - best)
-        flags.append(Flag(
-            "overfitting", rise > k * se,
-            f"{metric} ended {rise:.4g} worse than its best ({best:.4g} at step "
-            f"{int(best_step)}): {rise / se:.1f} SE (threshold {k:g})"
-            + (": problematic overfitting, add regularization" if rise > k * se else ""),
-            {"best": best, "best_step": int(best_step), "final": final, "rise": rise,
-             "rise_in_se": rise / se}))
-        # late variance: spread around the tail's linear trend
-        n_tail = max(3, int(math.ceil(late_frac * len(values))))
-        ts, tv = steps[-n_tail:], values[-n_tail:]
-        slope, intercept = np.polyfit(ts, tv, 1) if np.ptp(ts) > 0 else (0.0, float(tv.mean()))
-        resid = tv - (slope * ts + intercept)
-        std = float(np.sqrt(np.sum(resid ** 2) / max(1, len(tv) - 2)))
-        hint = _lr_hint(result)
-        flags.append(Flag(
-            "late_variance", std > k * se,
-            f"the last {n_tail} evaluations vary by {std:.4g} around their trend: "
-            f"{std / se:.1f} SE (threshold {k:g}){hint}"
-            + ("; remedies: a bigger batch, more validation data, learning-rate decay, Polyak "
-               "averaging" if std > k * se else ""),
-            {"std": std, "std_in_se": std / se, "n_points": n_tail}))
-        # still improving at the end
-        improvement = -sign * float(slope) * float(ts[-1] - ts[0])
-        fraction = best_step / max_steps
-        improving = fraction >= 0.9 and improvement > k * se
-        flags.append(Flag(
-            "still_improving", improving,
-            f"best step at {fraction:.0%} of {max_steps} steps; the last {n_tail} evaluations "
-            f"improved by {improvement:.4g} ({improvement / se:.1f} SE)"
-            + (": compute-bound, train longer or change the schedule" if improving else ""),
-            {"best_step_fraction": fraction, "tail_improvement": improvement,
-             "tail_improvement_in_se": improvement / se}))
-        saturated = fraction <= 0.5 and rise <= k * se
-        flags.append(Flag(
-            "saturated_early", saturated,
-            f"best step at {fraction:.0%} of {max_steps} steps, final value {rise / se:.1f} SE "
-            f"from the best" + (": not compute-bound, fewer steps would do" if saturated else ""),
-            {"best_step_fraction": fraction, "rise_in_se": rise / se}))
-    flags.append(_train_loss_flag(result))
-    flags.append(_instability_flag(result))
+        flags = _curve_flags(result, metric, steps, values, sign, se,
+                             _Judge(k=k, late_frac=late_frac, max_steps=max_steps))
+    flags += [_train_loss_flag(result), _instability_flag(result)]
     return Diagnostics(metric, float(se), basis, tuple(flags))
+
+
+class _Judge(NamedTuple):
+    k: float
+    late_frac: float
+    max_steps: int
+
+
+def _unit(metric: str, values: np.ndarray, sign: float, n_validation) -> tuple[float, str]:
+    """The unit of the thresholds: the binomial SE of the best, else 1 % of the best."""
+    if len(values) == 0:
+        return math.nan, "no finite evaluation"
+    best = float(values[int(np.argmin(sign * values))])
+    se = metric_se(metric, best, n_validation)
+    basis = f"binomial SE on n={n_validation}" if se is not None else "1% of the best value"
+    if se is None or se == 0.0:
+        se = max(0.01 * abs(best), 1e-12)
+    return se, basis
+
+
+def _curve_flags(result, metric, steps, values, sign, se, judge: _Judge) -> list[Flag]:
+    """overfitting, late_variance, still_improving, saturated_early (3+ evaluations)."""
+    k = judge.k
+    best_i = int(np.argmin(sign * values))
+    best, best_step, final = float(values[best_i]), float(steps[best_i]), float(values[-1])
+    rise = sign * (final - best)        # how much worse the end is than the best
+    flags = [Flag(
+        "overfitting", rise > k * se,
+        f"{metric} ended {rise:.4g} worse than its best ({best:.4g} at step "
+        f"{int(best_step)}): {rise / se:.1f} SE (threshold {k:g})"
+        + (": problematic overfitting, add regularization" if rise > k * se else ""),
+        {"best": best, "best_step": int(best_step), "final": final, "rise": rise,
+         "rise_in_se": rise / se})]
+    # late variance: spread around the tail's linear trend
+    n_tail = max(3, int(math.ceil(judge.late_frac * len(values))))
+    ts, tv = steps[-n_tail:], values[-n_tail:]
+    slope, intercept = np.polyfit(ts, tv, 1) if np.ptp(ts) > 0 else (0.0, float(tv.mean()))
+    resid = tv - (slope * ts + intercept)
+    std = float(np.sqrt(np.sum(resid ** 2) / max(1, len(tv) - 2)))
+    flags.append(Flag(
+        "late_variance", std > k * se,
+        f"the last {n_tail} evaluations vary by {std:.4g} around their trend: "
+        f"{std / se:.1f} SE (threshold {k:g}){_lr_hint(result)}"
+        + ("; remedies: a bigger batch, more validation data, learning-rate decay, Polyak "
+           "averaging" if std > k * se else ""),
+        {"std": std, "std_in_se": std / se, "n_points": n_tail}))
+    improvement = -sign * float(slope) * float(ts[-1] - ts[0])
+    return flags + _budget_flags(best_step / judge.max_steps, improvement, rise, se, n_tail,
+                                 judge)
+
+
+def _budget_flags(fraction, improvement, rise, se, n_tail, judge: _Judge) -> list[Flag]:
+    """still_improving (compute-bound) and saturated_early (fewer steps would do)."""
+    k, max_steps = judge.k, judge.max_steps
+    improving = fraction >= 0.9 and improvement > k * se
+    saturated = fraction <= 0.5 and rise <= k * se
+    return [Flag(
+        "still_improving", improving,
+        f"best step at {fraction:.0%} of {max_steps} steps; the last {n_tail} evaluations "
+        f"improved by {improvement:.4g} ({improvement / se:.1f} SE)"
+        + (": compute-bound, train longer or change the schedule" if improving else ""),
+        {"best_step_fraction": fraction, "tail_improvement": improvement,
+         "tail_improvement_in_se": improvement / se}), Flag(
+        "saturated_early", saturated,
+        f"best step at {fraction:.0%} of {max_steps} steps, final value {rise / se:.1f} SE "
+        f"from the best" + (": not compute-bound, fewer steps would do" if saturated else ""),
+        {"best_step_fraction": fraction, "rise_in_se": rise / se})]
 
 
 def _lr_hint(result) -> str:

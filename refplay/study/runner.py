@@ -73,8 +73,10 @@ proposed: with a callback, an external optimizer gets the rounds, the
 recording before running, the crash safety and the exact resume for free,
 and a tool that has its own ask/tell interface (Vizier's suggest/complete,
 Optuna's ``ask``/``tell``) fits in a few lines — *tell* it the history
-entries it has not seen, *ask* it for ``n`` configurations. A proposer need
-not be deterministic: its proposals are recorded, and resume replays them.
+entries it has not seen, *ask* it for ``n`` configurations; refplay ships
+that adapter for Optuna, :class:`refplay.study.api.OptunaProposer`. A
+proposer need not be deterministic: its proposals are recorded, and resume
+replays them.
 """
 
 from __future__ import annotations
@@ -229,48 +231,82 @@ def run(spec: StudySpec, *, store: Store | str | os.PathLike,
     store:
         A ``Store`` or a workspace directory (opened and closed here).
     executor:
-        Any ``concurrent.futures.Executor``; the caller keeps ownership (it is
-        not shut down). For a Dask cluster:
-        ``distributed.Client(address).get_executor(pure=False)``; trial
-        folders (checkpoints) must then be on a filesystem the workers share.
+        Any ``concurrent.futures.Executor``, left open for the caller; for a
+        Dask cluster ``distributed.Client(address).get_executor(pure=False)``
+        (trial folders must then be on a filesystem the workers share).
     workers:
         Without ``executor``: ``0`` runs trials here, one after another;
-        ``N >= 1`` starts a local process pool of N workers (default: the
-        number of usable CPUs), each with one BLAS/Numba thread.
+        ``N >= 1`` a local pool of N processes (default: the usable CPUs),
+        each with one BLAS/Numba thread.
     trial_fn:
         ``trial_fn(config, seed, *, trial_dir) -> TrialResult`` for studies
-        with ``spec.workload=None``; by default trials run
-        ``train.run_trial`` on ``spec.workload``.
+        with ``spec.workload=None``; by default ``train.run_trial`` on
+        ``spec.workload``.
     time_limit:
-        Optional wall-clock limit per trial in seconds; a trial that runs past
-        it is recorded as failed.
+        Seconds per trial; a trial that runs past it is recorded as failed.
     progress:
-        ``True``: a progress bar (done / total, infeasible, failed, best so
-        far); ``"lines"``: one line per finished trial on stdout (status,
-        objective, elapsed) — what a log file, ``tee`` or a notebook cell can
-        show; ``False``: nothing. By default a bar when stderr is a terminal,
-        else lines.
+        ``True``: a progress bar; ``"lines"``: one line per finished trial on
+        stdout (for a log file or a notebook); ``False``: nothing. By default
+        a bar when stderr is a terminal, else lines.
     command:
-        The command line that reproduces the study, for the tracking table
-        (the CLI passes its own argv).
+        The command line that reproduces the study (the CLI passes its argv).
     retry_failed:
-        Run the study's ``failed`` trials again; their old records are kept
-        in the store's history (``Store.retired``). A retried trial of an
-        adaptive study runs its recorded proposal again.
+        Run the ``failed`` trials again; their old records are kept
+        (``Store.retired``). A retried adaptive trial reruns its proposal.
     proposer:
-        Required with ``sampler = "external"`` (and refused otherwise):
-        ``proposer(history, n, seed) -> list of n configs``, where
-        ``history`` is a list of :class:`HistoryEntry` (module docstring,
-        "Adaptive samplers"). Its name (module.qualname) is recorded with each
-        proposal.
+        Required with ``sampler = "external"`` (refused otherwise):
+        ``proposer(history, n, seed) -> list of n configs`` over
+        :class:`HistoryEntry` s (module docstring, "Adaptive samplers").
 
-    Returns the study's status after the run. Ctrl-C stops the run cleanly:
-    finished trials are kept, running ones are abandoned (and re-run on
-    resume), and ``KeyboardInterrupt`` is re-raised.
+    Returns the study's status. Ctrl-C stops the run cleanly: finished trials are
+    kept, running ones re-run on resume, and ``KeyboardInterrupt`` is re-raised.
     """
-    if not isinstance(spec, StudySpec):
-        raise TypeError(f"spec must be a StudySpec, got {type(spec).__name__}")
     trial_fn, fn_name = _resolve_trial_fn(spec, trial_fn)
+    time_limit, workers = _checked_run_options(executor, workers, time_limit, retry_failed)
+    show = _show_progress(progress)
+    proposer, proposer_name = _resolve_proposer(spec, proposer)
+    own_store = not isinstance(store, Store)
+    store = Store(store) if own_store else store
+    try:
+        with _study_lock(store, spec.name):
+            _begin(spec, store, fn_name, command, retry_failed)
+            _run_missing(spec, store, trial_fn, (proposer, proposer_name),
+                         (executor, workers, time_limit, show))
+        return store.status(spec.name)
+    finally:
+        if own_store:
+            store.close()
+
+
+def _run_missing(spec: StudySpec, store: Store, trial_fn, proposer: tuple, how: tuple) -> None:
+    """Run the trials of ``spec`` without a record; ``how`` = (executor, workers, limit, show)."""
+    done = store.recorded_indices(spec.name)
+    todo = [i for i in range(spec.budget) if i not in done]
+    if not todo:
+        return
+    if spec.adaptive:
+        check = trial_fn.check_configs if isinstance(trial_fn, WorkloadTrial) else None
+        source = _ProposedTrials(spec, store, todo, *proposer, check)
+    else:
+        source = _FixedTrials(spec.trial(i) for i in todo)
+    executor, workers, time_limit, show = how
+    _run_trials(spec, store, source, len(todo), trial_fn, executor, workers, time_limit, show)
+
+
+def _begin(spec: StudySpec, store: Store, fn_name: str, command: str | None,
+           retry_failed: bool) -> None:
+    """Record the study (or check the stored one), and retire its failed trials if asked."""
+    spec_text = None
+    if spec.source is not None and Path(spec.source).is_file():
+        spec_text = Path(spec.source).read_text()
+    store.begin_study(spec, trial_function=fn_name, spec_text=spec_text,
+                      command=command or _default_command(spec, store, fn_name, spec_text))
+    if retry_failed:
+        store.retire_failed(spec.name)
+
+
+def _checked_run_options(executor, workers, time_limit, retry_failed):
+    """Validate ``run``'s options; returns the checked ``(time_limit, workers)``."""
     if time_limit is not None:
         time_limit = _validate.real("time_limit", time_limit, low=0.0, low_open=True)
     if executor is not None and workers is not None:
@@ -280,41 +316,9 @@ def run(spec: StudySpec, *, store: Store | str | os.PathLike,
                         f"got {type(executor).__name__}")
     if workers is not None:
         workers = _validate.integer("workers", workers, low=0)
-    show = _show_progress(progress)
     if not isinstance(retry_failed, bool):
         raise TypeError(f"retry_failed must be True or False, got {retry_failed!r}")
-
-    proposer, proposer_name = _resolve_proposer(spec, proposer)
-    if isinstance(trial_fn, WorkloadTrial):
-        trial_fn.check_configs(spec.sampled_configs)   # before the study is recorded
-
-    own_store = not isinstance(store, Store)
-    if own_store:
-        store = Store(store)
-    try:
-        spec_text = None
-        if spec.source is not None and Path(spec.source).is_file():
-            spec_text = Path(spec.source).read_text()
-        with _study_lock(store, spec.name):
-            store.begin_study(
-                spec, trial_function=fn_name, spec_text=spec_text,
-                command=command or _default_command(spec, store, fn_name, spec_text))
-            if retry_failed:
-                store.retire_failed(spec.name)
-            done = store.recorded_indices(spec.name)
-            todo = [i for i in range(spec.budget) if i not in done]
-            if spec.adaptive:
-                check = trial_fn.check_configs if isinstance(trial_fn, WorkloadTrial) else None
-                source = _ProposedTrials(spec, store, todo, proposer, proposer_name, check)
-            else:
-                source = _FixedTrials(spec.trial(i) for i in todo)
-            if todo:
-                _run_trials(spec, store, source, len(todo), trial_fn, executor, workers,
-                            time_limit, show)
-        return store.status(spec.name)
-    finally:
-        if own_store:
-            store.close()
+    return time_limit, workers
 
 
 @contextlib.contextmanager
@@ -352,6 +356,19 @@ def _study_lock(store: Store, name: str) -> Iterator[None]:
 
 
 def _resolve_trial_fn(spec: StudySpec, trial_fn) -> tuple[TrialFunction, str]:
+    """The trial function of ``spec`` and its recorded name; a workload's configs checked.
+
+    A configuration no trial could train is refused here, before the study is recorded.
+    """
+    if not isinstance(spec, StudySpec):
+        raise TypeError(f"spec must be a StudySpec, got {type(spec).__name__}")
+    trial_fn, name = _trial_fn_of(spec, trial_fn)
+    if isinstance(trial_fn, WorkloadTrial):
+        trial_fn.check_configs(spec.sampled_configs)
+    return trial_fn, name
+
+
+def _trial_fn_of(spec: StudySpec, trial_fn) -> tuple[TrialFunction, str]:
     if trial_fn is None:
         if spec.workload is None:
             raise ValueError(f"study {spec.name!r} has no workload; pass trial_fn=... "
