@@ -253,3 +253,27 @@ def test_a_conditional_parameter_without_a_deciding_choice_is_an_error():
                            "params_lr": [0.1, 0.2], "params_gamma": [0.9, None]})
     with pytest.raises(ValueError, match="'gamma' is missing from some trials"):
         imports.read_dataframe(df)
+
+
+def test_optunas_trials_dataframe_and_a_ray_tune_table(native, optuna_study):
+    pandas = optional_import("pandas")
+    _, frame = native
+    df = optuna_study.trials_dataframe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", imports.StudyImportWarning)
+        table = analysis.from_dataframe(df, scientific=["optimizer"], metric=METRIC)
+    # The same best trials; without the reports a NaN return reads as a crash (FAIL).
+    assert {v: (b.trial, b.objective) for v, b in analysis.best(table).items()} == \
+        {v: (b.trial, b.objective) for v, b in analysis.best(frame).items()}
+    assert table.space["gamma"].when == {"optimizer": ("nesterov",)}      # inferred
+    assert table.count(TrialStatus.PRUNED) == N_PRUNED
+    assert table.count(TrialStatus.FAILED) == frame.count(TrialStatus.FAILED) + \
+        frame.count(TrialStatus.INFEASIBLE)
+    ray = pandas.DataFrame({"trial_id": ["a_00000", "a_00001", "a_00002"],
+                            "loss": [0.3, float("nan"), 0.2],
+                            "config/lr": [0.01, 2.0, 0.1], "config/optimizer": ["sgd"] * 3})
+    tune = analysis.from_dataframe(ray, metric="validation/loss")
+    assert [str(s) for s in tune.statuses()] == ["complete", "infeasible", "complete"]
+    assert analysis.best(tune, by=None)[()].trial == 2
+    assert tune.result(0).extras["external_id"] == "a_00000"
+    assert tune.space["optimizer"] == search.Fixed("sgd")
