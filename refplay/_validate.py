@@ -7,6 +7,8 @@ import inspect
 import math
 import numbers
 
+import numpy as np
+
 
 def real(name: str, value, *, low: float | None = None, high: float | None = None,
          low_open: bool = False, high_open: bool = False) -> float:
@@ -45,8 +47,17 @@ def integer(name: str, value, *, low: int | None = None, high: int | None = None
 def one_of(name: str, value, allowed) -> object:
     """Return ``value`` if it is one of ``allowed``; never fall back silently."""
     if value not in allowed:
-        raise ValueError(f"{name}={value!r} is not allowed; choose one of {sorted(map(str, allowed))}")
+        raise ValueError(f"{name}={value!r} is not allowed; "
+                         f"choose one of {sorted(map(str, allowed))}")
     return value
+
+
+def float_dtype(name: str, value) -> np.dtype:
+    """Return ``np.dtype(value)`` if it is float32 or float64, the dtypes refplay computes in."""
+    dt = np.dtype(value)
+    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise ValueError(f"{name}={dt} is not allowed; choose float32 or float64")
+    return dt
 
 
 def known_hparams(kind: str, name: str, factory, hparams, also_allowed=()) -> None:

@@ -65,7 +65,7 @@ def check_step(make_step: Callable, rule: str, hparams: Mapping | None = None, *
                dtype=np.float64, form: str | None = None) -> list[Comparison]:
     """:func:`~refplay.oracle.compare` a fresh ``make_step(θ₀)`` on each problem."""
     hp = dict(neighbours.build(rule, hparams, form).hparams)
-    dt = problems_lib._float_dtype(dtype)
+    dt = _validate.float_dtype("dtype", dtype)
     steps = _validate.integer("steps", steps, low=2)
     out = []
     for name in problems:

@@ -15,6 +15,12 @@ from __future__ import annotations
 
 import sys
 
+from refplay import _validate
+from refplay.optim import RULES
+from refplay.oracle import check, frameworks, golden, problems, verify
+from refplay.oracle.frameworks import FRAMEWORKS, ROW_NAMES
+from refplay.oracle.problems import PROBLEMS
+
 _EXPORT_DTYPES = ["float64", "float32"]
 
 
@@ -34,7 +40,6 @@ def parse_hparams(text: str | None) -> dict:
 
 
 def _export(args) -> int:
-    from refplay.oracle import golden
     if args.rule is None and (args.hparams or args.form):
         raise ValueError("--hparams and --form need --rule")
     if args.rule is not None and args.rows:
@@ -49,7 +54,6 @@ def _export(args) -> int:
 
 
 def _verify(args) -> int:
-    from refplay.oracle import verify
     verdicts = verify.verify(args.golden, args.yours)
     if all(v.status == "missing" for v in verdicts):
         raise ValueError(f"{args.yours} has none of the {len(verdicts)} cases of {args.golden} "
@@ -59,7 +63,6 @@ def _verify(args) -> int:
 
 
 def _check(args) -> int:
-    from refplay.oracle.frameworks import FRAMEWORKS
     if ":" in args.target:
         return _check_user(args)
     if args.target not in FRAMEWORKS:
@@ -71,7 +74,6 @@ def _check(args) -> int:
 
 
 def _check_user(args) -> int:
-    from refplay.oracle import check, problems
     if args.rule is None:
         raise ValueError(f"checking {args.target} needs --rule (one of sgd, momentum, "
                          "nesterov, rmsprop, adam, nadam)")
@@ -87,8 +89,6 @@ def _check_user(args) -> int:
 
 
 def _check_framework(args) -> int:
-    from refplay import _validate
-    from refplay.oracle import frameworks, problems
     _validate.integer("steps", args.steps, low=50)      # the table's claims are for 50+ steps
     try:
         frameworks.require(args.target)                 # before the header: one plain line
@@ -118,9 +118,6 @@ def _check_framework(args) -> int:
 
 def register(sub) -> None:
     """Add ``refplay oracle {export,verify,check}`` to ``sub``."""
-    from refplay.optim import RULES
-    from refplay.oracle.frameworks import ROW_NAMES
-    from refplay.oracle.problems import PROBLEMS
     p = sub.add_parser("oracle", help="golden vectors, verification and torch/optax/keras/your "
                                       "own checks against the playbook's update rules")
     osub = p.add_subparsers(dest="oracle_command", metavar="{export,verify,check}", required=True)

@@ -108,6 +108,7 @@ class Comparison:
 
     @property
     def ok(self) -> bool:
+        """True when no step went past the tolerance."""
         return self.first_bad_step is None
 
     @property
@@ -186,7 +187,7 @@ def compare(step_fn: StepFn, rule: str, hparams: Mapping | None = None, *, lr_sc
     if not callable(step_fn):
         raise TypeError(f"step_fn must be callable (params, grads, lr) -> params, got {step_fn!r}")
     prob = problems_lib.get(problem)
-    dt = problems_lib._float_dtype(dtype)
+    dt = _validate.float_dtype("dtype", dtype)
     steps = _validate.integer("steps", steps, low=1)
     tol = DEFAULT_TOL[dt.name] if tol is None else _validate.real("tol", tol, low=0.0)
     if lr_schedule is None:

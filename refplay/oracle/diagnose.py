@@ -18,6 +18,7 @@ for one leaf) is found on that leaf while the others agree.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import NamedTuple
 
@@ -133,6 +134,7 @@ class Diagnosis(NamedTuple):
 
     @property
     def found(self) -> bool:
+        """True when at least one known form reproduced the run."""
         return bool(self.matches)
 
     @property
@@ -238,8 +240,10 @@ def diagnose(rule: str, hparams: Mapping | None, yours: Mapping[str, np.ndarray]
         ref_max = _leaf_max(neighbours.replay(ref_opt, theta0, grads, lrs).params, yours)
     bad = tuple(k for k, d in ref_max.items() if not d <= tol)
     reference = neighbours.get_form(rule, form).says
+    verdict = functools.partial(Diagnosis, reference=reference, reference_leaf_max=ref_max,
+                                bad_leaves=bad)
     if not bad:
-        return Diagnosis(reference, ref_max, bad, (), None, 0)
+        return verdict(matches=(), closest=None, tried=0)
     per_leaf: dict[str, Match] = {}
     closest, tried = None, 0
     for stage in candidates(rule, hparams or {}, form):
@@ -259,13 +263,13 @@ def diagnose(rule: str, hparams: Mapping | None, yours: Mapping[str, np.ndarray]
             if closest is None or on_bad < closest.max_abs_diff:
                 closest = Match(c, bad, on_bad)
         if whole:
-            return Diagnosis(reference, ref_max, bad, (min(whole, key=lambda m: m.max_abs_diff),),
-                             None, tried)
+            return verdict(matches=(min(whole, key=lambda m: m.max_abs_diff),), closest=None,
+                           tried=tried)
     if set(per_leaf) == set(bad):
-        return Diagnosis(reference, ref_max, bad, tuple(per_leaf[k] for k in bad), None, tried)
+        return verdict(matches=tuple(per_leaf[k] for k in bad), closest=None, tried=tried)
     ref_bad = max(ref_max[k] for k in bad)
     near = closest if closest is not None and closest.max_abs_diff * 10 < ref_bad else None
-    return Diagnosis(reference, ref_max, bad, (), near, tried)
+    return verdict(matches=(), closest=near, tried=tried)
 
 
 # ------------------------------------------------------------------ message

@@ -154,10 +154,12 @@ class Row:
 
     @property
     def rule(self) -> str:
+        """The refplay rule the row is checked against (``adam`` for ``adamw``, ...)."""
         return row_hparams(self.name, 1e-8)[0]
 
     @property
     def eps_values(self) -> tuple:
+        """The ε values the row is checked at (see :func:`eps_values`)."""
         return eps_values(self.name)
 
 
@@ -250,85 +252,103 @@ def _torch_rmsprop_edits(v0: bool = True, eps: bool = True, momentum: bool = Tru
     return before_step
 
 
-def _torch_rows() -> list[Row]:
-    def sgd(**kw):
-        return lambda torch, ps, hp: torch.optim.SGD(ps, lr=0.0, foreach=False, **kw)
+# Factories ``make(torch, params, hp)`` for the torch rows: each fixes what the row
+# varies (momentum, eps placement, class, weight decay) and reads the rest from hp.
+def _torch_sgd(**kw):
+    return lambda torch, ps, hp: torch.optim.SGD(ps, lr=0.0, foreach=False, **kw)
 
-    def rmsprop(eps_in_torch: bool):
-        return lambda torch, ps, hp: torch.optim.RMSprop(
-            ps, lr=0.0, alpha=hp["rho"], eps=hp["eps"] if eps_in_torch else 0.0,
-            momentum=hp["gamma"], foreach=False)
 
-    def adam(cls="Adam", wd=0.0):
-        return lambda torch, ps, hp: getattr(torch.optim, cls)(
-            ps, lr=0.0, betas=(hp["beta1"], hp["beta2"]), eps=hp["eps"], weight_decay=wd,
-            foreach=False)
+def _torch_rmsprop(eps_in_torch: bool):
+    return lambda torch, ps, hp: torch.optim.RMSprop(
+        ps, lr=0.0, alpha=hp["rho"], eps=hp["eps"] if eps_in_torch else 0.0,
+        momentum=hp["gamma"], foreach=False)
 
-    def nadam(momentum_decay=4e-3):
-        return lambda torch, ps, hp: torch.optim.NAdam(
-            ps, lr=0.0, betas=(hp["beta1"], hp["beta2"]), eps=hp["eps"],
-            momentum_decay=momentum_decay, foreach=False)
 
-    eps_edit = "ε replaced before step t by ε/√(1−β2^(t+1)) (param_groups[0]['eps'])"
-    return [
-        Row("torch", "sgd", "matches",
-            _torch_setup("SGD(lr=η_t)", sgd()),
-            (_torch_setup("SGD(lr=η_{t−1}) — schedule stepped one step late", sgd(),
-                          lr_late=True),),
-            "torch.optim.SGD is θ ← θ − η_t g."),
-        Row("torch", "momentum", "matches",
-            _torch_setup("SGD(lr=η_t, momentum=γ, dampening=0)", sgd(momentum=_GAMMA)),
-            (_torch_setup("SGD(momentum=γ, dampening=γ)", sgd(momentum=_GAMMA,
-                                                               dampening=_GAMMA)),),
-            "buf ← γ buf + g; θ ← θ − η_t buf: η stays outside the buffer as in the playbook."),
-        Row("torch", "nesterov", "matches",
-            _torch_setup("SGD(lr=η_t, momentum=γ, dampening=0, nesterov=True)",
-                         sgd(momentum=_GAMMA, nesterov=True)),
-            (_torch_setup("SGD(momentum=γ, nesterov=False)", sgd(momentum=_GAMMA)),),
-            "θ ← θ − η_t (g + γ buf), the playbook's form."),
-        Row("torch", "rmsprop", "matches with edit",
-            _torch_setup("RMSprop(lr=η_t, alpha=ρ, eps=0, momentum=γ) + 3 state edits",
-                         rmsprop(False), _torch_rmsprop_edits()),
-            (_torch_setup("RMSprop(lr=η_t, alpha=ρ, eps=ε, momentum=γ) (default form)",
-                          rmsprop(True)),
-             _torch_setup("edits without square_avg ← 1 (torch's v_0 = 0)", rmsprop(False),
-                          _torch_rmsprop_edits(v0=False)),
+def _torch_adam(cls="Adam", wd=0.0):
+    return lambda torch, ps, hp: getattr(torch.optim, cls)(
+        ps, lr=0.0, betas=(hp["beta1"], hp["beta2"]), eps=hp["eps"], weight_decay=wd,
+        foreach=False)
+
+
+def _torch_nadam(momentum_decay=4e-3):
+    return lambda torch, ps, hp: torch.optim.NAdam(
+        ps, lr=0.0, betas=(hp["beta1"], hp["beta2"]), eps=hp["eps"],
+        momentum_decay=momentum_decay, foreach=False)
+
+
+def _table(framework: str, *specs: dict) -> tuple[Row, ...]:
+    """The rows of ``framework``'s table, one per spec (Row's fields but ``framework``)."""
+    return tuple(Row(framework=framework, **spec) for spec in specs)
+
+
+_TORCH_EPS_EDIT = "ε replaced before step t by ε/√(1−β2^(t+1)) (param_groups[0]['eps'])"
+
+_TORCH_ROWS = _table(
+    "torch",
+    dict(name="sgd", verdict="matches",
+         match=_torch_setup("SGD(lr=η_t)", _torch_sgd()),
+         controls=(_torch_setup("SGD(lr=η_{t−1}) — schedule stepped one step late",
+                                _torch_sgd(), lr_late=True),),
+         note="torch.optim.SGD is θ ← θ − η_t g."),
+    dict(name="momentum", verdict="matches",
+         match=_torch_setup("SGD(lr=η_t, momentum=γ, dampening=0)", _torch_sgd(momentum=_GAMMA)),
+         controls=(_torch_setup("SGD(momentum=γ, dampening=γ)",
+                                _torch_sgd(momentum=_GAMMA, dampening=_GAMMA)),),
+         note="buf ← γ buf + g; θ ← θ − η_t buf: η stays outside the buffer as in the "
+              "playbook."),
+    dict(name="nesterov", verdict="matches",
+         match=_torch_setup("SGD(lr=η_t, momentum=γ, dampening=0, nesterov=True)",
+                            _torch_sgd(momentum=_GAMMA, nesterov=True)),
+         controls=(_torch_setup("SGD(momentum=γ, nesterov=False)", _torch_sgd(momentum=_GAMMA)),),
+         note="θ ← θ − η_t (g + γ buf), the playbook's form."),
+    dict(name="rmsprop", verdict="matches with edit",
+         match=_torch_setup("RMSprop(lr=η_t, alpha=ρ, eps=0, momentum=γ) + 3 state edits",
+                            _torch_rmsprop(False), _torch_rmsprop_edits()),
+         controls=(
+             _torch_setup("RMSprop(lr=η_t, alpha=ρ, eps=ε, momentum=γ) (default form)",
+                          _torch_rmsprop(True)),
+             _torch_setup("edits without square_avg ← 1 (torch's v_0 = 0)",
+                          _torch_rmsprop(False), _torch_rmsprop_edits(v0=False)),
              _torch_setup("edits, but eps=ε in torch (√v + ε) instead of the ε edit",
-                          rmsprop(True), _torch_rmsprop_edits(eps=False)),
-             _torch_setup("edits without momentum_buffer ← η_{t−1}/η_t · buffer", rmsprop(False),
-                          _torch_rmsprop_edits(momentum=False))),
-            "torch differs in all three respects: v_0 = 0, √v + ε (ε outside the root), "
-            "and η outside the momentum buffer. With eps=0 these state edits make it agree: "
-            "square_avg ← 1 + ε before step 0; square_avg += (1−ρ)ε/ρ before every step; "
-            "momentum_buffer *= η_{t−1}/η_t before step t ≥ 1 (needs η_t > 0 for t ≥ 1)."),
-        Row("torch", "adam", "matches with edit",
-            _torch_setup(f"Adam(lr=η_t, betas=(β1, β2)), {eps_edit}", adam(), _torch_eps_edit),
-            (_torch_setup("Adam(lr=η_t, betas=(β1, β2), eps=ε)", adam()),),
-            "torch adds ε to √v̂ after the bias correction; the playbook adds it to √v before. "
-            "Equal when ε is replaced by ε/√(1−β2^(t+1)) at every step."),
-        Row("torch", "nadam", "no configuration matches", None,
-            (_torch_setup("NAdam(lr=η_t, betas=(β1, β2), eps=ε) (momentum_decay=4e-3)", nadam()),
-             _torch_setup(f"closest: NAdam(momentum_decay=1e9) so μ_t = β1, {eps_edit}",
-                          nadam(1e9), _torch_eps_edit)),
-            "torch implements Dozat's NAdam: momentum schedule μ_t = β1(1 − ½·0.96^(t·ψ)) and "
-            "separate bias corrections Π μ for the gradient and the momentum terms. Even with "
-            "μ_t = β1 and the ε edit, the momentum term is divided by 1 − β1^(t+2) instead of "
-            "1 − β1^(t+1); no scalar or state edit fixes the ratio of the two terms."),
-        Row("torch", "adam+l2", "matches with edit",
-            _torch_setup(f"Adam(weight_decay=λ), {eps_edit}", adam(wd=WEIGHT_DECAY),
-                         _torch_eps_edit),
-            (_torch_setup(f"AdamW(weight_decay=λ), {eps_edit}", adam("AdamW", WEIGHT_DECAY),
-                          _torch_eps_edit),),
-            "torch Adam(weight_decay=λ) adds λθ to the gradient (L2), = refplay "
-            "weight_decay_mode='l2'."),
-        Row("torch", "adamw", "matches with edit",
-            _torch_setup(f"AdamW(weight_decay=λ), {eps_edit}", adam("AdamW", WEIGHT_DECAY),
-                         _torch_eps_edit),
-            (_torch_setup(f"Adam(weight_decay=λ), {eps_edit}", adam(wd=WEIGHT_DECAY),
-                          _torch_eps_edit),),
-            "AdamW: θ ← θ(1 − η_t λ) then the Adam step = refplay "
-            "weight_decay_mode='decoupled' (λ multiplied by the scheduled η_t)."),
-    ]
+                          _torch_rmsprop(True), _torch_rmsprop_edits(eps=False)),
+             _torch_setup("edits without momentum_buffer ← η_{t−1}/η_t · buffer",
+                          _torch_rmsprop(False), _torch_rmsprop_edits(momentum=False))),
+         note="torch differs in all three respects: v_0 = 0, √v + ε (ε outside the root), "
+              "and η outside the momentum buffer. With eps=0 these state edits make it agree: "
+              "square_avg ← 1 + ε before step 0; square_avg += (1−ρ)ε/ρ before every step; "
+              "momentum_buffer *= η_{t−1}/η_t before step t ≥ 1 (needs η_t > 0 for t ≥ 1)."),
+    dict(name="adam", verdict="matches with edit",
+         match=_torch_setup(f"Adam(lr=η_t, betas=(β1, β2)), {_TORCH_EPS_EDIT}", _torch_adam(),
+                            _torch_eps_edit),
+         controls=(_torch_setup("Adam(lr=η_t, betas=(β1, β2), eps=ε)", _torch_adam()),),
+         note="torch adds ε to √v̂ after the bias correction; the playbook adds it to √v "
+              "before. Equal when ε is replaced by ε/√(1−β2^(t+1)) at every step."),
+    dict(name="nadam", verdict="no configuration matches", match=None,
+         controls=(
+             _torch_setup("NAdam(lr=η_t, betas=(β1, β2), eps=ε) (momentum_decay=4e-3)",
+                          _torch_nadam()),
+             _torch_setup(f"closest: NAdam(momentum_decay=1e9) so μ_t = β1, {_TORCH_EPS_EDIT}",
+                          _torch_nadam(1e9), _torch_eps_edit)),
+         note="torch implements Dozat's NAdam: momentum schedule μ_t = β1(1 − ½·0.96^(t·ψ)) "
+              "and separate bias corrections Π μ for the gradient and the momentum terms. Even "
+              "with μ_t = β1 and the ε edit, the momentum term is divided by 1 − β1^(t+2) "
+              "instead of 1 − β1^(t+1); no scalar or state edit fixes the ratio of the two "
+              "terms."),
+    dict(name="adam+l2", verdict="matches with edit",
+         match=_torch_setup(f"Adam(weight_decay=λ), {_TORCH_EPS_EDIT}",
+                            _torch_adam(wd=WEIGHT_DECAY), _torch_eps_edit),
+         controls=(_torch_setup(f"AdamW(weight_decay=λ), {_TORCH_EPS_EDIT}",
+                                _torch_adam("AdamW", WEIGHT_DECAY), _torch_eps_edit),),
+         note="torch Adam(weight_decay=λ) adds λθ to the gradient (L2), = refplay "
+              "weight_decay_mode='l2'."),
+    dict(name="adamw", verdict="matches with edit",
+         match=_torch_setup(f"AdamW(weight_decay=λ), {_TORCH_EPS_EDIT}",
+                            _torch_adam("AdamW", WEIGHT_DECAY), _torch_eps_edit),
+         controls=(_torch_setup(f"Adam(weight_decay=λ), {_TORCH_EPS_EDIT}",
+                                _torch_adam(wd=WEIGHT_DECAY), _torch_eps_edit),),
+         note="AdamW: θ ← θ(1 − η_t λ) then the Adam step = refplay "
+              "weight_decay_mode='decoupled' (λ multiplied by the scheduled η_t)."),
+)
 
 
 # =========================================================================== optax
@@ -378,78 +398,90 @@ def _optax_eps_edit(hyperparams, ctx):
     hyperparams["eps"] = _adam_eps(ctx)
 
 
-def _optax_rows() -> list[Row]:
-    def inject(factory, **static):
-        return lambda optax, hp: optax.inject_hyperparams(
-            getattr(optax, factory) if isinstance(factory, str) else factory)(
-            learning_rate=0.0, **{k: (v(hp) if callable(v) else v) for k, v in static.items()})
+# Factories ``make(optax, hp)`` for the optax rows, all through optax.inject_hyperparams
+# so that η_t (and ε where edited) can be set before every step.
+def _optax_inject(factory, **static):
+    """``optax.inject_hyperparams(factory)`` at η = 0; a callable value is read from hp."""
+    return lambda optax, hp: optax.inject_hyperparams(
+        getattr(optax, factory) if isinstance(factory, str) else factory)(
+        learning_rate=0.0, **{k: (v(hp) if callable(v) else v) for k, v in static.items()})
 
-    def rmsprop(**kw):
-        return inject("rmsprop", decay=lambda hp: hp["rho"], eps=lambda hp: hp["eps"],
-                      momentum=lambda hp: hp["gamma"], **kw)
 
-    adam_kw = {"b1": lambda hp: hp["beta1"], "b2": lambda hp: hp["beta2"],
-               "eps": lambda hp: hp["eps"]}
+def _optax_rmsprop(**kw):
+    return _optax_inject("rmsprop", decay=lambda hp: hp["rho"], eps=lambda hp: hp["eps"],
+                         momentum=lambda hp: hp["gamma"], **kw)
 
-    def adam_l2(learning_rate, b1, b2, eps):
-        import optax
-        return optax.chain(optax.add_decayed_weights(WEIGHT_DECAY),
-                           optax.adam(learning_rate, b1, b2, eps))
 
-    eps_edit = "ε set before step t to ε/√(1−β2^(t+1)) via optax.inject_hyperparams"
-    return [
-        Row("optax", "sgd", "matches",
-            _optax_setup("sgd(η)", inject("sgd")),
-            (_optax_setup("sgd with η_{t−1} — schedule one step late", inject("sgd"),
-                          lr_late=True),),
-            "optax.sgd: u = −η_t g."),
-        Row("optax", "momentum", "matches",
-            _optax_setup("sgd(η, momentum=γ)", inject("sgd", momentum=_GAMMA)),
-            (_optax_setup("sgd(η, momentum=γ, nesterov=True)",
-                          inject("sgd", momentum=_GAMMA, nesterov=True)),),
-            "trace: m ← g + γ m, u = −η_t m (η outside the buffer)."),
-        Row("optax", "nesterov", "matches",
-            _optax_setup("sgd(η, momentum=γ, nesterov=True)",
-                         inject("sgd", momentum=_GAMMA, nesterov=True)),
-            (_optax_setup("sgd(η, momentum=γ)", inject("sgd", momentum=_GAMMA)),),
-            "u = −η_t (g + γ m)."),
-        Row("optax", "rmsprop", "matches",
-            _optax_setup("rmsprop(η, decay=ρ, eps=ε, initial_scale=1.0, eps_in_sqrt=True, "
-                         "momentum=γ)", rmsprop(initial_scale=1.0, eps_in_sqrt=True)),
-            (_optax_setup("rmsprop(..., initial_scale=0.0) (optax's default v_0)",
-                          rmsprop(initial_scale=0.0, eps_in_sqrt=True)),
-             _optax_setup("rmsprop(..., initial_scale=1.0, eps_in_sqrt=False)",
-                          rmsprop(initial_scale=1.0, eps_in_sqrt=False))),
-            "scale_by_rms → scale by η_t → trace(γ): η is inside the momentum buffer as in "
-            "the playbook; initial_scale=1.0 gives v_0 = 1, eps_in_sqrt=True gives √(v + ε)."),
-        Row("optax", "adam", "matches with edit",
-            _optax_setup(f"adam(η, b1=β1, b2=β2), {eps_edit}", inject("adam", **adam_kw),
-                         _optax_eps_edit),
-            (_optax_setup("adam(η, b1=β1, b2=β2, eps=ε)", inject("adam", **adam_kw)),),
-            "optax adds ε to √v̂ after the bias correction (eps_root=0); equal when ε is "
-            "replaced by ε/√(1−β2^(t+1)) at every step."),
-        Row("optax", "nadam", "no configuration matches", None,
-            (_optax_setup("nadam(η, b1=β1, b2=β2, eps=ε)", inject("nadam", **adam_kw)),
-             _optax_setup(f"closest: nadam, {eps_edit}", inject("nadam", **adam_kw),
-                          _optax_eps_edit)),
-            "optax.nadam (= adam(nesterov=True)) bias-corrects the momentum term with "
-            "1 − β1^(t+2) and the gradient term with 1 − β1^(t+1); the playbook divides both "
-            "by 1 − β1^(t+1). The ε edit fixes ε but not the ratio of the two terms."),
-        Row("optax", "adam+l2", "matches with edit",
-            _optax_setup(f"chain(add_decayed_weights(λ), adam(η, β1, β2)), {eps_edit}",
-                         inject(adam_l2, **adam_kw), _optax_eps_edit),
-            (_optax_setup(f"adamw(η, β1, β2, weight_decay=λ), {eps_edit}",
-                          inject("adamw", **adam_kw, weight_decay=WEIGHT_DECAY),
-                          _optax_eps_edit),),
-            "add_decayed_weights chained *before* adam adds λθ to the gradient (L2)."),
-        Row("optax", "adamw", "matches with edit",
-            _optax_setup(f"adamw(η, β1, β2, weight_decay=λ), {eps_edit}",
-                         inject("adamw", **adam_kw, weight_decay=WEIGHT_DECAY),
-                         _optax_eps_edit),
-            (_optax_setup(f"chain(add_decayed_weights(λ), adam), {eps_edit}",
-                          inject(adam_l2, **adam_kw), _optax_eps_edit),),
-            "adamw: u = −η_t (adam direction + λθ): decoupled, λ times the scheduled η_t."),
-    ]
+_OPTAX_ADAM_KW = {"b1": lambda hp: hp["beta1"], "b2": lambda hp: hp["beta2"],
+                  "eps": lambda hp: hp["eps"]}
+
+
+def _optax_adam_l2(learning_rate, b1, b2, eps):
+    """Adam on g + λθ: add_decayed_weights chained before adam (inject_hyperparams' factory)."""
+    import optax  # lazy: optional framework, imported only when a step function is built
+    return optax.chain(optax.add_decayed_weights(WEIGHT_DECAY),
+                       optax.adam(learning_rate, b1, b2, eps))
+
+
+def _optax_adam(factory="adam", **kw):
+    return _optax_inject(factory, **_OPTAX_ADAM_KW, **kw)
+
+
+_OPTAX_EPS_EDIT = "ε set before step t to ε/√(1−β2^(t+1)) via optax.inject_hyperparams"
+
+_OPTAX_ROWS = _table(
+    "optax",
+    dict(name="sgd", verdict="matches",
+         match=_optax_setup("sgd(η)", _optax_inject("sgd")),
+         controls=(_optax_setup("sgd with η_{t−1} — schedule one step late",
+                                _optax_inject("sgd"), lr_late=True),),
+         note="optax.sgd: u = −η_t g."),
+    dict(name="momentum", verdict="matches",
+         match=_optax_setup("sgd(η, momentum=γ)", _optax_inject("sgd", momentum=_GAMMA)),
+         controls=(_optax_setup("sgd(η, momentum=γ, nesterov=True)",
+                                _optax_inject("sgd", momentum=_GAMMA, nesterov=True)),),
+         note="trace: m ← g + γ m, u = −η_t m (η outside the buffer)."),
+    dict(name="nesterov", verdict="matches",
+         match=_optax_setup("sgd(η, momentum=γ, nesterov=True)",
+                            _optax_inject("sgd", momentum=_GAMMA, nesterov=True)),
+         controls=(_optax_setup("sgd(η, momentum=γ)", _optax_inject("sgd", momentum=_GAMMA)),),
+         note="u = −η_t (g + γ m)."),
+    dict(name="rmsprop", verdict="matches",
+         match=_optax_setup("rmsprop(η, decay=ρ, eps=ε, initial_scale=1.0, eps_in_sqrt=True, "
+                            "momentum=γ)", _optax_rmsprop(initial_scale=1.0, eps_in_sqrt=True)),
+         controls=(_optax_setup("rmsprop(..., initial_scale=0.0) (optax's default v_0)",
+                                _optax_rmsprop(initial_scale=0.0, eps_in_sqrt=True)),
+                   _optax_setup("rmsprop(..., initial_scale=1.0, eps_in_sqrt=False)",
+                                _optax_rmsprop(initial_scale=1.0, eps_in_sqrt=False))),
+         note="scale_by_rms → scale by η_t → trace(γ): η is inside the momentum buffer as in "
+              "the playbook; initial_scale=1.0 gives v_0 = 1, eps_in_sqrt=True gives √(v + ε)."),
+    dict(name="adam", verdict="matches with edit",
+         match=_optax_setup(f"adam(η, b1=β1, b2=β2), {_OPTAX_EPS_EDIT}", _optax_adam(),
+                            _optax_eps_edit),
+         controls=(_optax_setup("adam(η, b1=β1, b2=β2, eps=ε)", _optax_adam()),),
+         note="optax adds ε to √v̂ after the bias correction (eps_root=0); equal when ε is "
+              "replaced by ε/√(1−β2^(t+1)) at every step."),
+    dict(name="nadam", verdict="no configuration matches", match=None,
+         controls=(_optax_setup("nadam(η, b1=β1, b2=β2, eps=ε)", _optax_adam("nadam")),
+                   _optax_setup(f"closest: nadam, {_OPTAX_EPS_EDIT}", _optax_adam("nadam"),
+                                _optax_eps_edit)),
+         note="optax.nadam (= adam(nesterov=True)) bias-corrects the momentum term with "
+              "1 − β1^(t+2) and the gradient term with 1 − β1^(t+1); the playbook divides both "
+              "by 1 − β1^(t+1). The ε edit fixes ε but not the ratio of the two terms."),
+    dict(name="adam+l2", verdict="matches with edit",
+         match=_optax_setup(f"chain(add_decayed_weights(λ), adam(η, β1, β2)), {_OPTAX_EPS_EDIT}",
+                            _optax_adam(_optax_adam_l2), _optax_eps_edit),
+         controls=(_optax_setup(f"adamw(η, β1, β2, weight_decay=λ), {_OPTAX_EPS_EDIT}",
+                                _optax_adam("adamw", weight_decay=WEIGHT_DECAY),
+                                _optax_eps_edit),),
+         note="add_decayed_weights chained *before* adam adds λθ to the gradient (L2)."),
+    dict(name="adamw", verdict="matches with edit",
+         match=_optax_setup(f"adamw(η, β1, β2, weight_decay=λ), {_OPTAX_EPS_EDIT}",
+                            _optax_adam("adamw", weight_decay=WEIGHT_DECAY), _optax_eps_edit),
+         controls=(_optax_setup(f"chain(add_decayed_weights(λ), adam), {_OPTAX_EPS_EDIT}",
+                                _optax_adam(_optax_adam_l2), _optax_eps_edit),),
+         note="adamw: u = −η_t (adam direction + λθ): decoupled, λ times the scheduled η_t."),
+)
 
 
 # =========================================================================== Keras
@@ -545,76 +577,89 @@ def _keras_eps_edit(opt, vs, ctx):
     opt.epsilon = _adam_eps(ctx)
 
 
-def _keras_rows() -> list[Row]:
-    def sgd(**kw):
-        return lambda keras, hp: keras.optimizers.SGD(learning_rate=0.0, **kw)
+# Factories ``make(keras, hp)`` for the Keras rows.
+def _keras_sgd(**kw):
+    return lambda keras, hp: keras.optimizers.SGD(learning_rate=0.0, **kw)
 
-    def rmsprop(keras, hp):
-        return keras.optimizers.RMSprop(learning_rate=0.0, rho=hp["rho"], momentum=hp["gamma"],
-                                        epsilon=hp["eps"])
 
-    def adam(cls="Adam", **kw):
-        return lambda keras, hp: getattr(keras.optimizers, cls)(
-            learning_rate=0.0, beta_1=hp["beta1"], beta_2=hp["beta2"], epsilon=hp["eps"], **kw)
+def _keras_rmsprop(keras, hp):
+    return keras.optimizers.RMSprop(learning_rate=0.0, rho=hp["rho"], momentum=hp["gamma"],
+                                    epsilon=hp["eps"])
 
-    def momentum_row(name: str, nesterov: bool) -> Row:
-        flag = ", nesterov=True" if nesterov else ""
-        return Row(
-            "keras", name, "matches with edit",
-            _keras_setup(f"SGD(learning_rate=1, momentum=γ{flag}), step scaled by η_t",
-                         sgd(momentum=_GAMMA, nesterov=nesterov), lr_one=True),
-            (_keras_setup(f"SGD(learning_rate=η_t, momentum=γ{flag}) (as is)",
-                          sgd(momentum=_GAMMA, nesterov=nesterov)),
-             _keras_setup("as is + momentum *= η_t/η_{t−1} before step t ≥ 1 (η_0 = 0 here)",
-                          sgd(momentum=_GAMMA, nesterov=nesterov), _keras_rescale_momentum)),
-            "Keras keeps η inside its buffer (m ← γm − η_t g), so it equals the playbook only "
-            "at constant η. Run it at learning_rate=1 — its buffer is then exactly −v — and "
-            "scale each step by η_t: θ_{t+1} = θ_t + η_t(θ' − θ_t). Rescaling the buffer by "
-            "η_t/η_{t−1} also works while every η_{t−1} > 0, but a warmup starting at η_0 = 0 "
-            "erases g_0 from the buffer and no edit recovers it.")
 
-    eps_edit = "optimizer.epsilon set before step t to ε/√(1−β2^(t+1))"
-    return [
-        Row("keras", "sgd", "matches",
-            _keras_setup("SGD(learning_rate=η_t)", sgd()),
-            (_keras_setup("SGD with η_{t−1} — schedule one step late", sgd(), lr_late=True),),
-            "θ ← θ − η_t g."),
-        momentum_row("momentum", False),
-        momentum_row("nesterov", True),
-        Row("keras", "rmsprop", "matches with edit",
-            _keras_setup("RMSprop(rho=ρ, momentum=γ, epsilon=ε), velocities ← 1 after build",
-                         rmsprop, _keras_velocities_to_one),
-            (_keras_setup("RMSprop(rho=ρ, momentum=γ, epsilon=ε) (velocities start at 0)",
-                          rmsprop),),
-            "Keras already puts ε inside the root (√(v + ε)) and η inside the momentum "
-            "buffer; only v_0 = 0 differs: assign 1 to every '<var>_velocity' slot."),
-        Row("keras", "adam", "matches",
-            _keras_setup("Adam(learning_rate=η_t, beta_1=β1, beta_2=β2, epsilon=ε)", adam()),
-            (_keras_setup("Adam with η_{t−1} — schedule one step late", adam(), lr_late=True),),
-            "Keras 3 Adam is the ε-hat form: α = η√(1−β2^t)/(1−β1^t), θ ← θ − α m/(√v + ε)."),
-        Row("keras", "nadam", "no configuration matches", None,
-            (_keras_setup("Nadam(beta_1=β1, beta_2=β2, epsilon=ε)", adam("Nadam")),
-             _keras_setup(f"closest: Nadam, {eps_edit}", adam("Nadam"), _keras_eps_edit)),
-            "Keras Nadam is Dozat's variant with the fixed schedule "
-            "u_t = β1(1 − ½·0.96^t) (no argument changes it) and products of u_t as bias "
-            "corrections; ε is added after v̂. No setting gives the playbook's numerator."),
-        Row("keras", "adam+l2", "matches with edit",
-            _keras_setup("Adam(...) fed g + λθ (= keras.regularizers.L2(λ/2) on every weight)",
-                         adam(), add_l2=True),
-            (_keras_setup("Adam(..., weight_decay=λ)", adam(weight_decay=WEIGHT_DECAY)),),
-            "Keras optimizers have no L2 option: weight_decay is decoupled. Add λθ to the "
-            "gradient (an L2(λ/2) regularizer on the loss)."),
-        Row("keras", "adamw", "matches",
-            _keras_setup("AdamW(..., weight_decay=λ) (or Adam(weight_decay=λ))",
-                         adam("AdamW", weight_decay=WEIGHT_DECAY)),
-            (_keras_setup("Adam(...) fed g + λθ (L2)", adam(), add_l2=True),),
-            "weight_decay: θ ← θ − η_t λ θ before the Adam step = refplay "
-            "weight_decay_mode='decoupled' (λ times the scheduled η_t)."),
-    ]
+def _keras_adam(cls="Adam", **kw):
+    return lambda keras, hp: getattr(keras.optimizers, cls)(
+        learning_rate=0.0, beta_1=hp["beta1"], beta_2=hp["beta2"], epsilon=hp["eps"], **kw)
+
+
+def _keras_momentum_row(name: str, nesterov: bool) -> dict:
+    """The spec of the momentum or nesterov row: they differ only in ``nesterov``."""
+    flag = ", nesterov=True" if nesterov else ""
+    sgd = _keras_sgd(momentum=_GAMMA, nesterov=nesterov)
+    return dict(
+        name=name, verdict="matches with edit",
+        match=_keras_setup(f"SGD(learning_rate=1, momentum=γ{flag}), step scaled by η_t", sgd,
+                           lr_one=True),
+        controls=(_keras_setup(f"SGD(learning_rate=η_t, momentum=γ{flag}) (as is)", sgd),
+                  _keras_setup("as is + momentum *= η_t/η_{t−1} before step t ≥ 1 (η_0 = 0 "
+                               "here)", sgd, _keras_rescale_momentum)),
+        note="Keras keeps η inside its buffer (m ← γm − η_t g), so it equals the playbook only "
+             "at constant η. Run it at learning_rate=1 — its buffer is then exactly −v — and "
+             "scale each step by η_t: θ_{t+1} = θ_t + η_t(θ' − θ_t). Rescaling the buffer by "
+             "η_t/η_{t−1} also works while every η_{t−1} > 0, but a warmup starting at η_0 = 0 "
+             "erases g_0 from the buffer and no edit recovers it.")
+
+
+_KERAS_EPS_EDIT = "optimizer.epsilon set before step t to ε/√(1−β2^(t+1))"
+
+_KERAS_ROWS = _table(
+    "keras",
+    dict(name="sgd", verdict="matches",
+         match=_keras_setup("SGD(learning_rate=η_t)", _keras_sgd()),
+         controls=(_keras_setup("SGD with η_{t−1} — schedule one step late", _keras_sgd(),
+                                lr_late=True),),
+         note="θ ← θ − η_t g."),
+    _keras_momentum_row("momentum", False),
+    _keras_momentum_row("nesterov", True),
+    dict(name="rmsprop", verdict="matches with edit",
+         match=_keras_setup("RMSprop(rho=ρ, momentum=γ, epsilon=ε), velocities ← 1 after build",
+                            _keras_rmsprop, _keras_velocities_to_one),
+         controls=(_keras_setup("RMSprop(rho=ρ, momentum=γ, epsilon=ε) (velocities start at 0)",
+                                _keras_rmsprop),),
+         note="Keras already puts ε inside the root (√(v + ε)) and η inside the momentum "
+              "buffer; only v_0 = 0 differs: assign 1 to every '<var>_velocity' slot."),
+    dict(name="adam", verdict="matches",
+         match=_keras_setup("Adam(learning_rate=η_t, beta_1=β1, beta_2=β2, epsilon=ε)",
+                            _keras_adam()),
+         controls=(_keras_setup("Adam with η_{t−1} — schedule one step late", _keras_adam(),
+                                lr_late=True),),
+         note="Keras 3 Adam is the ε-hat form: α = η√(1−β2^t)/(1−β1^t), "
+              "θ ← θ − α m/(√v + ε)."),
+    dict(name="nadam", verdict="no configuration matches", match=None,
+         controls=(_keras_setup("Nadam(beta_1=β1, beta_2=β2, epsilon=ε)", _keras_adam("Nadam")),
+                   _keras_setup(f"closest: Nadam, {_KERAS_EPS_EDIT}", _keras_adam("Nadam"),
+                                _keras_eps_edit)),
+         note="Keras Nadam is Dozat's variant with the fixed schedule "
+              "u_t = β1(1 − ½·0.96^t) (no argument changes it) and products of u_t as bias "
+              "corrections; ε is added after v̂. No setting gives the playbook's numerator."),
+    dict(name="adam+l2", verdict="matches with edit",
+         match=_keras_setup("Adam(...) fed g + λθ (= keras.regularizers.L2(λ/2) on every "
+                            "weight)", _keras_adam(), add_l2=True),
+         controls=(_keras_setup("Adam(..., weight_decay=λ)",
+                                _keras_adam(weight_decay=WEIGHT_DECAY)),),
+         note="Keras optimizers have no L2 option: weight_decay is decoupled. Add λθ to the "
+              "gradient (an L2(λ/2) regularizer on the loss)."),
+    dict(name="adamw", verdict="matches",
+         match=_keras_setup("AdamW(..., weight_decay=λ) (or Adam(weight_decay=λ))",
+                            _keras_adam("AdamW", weight_decay=WEIGHT_DECAY)),
+         controls=(_keras_setup("Adam(...) fed g + λθ (L2)", _keras_adam(), add_l2=True),),
+         note="weight_decay: θ ← θ − η_t λ θ before the Adam step = refplay "
+              "weight_decay_mode='decoupled' (λ times the scheduled η_t)."),
+)
 
 
 # ========================================================================== running
-_ROW_BUILDERS = {"torch": _torch_rows, "optax": _optax_rows, "keras": _keras_rows}
+_ROWS = {"torch": _TORCH_ROWS, "optax": _OPTAX_ROWS, "keras": _KERAS_ROWS}
 _LOADERS = {"torch": _torch, "optax": _jax_optax, "keras": _keras}
 
 
@@ -627,7 +672,7 @@ def require(framework: str) -> None:
 def rows(framework: str) -> list[Row]:
     """The table rows of ``framework`` ("torch", "optax" or "keras"), in :data:`ROW_NAMES` order."""
     _validate.one_of("framework", framework, FRAMEWORKS)
-    out = _ROW_BUILDERS[framework]()
+    out = list(_ROWS[framework])
     assert [r.name for r in out] == list(ROW_NAMES)
     return out
 
@@ -656,7 +701,7 @@ def run_setup(setup: Setup, row: Row, eps: float | None, problem, *, steps: int 
     """Compare one configuration with the playbook rule on one problem; a ``Comparison``."""
     rule, hp = row_hparams(row.name, eps)
     prob = problems_lib.get(problem)
-    dt = problems_lib._float_dtype(dtype)
+    dt = _validate.float_dtype("dtype", dtype)
     step_fn = setup.build(prob.init_params(dt), hp, dt)
     return compare(step_fn, rule, hp, problem=prob, steps=steps, dtype=dt,
                    tol=MATCH_TOL if dt == np.float64 else None, diagnose=False)
@@ -672,7 +717,7 @@ def run_row(row: Row, *, problems: Sequence[str] = tuple(problems_lib.PROBLEMS),
     could not be told apart from float32 rounding.
     """
     steps = _validate.integer("steps", steps, low=50)
-    dt = problems_lib._float_dtype(dtype)
+    dt = _validate.float_dtype("dtype", dtype)
     control_problems = problems if control_problems is None else control_problems
     controls = dt == np.float64
 
@@ -682,7 +727,7 @@ def run_row(row: Row, *, problems: Sequence[str] = tuple(problems_lib.PROBLEMS),
 
     match = worst(row.match, problems) if row.match is not None else {}
     ctrl = {s.label: worst(s, control_problems) for s in row.controls} if controls else {}
-    return RowResult(row, dt.name, match, ctrl)
+    return RowResult(row=row, dtype=dt.name, match=match, controls=ctrl)
 
 
 def check(framework: str, *, steps: int = 60, dtype=np.float64,

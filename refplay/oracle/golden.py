@@ -54,10 +54,11 @@ from pathlib import Path
 
 import numpy as np
 
-from refplay import _validate, io
+from refplay import __version__, _validate, io
 from refplay.oracle import neighbours
 from refplay.oracle import problems as problems_lib
 from refplay.oracle.compare import DEFAULT_TOL
+from refplay.oracle.frameworks import ROW_NAMES, eps_values, row_hparams
 from refplay.oracle.trajectory import standard_schedule, trajectory
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "READS_VERSIONS", "export", "load_case", "load_manifest",
@@ -98,9 +99,6 @@ def export(out: str | os.PathLike, *, steps: int = 60, rows: Sequence[str] | Non
     neighbour ``form``, e.g. ``"torch"``). ``problems`` default to all built-in
     problems. ``state=True`` adds the optimizer's buffers after every step.
     """
-    from refplay.oracle.frameworks import ROW_NAMES, eps_values, row_hparams
-    from refplay import __version__
-
     out = Path(out)
     steps = _validate.integer("steps", steps, low=2)
     problems = list(problems_lib.PROBLEMS if problems is None else problems)

@@ -407,7 +407,7 @@ def build(rule: str, hparams: Mapping | None = None, form: str | None = None):
         return base
     hp = {**base.hparams, **extra}
     slots, leaf_rule = f.make(hp)
-    return optim.Optimizer(f"{rule}/{f.name}", hp, tuple(slots), leaf_rule)
+    return optim.Optimizer(name=f"{rule}/{f.name}", hparams=hp, slots=tuple(slots), rule=leaf_rule)
 
 
 def equation(rule: str, hparams: Mapping | None = None, form: str | None = None) -> dict:

@@ -63,7 +63,7 @@ class Problem:
 
     def init_params(self, dtype=np.float64) -> Tree:
         """A fresh copy of :math:`\\theta_0` in ``dtype`` (float64 or float32)."""
-        dt = _float_dtype(dtype)
+        dt = _validate.float_dtype("dtype", dtype)
         return {k: v.astype(dt, copy=True) for k, v in self.theta0.items()}
 
     def loss(self, params: Mapping[str, np.ndarray]) -> float:
@@ -86,19 +86,12 @@ class Problem:
             if a.shape != self.theta0[k].shape:
                 raise ValueError(f"params[{k!r}] has shape {a.shape}; problem {self.name!r} "
                                  f"expects {self.theta0[k].shape}")
-            out[k] = a.astype(_float_dtype(a.dtype), copy=False)
+            out[k] = a.astype(_validate.float_dtype("dtype", a.dtype), copy=False)
         return out
 
     def _data_like(self, params: Tree) -> Tree:
         dt = next(iter(params.values())).dtype
         return {k: v.astype(dt, copy=False) for k, v in self.data.items()}
-
-
-def _float_dtype(dtype) -> np.dtype:
-    dt = np.dtype(dtype)
-    if dt not in (np.float32, np.float64):
-        raise ValueError(f"dtype={dt} is not allowed; choose float64 or float32")
-    return dt
 
 
 def _rng(seed: int, purpose: int) -> np.random.Generator:
@@ -134,8 +127,9 @@ def least_squares(seed: int = 0, m: int = 20, n: int = 5) -> Problem:
         r = d["A"] @ p["w"] - d["b"]
         return {"w": d["A"].T @ r / p["w"].dtype.type(m)}
 
-    return Problem("least_squares", "l(w) = 1/(2m) * ||A w - b||^2, grad = A^T (A w - b) / m",
-                   data, theta0, _base_lr(0.1, 0.1), loss, grad)
+    return Problem(name="least_squares",
+                   formula="l(w) = 1/(2m) * ||A w - b||^2, grad = A^T (A w - b) / m",
+                   data=data, theta0=theta0, base_lr=_base_lr(0.1, 0.1), _loss=loss, _grad=grad)
 
 
 # ------------------------------------------------------- badly conditioned quadratic
@@ -171,9 +165,10 @@ def ill_conditioned(seed: int = 0, n: int = 6, max_eig: float = 10.0,
     def grad(p, d):
         return {"theta": d["H"] @ (p["theta"] - d["theta_star"])}
 
-    return Problem("ill_conditioned",
-                   "l(t) = 1/2 (t - theta_star)^T H (t - theta_star), grad = H (t - theta_star)",
-                   data, theta0, _base_lr(0.05, 0.1), loss, grad)
+    return Problem(name="ill_conditioned",
+                   formula="l(t) = 1/2 (t - theta_star)^T H (t - theta_star), "
+                           "grad = H (t - theta_star)",
+                   data=data, theta0=theta0, base_lr=_base_lr(0.05, 0.1), _loss=loss, _grad=grad)
 
 
 # -------------------------------------------------------------------- Rosenbrock
@@ -200,10 +195,10 @@ def rosenbrock(a: float = 1.0, b: float = 100.0) -> Problem:
         gy = two * d["b"] * (y - x * x)
         return {"xy": np.array([gx, gy], dtype=p["xy"].dtype)}
 
-    return Problem("rosenbrock",
-                   "l(x, y) = (a - x)^2 + b (y - x^2)^2, "
-                   "grad = (-2 (a - x) - 4 b x (y - x^2), 2 b (y - x^2))",
-                   data, theta0, _base_lr(2e-4, 0.02), loss, grad)
+    return Problem(name="rosenbrock",
+                   formula="l(x, y) = (a - x)^2 + b (y - x^2)^2, "
+                           "grad = (-2 (a - x) - 4 b x (y - x^2), 2 b (y - x^2))",
+                   data=data, theta0=theta0, base_lr=_base_lr(2e-4, 0.02), _loss=loss, _grad=grad)
 
 
 # ------------------------------------------------------------------------- MLP
@@ -259,9 +254,9 @@ def mlp(seed: int = 0, n: int = 16, d_in: int = 3, hidden: int = 4) -> Problem:
             "dense_2/b": delta.sum(axis=0),
         }
 
-    return Problem("mlp",
-                   "h = tanh(x W1 + b1); yhat = h W2 + b2; l = 1/(2n) sum (yhat - y)^2",
-                   data, theta0, _base_lr(0.1, 0.05), loss, grad)
+    return Problem(name="mlp",
+                   formula="h = tanh(x W1 + b1); yhat = h W2 + b2; l = 1/(2n) sum (yhat - y)^2",
+                   data=data, theta0=theta0, base_lr=_base_lr(0.1, 0.05), _loss=loss, _grad=grad)
 
 
 PROBLEMS: dict[str, Callable[..., Problem]] = {

@@ -106,6 +106,7 @@ class Trajectory:
 
     @property
     def steps(self) -> int:
+        """The number of updates recorded (one learning rate per step)."""
         return int(self.lrs.size)
 
     def at(self, t: int) -> Tree:
@@ -131,7 +132,7 @@ def trajectory(rule: str, hparams: Mapping | None = None, lr_schedule=None,
     form_name = neighbours.get_form(rule, form).name
     prob = problems_lib.get(problem)
     steps = _validate.integer("steps", steps, low=1)
-    dt = problems_lib._float_dtype(dtype)
+    dt = _validate.float_dtype("dtype", dtype)
     if lr_schedule is None:
         lr_schedule = standard_schedule(prob.base_lr[rule], max(steps, 2))
     lrs = lr_values(lr_schedule, steps)

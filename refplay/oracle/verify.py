@@ -104,13 +104,15 @@ def verify(golden_dir: str | os.PathLike, your_dir: str | os.PathLike) -> list[C
     for entry in manifest["cases"]:
         mine = your_dir / "cases" / f"{entry['id']}.json"
         if not mine.exists():
-            verdicts.append(CaseVerdict(entry["id"], "missing", None, f"no {mine}"))
+            verdicts.append(CaseVerdict(id=entry["id"], status="missing", comparison=None,
+                                        note=f"no {mine}"))
             continue
         case = golden.load_case(golden_dir / entry["json"])
         try:
             yours = load_result(mine, case)
         except ValueError as exc:
-            verdicts.append(CaseVerdict(entry["id"], "invalid", None, str(exc)))
+            verdicts.append(CaseVerdict(id=entry["id"], status="invalid", comparison=None,
+                                        note=str(exc)))
             continue
         verdicts.append(_verdict(case, yours))
     return verdicts
@@ -122,8 +124,8 @@ def _verdict(case: dict, yours: dict) -> CaseVerdict:
                                yours["params"], case["grads"], tol=tol,
                                problem=case["problem"]["name"], dtype=case["dtype"],
                                form=case.get("form"))
-    return CaseVerdict(case["id"], "agrees" if rep.ok else "differs", rep,
-                       _state_note(case, yours, tol))
+    return CaseVerdict(id=case["id"], status="agrees" if rep.ok else "differs", comparison=rep,
+                       note=_state_note(case, yours, tol))
 
 
 def _state_note(case: dict, yours: dict, tol: float) -> str:
