@@ -75,6 +75,7 @@ class Augmentation:
 
     @property
     def enabled(self) -> bool:
+        """Whether the augmentation changes a batch at all (a shift or noise is set)."""
         return self.max_shift > 0 or self.noise_scale > 0
 
     def __call__(self, batch: Batch, rng: np.random.Generator) -> Batch:

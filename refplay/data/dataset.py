@@ -96,8 +96,8 @@ class Dataset:
         """The examples at ``index`` (an integer array), as a new Dataset."""
         index = np.asarray(index)
         w = None if self.weights is None else np.asarray(self.weights)[index]
-        return Dataset(self.x[index], self.y[index], w, self.num_classes,
-                       self.name if name is None else name)
+        return Dataset(x=self.x[index], y=self.y[index], weights=w, num_classes=self.num_classes,
+                       name=self.name if name is None else name)
 
     def as_batch(self) -> Batch:
         """The whole dataset as one batch."""

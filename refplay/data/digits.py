@@ -32,9 +32,7 @@ def sklearn_digits(n_validation: int = 300, n_test: int = 400, seed: int = 0,
     except ImportError as exc:
         raise ImportError("sklearn_digits needs scikit-learn: pip install scikit-learn") from exc
     seed = _validate.integer("seed", seed, low=0)
-    dtype = np.dtype(dtype)
-    if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
-        raise ValueError(f"dtype={dtype} is not allowed; choose float32 or float64")
+    dtype = _validate.float_dtype("dtype", dtype)
     digits = datasets.load_digits()
     images = np.asarray(digits.images, dtype=np.float64)
     labels = np.asarray(digits.target).astype(np.int64)

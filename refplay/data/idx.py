@@ -103,9 +103,7 @@ def load_mnist_idx(directory: str | os.PathLike, kind: str = "train", *,
     in ``[0, 10)``.
     """
     kind = _validate.one_of("kind", kind, ("train", "t10k"))
-    dtype = np.dtype(dtype)
-    if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
-        raise ValueError(f"dtype={dtype} is not allowed; choose float32 or float64")
+    dtype = _validate.float_dtype("dtype", dtype)
     directory = Path(directory)
     image_path = _find(directory, f"{kind}-images-idx3-ubyte")
     label_path = _find(directory, f"{kind}-labels-idx1-ubyte")

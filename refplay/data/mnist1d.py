@@ -257,9 +257,7 @@ def mnist1d_splits(seed: int = 42, shuffle_seq: bool = False, n_validation: int 
     ``x`` is cast to ``dtype`` (float32 for training, float64 for oracle
     checks); labels are int64; ``num_classes = 10``.
     """
-    dtype = np.dtype(dtype)
-    if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
-        raise ValueError(f"dtype={dtype} is not allowed; choose float32 or float64")
+    dtype = _validate.float_dtype("dtype", dtype)
     data = mnist1d(seed=seed, shuffle_seq=shuffle_seq, cache_dir=cache_dir)
     n_train = len(data["y"])
     n_validation = _validate.integer("n_validation", n_validation, low=0, high=n_train - 1)

@@ -26,13 +26,6 @@ from refplay.data.splits import Splits
 __all__ = ["spirals", "blobs", "teacher_student"]
 
 
-def _float_dtype(dtype) -> np.dtype:
-    dtype = np.dtype(dtype)
-    if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
-        raise ValueError(f"dtype={dtype} is not allowed; choose float32 or float64")
-    return dtype
-
-
 def _split_sizes(n: int, n_validation: int, n_test: int) -> tuple[int, int, int]:
     return (_validate.integer("n", n, low=1),
             _validate.integer("n_validation", n_validation, low=1),
@@ -59,7 +52,7 @@ def spirals(n: int = 1000, *, noise: float = 0.05, turns: float = 1.5, seed: int
     noise = _validate.real("noise", noise, low=0)
     turns = _validate.real("turns", turns, low=0, low_open=True)
     seed = _validate.integer("seed", seed, low=0)
-    dtype = _float_dtype(dtype)
+    dtype = _validate.float_dtype("dtype", dtype)
 
     def draw(rng: np.random.Generator, size: int, name: str) -> Dataset:
         y = _balanced_labels(rng, size, 2)
@@ -87,7 +80,7 @@ def blobs(n: int = 1000, *, num_classes: int = 3, dim: int = 2, cluster_std: flo
     cluster_std = _validate.real("cluster_std", cluster_std, low=0)
     center_scale = _validate.real("center_scale", center_scale, low=0)
     seed = _validate.integer("seed", seed, low=0)
-    dtype = _float_dtype(dtype)
+    dtype = _validate.float_dtype("dtype", dtype)
 
     centers_seq, *split_seqs = np.random.SeedSequence(seed).spawn(4)
     centers = center_scale * np.random.default_rng(centers_seq).standard_normal((num_classes, dim))
@@ -120,7 +113,7 @@ def teacher_student(n: int = 1000, *, in_dim: int = 10, hidden: int = 32, out_di
     out_dim = _validate.integer("out_dim", out_dim, low=1)
     noise = _validate.real("noise", noise, low=0)
     seed = _validate.integer("seed", seed, low=0)
-    dtype = _float_dtype(dtype)
+    dtype = _validate.float_dtype("dtype", dtype)
 
     teacher_seq, *split_seqs = np.random.SeedSequence(seed).spawn(4)
     t = np.random.default_rng(teacher_seq)
