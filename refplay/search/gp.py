@@ -239,8 +239,9 @@ def fit_gp(x: np.ndarray, y: np.ndarray, *, lengthscales: np.ndarray | None = No
     alpha = np.linalg.solve(chol.T, np.linalg.solve(chol, z))
     lml = (-0.5 * float(z @ alpha) - float(np.log(np.diag(chol)).sum())
            - 0.5 * len(z) * math.log(2.0 * math.pi))
-    return GPFit(x, lengthscales, float(amplitude), float(noise), y_mean, y_scale, chol, alpha,
-                 lml)
+    return GPFit(x=x, lengthscales=lengthscales, amplitude=float(amplitude), noise=float(noise),
+                 y_mean=y_mean, y_scale=y_scale, chol=chol, alpha=alpha,
+                 log_marginal_likelihood=lml)
 
 
 def gp_posterior(fit: GPFit, x_new: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -415,29 +416,43 @@ def gp_ei(space: SearchSpace, history: Sequence, n: int, seed: int, *,
     configs, x_cand = _candidates(space, u[ok][best_order], num_candidates, seed, len(history))
 
     fit = fit_gp(x_obj, y_obj)
-    p_feasible = np.ones(len(x_cand))
-    if feasibility and not ok.all():
-        labels = np.where(ok, 1.0, -1.0)
-        classifier = fit_gp(x, labels, standardize=False, noise_grid=CLASSIFIER_NOISE_GRID,
-                            ard=False)
-        p_feasible = feasibility_probability(classifier, x_cand)
+    p_feasible = (_feasibility(x, ok, x_cand) if feasibility and not ok.all()
+                  else np.ones(len(x_cand)))
+    picked = _pick(fit, x_obj, y_obj, x_cand, p_feasible, n)
+    return [configs[i] for i in picked]
 
+
+def _feasibility(x: np.ndarray, ok: np.ndarray, x_cand: np.ndarray) -> np.ndarray:
+    """P(feasible) of each candidate from a GP classifier fitted to ±1 labels of the trials."""
+    labels = np.where(ok, 1.0, -1.0)
+    classifier = fit_gp(x, labels, standardize=False, noise_grid=CLASSIFIER_NOISE_GRID,
+                        ard=False)
+    return feasibility_probability(classifier, x_cand)
+
+
+def _pick(fit: GPFit, x_obj: np.ndarray, y_obj: np.ndarray, x_cand: np.ndarray,
+          p_feasible: np.ndarray, n: int) -> list[int]:
+    """Indices of ``n`` distinct candidates, each maximizing EI × P(feasible) given the picks
+    before it (constant liar)."""
     best, liar = float(y_obj.min()), float(y_obj.max())
     picked: list[int] = []
     for _ in range(n):
-        if picked:  # constant liar: the pending picks "returned" the worst value seen
-            x_lie = np.vstack([x_obj, x_cand[picked]])
-            y_lie = np.concatenate([y_obj, np.full(len(picked), liar)])
-            # The same hyperparameters and standardization as the real fit.
-            z = (y_lie - fit.y_mean) / fit.y_scale
-            cur = fit_gp(x_lie, z, lengthscales=fit.lengthscales, amplitude=fit.amplitude,
-                         noise=fit.noise, standardize=False)
-            cur = cur._replace(y_mean=fit.y_mean, y_scale=fit.y_scale)
-        else:
-            cur = fit
+        cur = _with_lies(fit, x_obj, y_obj, x_cand[picked], liar) if picked else fit
         mean, var = gp_posterior(cur, x_cand)
         score = expected_improvement(mean, var, best) * p_feasible
         score[p_feasible < MIN_FEASIBILITY] = -1.0  # below every admissible score (>= 0)
         score[picked] = -np.inf
         picked.append(int(np.argmax(score)))
-    return [configs[i] for i in picked]
+    return picked
+
+
+def _with_lies(fit: GPFit, x_obj: np.ndarray, y_obj: np.ndarray, x_pending: np.ndarray,
+               liar: float) -> GPFit:
+    """``fit`` conditioned as if the pending picks "returned" ``liar``, the worst value seen."""
+    x_lie = np.vstack([x_obj, x_pending])
+    y_lie = np.concatenate([y_obj, np.full(len(x_pending), liar)])
+    # The same hyperparameters and standardization as the real fit.
+    z = (y_lie - fit.y_mean) / fit.y_scale
+    cur = fit_gp(x_lie, z, lengthscales=fit.lengthscales, amplitude=fit.amplitude,
+                 noise=fit.noise, standardize=False)
+    return cur._replace(y_mean=fit.y_mean, y_scale=fit.y_scale)

@@ -97,7 +97,7 @@ from numba import njit
 
 from refplay import _validate
 
-__all__ = ["halton_points", "first_primes", "MAX_DIMENSIONS", "MAX_INDEX"]
+__all__ = ["halton_points", "first_primes", "check_counts", "MAX_DIMENSIONS", "MAX_INDEX"]
 
 #: The sequence is meant for hyperparameter search; beyond ~100 dimensions Halton
 #: points stripe badly at any affordable budget and the digit tables grow large.
@@ -293,7 +293,9 @@ def _points(n: int, skip: int, randomization: _Randomization) -> np.ndarray:
                           np.array(num_groups, dtype=np.int64), out)
 
 
-def _check_counts(n, d, seed, skip) -> tuple[int, int, int, int]:
+def check_counts(n, d, seed, skip) -> tuple[int, int, int, int]:
+    """Validate ``(n, d, seed, skip)`` of a sequence request: integers ≥ 0, ``d`` at most
+    :data:`MAX_DIMENSIONS` and ``skip + n`` at most :data:`MAX_INDEX`."""
     n = _validate.integer("n", n, low=0)
     d = _validate.integer("d", d, low=0, high=MAX_DIMENSIONS)
     seed = _validate.integer("seed", seed, low=0)
@@ -314,5 +316,5 @@ def halton_points(n: int, d: int, seed: int, skip: int = 0) -> np.ndarray:
     ``halton_points(63, d, s, skip=37)`` equals ``halton_points(100, d, s)`` bit
     for bit. Returns a float64 array of shape ``(n, d)``.
     """
-    n, d, seed, skip = _check_counts(n, d, seed, skip)
+    n, d, seed, skip = check_counts(n, d, seed, skip)
     return _points(n, skip, _draw_randomization(d, seed))

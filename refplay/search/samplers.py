@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from refplay import _validate
-from refplay.search.halton_sequence import _check_counts, halton_points
+from refplay.search.halton_sequence import check_counts, halton_points
 from refplay.search.space import Fixed, Float, Int, SearchSpace
 
 __all__ = ["halton", "random", "grid", "explicit", "sample", "SAMPLERS"]
@@ -55,7 +55,7 @@ def random(space: SearchSpace, n: int, seed: int, skip: int = 0) -> list[Config]
     Point i is row i of ``default_rng(SeedSequence(seed)).random((skip + n, d))``.
     """
     space = _check_space(space)
-    n, d, seed, skip = _check_counts(n, space.num_dimensions, seed, skip)
+    n, d, seed, skip = check_counts(n, space.num_dimensions, seed, skip)
     rng = np.random.default_rng(np.random.SeedSequence(seed))
     # PCG64 spends one 64-bit output per double, so advancing skip*d outputs
     # skips exactly the first `skip` rows (a test checks this).

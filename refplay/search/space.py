@@ -609,6 +609,7 @@ class SearchSpace:
 
     @property
     def num_dimensions(self) -> int:
+        """The dimension of the unit cube the space is drawn from (Fixed parameters take none)."""
         return len(self._dimensions)
 
     def __getitem__(self, name: str) -> _Parameter:
