@@ -123,6 +123,7 @@ class ClipReport(NamedTuple):
 
     @property
     def advice(self) -> str:
+        """One line: the threshold, how often it clips, and a warning above 50%."""
         pct = f"{100 * self.fraction:.1f}% of {self.num_steps} updates"
         if self.aggressive:
             return (f"threshold {self.threshold:.4g} clips {pct}: more than 50% is extremely "

@@ -73,6 +73,7 @@ class OptState(NamedTuple):
     slots: dict[str, Tree]
 
     def to_arrays(self) -> dict[str, np.ndarray]:
+        """The state as a flat dict: ``"step"`` and one ``"<slot>:<param>"`` array per leaf."""
         out: dict[str, np.ndarray] = {"step": np.asarray(self.step, dtype=np.int64)}
         for slot, tree in self.slots.items():
             for k, v in tree.items():
@@ -81,6 +82,7 @@ class OptState(NamedTuple):
 
     @classmethod
     def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> "OptState":
+        """The inverse of :meth:`to_arrays` (arrays copied); ``ValueError`` for a malformed key."""
         if "step" not in arrays:
             raise ValueError("optimizer state arrays must contain 'step'")
         step = np.asarray(arrays["step"])
@@ -198,7 +200,8 @@ def sgd(*, weight_decay: float = 0.0, weight_decay_mode: str = "l2") -> Optimize
         theta = theta - lr * g                  # θ_{t+1} = θ_t − η_t ∇l(θ_t)
         return (theta,)
 
-    return Optimizer("sgd", _weight_decay(weight_decay, weight_decay_mode), (), rule)
+    return Optimizer(name="sgd", hparams=_weight_decay(weight_decay, weight_decay_mode), slots=(),
+                     rule=rule)
 
 
 # ---------------------------------------------------------------------- Momentum
@@ -223,7 +226,7 @@ def momentum(gamma: float = 0.9, *, weight_decay: float = 0.0,
         return theta, v
 
     hp = {"gamma": gamma, **_weight_decay(weight_decay, weight_decay_mode)}
-    return Optimizer("momentum", hp, (("v", 0.0),), rule)
+    return Optimizer(name="momentum", hparams=hp, slots=(("v", 0.0),), rule=rule)
 
 
 # ---------------------------------------------------------------------- Nesterov
@@ -247,7 +250,7 @@ def nesterov(gamma: float = 0.9, *, weight_decay: float = 0.0,
         return theta, v
 
     hp = {"gamma": gamma, **_weight_decay(weight_decay, weight_decay_mode)}
-    return Optimizer("nesterov", hp, (("v", 0.0),), rule)
+    return Optimizer(name="nesterov", hparams=hp, slots=(("v", 0.0),), rule=rule)
 
 
 # ----------------------------------------------------------------------- RMSProp
@@ -279,7 +282,7 @@ def rmsprop(rho: float = 0.9, gamma: float = 0.0, eps: float = 1e-10, *,
         return theta, v, m
 
     hp = {"rho": rho, "gamma": gamma, "eps": eps, **_weight_decay(weight_decay, weight_decay_mode)}
-    return Optimizer("rmsprop", hp, (("v", 1.0), ("m", 0.0)), rule)
+    return Optimizer(name="rmsprop", hparams=hp, slots=(("v", 1.0), ("m", 0.0)), rule=rule)
 
 
 # ------------------------------------------------------------------ Adam, NAdam
@@ -323,7 +326,7 @@ def adam(beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8, *,
 
     hp = {"beta1": beta1, "beta2": beta2, "eps": eps,
           **_weight_decay(weight_decay, weight_decay_mode)}
-    return Optimizer("adam", hp, (("m", 0.0), ("v", 0.0)), rule)
+    return Optimizer(name="adam", hparams=hp, slots=(("m", 0.0), ("v", 0.0)), rule=rule)
 
 
 def nadam(beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8, *,
@@ -358,7 +361,7 @@ def nadam(beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8, *,
 
     hp = {"beta1": beta1, "beta2": beta2, "eps": eps,
           **_weight_decay(weight_decay, weight_decay_mode)}
-    return Optimizer("nadam", hp, (("m", 0.0), ("v", 0.0)), rule)
+    return Optimizer(name="nadam", hparams=hp, slots=(("m", 0.0), ("v", 0.0)), rule=rule)
 
 
 # ----------------------------------------------------------------------- by name

@@ -132,6 +132,7 @@ class LinearDecay(Schedule):
 
     @property
     def total_steps(self) -> int:
+        """The step at which the rate reaches ``final_lr``: ``constant_steps + decay_steps``."""
         return self.constant_steps + self.decay_steps
 
 
@@ -165,6 +166,7 @@ class CosineDecay(Schedule):
 
     @property
     def total_steps(self) -> int:
+        """The step at which the rate reaches ``final_lr``: ``decay_steps``."""
         return self.decay_steps
 
 
@@ -227,6 +229,7 @@ class PiecewiseConstant(Schedule):
 
     @property
     def total_steps(self) -> int | None:
+        """The last boundary, from which the rate stays at ``values[-1]``; None without any."""
         return self.boundaries[-1] if self.boundaries else None
 
 
@@ -269,6 +272,7 @@ class Warmup(Schedule):
 
     @property
     def total_steps(self) -> int | None:
+        """The inner schedule's ``total_steps`` plus ``warmup_steps``; None if it has none."""
         inner = self.schedule.total_steps
         return None if inner is None else inner + self.warmup_steps
 
@@ -283,7 +287,8 @@ def linear_decay(base_lr: float, decay_steps: int, final_lr: float = 0.0, *,
                  constant_steps: int = 0) -> LinearDecay:
     """Linear decay to ``final_lr`` over ``decay_steps``, after ``constant_steps`` at
     ``base_lr`` (see :class:`LinearDecay`)."""
-    return LinearDecay(base_lr, decay_steps, final_lr, constant_steps)
+    return LinearDecay(base_lr=base_lr, decay_steps=decay_steps, final_lr=final_lr,
+                       constant_steps=constant_steps)
 
 
 def cosine_decay(base_lr: float, decay_steps: int, final_lr: float = 0.0) -> CosineDecay:
@@ -368,7 +373,8 @@ def get(name: str, *, warmup_steps: int = 0, **hparams) -> Schedule:
     if not isinstance(name, str):
         raise TypeError(f"schedule name must be a string, got {name!r}")
     _validate.one_of("schedule", name, SCHEDULES)
-    _validate.known_hparams("schedule", name, SCHEDULES[name], hparams, also_allowed=["warmup_steps"])
+    _validate.known_hparams("schedule", name, SCHEDULES[name], hparams,
+                            also_allowed=["warmup_steps"])
     schedule = SCHEDULES[name](**hparams)
     warmup_steps = _validate.integer("warmup_steps", warmup_steps, low=0)
     return Warmup(schedule, warmup_steps) if warmup_steps else schedule

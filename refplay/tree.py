@@ -109,7 +109,8 @@ def unflatten(vec: np.ndarray, spec: list[tuple[str, tuple[int, ...]]]) -> Tree:
     vec = np.asarray(vec)
     total = int(sum(int(np.prod(s)) for _, s in spec))
     if vec.ndim != 1 or vec.size != total:
-        raise ValueError(f"vec must be 1-D with {total} elements for this spec, got shape {vec.shape}")
+        raise ValueError(f"vec must be 1-D with {total} elements for this spec, "
+                         f"got shape {vec.shape}")
     out: Tree = {}
     i = 0
     for k, s in spec:
