@@ -109,11 +109,11 @@ def test_an_optuna_study_imported_in_one_call_gives_the_native_numbers(native, o
         want = analysis.boundary_check(frame, param).checks
         assert got.keys() == want.keys()
         for value, c in want.items():
-            g = got[value]
-            for key in ("parameter", "low", "high", "top_trials", "top_values", "positions",
-                        "divergence_threshold", "n_good", "n_complete", "decision",
-                        "suggested_range"):
-                assert getattr(g, key) == pytest.approx(getattr(c, key)), (value, key)
+            # The ranges come from Optuna's distributions: equal to the spec's, to rounding.
+            assert got[value].low == pytest.approx(c.low) and got[value].high == \
+                pytest.approx(c.high)
+            assert got[value] == dataclasses.replace(c, low=got[value].low,
+                                                     high=got[value].high)
     assert analysis.isolation(imported, "optimizer").rows == \
         analysis.isolation(frame, "optimizer").rows
     assert analysis.isolation(imported, "lr", buckets=4).rows == \

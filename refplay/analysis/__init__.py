@@ -15,6 +15,7 @@ module per question:
 ``diagnostics``             :func:`curve_diagnostics`: what the training curves say
 ``instability``             :func:`detect_instability`: loss spikes from per-step losses
 ``steps``                   :func:`best_step_fractions`, :func:`infeasible_fraction`
+                            (of the finished trials; crashed and pruned ones apart)
 ``uncertainty``             binomial SE, the spread of repeats, :func:`compare`
 ``lint``                    :func:`role_lint`: roles the playbook warns about
 ``importance``              :func:`importance`: range of the bucketed best per axis

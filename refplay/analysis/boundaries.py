@@ -83,7 +83,7 @@ class BoundaryCheck:
     good_tolerance: float
     tolerance_basis: str               # "2 binomial SE" or "5% of the best"
     n_complete: int
-    n_trials: int
+    n_trials: int                      # trials where the parameter is active, pruned ones left out
     decision: str
     suggested_range: tuple[float, float] | None
     message: str
@@ -189,10 +189,11 @@ def _check_one(frame, value, group, param, near, top_k, good_tol):
     sub = group.where(lambda r: group.parameter_of(r, param) is not None)
     order = ranked(sub)
     n_complete = sum(s == TrialStatus.COMPLETE for s in statuses)
+    n_trials = sum(s != TrialStatus.PRUNED for s in statuses)     # pruned: counted nowhere
     threshold = _threshold(xs, statuses)
     if not order:
         return BoundaryCheck(value, name, scale, low, high, (), (), (), False, False, threshold,
-                             False, 0, math.nan, "-", n_complete, len(rows),
+                             False, 0, math.nan, "-", n_complete, n_trials,
                              "no_complete_trials", None,
                              f"{frame.label(value)}: no complete trial; every {name} tried "
                              f"was infeasible or failed")
@@ -212,7 +213,7 @@ def _check_one(frame, value, group, param, near, top_k, good_tol):
         msg += f"; suggested new range [{suggested[0]:.3g}, {suggested[1]:.3g}]"
     return BoundaryCheck(value, name, scale, low, high, tuple(r.trial for r, _, _ in top),
                          top_values, positions, near_low, near_high, threshold, at_edge, n_good,
-                         float(good_tol), basis, n_complete, len(rows), decision, suggested,
+                         float(good_tol), basis, n_complete, n_trials, decision, suggested,
                          f"{frame.label(value)}: {msg}")
 
 
