@@ -35,6 +35,8 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
+from refplay.latex import prose_to_text
+
 __all__ = ["Cell", "split_cells", "lesson", "run_lesson", "tutorial_paths", "to_notebooks",
            "register", "main"]
 
@@ -116,7 +118,7 @@ def run_lesson(path: str | os.PathLike, namespace: dict | None = None, out=None)
     try:
         for cell in split_cells(path.read_text(encoding="utf-8")):
             if cell.kind == "markdown":
-                print(f"\n{cell.source}\n", file=out, flush=True)
+                print(f"\n{prose_to_text(cell.source)}\n", file=out, flush=True)
             else:
                 # Blank lines in front put the code at its own line numbers in tracebacks.
                 code = compile("\n" * (cell.line - 1) + cell.source, str(path), "exec")
@@ -161,14 +163,10 @@ def to_notebooks(paths: list[Path], out: str | os.PathLike, *, quick: bool = Fal
     land in ``out/runs/<stem>/`` beside its notebook. ``quick`` sets
     ``REFPLAY_TUTORIAL_QUICK=1`` for the kernel (the size the tests use).
     """
-    # lazy: the [notebooks] extra is optional, and `refplay --help` must not need it
-    try:
-        import jupytext
-        import nbclient
-        import nbformat
-    except ImportError as err:
-        raise ImportError(f"executing tutorials as notebooks needs the [notebooks] extra "
-                          f"(pip install 'refplay[notebooks]'): {err}") from err
+    jupytext, nbclient, nbformat, config = _notebook_modules()
+    # jupyter_client's documented setting: CurveZMQ keys for a kernel whose kernelspec
+    # supports them, so ipykernel does not warn that it runs over plain-text TCP.
+    config.KernelManager.transport_encryption = "auto"
     if not isinstance(timeout, int) or timeout <= 0:
         raise ValueError(f"timeout={timeout!r} must be a positive number of seconds per cell")
     out = Path(out)
@@ -180,8 +178,12 @@ def to_notebooks(paths: list[Path], out: str | os.PathLike, *, quick: bool = Fal
     written = []
     for path in paths:
         notebook = jupytext.read(path)
+        # A notebook names its kernel, so Jupyter opens it without asking.
+        notebook.metadata["kernelspec"] = {"name": kernel, "language": "python",
+                                           "display_name": "Python 3 (ipykernel)"}
         start = time.perf_counter()
         client = nbclient.NotebookClient(notebook, timeout=timeout, kernel_name=kernel,
+                                         config=config,
                                          resources={"metadata": {"path": str(out)}})
         client.execute(env=env)          # the kernel's environment, not this process's
         target = out / f"{path.stem}.ipynb"
@@ -191,7 +193,31 @@ def to_notebooks(paths: list[Path], out: str | os.PathLike, *, quick: bool = Fal
     return written
 
 
+#: How to install what ``refplay tutorials notebooks`` needs (pyproject.toml's extra).
+NOTEBOOKS_HINT = "pip install -e '.[notebooks]' (from a clone of refplay)"
+
+
+def _notebook_modules():
+    """jupytext, nbclient, nbformat and a fresh traitlets ``Config``, or an ImportError that
+    says how to install them."""
+    # lazy: the [notebooks] extra is optional, and `refplay --help` must not need it
+    try:
+        import jupytext
+        import nbclient
+        import nbformat
+        from traitlets.config import Config
+    except ImportError as err:
+        raise ImportError(f"executing tutorials as notebooks needs {err.name or 'jupytext'}, "
+                          f"which is not installed: {NOTEBOOKS_HINT}") from None
+    return jupytext, nbclient, nbformat, Config()
+
+
 def _notebooks_command(args: argparse.Namespace) -> int:
+    try:
+        _notebook_modules()                     # before any work: one plain line if missing
+    except ImportError as exc:
+        print(f"refplay: error: {exc}", file=sys.stderr)
+        return 2
     paths = tutorial_paths(args.tutorials)
     if args.only:
         wanted = set(args.only)

@@ -56,8 +56,14 @@ def explicit_spec(name: str, workload: str, configs: list[dict], settings: Trial
 
 
 def run_spec(spec: study.StudySpec, *, workspace: str | os.PathLike | None = None,
-             workers: int | None = 0, progress: bool = False) -> list[TrialResult]:
-    """Run (or resume, or just read) ``spec`` in ``workspace``; its results in trial order."""
+             workers: int | None = 0, progress: bool | str | None = None) -> list[TrialResult]:
+    """Run (or resume, or just read) ``spec`` in ``workspace``; its results in trial order.
+
+    ``progress`` as in :func:`refplay.study.run`: by default a bar when stderr is a
+    terminal, else one line per finished trial on stdout (a log, ``tee`` or a
+    notebook sees the run move); ``False``: nothing. Trials already recorded
+    are read, not shown.
+    """
     workspace = Path(workspace) if workspace is not None else DEFAULT_WORKSPACE
     study.run(spec, store=workspace, workers=workers, progress=progress)
     with study.Store(workspace, readonly=True) as store:
@@ -66,10 +72,10 @@ def run_spec(spec: study.StudySpec, *, workspace: str | os.PathLike | None = Non
 
 def run_configs(name: str, workload: str, configs: list[dict], settings: TrialSettings, *,
                 workspace: str | os.PathLike | None = None, workers: int | None = 0,
-                **spec_options) -> list[TrialResult]:
+                progress: bool | str | None = None, **spec_options) -> list[TrialResult]:
     """``run_spec(explicit_spec(...))``: the results of ``configs``, in order."""
     spec = explicit_spec(name, workload, configs, settings, **spec_options)
-    return run_spec(spec, workspace=workspace, workers=workers)
+    return run_spec(spec, workspace=workspace, workers=workers, progress=progress)
 
 
 def halton_spec(prefix: str, **fields) -> study.StudySpec:
