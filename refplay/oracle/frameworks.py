@@ -163,6 +163,11 @@ class Row:
         return eps_values(self.name)
 
 
+def _table(framework: str, *specs: dict) -> tuple[Row, ...]:
+    """The rows of ``framework``'s table, one per spec (Row's fields but ``framework``)."""
+    return tuple(Row(framework=framework, **spec) for spec in specs)
+
+
 # =========================================================================== torch
 def _torch():
     return _import("torch", "torch")
@@ -209,6 +214,7 @@ def _torch_setup(label: str, make: Callable, before_step: Callable | None = None
 
 
 def _torch_eps_edit(torch, opt, params, ctx):
+    """Before each step, torch's ε ← the playbook's ε moved inside the bias correction."""
     opt.param_groups[0]["eps"] = _adam_eps(ctx)
 
 
@@ -274,11 +280,6 @@ def _torch_nadam(momentum_decay=4e-3):
     return lambda torch, ps, hp: torch.optim.NAdam(
         ps, lr=0.0, betas=(hp["beta1"], hp["beta2"]), eps=hp["eps"],
         momentum_decay=momentum_decay, foreach=False)
-
-
-def _table(framework: str, *specs: dict) -> tuple[Row, ...]:
-    """The rows of ``framework``'s table, one per spec (Row's fields but ``framework``)."""
-    return tuple(Row(framework=framework, **spec) for spec in specs)
 
 
 _TORCH_EPS_EDIT = "ε replaced before step t by ε/√(1−β2^(t+1)) (param_groups[0]['eps'])"
@@ -395,6 +396,7 @@ def _optax_setup(label: str, make: Callable, before_step: Callable | None = None
 
 
 def _optax_eps_edit(hyperparams, ctx):
+    """Before each step, optax's ε ← the playbook's ε moved inside the bias correction."""
     hyperparams["eps"] = _adam_eps(ctx)
 
 
@@ -557,6 +559,7 @@ def _keras_setup(label: str, make: Callable, before_step: Callable | None = None
 
 
 def _keras_velocities_to_one(opt, vs, ctx):
+    """Before step 0, every '<var>_velocity' slot ← 1: the playbook's :math:`v_0 = 1`."""
     if ctx.t == 0:
         for v in vs:
             slot = _keras_slot(opt, v, "velocity")
@@ -564,7 +567,7 @@ def _keras_velocities_to_one(opt, vs, ctx):
 
 
 def _keras_rescale_momentum(opt, vs, ctx):
-    r"""The issue's edit: Keras's buffer holds :math:`-\eta_{t-1} v_t`; rescale it to
+    r"""The obvious edit, a control: Keras's buffer holds :math:`-\eta_{t-1} v_t`; rescale it to
     :math:`-\eta_t v_t`. Impossible after a step with :math:`\eta = 0` (the buffer
     then lost that step's gradient), so it is skipped there."""
     if ctx.t >= 1 and ctx.prev_lr > 0:
@@ -574,6 +577,7 @@ def _keras_rescale_momentum(opt, vs, ctx):
 
 
 def _keras_eps_edit(opt, vs, ctx):
+    """Before each step, Keras's ε ← the playbook's ε moved inside the bias correction."""
     opt.epsilon = _adam_eps(ctx)
 
 
