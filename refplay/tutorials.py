@@ -200,12 +200,11 @@ NOTEBOOKS_HINT = "pip install -e '.[notebooks]' (from a clone of refplay)"
 def _notebook_modules():
     """jupytext, nbclient, nbformat and a fresh traitlets ``Config``, or an ImportError that
     says how to install them."""
-    # lazy: the [notebooks] extra is optional, and `refplay --help` must not need it
     try:
-        import jupytext
-        import nbclient
-        import nbformat
-        from traitlets.config import Config
+        import jupytext  # lazy: the optional [notebooks] extra, not needed for `refplay --help`
+        import nbclient  # lazy: the [notebooks] extra
+        import nbformat  # lazy: the [notebooks] extra
+        from traitlets.config import Config  # lazy: the [notebooks] extra (with jupyter_client)
     except ImportError as err:
         raise ImportError(f"executing tutorials as notebooks needs {err.name or 'jupytext'}, "
                           f"which is not installed: {NOTEBOOKS_HINT}") from None

@@ -106,9 +106,9 @@ def _add_adopt(commands) -> None:
 
 def _add_procedure(commands, name: str, procedure: Procedure) -> None:
     p = commands.add_parser(name, help=procedure.help, description=procedure.help)
+    default = procedure.workload or "the calibrated one, see refplay/train/unstable.py"
     p.add_argument("--workload", default=procedure.workload,
-                   help=f"the workload to run on (default: "
-                        f"{procedure.workload or 'the calibrated one, see refplay/train/unstable.py'})")
+                   help=f"the workload to run on (default: {default})")
     p.add_argument("--quick", action="store_true",
                    help="the small size used by the slow tests (some procedures then "
                         "choose their own small workload)")

@@ -51,32 +51,13 @@ def register(sub) -> None:
         p.set_defaults(func=func)
         return p
 
-    def add_run_options(p) -> None:
-        where = p.add_mutually_exclusive_group()
-        where.add_argument("--workers", type=int, default=None,
-                           help="local worker processes (default: one per CPU; 0: run trials "
-                                "in this process)")
-        where.add_argument("--dask", metavar="ADDRESS", default=None,
-                           help="run trials on the Dask scheduler at ADDRESS ('local': start a "
-                                "LocalCluster)")
-        p.add_argument("--dask-workers", type=int, default=None,
-                       help="worker processes of --dask local (default: one per CPU)")
-        p.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
-                       help="record a trial as failed when it runs longer than this")
-        p.add_argument("--quiet", action="store_true", help="no progress bar")
-        p.add_argument("--no-report", action="store_true",
-                       help="skip the study report written at the end of the run")
-        p.add_argument("--retry-failed", action="store_true",
-                       help="run the study's failed trials again (their old records are kept "
-                            "as history)")
-
     p = add("run", "run a study from its spec file (resumes it if it exists)", _run)
     p.add_argument("spec", help="study spec, a .toml (or .json) file")
-    add_run_options(p)
+    _add_run_options(p)
 
     p = add("resume", "run the trials of a recorded study that have no result yet", _resume)
     p.add_argument("name", help="study name")
-    add_run_options(p)
+    _add_run_options(p)
 
     p = add("status", "show a study's progress and best trial", _status)
     p.add_argument("name", help="study name")
@@ -98,6 +79,27 @@ def register(sub) -> None:
     p.add_argument("name", help="study name")
     p.add_argument("--csv", required=True, metavar="FILE",
                    help="trials CSV (measurements go to FILE_measurements.csv)")
+
+
+def _add_run_options(p) -> None:
+    """Where and how trials run: workers or Dask, time limit, progress, report, retries."""
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, default=None,
+                       help="local worker processes (default: one per CPU; 0: run trials "
+                            "in this process)")
+    where.add_argument("--dask", metavar="ADDRESS", default=None,
+                       help="run trials on the Dask scheduler at ADDRESS ('local': start a "
+                            "LocalCluster)")
+    p.add_argument("--dask-workers", type=int, default=None,
+                   help="worker processes of --dask local (default: one per CPU)")
+    p.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
+                   help="record a trial as failed when it runs longer than this")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--no-report", action="store_true",
+                   help="skip the study report written at the end of the run")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="run the study's failed trials again (their old records are kept "
+                        "as history)")
 
 
 def _open(workspace: str, *, readonly: bool = True):
@@ -230,6 +232,7 @@ def _status(args) -> int:
 
 def format_status(status) -> str:
     """The text of ``refplay study status``."""
+    from refplay.train.result import TrialStatus  # lazy: CLI start-up (refplay.train loads Numba)
     s = status.study
     c = status.counts
     lines = [f"study {s.name}  ({s.workload or s.trial_function})"]
@@ -237,8 +240,10 @@ def format_status(status) -> str:
         lines.append(f"  description: {s.description}")
     if s.goal:
         lines.append(f"  goal:        {s.goal}")
-    lines.append(f"  trials:      {status.done}/{s.budget} recorded (complete {c['complete']}, "
-                 f"infeasible {c['infeasible']}, failed {c['failed']}), {status.missing} to run")
+    counted = ", ".join(f"{state} {c.get(state, 0)}" for state in TrialStatus
+                        if state != TrialStatus.PRUNED or c.get(state))
+    lines.append(f"  trials:      {status.done}/{s.budget} recorded ({counted}), "
+                 f"{status.missing} to run")
     if s.best_value is None:
         lines.append(f"  best {s.metric} ({s.mode}): no complete trial yet")
     else:

@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 
 from refplay.plots import style
 from refplay.plots.instability import smooth
+from refplay.train.result import TrialStatus
 
 __all__ = ["clipping_plot"]
 
@@ -48,7 +49,7 @@ def _norm_panel(ax, hx, norms, rows, chosen, reference_norms) -> None:
         elif row.clipped_fraction > 0.5:
             c, ls, lw, tag = style.INFEASIBLE, "--", 1.5, "too aggressive (> 50% clipped)"
         else:
-            c, ls, lw, tag = "0.35", ":", 1.2, ("trains" if row.status == "complete"
+            c, ls, lw, tag = "0.35", ":", 1.2, ("trains" if row.status == TrialStatus.COMPLETE
                                                  else row.status)
         label = (f"λ = {row.threshold:.3g} (p{row.percentile:g}): clips "
                  f"{row.clipped_fraction:.0%}, {tag}")
@@ -79,7 +80,8 @@ def _loss_panel(lx, rows, chosen, losses) -> None:
     """
     labels = ["no clipping"] + [f"λ = {r.threshold:.3g} (p{r.percentile:g}), best validation "
                                 f"error {r.best_error:.3f}" for r in rows]
-    statuses = ["infeasible" if len(losses[0]) < max(len(x) for x in losses) else "complete"]
+    statuses = [TrialStatus.INFEASIBLE if len(losses[0]) < max(len(x) for x in losses)
+                else TrialStatus.COMPLETE]
     statuses += [r.status for r in rows]
     first = [float(x[0]) for x in losses if len(x) and np.isfinite(x[0])]
     cap = 10.0 * max(first) if first else 10.0          # the divergence rule's blow-up level
@@ -88,7 +90,7 @@ def _loss_panel(lx, rows, chosen, losses) -> None:
         xs, ys = style.positive_points(smooth(loss, 10))
         keep = ys <= cap
         lx.plot(xs[keep], ys[keep], color=c, lw=1.3 if i else 1.8, label=label)
-        if statuses[i] == "infeasible":
+        if statuses[i] == TrialStatus.INFEASIBLE:
             lx.plot(len(loss) - 1, cap, "x", color=style.INFEASIBLE, ms=11, mew=2.5)
             lx.annotate(f"{label}: infeasible at step {len(loss) - 1}", (len(loss) - 1, cap),
                         xytext=(12, -4), textcoords="offset points", fontsize=8,

@@ -15,6 +15,7 @@ import math
 import numpy as np
 
 from refplay.plots import style
+from refplay.train.result import TrialStatus
 
 __all__ = ["smooth", "plain_log_x", "loss_traces_plot", "dense_vs_sparse_plot", "warmup_plot",
            "lr_sweep_plot"]
@@ -57,13 +58,13 @@ def loss_traces_plot(traces: dict, *, events: dict | None = None, window: int = 
         ax.plot(raw_s, raw, color=c, lw=0.4, alpha=0.35)
         xs, ys = style.positive_points(smooth(loss, window))
         ax.plot(xs, ys, color=c, lw=1.6, label=label)
-        if "infeasible" in label and len(loss):
+        if TrialStatus.INFEASIBLE in label and len(loss):
             ax.plot(len(loss) - 1, ys[-1] if ys.size else 1.0, "x", color=style.INFEASIBLE,
                     ms=10, mew=2.5)
         for e in (events or {}).get(label, []):
             ax.axvspan(e["start"], e["end"] + 1, color=c, alpha=0.15, lw=0)
     # Legend entries only for what the figure shows.
-    if any("infeasible" in label for label in traces):
+    if any(TrialStatus.INFEASIBLE in label for label in traces):
         ax.plot([], [], "x", color=style.INFEASIBLE, ms=8, mew=2, label="run stopped: infeasible")
     if any((events or {}).get(label) for label in traces):
         ax.fill_between([], [], color="0.5", alpha=0.2,
@@ -121,18 +122,19 @@ def warmup_plot(losses: dict, rows, *, target_lr: float, shortest: int | None):
     for i, (w, loss) in enumerate(sorted(losses.items())):
         c = style.colour(i)
         row = status[w]
-        tag = ("stable" if row["stable"] else row["status"] if row["status"] != "complete"
+        tag = ("stable" if row["stable"] else row["status"] if row["status"] != TrialStatus.COMPLETE
                else f"{row['events']} loss spike(s)")
         xs, ys = style.positive_points(smooth(loss, 5))
         keep = ys <= cap
         ax.plot(xs[keep] + 1, ys[keep], color=c, lw=2.2 if w == shortest else 1.3,
-                label=f"warmup {w} steps: {tag}" + ("  ← shortest stable" if w == shortest else ""))
-        if row["status"] == "infeasible":
+                label=f"warmup {w} steps: {tag}"
+                + ("  ← shortest stable" if w == shortest else ""))
+        if row["status"] == TrialStatus.INFEASIBLE:
             ax.plot(len(loss), cap, "x", color=style.INFEASIBLE, ms=10, mew=2.5)
         s = np.arange(1, n + 1)
         lr = target_lr * np.minimum(1.0, (s - 1) / w) if w else np.full(n, target_lr)
         bx.plot(s, np.where(lr > 0, lr, np.nan), color=c, lw=1.5, label=f"warmup {w}")
-    if any(row["status"] == "infeasible" for row in rows):
+    if any(row["status"] == TrialStatus.INFEASIBLE for row in rows):
         ax.plot([], [], "x", color=style.INFEASIBLE, ms=8, mew=2,
                 label="infeasible (drawn at 10 × step-0 loss)")
     for a in (ax, bx):
@@ -166,7 +168,7 @@ def lr_sweep_plot(lrs, sweeps: dict, *, warmup_steps: int, variants_labels: dict
         for j, (key, label) in enumerate((("", "no warmup"),
                                           ("_warmup", f"warmup {warmup_steps} steps"))):
             err = np.asarray(s["errors" + key], dtype=np.float64)
-            ok = np.array([st == "complete" for st in s["statuses" + key]])
+            ok = np.array([st == TrialStatus.COMPLETE for st in s["statuses" + key]])
             c = style.colour(j)
             x = np.asarray(lrs)
             ax.plot(x[ok], err[ok], "o-", color=c, lw=1.4, ms=5, label=label)

@@ -9,16 +9,17 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from matplotlib import colormaps
 
 from refplay.plots import style
 
-__all__ = ['train_error_curves', 'steps_to_fit_plot']
+__all__ = ["train_error_curves", "steps_to_fit_plot"]
 
 
 def _lr_colours(n: int):
-    from matplotlib import colormaps
     cmap = colormaps["viridis"]
     return [cmap(i / max(n - 1, 1) * 0.9) for i in range(n)]
+
 
 def train_error_curves(curves: dict, fit_error: float, candidate: int | None, *,
                        title: str | None = None):
@@ -37,13 +38,15 @@ def train_error_curves(curves: dict, fit_error: float, candidate: int | None, *,
         ax.axvline(candidate, color="black", ls="--", lw=1,
                    label=f"candidate max_train_steps = {candidate}")
     if fit_error > 0:
-        ax.axhline(fit_error, color=style.INFEASIBLE, ls="--", lw=1, label=f"fit target {fit_error:g}")
+        ax.axhline(fit_error, color=style.INFEASIBLE, ls="--", lw=1,
+                   label=f"fit target {fit_error:g}")
     ax.set_xlabel("training step")
     ax.set_ylabel("training error rate (eval mode, whole training split; log)")
     ax.set_title(title or "Constant learning rate, no regularization: when does each trial "
                  "fit the training set?", fontsize=10)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
+
 
 def steps_to_fit_plot(sweep, statuses, n_steps: int):
     """Steps to fit vs learning rate (log x); never-fit or diverged as red x at the budget."""

@@ -41,10 +41,12 @@ FONT = 10
 
 
 def colour(i: int) -> str:
+    """The ``i``-th colour of :data:`PALETTE` (cycling), never red or green."""
     return PALETTE[i % len(PALETTE)]
 
 
 def new_figure(width: float = 7.0, height: float = 4.5, **subplots) -> tuple[Figure, object]:
+    """A ``width`` x ``height`` inch figure with constrained layout, and its axes (``subplots``)."""
     fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
     axes = fig.subplots(**subplots)
     return fig, axes
@@ -58,6 +60,8 @@ def metric_label(metric: str, selection: str = "best checkpoint") -> str:
 
 
 def param_label(name: str, scale: str | None = None) -> str:
+    """An axis label for a hyperparameter: ``"adam/lr"``, ``"log"`` -> ``"learning rate [adam/lr]
+    (log scale)"``."""
     key = name.rsplit("/", 1)[-1]
     pretty = {"lr": "learning rate", "weight_decay": "weight decay", "gamma": "momentum γ",
               "beta1": "β₁", "beta2": "β₂", "eps": "ε", "batch_size": "batch size (examples)"}
@@ -86,7 +90,7 @@ def plain_log(axis, numticks: int = 6) -> None:
 
 
 def positive_points(y) -> tuple[np.ndarray, np.ndarray]:
-    """``(steps, values)`` of a per-step series where it is finite and > 0 (a log axis can show it)."""
+    """``(steps, values)`` of a per-step series where it is finite and > 0 (for a log axis)."""
     y = np.asarray(y, dtype=np.float64)
     s = np.arange(y.size)
     ok = np.isfinite(y) & (y > 0)

@@ -62,6 +62,8 @@ CRITICAL = 1.5            # critical batch: the largest B with S(B/2) / S(B) >= 
 
 # ------------------------------------------------------------------ throughput
 class ThroughputRow(NamedTuple):
+    """One batch size's measured step time, throughput and memory."""
+
     batch_size: int
     seconds_per_step: float
     examples_per_second: float
@@ -71,6 +73,8 @@ class ThroughputRow(NamedTuple):
 
 
 class ThroughputDecision(NamedTuple):
+    """The playbook's throughput rule read on measured throughputs (:func:`throughput_decision`)."""
+
     max_useful_batch: int          # the largest B reached by doublings that each nearly doubled
     gains: tuple[float, ...]       # throughput(B_{i+1}) / throughput(B_i)
     required: tuple[float, ...]    # the gain each step needed: 1.5 ** log2(B_{i+1} / B_i)
@@ -189,6 +193,8 @@ def log2_slope(b1: int, s1: float, b2: int, s2: float) -> float:
 
 
 class ScalingDecision(NamedTuple):
+    """Perfect scaling, then diminishing returns: slopes and the critical batch size."""
+
     batch_sizes: tuple[int, ...]     # sizes that reached the target, increasing
     steps: tuple[int, ...]
     small_slope: float               # log2 slope between the two smallest sizes

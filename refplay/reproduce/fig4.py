@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from refplay.procedures import warmup
 from refplay.reproduce.base import Check, Entry, Panel, Upstream
+from refplay.train.result import TrialStatus
 
 __all__ = ["ENTRY", "CAVEAT", "check", "three_x"]
 
@@ -30,8 +31,9 @@ def three_x(lrs, sweeps: dict) -> dict | None:
     if not above:
         return None
     i = list(lrs).index(above[0])
-    return {"lr": above[0], "feasible_warmup": sweeps["statuses_warmup"][i] == "complete",
-            "feasible_none": sweeps["statuses"][i] == "complete"}
+    return {"lr": above[0],
+            "feasible_warmup": sweeps["statuses_warmup"][i] == TrialStatus.COMPLETE,
+            "feasible_none": sweeps["statuses"][i] == TrialStatus.COMPLETE}
 
 
 def check(result) -> Check:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from refplay.procedures import instability
 from refplay.reproduce.base import Check, Entry, Panel, Upstream
+from refplay.train.result import TrialStatus
 
 __all__ = ["ENTRY", "CAVEAT", "check"]
 
@@ -25,7 +26,8 @@ CAVEAT = ("Laptop analogue: post-LayerNorm residual CNN on MNIST-1D, Nesterov, a
 def check(result) -> Check:
     """Claim: lr* sits at the infeasible edge, and above it the loss goes up during training."""
     n = result.numbers
-    rises = [x["factor"] for x in n["above_lr_star"] if x["events"] or x["status"] != "complete"]
+    rises = [x["factor"] for x in n["above_lr_star"]
+             if x["events"] or x["status"] != TrialStatus.COMPLETE]
     numbers = {"boundary_decision": n["boundary_decision"], "lr_star": n["lr_star"],
                "divergence_threshold": n["divergence_threshold"], "factors_with_rise": rises}
     return Check(holds=n["boundary_decision"] == "instability_limited" and bool(rises),

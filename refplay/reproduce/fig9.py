@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from refplay.procedures import clipping
 from refplay.reproduce.base import Check, Entry, Panel, Upstream
+from refplay.train.result import TrialStatus
 
 __all__ = ["ENTRY", "CAVEAT", "check"]
 
@@ -30,7 +31,8 @@ def check(result) -> Check:
     numbers = {"unclipped_status": n["unclipped_status"], "p90_status": p90["status"],
                "p90_clipped_fraction": p90["clipped_fraction"],
                "aggressive_thresholds": n["aggressive_thresholds"]}
-    holds = (n["unclipped_status"] == "infeasible" and p90["status"] == "complete"
+    holds = (n["unclipped_status"] == TrialStatus.INFEASIBLE
+             and p90["status"] == TrialStatus.COMPLETE
              and bool(n["aggressive_thresholds"]))
     return Check(holds=holds, numbers=numbers)
 

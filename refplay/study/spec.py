@@ -91,8 +91,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from refplay import _validate, rng
-from refplay.train.settings import TrialSettings
+from refplay import _validate, rng, search
+from refplay.search import gp
+from refplay.train import WORKLOADS
+from refplay.train.settings import TrialSettings, curve_names, selectable_metrics
 
 __all__ = ["StudySpec", "Trial", "SAMPLERS", "ADAPTIVE_SAMPLERS", "SPLITS", "check_study_name",
            "trial_seed"]
@@ -277,7 +279,6 @@ class StudySpec:
         # Normalize the search space to a SearchSpace object (frozen: use object.__setattr__).
         space = self.search_space
         if isinstance(space, dict):
-            from refplay import search
             space = search.SearchSpace.from_dict(space)
             object.__setattr__(self, "search_space", space)
         if space is None and self.sampler != "explicit":
@@ -335,12 +336,9 @@ class StudySpec:
 
     def _check_metric_is_reported(self) -> None:
         """Refuse a metric that the workload's trials would not report (named, before any trial)."""
-        from refplay.train import WORKLOADS
-        from refplay.train.settings import curve_names, selectable_metrics
         configs = self.sampled_configs
         if self.adaptive:
             # Every proposal is a config of the space: judge the space by a Halton sample.
-            from refplay import search
             configs = search.halton(self.search_space, self.num_trials, self.sampler_seed)
         ema = bool(configs) and all(c.get("ema_decay") is not None for c in configs)
         clip = bool(configs) and all(c.get("grad_clip") is not None for c in configs)
@@ -411,7 +409,6 @@ class StudySpec:
             object.__setattr__(self, "batch", 1)
         _validate.integer("batch", self.batch, low=1)
         if self.sampler == "gp_ei":
-            from refplay.search import gp
             try:
                 gp.check_space(self.search_space)
             except (ValueError, TypeError) as exc:
@@ -432,7 +429,6 @@ class StudySpec:
         others are proposed as the study runs and recorded in the store:
         ``Store.proposals``).
         """
-        from refplay import search
         if self.adaptive:
             configs = search.halton(self.search_space, self.initial_trials, self.sampler_seed)
         elif self.sampler == "explicit":
@@ -573,6 +569,7 @@ class StudySpec:
         return cls(**kwargs, source=source)
 
     def to_json(self) -> str:
+        """The dict form as JSON (what the store keeps as the study's spec)."""
         return json.dumps(self.to_dict(), indent=2, allow_nan=False)
 
     @classmethod
@@ -639,7 +636,6 @@ def _check_workload(name: object, mode: str) -> None:
     if not isinstance(name, str):
         raise TypeError(f"workload must be a string (a name in refplay.train.WORKLOADS), "
                         f"got {name!r}")
-    from refplay.train import WORKLOADS
     _validate.one_of("workload", name, WORKLOADS)
     if mode != "min":
         raise ValueError(f"mode={mode!r} is not allowed with workload {name!r}: its metrics "
