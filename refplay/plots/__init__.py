@@ -9,14 +9,25 @@
 ``best_step_histogram``       where in training the best checkpoints fall
 ============================  ==================================================
 
+The procedures' figures, one module per procedure (:mod:`refplay.procedures`):
+``step_budget`` (training error to a perfect fit, steps to fit), ``batch_size``
+(throughput, steps to a result, the fair comparison), ``variance`` (retrain
+spreads), ``rounds`` (Round 1 vs Round 2, schedule families), ``noise``,
+``trial_budget`` (Figure 3's boxes), ``instability`` (Figures 5-8) and
+``clipping`` (Figure 9); ``style`` holds the visual language, PNG writing and
+the caveat line under a figure.
+
 Every function returns a ``matplotlib.figure.Figure`` (no pyplot state, no
 ``plt.show()``); save it with ``fig.savefig(path)``.
 """
 
+from refplay.plots import (batch_size, clipping, instability, noise, rounds, step_budget, style,
+                           trial_budget, variance)
 from refplay.plots.axis import axis_plot
 from refplay.plots.budget import best_of_n_plot
 from refplay.plots.curves import best_step_histogram, grad_norm_plot, training_curves
 from refplay.plots.isolation import isolation_plot
 
 __all__ = ["axis_plot", "isolation_plot", "best_of_n_plot", "training_curves", "grad_norm_plot",
-           "best_step_histogram"]
+           "best_step_histogram", "batch_size", "clipping", "instability", "noise", "rounds",
+           "step_budget", "style", "trial_budget", "variance"]
