@@ -285,7 +285,7 @@ def test_a_write_to_a_damaged_database_names_the_file_and_what_to_do(tmp_path):
         store._conn = store._conn._conn
     message = str(caught.value)
     assert str(path) in message and "damaged" in message and "malformed" in message
-    assert "restore" in message and ".recover" in message
+    assert "restore" in message and ".recover" in message and "status" in message
 
 
 def test_study_settings_are_recorded_per_study(tmp_path):

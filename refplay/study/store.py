@@ -359,6 +359,9 @@ class Store:
         self._conn = _connect(self.path, readonly=False)
         try:
             self._prepare(exists, version)
+        except sqlite3.DatabaseError as exc:
+            self._conn.close()
+            raise _damaged(self.path, exc, "preparing it for writing") from None
         except BaseException:
             self._conn.close()
             raise
@@ -427,11 +430,14 @@ class Store:
     @contextlib.contextmanager
     def _read(self):
         """One read transaction: every SELECT inside sees the same snapshot."""
-        self._conn.execute("BEGIN")
         try:
-            yield self._conn
-        finally:
-            self._conn.execute("COMMIT")
+            self._conn.execute("BEGIN")
+            try:
+                yield self._conn
+            finally:
+                self._conn.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            raise _damaged(self.path, exc, "reading it") from None
 
     def _create_schema(self) -> None:
         self._conn.execute("PRAGMA journal_mode=WAL")
@@ -829,14 +835,14 @@ def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
     return conn
 
 
-def _damaged(path: Path, exc: sqlite3.Error) -> StoreError:
-    """The error for a database that opened and checked fine but fails when written."""
+def _damaged(path: Path, exc: sqlite3.Error, doing: str = "writing to it") -> StoreError:
+    """The error for a database that opened and checked fine but fails when used."""
     return StoreError(
-        f"the study database {path} is damaged: writing to it failed ({exc}). Reading may "
-        f"still work (`refplay study status`, `list`, `export`); to go on, restore {path.name} "
-        f"from a backup, or recover what SQLite can read into a new workspace "
+        f"the study database {path} is damaged: {doing} failed ({exc}). `refplay study "
+        f"status`, `list` and `export` may still read parts of it; to go on, restore "
+        f"{path.name} from a backup, or recover what SQLite can read into a new workspace "
         f"(sqlite3 {path} .recover | sqlite3 NEW_WORKSPACE/{path.name}) and run the study "
-        f"there. The failed write changed nothing.")
+        f"there. Nothing was changed by the failed transaction.")
 
 
 def _check_schema(conn: sqlite3.Connection, path: Path) -> int:
