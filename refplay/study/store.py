@@ -835,6 +835,10 @@ def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
     return conn
 
 
+_RECOVER = ("Restore it from a backup, or recover what SQLite can read into a new workspace: "
+            "sqlite3 {path} .recover | sqlite3 NEW_WORKSPACE/refplay-studies.sqlite")
+
+
 def _damaged(path: Path, exc: sqlite3.Error, doing: str = "writing to it") -> StoreError:
     """The error for a database that opened and checked fine but fails when used."""
     return StoreError(
@@ -867,11 +871,11 @@ def _check_schema(conn: sqlite3.Connection, path: Path) -> int:
         check = [tuple(r) for r in conn.execute("PRAGMA quick_check").fetchall()]
         if check != [("ok",)]:
             raise StoreError(f"{path} is corrupted (PRAGMA quick_check: "
-                             f"{'; '.join(r[0] for r in check[:5])})")
+                             f"{'; '.join(r[0] for r in check[:5])}). {_RECOVER.format(path=path)}")
         return version
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"{path} is not a readable SQLite database (corrupted?): {exc}. "
-                         f"The file was not modified.") from None
+                         f"The file was not modified. {_RECOVER.format(path=path)}") from None
 
 
 def _has_no_tables(path: Path) -> bool:
