@@ -14,15 +14,16 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = (
-    "analysis", "clipping", "data", "io", "nn", "optim", "oracle", "plots", "procedures",
-    "report", "reproduce", "rng", "schedules", "search", "study", "threads", "train", "tree",
-    "tutorials",
+    "analysis", "cli", "clipping", "data", "demo", "io", "latex", "nn", "optim", "oracle", "plots",
+    "procedures", "report", "reproduce", "rng", "schedules", "search", "study", "threads",
+    "train", "tree", "tutorials",
 )
 
 __all__ = ["__version__", *_SUBMODULES]
 
 
 def __getattr__(name: str):
+    """``refplay.NAME`` imports the subpackage ``NAME`` on first use."""
     if name in _SUBMODULES:
         return importlib.import_module(f"refplay.{name}")
     raise AttributeError(f"module 'refplay' has no attribute {name!r}")

@@ -136,6 +136,8 @@ class Entry:
         arguments: keyword arguments of ``procedure`` beside quick, workspace and workers.
         panels: which of the procedure's figures become which PNGs.
         check: ``check(result) -> Check`` on the procedure's ``ProcedureResult``.
+        full_time: how long the full-size run takes on 2 cores, as measured
+            (``"≈ 45 min"``); ``""`` until someone has timed it.
     """
 
     id: str
@@ -151,6 +153,7 @@ class Entry:
     check: Callable
     arguments: Mapping = field(default_factory=dict)
     quick_caveat: str | None = None
+    full_time: str = ""
 
     @property
     def section_url(self) -> str:

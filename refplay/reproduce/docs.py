@@ -27,10 +27,12 @@ playbook's original (linked from
 [google-research/tuning_playbook](https://github.com/google-research/tuning_playbook),
 not copied). The laptop runs use MNIST-1D and small models instead of
 ImageNet, WMT and Transformers: they check the *mechanism and direction* of
-each claim, never the playbook's numbers.
+each claim, never the playbook's numbers. The last column is how long the
+full-size run of a figure takes on 2 cores, training every study from scratch
+(`--quick` runs take seconds to a minute).
 
-| figure | claim | number that checks it | holds? |
-|---|---|---|---|
+| figure | claim | number that checks it | holds? | full-size run |
+|---|---|---|---|---|
 """
 
 
@@ -46,7 +48,7 @@ def markdown(entries: list[Entry], results: list[ReproResult], md_dir: str | os.
     text = _HEADER.format(command=command)
     for e, r in zip(entries, results):
         text += (f"| [{_name(e)}](#{_slug(e)}) | {e.claim_id or '—'} | {_check_text(r)} | "
-                 f"{_verdict(r)} |\n")
+                 f"{_verdict(r)} | {e.full_time or 'not timed yet'} |\n")
     for e, r in zip(entries, results):
         text += "\n" + _section(e, r, Path(md_dir))
     return text
