@@ -49,6 +49,10 @@ def misbehaving_trial(config, seed, *, trial_dir):
         time.sleep(60)
     if behavior == "wrong_type":
         return {"loss": 1.0}
+    if behavior == "number":
+        return 0.25              # the study metric, as a plain objective returns it
+    if behavior == "inf":
+        return math.inf
     if behavior == "exit":
         os._exit(3)          # a worker process dying (out of memory, segfault, ...)
     result = FAST(config, seed, trial_dir=trial_dir)
@@ -181,7 +185,7 @@ def test_failing_trials_are_recorded_and_the_study_finishes(tmp_path, workers):
             assert t.status == "infeasible"
             assert "validation/loss is nan at step 0" in t.reason
         elif behavior == "wrong_type":
-            assert t.status == "failed" and "returned dict, not a TrialResult" in t.reason
+            assert t.status == "failed" and "returned dict, not a TrialResult or a number" in t.reason
         elif behavior == "no_metric":
             assert t.status == "failed" and "no best_metrics['validation/loss']" in t.reason
         elif behavior == "hang":
@@ -601,3 +605,15 @@ def test_study_list_shows_the_baseline(tmp_path, capsys):
             f"{best.best_value:.4g})") in out and "the first study" in " ".join(out.split())
     assert refplay_main(["study", "baseline", "toy", "99", "--workspace", str(tmp_path)]) == 2
     assert "trial 99 of study 'toy' has no recorded result" in capsys.readouterr().err
+
+
+def test_a_trial_function_may_return_the_metric_as_a_number(tmp_path):
+    spec = explicit_spec("numbers", ["number", "inf", "ok"])
+    status = study.run(spec, store=tmp_path, trial_fn=misbehaving_trial, workers=0,
+                       progress=False)
+    with Store(tmp_path, readonly=True) as store:
+        number, inf, _ = store.trials("numbers")
+    assert (number.status, number.objective, number.best_step) == ("complete", 0.25,
+                                                                   spec.max_train_steps)
+    assert inf.status == "infeasible" and inf.reason == "the objective returned inf"
+    assert status.counts["complete"] == 2

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import math
 import os
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -47,7 +46,7 @@ from typing import Any, NamedTuple
 from refplay.study.runner import HistoryEntry, run
 from refplay.study.spec import StudySpec
 from refplay.study.store import Store, StudyStatus
-from refplay.train.result import TrialResult, TrialStatus
+from refplay.train.result import TrialResult
 
 __all__ = ["optimize", "ObjectiveTrial", "Optimized", "BestTrial", "OptunaProposer"]
 
@@ -76,14 +75,7 @@ class ObjectiveTrial:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise TypeError(f"the objective returned {type(value).__name__}; return a float "
                             f"(the study metric {self.metric!r}) or a TrialResult")
-        value, step = float(value), self.max_train_steps
-        if not math.isfinite(value):
-            return TrialResult(config=dict(config), seed=seed, status=TrialStatus.INFEASIBLE,
-                               reason=f"the objective returned {value}", steps_done=step,
-                               eval_steps=[step], curves={self.metric: [value]})
-        return TrialResult(config=dict(config), seed=seed, steps_done=step, eval_steps=[step],
-                           curves={self.metric: [value]}, best_step=step,
-                           best_metrics={self.metric: value})
+        return TrialResult.from_value(config, seed, value, self.metric, self.max_train_steps)
 
 
 class BestTrial(NamedTuple):

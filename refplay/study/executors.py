@@ -76,7 +76,7 @@ class _Task:
 @dataclasses.dataclass(frozen=True)
 class _Outcome:
     index: int
-    result: TrialResult
+    result: TrialResult | float   # a number is the study metric (the driver converts it)
     trial_seconds: float      # time inside the trial function
     worker: str
 
@@ -165,9 +165,9 @@ def _run_task(trial_fn: TrialFunction, task: _Task) -> _Outcome:
         with _time_limit(task.time_limit) as enforced:
             result = trial_fn(dict(task.config), task.seed, trial_dir=task.trial_dir)
         elapsed = time.perf_counter() - start
-        if not isinstance(result, TrialResult):
+        if not isinstance(result, TrialResult) and not _is_number(result):
             result = _failed(task, f"the trial function returned {type(result).__name__}, "
-                                   f"not a TrialResult")
+                                   f"not a TrialResult or a number")
         elif not enforced and task.time_limit is not None and elapsed > task.time_limit:
             result = _failed(task, _timeout_reason(task.time_limit) + " (checked when it "
                              "returned: this executor runs trials in threads, which cannot "
@@ -179,6 +179,11 @@ def _run_task(trial_fn: TrialFunction, task: _Task) -> _Outcome:
         elapsed = time.perf_counter() - start
         result = _failed(task, traceback.format_exc())
     return _Outcome(task.index, result, elapsed, f"{socket.gethostname()}:{os.getpid()}")
+
+
+def _is_number(value) -> bool:
+    """A plain objective value (the driver turns it into a result: ``TrialResult.from_value``)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _failed(task: _Task, reason: str) -> TrialResult:

@@ -17,7 +17,8 @@ runner
    exactly those again.
 
 A trial function is any picklable callable
-``trial_fn(config: dict, seed: int, *, trial_dir: str) -> TrialResult``;
+``trial_fn(config: dict, seed: int, *, trial_dir: str) -> TrialResult`` (or a
+number: the study metric, NaN or infinite for a diverged trial);
 ``trial_dir`` is the trial's own folder, where it may keep checkpoints so that
 a re-run continues where it stopped. The default trial function calls
 ``refplay.train.run_trial`` on the spec's workload. Whatever a trial function
@@ -676,7 +677,8 @@ def _trial_line(spec: StudySpec, index: int, result: TrialResult, outcome: _Outc
 
 def _set_postfix(bar, counts: dict, best: float | None) -> None:
     best_text = "-" if best is None else f"{best:.4g}"
-    bar.set_postfix_str(f"infeasible={counts['infeasible']} failed={counts['failed']} "
+    bar.set_postfix_str(f"infeasible={counts[TrialStatus.INFEASIBLE]} "
+                        f"failed={counts[TrialStatus.FAILED]} "
                         f"best={best_text}", refresh=False)
 
 
@@ -699,8 +701,16 @@ def _outcome_or_raise(future: Future, task: _Task) -> _Outcome:
 
 def _record(spec: StudySpec, store: Store, trial: Trial, task: _Task,
             outcome: _Outcome) -> TrialResult:
-    """Check a result, save its arrays in the trial folder, then record it in the store."""
-    result = _checked_result(outcome.result, spec.metric)
+    """Check a result, save its arrays in the trial folder, then record it in the store.
+
+    A trial function that returned a number reported the study metric at
+    ``max_train_steps`` (NaN or infinite: infeasible).
+    """
+    result = outcome.result
+    if not isinstance(result, TrialResult):
+        result = TrialResult.from_value(trial.config, trial.seed, result, spec.metric,
+                                        spec.max_train_steps)
+    result = _checked_result(result, spec.metric)
     trial_dir = Path(task.trial_dir)
     try:
         result.save(trial_dir)

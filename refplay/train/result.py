@@ -84,6 +84,23 @@ class TrialResult:
         """True for a complete trial: the only kind with an objective."""
         return self.status == TrialStatus.COMPLETE
 
+    @classmethod
+    def from_value(cls, config: dict, seed: int, value: float, metric: str,
+                   step: int = 1) -> "TrialResult":
+        """The result of a trial that reports one number: ``metric`` = ``value`` at ``step``.
+
+        What a plain objective function returns (``study.optimize``); a NaN or
+        infinite value is a divergence, so the trial is infeasible.
+        """
+        value = float(value)
+        curves = {metric: [value]}
+        if not math.isfinite(value):
+            return cls(config=dict(config), seed=seed, status=TrialStatus.INFEASIBLE,
+                       reason=f"the objective returned {value}", steps_done=step,
+                       eval_steps=[step], curves=curves)
+        return cls(config=dict(config), seed=seed, steps_done=step, eval_steps=[step],
+                   curves=curves, best_step=step, best_metrics={metric: value})
+
     # ------------------------------------------------------------------ JSON
     def to_dict(self) -> dict:
         """A JSON-ready dict (arrays as lists; NaN kept as JSON ``NaN``)."""
