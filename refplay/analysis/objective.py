@@ -5,6 +5,12 @@ The playbook compares trials by "the best validation performance" of each
 selection metric at its best checkpoint. Only a complete trial has one; an
 infeasible (diverged), failed or pruned trial has none, written ``NaN`` here
 so a list of objectives keeps one entry per trial and ``np.nanmin`` skips it.
+
+:func:`trial_objective` reads a ``TrialResult`` (what a procedure holds after
+running its trials); a stored study's rows already carry theirs
+(``TrialsFrame`` rows' ``objective``, and
+:func:`refplay.analysis.selection.objective_of` for other metrics and
+reductions), which :func:`complete_objectives` collects.
 """
 
 from __future__ import annotations
@@ -13,13 +19,13 @@ import math
 
 from refplay.train.result import TrialStatus
 
-__all__ = ["DEFAULT_METRIC", "objective_of", "complete_objectives"]
+__all__ = ["DEFAULT_METRIC", "trial_objective", "complete_objectives"]
 
 #: The metric a trial is judged by when it recorded no selection metric of its own.
 DEFAULT_METRIC = "validation/error_rate"
 
 
-def objective_of(result, metric: str | None = None) -> float:
+def trial_objective(result, metric: str | None = None) -> float:
     """The best-checkpoint value of ``metric`` of a ``TrialResult``; NaN unless it completed.
 
     ``metric`` defaults to the metric the trial selected its best checkpoint

@@ -40,7 +40,7 @@ from typing import NamedTuple
 import numpy as np
 
 from refplay import _validate, search
-from refplay.analysis.objective import objective_of
+from refplay.analysis.objective import trial_objective
 from refplay.analysis.uncertainty import welch
 from refplay.plots import batch_size as batch_size_plots
 from refplay.procedures.result import ProcedureResult
@@ -469,12 +469,12 @@ def measure_fair(workload: str = "mnist1d_mlp", *, batch_sizes=(32, 512),
     def tune(b):
         configs = [{"optimizer": optimizer, "batch_size": b, **p} for p in points]
         res = run_configs("fair_tune", workload, configs, settings, **run)
-        return configs[int(np.nanargmin([objective_of(r) for r in res]))], res
+        return configs[int(np.nanargmin([trial_objective(r) for r in res]))], res
 
     def retrain(config):
         res = run_configs("fair_retrain", workload, [config], settings, repeats=seeds,
                           **{**run, "seed": seed + 1})
-        return np.array([objective_of(r) for r in res]), res
+        return np.array([trial_objective(r) for r in res]), res
 
     best_small, tuned_small = tune(b_small)
     best_large, tuned_large = tune(b_large)

@@ -49,7 +49,7 @@ from typing import NamedTuple
 import numpy as np
 
 from refplay import _validate, analysis, clipping
-from refplay.analysis.objective import objective_of
+from refplay.analysis.objective import trial_objective
 from refplay.plots import clipping as clipping_plots
 from refplay.procedures.result import ProcedureResult
 from refplay.procedures.studies import run_configs
@@ -200,7 +200,7 @@ def measure(workload: str | None = None, *, setup: unstable.UnstableSetup = unst
     measured = ClippingMeasured(
         workload=workload, lr=lr, max_train_steps=steps,
         reference_variant=dict(setup.stable), unstable_variant=dict(setup.unstable),
-        reference_error=objective_of(reference), reference_norms=reference.grad_norms,
+        reference_error=trial_objective(reference), reference_norms=reference.grad_norms,
         unclipped=rows[0], runs=rows[1:], norms=[r.grad_norms for r in results],
         losses=[r.train_losses for r in results])
     return measured, [reference, *results]
@@ -212,7 +212,7 @@ def _threshold_run(percentile, threshold, result) -> ThresholdRun:
     events = analysis.detect_instability(result.train_losses) if result.feasible else ()
     return ThresholdRun(percentile=percentile, threshold=threshold, status=str(result.status),
                         steps_done=result.steps_done, clipped_fraction=fraction,
-                        best_error=objective_of(result), events=len(events))
+                        best_error=trial_objective(result), events=len(events))
 
 
 def decide(m: ClippingMeasured) -> ClippingDecision:

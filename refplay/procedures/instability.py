@@ -47,7 +47,7 @@ from typing import NamedTuple
 import numpy as np
 
 from refplay import _validate, analysis, plots, search
-from refplay.analysis.objective import objective_of
+from refplay.analysis.objective import trial_objective
 from refplay.plots import instability as instability_plots
 from refplay.procedures.result import ProcedureResult
 from refplay.procedures.studies import run_configs
@@ -91,7 +91,7 @@ def sweep_frame(results, lrs, name: str = "lr_sweep"):
 
 def best_lr(results, lrs) -> tuple[float | None, float]:
     """``(lr*, its objective)``: the lowest best-checkpoint validation error (ties: smaller lr)."""
-    objs = [objective_of(r, METRIC) for r in results]
+    objs = [trial_objective(r, METRIC) for r in results]
     finite = [(o, lr) for o, lr in zip(objs, lrs) if math.isfinite(o)]
     if not finite:
         return None, math.nan
@@ -167,13 +167,13 @@ def measure_scan(workload: str | None = None, *, setup: unstable.UnstableSetup =
                         name=f"above_lr_star_x{f:g}", **run)
         above.append(r)
     runs = [AboveRun(factor=f, lr=f * lr_star, steps=r.steps_done, status=str(r.status),
-                     best_error=objective_of(r, METRIC),
+                     best_error=trial_objective(r, METRIC),
                      events=spike_events(r.train_losses) if r.train_losses.size else [],
                      reason=r.reason) for f, r in zip(factors, above)]
     measured = ScanMeasured(
         workload=workload, variant=dict(getattr(setup, variant)), max_train_steps=steps,
         lrs=list(lrs), statuses=[str(r.status) for r in sweep],
-        objectives=[objective_of(r, METRIC) for r in sweep], lr_star=lr_star,
+        objectives=[trial_objective(r, METRIC) for r in sweep], lr_star=lr_star,
         best_error=best_error, divergence_threshold=check.divergence_threshold,
         boundary_decision=check.decision, best_at_infeasible_edge=check.best_at_infeasible_edge,
         above_lr_star=runs, above_losses=[r.train_losses for r in above], frame=frame)

@@ -71,7 +71,8 @@ def gradient_noise_steps(workload: str = "mnist1d_mlp", *, config: dict | None =
                "steps_increase_with_dropout": up_dropout,
                "steps_increase_as_batch_shrinks": up_batch, "max_steps": max_steps}
     costs = "costs" if up_dropout and up_batch else "does not always cost"
-    decision = (f"more gradient noise {costs} steps here: dropout {'always' if up_dropout else 'not always'} adds steps, a "
+    decision = (f"more gradient noise {costs} steps here: dropout "
+                f"{'always' if up_dropout else 'not always'} adds steps, a "
                 f"smaller batch {'always' if up_batch else 'not always'} adds steps; budget "
                 f"max_train_steps for the noisiest setting you will use")
     fig = noise_plots.noise_plot(numbers)

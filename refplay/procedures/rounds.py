@@ -37,7 +37,7 @@ from typing import NamedTuple
 import numpy as np
 
 from refplay import _validate, analysis, schedules, search
-from refplay.analysis.objective import objective_of
+from refplay.analysis.objective import trial_objective
 from refplay.plots import rounds as rounds_plots
 from refplay.procedures.result import ProcedureResult
 from refplay.procedures.studies import run_configs
@@ -117,7 +117,7 @@ def measure_rounds(workload: str = "mnist1d_cnn", *, n_configs: int = 16,
     run = dict(seed=seed, workers=workers, workspace=workspace)
     s1 = TrialSettings(max_train_steps=round1_steps, eval_every=eval_every, keep_best=0)
     r1 = run_configs("round1", workload, configs, s1, **run)
-    obj1 = np.array([objective_of(r) for r in r1])
+    obj1 = np.array([trial_objective(r) for r in r1])
     order = [i for i in np.argsort(obj1, kind="stable") if math.isfinite(obj1[i])][:top_k]
     s2 = s1.replace(max_train_steps=round2_steps)
     extended = [_round2_config(configs[i], extension, round1_steps, round2_steps) for i in order]
@@ -127,12 +127,12 @@ def measure_rounds(workload: str = "mnist1d_cnn", *, n_configs: int = 16,
         # The control: the Round-1 schedule rescaled, decaying over all of Round 2.
         rescaled = [{**configs[i], "schedule": "linear"} for i in order]
         rc = run_configs("round2_control", workload, rescaled, s2, **run)
-        control = [objective_of(r) for r in rc]
+        control = [trial_objective(r) for r in rc]
         trials += rc
     return RoundsMeasured(workload=workload, extension=extension, round1_steps=round1_steps,
                           round2_steps=round2_steps, top_configs=[configs[i] for i in order],
                           round1_objectives=[float(obj1[i]) for i in order],
-                          round2_objectives=[objective_of(r) for r in r2],
+                          round2_objectives=[trial_objective(r) for r in r2],
                           control_objectives=control), trials
 
 

@@ -23,7 +23,7 @@ import os
 import numpy as np
 
 from refplay import _validate, search
-from refplay.analysis.objective import objective_of
+from refplay.analysis.objective import trial_objective
 from refplay.analysis.uncertainty import standard_error
 from refplay.plots import rounds as rounds_plots
 from refplay.procedures.result import ProcedureResult
@@ -64,12 +64,12 @@ def schedule_family(workload: str = "mnist1d_cnn", *, families=FAMILIES, n_lrs: 
     run = dict(seed=seed, workers=workers, workspace=workspace)
     configs = [_family_config(f, lr, optimizer, max_train_steps) for f in families for lr in lrs]
     tuned = run_configs("schedule_family", workload, configs, settings, **run)
-    objs = np.array([objective_of(r) for r in tuned]).reshape(len(families), len(lrs))
+    objs = np.array([trial_objective(r) for r in tuned]).reshape(len(families), len(lrs))
     best_cfg = {f: configs[i * len(lrs) + int(np.nanargmin(objs[i]))]
                 for i, f in enumerate(families)}
     retrains = run_configs("schedule_family_retrain", workload, list(best_cfg.values()), settings,
                            repeats=seeds, **{**run, "seed": seed + 1})
-    rv = np.array([objective_of(r) for r in retrains]).reshape(len(families), seeds)
+    rv = np.array([trial_objective(r) for r in retrains]).reshape(len(families), seeds)
     mean = {f: float(np.nanmean(rv[i])) for i, f in enumerate(families)}
     se = {f: standard_error(rv[i]) for i, f in enumerate(families)}
     decays = [f for f in families if f != "constant"]

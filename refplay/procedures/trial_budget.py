@@ -34,7 +34,7 @@ from typing import NamedTuple
 import numpy as np
 
 from refplay import analysis, search
-from refplay.analysis.objective import objective_of
+from refplay.analysis.objective import trial_objective
 from refplay.analysis.uncertainty import spread
 from refplay.plots import trial_budget as trial_budget_plots
 from refplay.procedures.result import ProcedureResult
@@ -115,7 +115,7 @@ def measure(workload: str = "mnist1d_cnn", *, quick: bool = False, prefix: str =
     measured = TrialBudgetMeasured(
         best_of_n=analysis.best_of_n(objectives, BUDGETS, n_boot=N_BOOT, seed=0),
         metric=frame.metric, objectives=objectives,
-        retrain_errors=[objective_of(r, "validation/error_rate") for r in retrains], size=size)
+        retrain_errors=[trial_objective(r, "validation/error_rate") for r in retrains], size=size)
     return measured, retrains
 
 

@@ -46,7 +46,7 @@ from typing import NamedTuple
 import numpy as np
 
 from refplay import _validate, search
-from refplay.analysis.objective import objective_of
+from refplay.analysis.objective import trial_objective
 from refplay.analysis.uncertainty import (normal_ppf, spread, student_t_cdf, student_t_ppf,
                                           two_proportion_z, welch)
 from refplay.plots import variance as variance_plots
@@ -225,7 +225,7 @@ def measure_retrains(workload: str = "mnist1d_cnn", config: dict | None = None, 
             fixed = {k: FIXED_STREAM_SEED for k in stream_keys if k != varied}
             configs = [{**config, **fixed, varied: i} for i in range(n_seeds)]
             results = run_configs(f"retrain_{source}", workload, configs, settings, **run)
-        objectives[source] = [objective_of(r) for r in results]
+        objectives[source] = [trial_objective(r) for r in results]
         trials += results
     return RetrainMeasured(workload=workload, config=config, n_seeds=n_seeds,
                            max_train_steps=max_train_steps, n_validation=len(wl.validation),
@@ -313,7 +313,7 @@ def split_variance(workload: str = "mnist1d_mlp", config: dict | None = None, *,
         r = run_configs("split_variance", workload, [config], settings,
                         workload_options={"split_seed": s}, seed=seed, workers=workers,
                         workspace=workspace)[0]
-        values.append(objective_of(r))
+        values.append(trial_objective(r))
         trials.append(r)
     st = spread(values)._asdict()
     numbers = {"workload": workload, "config": config, "split_seeds": split_seeds,
@@ -345,7 +345,7 @@ def study_variance(workload: str = "mnist1d_mlp", *, n_trials: int = 8, sampler_
         configs = [{"optimizer": optimizer, **p} for p in search.halton(space, n_trials, int(s))]
         res = run_configs("study_variance", workload, configs, settings, seed=int(s),
                           workers=workers, workspace=workspace)
-        bests.append(float(np.nanmin([objective_of(r) for r in res])))
+        bests.append(float(np.nanmin([trial_objective(r) for r in res])))
         trials += res
     st = spread(bests)._asdict()
     numbers = {"workload": workload, "n_trials": n_trials,

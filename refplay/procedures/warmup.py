@@ -47,7 +47,7 @@ from typing import NamedTuple
 import numpy as np
 
 from refplay import _validate
-from refplay.analysis.objective import objective_of
+from refplay.analysis.objective import trial_objective
 from refplay.plots import instability as instability_plots
 from refplay.procedures.instability import QUICK_LRS, best_lr, lr_sweep, spike_events
 from refplay.procedures.result import ProcedureResult
@@ -150,7 +150,7 @@ def _sweeps(none, warm, lrs) -> LrSweeps:
         largest_feasible=_largest_feasible(none, lrs),
         largest_feasible_warmup=_largest_feasible(warm, lrs),
         statuses=[str(r.status) for r in none], statuses_warmup=[str(r.status) for r in warm],
-        errors=[objective_of(r) for r in none], errors_warmup=[objective_of(r) for r in warm])
+        errors=[trial_objective(r) for r in none], errors_warmup=[trial_objective(r) for r in warm])
 
 
 def _candidate(warmup_steps: int, result) -> Candidate:
@@ -162,7 +162,7 @@ def _candidate(warmup_steps: int, result) -> Candidate:
     return Candidate(warmup_steps=warmup_steps, status=str(result.status),
                      steps_done=result.steps_done, events=len(events),
                      recovered=all(e["recovered"] for e in events), learned=learned,
-                     best_error=objective_of(result))
+                     best_error=trial_objective(result))
 
 
 def _checked(setup, target_lr, warmups, warmup_fraction, max_train_steps, lrs, variants, quick):
@@ -228,8 +228,8 @@ def measure(workload: str | None = None, *, setup: unstable.UnstableSetup = unst
         workload=workload, max_train_steps=steps, target_lr=target_lr, lrs=list(lrs),
         sweep_warmup_steps=w_sweep, good_factor=good_factor, sweeps=sweeps,
         candidates=candidates, losses={w: r.train_losses for w, r in zip(warmups, results)},
-        baseline_error=None if baseline is None else objective_of(baseline),
-        prepended_error=None if prepended is None else objective_of(prepended),
+        baseline_error=None if baseline is None else trial_objective(baseline),
+        prepended_error=None if prepended is None else trial_objective(prepended),
         prepended_steps=None if prepended is None else prepended.steps_done,
         prepended_best_step=None if prepended is None else prepended.best_step)
     trials = [*(r for pair in pairs.values() for rs in pair for r in rs), *results,
