@@ -53,8 +53,8 @@ GEOMETRIES = _geometries(0, 12)
 @pytest.mark.parametrize("wide_batch", [False, True], ids=["rows", "batch_innermost"])
 @pytest.mark.parametrize("geom", GEOMETRIES)
 def test_im2col_col2im_match_twins(geom, wide_batch, dtype):
-    # The kernels copy along output rows when N <= OW (or OW is long) and along the batch
-    # when N > OW: run every geometry with a batch on each side of that line.
+    # The kernels copy along output rows when N <= OW (or the rows or planes are large) and
+    # along the batch otherwise: run every geometry with a batch on each side of N = OW.
     n, c, h, w, kh, kw, sh, sw, pt, pl, oh, ow = geom
     n = ow + 1 + n if wide_batch else min(n, ow)
     rng = np.random.default_rng(1)

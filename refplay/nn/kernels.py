@@ -53,15 +53,20 @@ def _valid_range(k, pad, stride, in_len, out_len):
 # examples; a training batch of up to 128 is one block, as before). Blocking
 # only reorders independent copies, and each pixel's additions in col2im.
 _BATCH_BLOCK = 128
-# Output rows at least this long are copied row by row whatever the batch
-# (measured on MNIST-1D's stride-1 first layer, ow = 40: 1.5-4x faster).
+# Output rows at least this long, or output planes at least this large, are
+# copied row by row whatever the batch. Measured at batch 100-500: MNIST-1D's
+# stride-1 first layer (ow = 40) 1.3-8x faster; benchmarks/compare_torch.py's
+# 2-D CNN at batch 128 (28x28 and 14x14 planes) 2-3.5x faster, where the batch
+# loop strides across a whole plane per example. Small planes (7x7, 5x5) and
+# MNIST-1D's strided layers (ow = 19, 10, 5) stay faster along the batch.
 _ROWS_MIN_OW = 32
+_ROWS_MIN_PLANE = 64
 
 
 @njit(cache=True)
-def _copy_rows(n_, ow):
+def _copy_rows(n_, oh, ow):
     """Whether :func:`im2col` / :func:`col2im` loop along output rows (else along the batch)."""
-    return n_ <= ow or ow >= _ROWS_MIN_OW
+    return n_ <= ow or ow >= _ROWS_MIN_OW or oh * ow >= _ROWS_MIN_PLANE
 
 
 @njit(cache=True)
@@ -70,13 +75,14 @@ def im2col(x, kh, kw, sh, sw, pt, pl, oh, ow):
 
     Two loop orders fill the same columns; the innermost loop runs along the
     output row (``ow``) unless it is a handful of iterations shorter than the
-    batch: a 2-D image convolution, or a long 1-D signal, copies output rows
+    batch: a 2-D image convolution (unless its planes are tiny), or a long 1-D
+    signal, copies output rows
     (:func:`_im2col_rows`); the short strided rows of a 1-D convolution such
     as MNIST-1D's (``ow`` = 10 at batch 100) are copied across the batch
     (:func:`_im2col_batch_innermost`; measured 2.7-3.8x faster there).
     """
     n_, c_ = x.shape[0], x.shape[1]
-    if _copy_rows(n_, ow):
+    if _copy_rows(n_, oh, ow):
         return _im2col_rows(x, kh, kw, sh, sw, pt, pl, oh, ow)
     cols = np.empty((c_ * kh * kw, n_, oh, ow), x.dtype)
     _im2col_batch_innermost(x, cols, kh, kw, sh, sw, pt, pl)
@@ -161,7 +167,7 @@ def col2im(cols, dx, kh, kw, sh, sw, pt, pl, oh, ow):
     """
     n_ = dx.shape[0]
     dx[:] = 0
-    if _copy_rows(n_, ow):
+    if _copy_rows(n_, oh, ow):
         _col2im_rows(cols, dx, kh, kw, sh, sw, pt, pl, oh, ow)
     else:
         _col2im_batch_innermost(cols.reshape(cols.shape[0], n_, oh, ow), dx, kh, kw, sh, sw,
