@@ -1,25 +1,12 @@
 """Figure 2: an isolation plot — which weight decay is best, with the learning rate tuned away?
 
-The playbook ("Detecting whether a change is useful with isolation plots"):
-*"Each point on an isolation plot corresponds to the performance of the best
-trial across some (or all) of the nuisance hyperparameters"*; *"For a fair
-comparison, the baseline should also have its learning rate equally well
-tuned"*; and *"we can approximate the isolation plot by bucketing the x-axis
-values of the basic hyperparameter axis plot and taking the best trial in
-each vertical slice defined by the buckets."* Its Figure 2 shows the best
-ResNet-50 validation error at five weight decays (1e-7 ... 1e-2), U-shaped,
-worst at 1e-2.
-
-Laptop analogue (design D3): ``mnist1d_mlp`` (it overfits, so weight decay can
-matter), Nesterov with cosine decay, 2,000 steps, L2 weight decay at the
-figure's five values plus 0 (the equally tuned baseline, a dashed line).
-
-* **Exact**: the same 20 Halton learning rates (log [1e-3, 1]) for every
-  weight decay, so every value sees exactly the same rates
-  (``analysis.isolation``).
-* **Bucketed**: one 2-D Halton study of 120 trials (weight decay and lr),
-  its weight-decay axis cut into 5 log buckets whose centres are the
-  figure's five values (``analysis.isolation(..., buckets=5)``).
+The playbook's Figure 2 shows the best ResNet-50 validation error at five
+weight decays (1e-7 ... 1e-2), U-shaped, worst at 1e-2. The laptop analogue is
+:func:`refplay.procedures.isolation.isolation_study` (its docstring quotes the
+playbook and describes the exact and the bucketed study): ``mnist1d_mlp``,
+Nesterov with cosine decay, 2,000 steps, L2 weight decay at the figure's five
+values plus 0, 20 shared learning rates per value, and one 120-trial 2-D
+Halton study cut into 5 log buckets.
 
 Claim CL16: the bucketed best is within one bucket of the exact best, and
 weight decay 1e-2 is the worst of the five values. The U shape itself is not

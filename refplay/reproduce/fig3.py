@@ -1,29 +1,19 @@
 """Figure 3: how many trials are needed to get good results with quasi-random search?
 
-The playbook: *"A ResNet-50 was tuned on ImageNet with 100 trials. Via
-bootstrapping, different amounts of tuning budget were simulated. Box plots
-of the best performances for each trial budget are plotted"*; *"Notice how
-large the interquartile ranges are when 6 trials were sampled, versus when
-20 trials were sampled."* And: *"Even with 20 trials, it is likely that the
-difference between especially lucky and unlucky studies will be larger than
-the typical variation between re-trains of this model on different random
-seeds, with fixed hyperparameters."*
+The playbook's Figure 3 shows box plots of the best of N of 100 ResNet-50
+trials on ImageNet, bootstrapped, for N = 6 ... 20. The laptop analogue is
+:func:`refplay.procedures.trial_budget.trials_needed` (its docstring quotes the
+playbook): one 100-trial Halton study on ``mnist1d_cnn``, 2,000 steps, 1,000
+validation examples, the best of N exactly (order statistics) and by
+bootstrap; the plot shows the bootstrap, as the playbook does.
 
-Laptop analogue (design D4): one 100-trial Halton study on ``mnist1d_cnn``
-(Nesterov with cosine decay; lr log-uniform in [1e-3, 1], momentum γ in
-[0.8, 0.99], L2 weight decay log-uniform in [1e-6, 1e-2]), 2,000 steps, 1,000
-validation examples (each is worth 0.1%). ``analysis.best_of_n`` gives the
-distribution of the best of N trials for N = 6 ... 20, exactly (from order
-statistics: P(best of N ≤ x) = 1 − (1 − F(x))^N) and by bootstrap; the plot
-shows the bootstrap, as the playbook does. Claim CL11 is checked on the exact
-quantiles (no Monte-Carlo noise): IQR(6) / IQR(20) > 2, medians
-non-increasing in N, and the lower whisker constant and equal to the best of
-all trials. The last two hold for any study by construction (they are
-properties of the best of N draws); the IQR ratio is the number that could
-fail. The best configuration is also retrained with new seeds, and the
-spread of lucky vs unlucky 20-trial studies (5th to 95th percentile of the
-best of 20) is compared with the retrain standard deviation (claim CL12:
-reported, not part of the pass criterion).
+Claim CL11 is checked on the exact quantiles (no Monte-Carlo noise):
+IQR(6) / IQR(20) > 2, medians non-increasing in N, and the lower whisker
+constant and equal to the best of all trials. The last two hold for any study
+by construction (they are properties of the best of N draws); the IQR ratio
+is the number that could fail. The spread of lucky vs unlucky 20-trial
+studies against the retrain standard deviation (claim CL12) is reported, not
+part of the pass criterion.
 """
 
 from __future__ import annotations
