@@ -29,8 +29,10 @@ def best_of_n_plot(bon, source: str = "bootstrap", metric: str = "validation/err
     tables = bon if isinstance(bon, dict) else {None: bon}
     fig, axes = style.new_figure(max(7.0, 4.2 * len(tables)), 4.5 + (0.4 if caveat else 0.0),
                                  ncols=len(tables), squeeze=False, sharey=True)
+    # One cap for every panel (they share the y axis): where "all N infeasible" is drawn.
+    top = style.cap_for([v for one in tables.values() for v in _values(one, source)], None)
     for ax, (label, one) in zip(axes[0], tables.items()):
-        _draw_one(ax, one, source, metric)
+        _draw_one(ax, one, source, metric, top)
         if label is not None:
             ax.set_title(f"{label} ({one.n_trials} finished trials)", fontsize=10)
     axes[0, 0].set_ylabel(f"best {style.metric_label(metric, '')} of N trials")
@@ -43,12 +45,16 @@ def best_of_n_plot(bon, source: str = "bootstrap", metric: str = "validation/err
     return fig
 
 
-def _draw_one(ax, bon, source: str, metric: str) -> None:
-    """Box plots of one ``BestOfN`` on ``ax``."""
+def _values(bon, source: str) -> list[float]:
+    """The finite quantiles of a ``BestOfN`` table."""
+    return [v for q in bon.table(source) for v in (q.min, q.q25, q.median, q.q75, q.max)
+            if math.isfinite(v)]
+
+
+def _draw_one(ax, bon, source: str, metric: str, top: float) -> None:
+    """Box plots of one ``BestOfN`` on ``ax``; an infinite maximum is drawn at ``top``."""
     table = bon.table(source)
-    finite = [v for q in table for v in (q.min, q.q25, q.median, q.q75, q.max)
-              if math.isfinite(v)]
-    top = style.cap_for(finite, None)
+    finite = _values(bon, source)
     stats, capped = [], []
     for q in table:
         if not math.isfinite(q.max):
