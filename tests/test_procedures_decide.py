@@ -43,21 +43,23 @@ def _warmup(candidates, *, steps=400, prepended=None, baseline=0.05):
         prepended_best_step=None)
 
 
-@pytest.mark.parametrize("kwargs, stable", [
-    ({}, True),
-    ({"status": "infeasible"}, False),
-    ({"learned": False}, False),                 # collapsed back to a high loss
-    ({"recovered": False}, False),               # a spike that never recovered
-    ({"error": 0.16}, False),                    # worse than 3 x lr*'s 0.05
+@pytest.mark.parametrize("kwargs, why", [
+    ({}, "stable"),
+    ({"status": "infeasible"}, "infeasible"),
+    ({"learned": False}, "collapsed back (did not learn)"),
+    ({"recovered": False}, "a loss spike did not recover"),
+    ({"error": 0.16}, "error 0.160 > 3 × lr*'s 0.050"),
 ])
-def test_warmup_is_stable_needs_every_condition(kwargs, stable):
-    assert warmup.is_stable(_candidate(40, **kwargs), 0.05, 3.0) is stable
+def test_warmup_is_stable_needs_every_condition_and_says_which_failed(kwargs, why):
+    assert warmup.why_not_stable(_candidate(40, **kwargs), 0.05, 3.0) == why
+    assert warmup.is_stable(_candidate(40, **kwargs), 0.05, 3.0) is (why == "stable")
     assert not warmup.is_stable(_candidate(40), None, 3.0)     # no lr* at all: nothing stable
 
 
 def test_warmup_decide_no_stable_warmup():
     d = warmup.decide(_warmup([_candidate(0, learned=False), _candidate(10, error=0.5)]))
     assert d.shortest is None and d.stable == [False, False]
+    assert d.why == ["collapsed back (did not learn)", "error 0.500 > 3 × lr*'s 0.050"]
     assert d.text.startswith("No warmup tried ([0, 10]) trains lr = 0.32 stably.")
 
 

@@ -112,7 +112,8 @@ def warmup_plot(losses: dict, rows, *, target_lr: float, shortest: int | None):
     """Figure 6: training loss vs step (log x) per warmup length, and the schedules (log-log).
 
     ``losses``: warmup steps -> per-step training loss; ``rows``: the
-    procedure's per-candidate dicts (status, stable).
+    procedure's per-candidate dicts (status, stable, and ``why``: the
+    decision's reason, shown in the legend).
     """
     fig, (ax, bx) = style.new_figure(11.0, 4.4, ncols=2, width_ratios=[1.6, 1])
     status = {row["warmup_steps"]: row for row in rows}
@@ -122,8 +123,7 @@ def warmup_plot(losses: dict, rows, *, target_lr: float, shortest: int | None):
     for i, (w, loss) in enumerate(sorted(losses.items())):
         c = style.colour(i)
         row = status[w]
-        tag = ("stable" if row["stable"] else row["status"] if row["status"] != TrialStatus.COMPLETE
-               else f"{row['events']} loss spike(s)")
+        tag = row.get("why") or ("stable" if row["stable"] else row["status"])
         xs, ys = style.positive_points(smooth(loss, 5))
         keep = ys <= cap
         ax.plot(xs[keep] + 1, ys[keep], color=c, lw=2.2 if w == shortest else 1.3,

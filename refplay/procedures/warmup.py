@@ -56,8 +56,8 @@ from refplay.train.result import TrialStatus
 from refplay.train.settings import TrialSettings
 
 __all__ = ["warmup_study", "measure", "decide", "draw", "WarmupMeasured", "WarmupDecision",
-           "Candidate", "LrSweeps", "is_stable", "grid_caveat", "numbers", "WARMUPS", "TARGET_LR",
-           "QUESTION"]
+           "Candidate", "LrSweeps", "is_stable", "why_not_stable", "grid_caveat", "numbers",
+           "WARMUPS", "TARGET_LR", "QUESTION"]
 
 WARMUPS = (0, 10, 40, 100)      # the playbook's 10, 10^3, ... scaled to a 400-step budget
 # 8 x lr* of the post-norm ResNet (lr* = 0.04): without warmup it completes but learns
@@ -118,11 +118,28 @@ class WarmupDecision(NamedTuple):
     """The playbook's decision on a :class:`WarmupMeasured` and what it rests on."""
 
     stable: list                     # per candidate: trains target_lr stably
+    why: list                        # per candidate: "stable", or the first reason it is not
     shortest: int | None             # the shortest stable warmup (steps)
     within_10pct: bool               # "shouldn't be more than 10% of max_train_steps"
     above_5pct: bool                 # "consider a larger max_train_steps"
     prepended_better: bool | None    # the prepended warmup beats the baseline (best checkpoints)
     text: str
+
+
+def why_not_stable(candidate: Candidate, lr_star_error: float | None, good_factor: float) -> str:
+    """``"stable"``, or the first condition of :func:`is_stable` that ``candidate`` fails."""
+    if candidate.status != TrialStatus.COMPLETE:
+        return candidate.status
+    if not candidate.learned:
+        return "collapsed back (did not learn)"
+    if not candidate.recovered:
+        return "a loss spike did not recover"
+    if lr_star_error is None:
+        return "no lr* to compare with"
+    if not candidate.best_error <= good_factor * lr_star_error:
+        return (f"error {candidate.best_error:.3f} > {good_factor:g} × lr*'s "
+                f"{lr_star_error:.3f}")
+    return "stable"
 
 
 def is_stable(candidate: Candidate, lr_star_error: float | None, good_factor: float) -> bool:
@@ -131,9 +148,7 @@ def is_stable(candidate: Candidate, lr_star_error: float | None, good_factor: fl
     Its best error must be at most ``good_factor`` x that of lr* without warmup
     (``lr_star_error``; ``None`` when no learning rate trained, then nothing is stable).
     """
-    return bool(candidate.status == TrialStatus.COMPLETE and candidate.learned
-                and candidate.recovered and lr_star_error is not None
-                and candidate.best_error <= good_factor * lr_star_error)
+    return why_not_stable(candidate, lr_star_error, good_factor) == "stable"
 
 
 def _largest_feasible(results, lrs) -> float | None:
@@ -240,8 +255,9 @@ def measure(workload: str | None = None, *, setup: unstable.UnstableSetup = unst
 def decide(m: WarmupMeasured) -> WarmupDecision:
     """The shortest stable warmup, its share of ``max_train_steps``, and the prepended verdict."""
     u = m.sweeps["unstable"]
-    stable = [is_stable(c, u.error if u.lr_star is not None else None, m.good_factor)
-              for c in m.candidates]
+    lr_star_error = u.error if u.lr_star is not None else None
+    stable = [is_stable(c, lr_star_error, m.good_factor) for c in m.candidates]
+    why = [why_not_stable(c, lr_star_error, m.good_factor) for c in m.candidates]
     ws = [c.warmup_steps for c, ok in zip(m.candidates, stable) if ok]
     shortest = min(ws) if ws else None
     within = shortest is not None and shortest <= 0.1 * m.max_train_steps
@@ -252,7 +268,7 @@ def decide(m: WarmupMeasured) -> WarmupDecision:
         text = (f"No warmup tried ({[c.warmup_steps for c in m.candidates]}) trains "
                 f"lr = {m.target_lr:g} stably. Try longer warmups, gradient clipping, or a "
                 f"lower learning rate.")
-        return WarmupDecision(stable, None, False, False, None, text)
+        return WarmupDecision(stable, why, None, False, False, None, text)
     text = (f"A warmup of {shortest} steps ({shortest / m.max_train_steps:.0%} of "
             f"max_train_steps) is the shortest that trains lr = {m.target_lr:g} "
             f"({m.target_lr / u.lr_star:.1f} × lr*) stably.")
@@ -266,12 +282,12 @@ def decide(m: WarmupMeasured) -> WarmupDecision:
                  f"{m.baseline_error:.3f} at lr* without warmup (best checkpoints): "
                  + ("adopt the warmup and the higher rate." if better
                     else "no gain over the baseline."))
-    return WarmupDecision(stable, shortest, within, above, better, text)
+    return WarmupDecision(stable, why, shortest, within, above, better, text)
 
 
 def draw(m: WarmupMeasured, d: WarmupDecision, setup) -> dict:
     """The candidates' losses (Figure 6) and the sweeps with and without warmup (Figure 8)."""
-    rows = [_row(c, ok) for c, ok in zip(m.candidates, d.stable)]
+    rows = [{**_row(c, ok), "why": why} for c, ok, why in zip(m.candidates, d.stable, d.why)]
     labels = {v: ", ".join(f"{k}={val}" for k, val in getattr(setup, v).items())
               for v in m.sweeps}
     return {"warmup_candidates": instability_plots.warmup_plot(
