@@ -28,6 +28,13 @@ def test_demo_help_describes_the_command_and_every_option(capsys):
     assert "the constant learning rate η_t of every step (default: 0.1)" in text
 
 
+def test_figures_1_to_3_are_procedures_too(capsys):
+    parser = build_parser()
+    for name in ("search-space", "isolation", "trials-needed"):
+        args = parser.parse_args(["procedure", name, "--quick", "--workspace", "ws"])
+        assert args.procedure_name == name and args.quick and not hasattr(args, "seed")
+
+
 # ---------------------------------------------------------------------------- baseline
 @pytest.fixture
 def toy_workspace(tmp_path):

@@ -27,9 +27,19 @@ class Procedure(NamedTuple):
     workload: str | None        # None: the calibrated setup of refplay/train/unstable.py
     help: str
     runs_studies: bool = True   # False: measures in-process (no workspace, workers, seed)
+    seeded: bool = True         # False: its studies fix their own seeds (no --seed)
 
 
 PROCEDURES = {
+    "search-space": Procedure("boundaries", "search_space_boundaries", "mnist1d_cnn",
+                              "is the learning-rate range wide enough, or is the best trial at "
+                              "its edge? (Figure 1)", seeded=False),
+    "isolation": Procedure("isolation", "isolation_study", "mnist1d_mlp",
+                           "which weight decay is best, the learning rate tuned away; exact and "
+                           "bucketed isolation plots (Figure 2)", seeded=False),
+    "trials-needed": Procedure("trial_budget", "trials_needed", "mnist1d_cnn",
+                               "how many quasi-random trials are enough? the best of N "
+                               "(Figure 3)", seeded=False),
     "initial-steps": Procedure("step_budget", "initial_max_train_steps", "mnist1d_mlp",
                                "initial max_train_steps from a constant-learning-rate sweep"),
     "batch-throughput": Procedure("batch_size", "batch_throughput", "mnist1d_mlp",
@@ -119,7 +129,8 @@ def _add_procedure(commands, name: str, procedure: Procedure) -> None:
                        help="worker processes for the trials (default 0: in this process)")
         p.add_argument("--workspace", default=None,
                        help="study workspace (default: runs/procedures)")
-        p.add_argument("--seed", type=int, default=0, help="study seed (default 0)")
+        if procedure.seeded:
+            p.add_argument("--seed", type=int, default=0, help="study seed (default 0)")
     p.set_defaults(func=_run, procedure_name=name)
 
 
@@ -156,7 +167,9 @@ def _run(args: argparse.Namespace) -> int:
     module = importlib.import_module(f"refplay.procedures.{procedure.module}")
     kwargs = {"quick": args.quick, "workload": args.workload}
     if procedure.runs_studies:
-        kwargs.update(workers=args.workers, workspace=args.workspace, seed=args.seed)
+        kwargs.update(workers=args.workers, workspace=args.workspace)
+    if procedure.runs_studies and procedure.seeded:
+        kwargs["seed"] = args.seed
     print(f"== refplay procedure {args.procedure_name}: {procedure.help}"
           + (" [quick]" if args.quick else ""), flush=True)
     result = getattr(module, procedure.function)(**kwargs)

@@ -98,7 +98,7 @@ def measure(workload: str = "mnist1d_cnn", *, ranges=None, quick: bool = False,
             search_space=space(low, high, size.max_train_steps), num_trials=size.num_trials,
             sampler_seed=0, seed=0, max_train_steps=size.max_train_steps,
             eval_every=size.eval_every, metric="validation/error_rate",
-            description=f"Figure 1 ({name} range): Adam lr in [{low:g}, {high:g}]",
+            description=f"{name} range: Adam lr in [{low:g}, {high:g}]",
             goal="Is the learning-rate search range wide enough?")
         run_spec(spec, workspace=workspace, workers=workers)
         frame = frames[name] = load_frame(spec, workspace)

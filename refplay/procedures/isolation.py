@@ -114,11 +114,11 @@ def measure(workload: str = "mnist1d_mlp", *, quick: bool = False, prefix: str =
                   goal="Which weight decay is best, with the learning rate tuned away?")
     configs, space = exact_configs(size.lrs_per_value)
     exact_spec = named_spec(f"{prefix}_exact", sampler="explicit", configs=configs,
-                            search_space=space, description="Figure 2: the same learning rates "
-                            "for every weight decay", **common)
+                            search_space=space, description="exact isolation: the same "
+                            "learning rates for every weight decay", **common)
     bucket_spec = halton_spec(f"{prefix}_bucketed", search_space=bucketed_space(),
                               num_trials=size.bucketed_trials, sampler_seed=0,
-                              description="Figure 2, bucketed: one 2-D Halton study", **common)
+                              description="bucketed isolation: one 2-D Halton study", **common)
     run_spec(exact_spec, workspace=workspace, workers=workers)
     run_spec(bucket_spec, workspace=workspace, workers=workers)
     exact = analysis.isolation(load_frame(exact_spec, workspace), "weight_decay",

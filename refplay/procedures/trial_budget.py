@@ -101,7 +101,7 @@ def measure(workload: str = "mnist1d_cnn", *, quick: bool = False, prefix: str =
         f"{prefix}_trials", workload=workload, workload_options={"n_validation": N_VALIDATION},
         search_space=space(), num_trials=size.num_trials, sampler_seed=0, seed=0,
         max_train_steps=size.max_train_steps, eval_every=size.eval_every,
-        metric="validation/error_rate", description="Figure 3: one Halton study, bootstrapped",
+        metric="validation/error_rate", description="one Halton study, its best of N bootstrapped",
         goal="How many trials are needed to get good results with quasi-random search?")
     run_spec(spec, workspace=workspace, workers=workers)
     frame = load_frame(spec, workspace)
