@@ -53,14 +53,17 @@ class _Reader:
         self.i = 0
 
     def done(self) -> bool:
+        """True once every token is read."""
         return self.i >= len(self.tokens)
 
     def take(self):
+        """The next token, consumed."""
         tok = self.tokens[self.i]
         self.i += 1
         return tok
 
     def skip_spaces(self) -> None:
+        """Consume the spaces ahead."""
         while not self.done() and self.tokens[self.i] == ("chr", " "):
             self.i += 1
 
@@ -75,6 +78,7 @@ class _Reader:
         return self.one()
 
     def until(self, closing: str | None) -> str:
+        """Render tokens up to ``closing`` (consumed), or to the end when it is None."""
         out = []
         while not self.done():
             if closing is not None and self.tokens[self.i] == ("chr", closing):
@@ -86,6 +90,7 @@ class _Reader:
         return "".join(out)
 
     def one(self) -> str:
+        """Render the next token, with the arguments a command takes."""
         kind, value = self.take()
         if kind == "chr":
             if value == "{":
@@ -112,6 +117,7 @@ class _Reader:
 
     @staticmethod
     def index(kind: str, text: str) -> str:
+        """A sub- (``_``) or superscript (``^``) of ``text``: ², _1, _{t+1}, ^(t+1)."""
         if kind == "^" and text.isdigit():
             return text.translate(_SUP_DIGITS)
         if kind == "^" and text == "ᵀ":
