@@ -12,6 +12,7 @@ import sys
 
 import pytest
 
+from refplay.latex import prose_to_text
 from refplay.tutorials import split_cells
 
 REPO = pathlib.Path(__file__).parent.parent
@@ -41,8 +42,10 @@ def test_tutorial_runs_and_writes_only_under_runs(path, tmp_path):
     for line in proc.stdout.splitlines():
         if line.startswith("wrote "):
             assert (tmp_path / line.removeprefix("wrote ")).is_file(), line
-    # Run as a script, it prints its prose too: every markdown cell, in order.
-    prose = [c.source for c in split_cells(path.read_text()) if c.kind == "markdown"]
+    # Run as a script, it prints its prose too: every markdown cell, in order (its
+    # LaTeX as Unicode text, as a terminal shows it).
+    prose = [prose_to_text(c.source) for c in split_cells(path.read_text())
+             if c.kind == "markdown"]
     positions = [proc.stdout.find(text) for text in prose]
     assert -1 not in positions, f"{path.name}: prose missing from the script's output"
     assert positions == sorted(positions)
