@@ -342,3 +342,9 @@ def test_trial_budget_decide_reads_the_iqr_ratio_and_the_retrain_spread():
                    objectives=flat)
     numbers, text = trial_budget.decide(m)
     assert math.isnan(numbers["iqr_ratio"]) or math.isinf(numbers["iqr_ratio"])
+
+
+def test_the_quick_sweep_is_every_other_rate_of_the_setups_grid():
+    from refplay.train import unstable
+    assert instability.quick_lrs(unstable.WARMUP) == (0.02, 0.04, 0.08, 0.16, 0.32, 0.64)
+    assert instability.QUICK_LRS == instability.quick_lrs(unstable.WARMUP)

@@ -56,12 +56,18 @@ from refplay.train.result import TrialStatus
 from refplay.train.settings import TrialSettings
 
 __all__ = ["lr_sweep", "sweep_frame", "best_lr", "spike_events", "stability_scan",
-           "early_instability_check", "QUICK_LRS", "ScanMeasured", "AboveRun", "measure_scan",
+           "early_instability_check", "QUICK_LRS", "quick_lrs", "ScanMeasured", "AboveRun",
+           "measure_scan",
            "decide_scan", "EarlyMeasured", "EarlyDecision", "measure_early", "decide_early",
            "SCAN_QUESTION", "EARLY_QUESTION"]
 
-#: The factor-2 subset of the calibrated sqrt(2) grid (the ``--quick`` sweep).
-QUICK_LRS = (0.02, 0.04, 0.08, 0.16, 0.32, 0.64)
+def quick_lrs(setup: unstable.UnstableSetup) -> tuple[float, ...]:
+    """The ``--quick`` sweep: every other rate of ``setup.lrs`` (sqrt(2) apart becomes 2)."""
+    return tuple(setup.lrs[::2])
+
+
+#: The quick sweep of the calibrated post-norm setup: 0.02, 0.04, ..., 0.64.
+QUICK_LRS = quick_lrs(unstable.WARMUP)
 METRIC = "validation/error_rate"
 SCAN_QUESTION = "Does training instability force a learning rate that is too small?"
 EARLY_QUESTION = "Is there a loss spike that evaluating every few hundred steps would miss?"
@@ -145,7 +151,7 @@ def measure_scan(workload: str | None = None, *, setup: unstable.UnstableSetup =
                  workspace: str | os.PathLike | None = None) -> tuple[ScanMeasured, list]:
     """Train (or re-read) the sweep and the runs above lr*: ``(measured, trials)``."""
     workload = workload or setup.workload
-    lrs = sorted(QUICK_LRS if (quick and lrs is None) else (lrs or setup.lrs))
+    lrs = sorted(quick_lrs(setup) if (quick and lrs is None) else (lrs or setup.lrs))
     if len(lrs) < 3:
         raise ValueError(f"lrs={lrs} must hold at least 3 learning rates for a sweep")
     long_factor = 1 if quick else _validate.integer("long_factor", long_factor, low=1)
@@ -206,8 +212,8 @@ def stability_scan(workload: str | None = None, *, setup: unstable.UnstableSetup
     ``factors``, ``long_factor``, ``eval_every``, ``seed``, ``workers``,
     ``workspace``). Defaults come from ``setup``
     (:data:`refplay.train.unstable.WARMUP`: the post-LayerNorm ResNet on
-    MNIST-1D, Nesterov, 400 steps). ``quick=True``: the factor-2 grid
-    :data:`QUICK_LRS` and every factor run at the sweep's length.
+    MNIST-1D, Nesterov, 400 steps). ``quick=True``: every other rate of the
+    setup's grid (:func:`quick_lrs`) and every factor run at the sweep's length.
     """
     m, trials = measure_scan(workload, setup=setup, variant=variant, quick=quick, **options)
     fig_sweep = plots.axis_plot(m.frame, "lr", title=(

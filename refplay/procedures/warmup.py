@@ -49,7 +49,7 @@ import numpy as np
 from refplay import _validate
 from refplay.analysis.objective import trial_objective
 from refplay.plots import instability as instability_plots
-from refplay.procedures.instability import QUICK_LRS, best_lr, lr_sweep, spike_events
+from refplay.procedures.instability import best_lr, lr_sweep, quick_lrs, spike_events
 from refplay.procedures.result import ProcedureResult
 from refplay.train import unstable
 from refplay.train.result import TrialStatus
@@ -188,7 +188,7 @@ def _checked(setup, target_lr, warmups, warmup_fraction, max_train_steps, lrs, v
                       for i, w in enumerate(warmups)})
     warmup_fraction = _validate.real("warmup_fraction", warmup_fraction, low=0.0, high=0.5,
                                      low_open=True)
-    lrs = sorted(QUICK_LRS if (quick and lrs is None) else (lrs or setup.lrs))
+    lrs = sorted(quick_lrs(setup) if (quick and lrs is None) else (lrs or setup.lrs))
     variants = ("unstable",) if quick else tuple(variants)
     if "unstable" not in variants:
         raise ValueError(f"variants={variants} must include 'unstable' (its lr* is the baseline)")
@@ -340,7 +340,8 @@ def warmup_study(workload: str | None = None, *, setup: unstable.UnstableSetup =
     ``eval_every``, ``seed``, ``workers``, ``workspace``). Defaults come from
     ``setup`` (:data:`refplay.train.unstable.WARMUP`); ``target_lr`` =
     :data:`TARGET_LR` (8 × lr*, the last grid point below 10 ×). ``quick=True``:
-    the factor-2 grid :data:`~refplay.procedures.instability.QUICK_LRS` and only
+    every other rate of the setup's grid
+    (:func:`~refplay.procedures.instability.quick_lrs`) and only
     the unstable variant in the Figure 8 sweep.
     """
     measured, trials = measure(workload, setup=setup, quick=quick, **options)
