@@ -12,12 +12,13 @@ from matplotlib.ticker import ScalarFormatter
 from refplay.plots import style
 from refplay.plots.variance import strip_plot
 
-__all__ = ['throughput_plot', 'steps_to_result_plot', 'fair_comparison_plot']
+__all__ = ["throughput_plot", "steps_to_result_plot", "fair_comparison_plot"]
 
 
 def _plain_log2(axis) -> None:
     """Log2 axis with plain numbers (16, 64, ...) instead of 2^k."""
     axis.set_major_formatter(ScalarFormatter())
+
 
 def throughput_plot(rows, decision):
     """Examples/s vs batch size (log-log) with the ideal-doubling line, and time per step."""
@@ -51,6 +52,7 @@ def throughput_plot(rows, decision):
     bx2.set_ylabel("peak numpy memory (MiB, tracemalloc)", color="tab:purple")
     bx.set_title("What does each step cost?", fontsize=10)
     return fig
+
 
 def steps_to_result_plot(numbers: dict, decision):
     """Shallue et al.'s picture: steps to result vs batch size (log-log), and examples to result."""
@@ -93,6 +95,7 @@ def steps_to_result_plot(numbers: dict, decision):
             bx.annotate(f"lr*={lr:.2g}", (b, e), textcoords="offset points", xytext=(0, 6),
                         ha="center", fontsize=7)
     return fig
+
 
 def fair_comparison_plot(groups: dict, metric: str):
     """Retrained objectives per arm (strip + mean ± 2 SE)."""

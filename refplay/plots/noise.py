@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from refplay.plots import style
 
-__all__ = ['noise_plot']
+__all__ = ["noise_plot"]
 
 
 def noise_plot(numbers: dict):

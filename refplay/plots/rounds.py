@@ -11,7 +11,7 @@ from matplotlib.ticker import NullFormatter
 
 from refplay.plots import style
 
-__all__ = ['rounds_plot', 'schedule_family_plot']
+__all__ = ["rounds_plot", "schedule_family_plot"]
 
 
 def rounds_plot(numbers: dict):
@@ -34,6 +34,7 @@ def rounds_plot(numbers: dict):
     ax.margins(0.15)
     ax.legend(fontsize=8)
     return fig
+
 
 def schedule_family_plot(lrs, objectives_by_family: dict, mean: dict, se: dict):
     """Left: objective vs lr per family; right: retrained best per family, mean ± 2 SE."""

@@ -12,7 +12,7 @@ import numpy as np
 from refplay.analysis.uncertainty import standard_error
 from refplay.plots import style
 
-__all__ = ['strip_plot']
+__all__ = ["strip_plot"]
 
 
 def strip_plot(groups: dict, metric: str, *, title: str, xlabel: str = ""):
