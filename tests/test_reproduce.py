@@ -141,7 +141,9 @@ def _fake_entry(figure):
     def procedure(quick, workspace, workers=0):
         fig = Figure()
         fig.add_subplot().plot([0, 1])
-        return ProcedureResult("a fake question?", "keep going", {"value": 0.25}, {"only": fig})
+        return ProcedureResult(
+            question="a fake question?", decision="keep going", numbers={"value": 0.25},
+            figures={"only": fig})
 
     def check(result):
         return base.Check(holds=True, numbers={"value": result.numbers["value"]})

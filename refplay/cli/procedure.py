@@ -31,47 +31,69 @@ class Procedure(NamedTuple):
 
 
 PROCEDURES = {
-    "search-space": Procedure("boundaries", "search_space_boundaries", "mnist1d_cnn",
-                              "is the learning-rate range wide enough, or is the best trial at "
-                              "its edge? (Figure 1)", seeded=False),
-    "isolation": Procedure("isolation", "isolation_study", "mnist1d_mlp",
-                           "which weight decay is best, the learning rate tuned away; exact and "
-                           "bucketed isolation plots (Figure 2)", seeded=False),
-    "trials-needed": Procedure("trial_budget", "trials_needed", "mnist1d_cnn",
-                               "how many quasi-random trials are enough? the best of N "
-                               "(Figure 3)", seeded=False),
-    "initial-steps": Procedure("step_budget", "initial_max_train_steps", "mnist1d_mlp",
-                               "initial max_train_steps from a constant-learning-rate sweep"),
-    "batch-throughput": Procedure("batch_size", "batch_throughput", "mnist1d_mlp",
-                                  "throughput and memory against batch size; the largest "
-                                  "useful batch", runs_studies=False),
-    "steps-to-result": Procedure("batch_size", "steps_to_result", "mnist1d_mlp",
-                                 "steps to a target against batch size, learning rate retuned"),
-    "batch-fair": Procedure("batch_size", "batch_size_fair_comparison", "mnist1d_mlp",
-                            "fixed vs retuned learning rate across batch sizes"),
-    "retrain-variance": Procedure("variance", "retrain_variance", "mnist1d_cnn",
-                                  "trial variance by seed stream"),
-    "split-variance": Procedure("variance", "split_variance", "mnist1d_mlp",
-                                "variance across random validation splits"),
-    "study-variance": Procedure("variance", "study_variance", "mnist1d_mlp",
-                                "variance of the best trial across sampler seeds"),
-    "two-rounds": Procedure("rounds", "two_rounds", "mnist1d_cnn",
-                            "compute-bound Round 1 / Round 2 and ranking transfer"),
-    "schedule-family": Procedure("schedules_family", "schedule_family", "mnist1d_cnn",
-                                 "constant vs decaying schedules, learning rate tuned per family"),
-    "gradient-noise": Procedure("noise", "gradient_noise_steps", "mnist1d_mlp",
-                                "steps to a training-loss target against dropout and batch size"),
-    "stability-scan": Procedure("instability", "stability_scan", None,
-                                "learning-rate sweep, lr*, and runs at 2x/5x/10x lr* "
+    "search-space": Procedure(
+        module="boundaries", function="search_space_boundaries", workload="mnist1d_cnn",
+        help=(
+            "is the learning-rate range wide enough, or is the best trial at "
+            "its edge? (Figure 1)"),
+        seeded=False),
+    "isolation": Procedure(
+        module="isolation", function="isolation_study", workload="mnist1d_mlp",
+        help=(
+            "which weight decay is best, the learning rate tuned away; exact and "
+            "bucketed isolation plots (Figure 2)"),
+        seeded=False),
+    "trials-needed": Procedure(
+        module="trial_budget", function="trials_needed", workload="mnist1d_cnn",
+        help=(
+            "how many quasi-random trials are enough? the best of N "
+            "(Figure 3)"),
+        seeded=False),
+    "initial-steps": Procedure(
+        module="step_budget", function="initial_max_train_steps", workload="mnist1d_mlp",
+        help="initial max_train_steps from a constant-learning-rate sweep"),
+    "batch-throughput": Procedure(
+        module="batch_size", function="batch_throughput", workload="mnist1d_mlp",
+        help=(
+            "throughput and memory against batch size; the largest "
+            "useful batch"),
+        runs_studies=False),
+    "steps-to-result": Procedure(
+        module="batch_size", function="steps_to_result", workload="mnist1d_mlp",
+        help="steps to a target against batch size, learning rate retuned"),
+    "batch-fair": Procedure(
+        module="batch_size", function="batch_size_fair_comparison", workload="mnist1d_mlp",
+        help="fixed vs retuned learning rate across batch sizes"),
+    "retrain-variance": Procedure(
+        module="variance", function="retrain_variance", workload="mnist1d_cnn",
+        help="trial variance by seed stream"),
+    "split-variance": Procedure(
+        module="variance", function="split_variance", workload="mnist1d_mlp",
+        help="variance across random validation splits"),
+    "study-variance": Procedure(
+        module="variance", function="study_variance", workload="mnist1d_mlp",
+        help="variance of the best trial across sampler seeds"),
+    "two-rounds": Procedure(module="rounds", function="two_rounds", workload="mnist1d_cnn",
+                            help="compute-bound Round 1 / Round 2 and ranking transfer"),
+    "schedule-family": Procedure(
+        module="schedules_family", function="schedule_family", workload="mnist1d_cnn",
+        help="constant vs decaying schedules, learning rate tuned per family"),
+    "gradient-noise": Procedure(
+        module="noise", function="gradient_noise_steps", workload="mnist1d_mlp",
+        help="steps to a training-loss target against dropout and batch size"),
+    "stability-scan": Procedure(module="instability", function="stability_scan", workload=None,
+                                help="learning-rate sweep, lr*, and runs at 2x/5x/10x lr* "
                                 "(Figures 7a, 7b)"),
-    "early-instability": Procedure("instability", "early_instability_check", None,
-                                   "every-step vs every-100-steps view of one run at 2x lr* "
-                                   "(Figure 5)"),
-    "warmup": Procedure("warmup", "warmup_study", None,
-                        "shortest warmup that trains a ~10x learning rate; prepended vs "
+    "early-instability": Procedure(
+        module="instability", function="early_instability_check", workload=None,
+        help=(
+            "every-step vs every-100-steps view of one run at 2x lr* "
+            "(Figure 5)")),
+    "warmup": Procedure(module="warmup", function="warmup_study", workload=None,
+                        help="shortest warmup that trains a ~10x learning rate; prepended vs "
                         "baseline (Figures 6, 8)"),
-    "clipping": Procedure("clipping", "clipping_study", None,
-                          "clipping thresholds from a stable run's gradient norms (Figure 9)"),
+    "clipping": Procedure(module="clipping", function="clipping_study", workload=None,
+                          help="clipping thresholds from a stable run's gradient norms (Figure 9)"),
 }
 
 REFINE_HELP = ("is max_train_steps right? the best-step fractions of a finished study "

@@ -111,8 +111,9 @@ def throughput_decision(batch_sizes, examples_per_second, feasible=None,
         useful = bs[i + 1]
     ok = [i for i in range(len(bs)) if feasible[i]]
     best = bs[max(ok, key=lambda i: eps[i])]
-    return ThroughputDecision(useful, gains, required, bool(gains) and gains[0] < required[0],
-                              best)
+    return ThroughputDecision(
+        max_useful_batch=useful, gains=gains, required=required,
+        bottleneck_suspected=bool(gains) and gains[0] < required[0], max_throughput_batch=best)
 
 
 def _measure(workload: str, batch_size: int, steps: int) -> tuple[float, float, float]:
@@ -158,8 +159,9 @@ def batch_throughput(workload: str = "mnist1d_mlp", *,
     for b in bs:
         sps, peak, rss = measure(workload, b, steps)
         feasible = memory_limit_mb is None or peak <= memory_limit_mb
-        rows.append(ThroughputRow(b, float(sps), b / float(sps), float(peak), float(rss),
-                                  feasible))
+        rows.append(ThroughputRow(
+            batch_size=b, seconds_per_step=float(sps), examples_per_second=b / float(sps),
+            peak_mib=float(peak), peak_rss_mib=float(rss), feasible=feasible))
     d = throughput_decision(bs, [r.examples_per_second for r in rows], [r.feasible for r in rows])
     if d.bottleneck_suspected:
         decision = (f"throughput does not nearly double even from B={bs[0]} to B={bs[1]} "
@@ -181,9 +183,13 @@ def batch_throughput(workload: str = "mnist1d_mlp", *,
                "included. Tests never assert them.",
                "tracemalloc sees numpy allocations but not Numba's internal buffers; the peak "
                "RSS column is the whole process's high-water mark."]
-    return ProcedureResult("How does training throughput (examples/s) grow with the batch size, "
-                           "and what is the largest batch size worth using?", decision, numbers,
-                           {"throughput": batch_size_plots.throughput_plot(rows, d)}, [], caveats)
+    return ProcedureResult(
+        question=(
+            "How does training throughput (examples/s) grow with the batch size, "
+            "and what is the largest batch size worth using?"),
+        decision=decision, numbers=numbers,
+        figures={"throughput": batch_size_plots.throughput_plot(rows, d)}, trials=[],
+        caveats=caveats)
 
 
 # ----------------------------------------------------------- steps to result
@@ -225,10 +231,11 @@ def scaling_decision(batch_sizes, steps, factor: float = CRITICAL) -> ScalingDec
             critical = b1
         else:
             break
-    return ScalingDecision(bs, ss, log2_slope(bs[0], ss[0], bs[1], ss[1]),
-                           log2_slope(bs[-2], ss[-2], bs[-1], ss[-1]), critical,
-                           tuple(b * s for b, s in pairs),
-                           max(s1 - s0 for s0, s1 in zip(ss, ss[1:])))
+    return ScalingDecision(
+        batch_sizes=bs, steps=ss, small_slope=log2_slope(bs[0], ss[0], bs[1], ss[1]),
+        large_slope=log2_slope(bs[-2], ss[-2], bs[-1], ss[-1]), critical_batch=critical,
+        examples=tuple(b * s for b, s in pairs),
+        max_increase=max(s1 - s0 for s0, s1 in zip(ss, ss[1:])))
 
 
 def epoch_budget(batch_sizes, steps, critical_batch) -> dict:
@@ -342,9 +349,10 @@ def decide_steps(m: StepsMeasured) -> StepsDecision:
     """The critical batch size and the slopes; re-tune the learning rate for every size."""
     bs, steps = m.batch_sizes, m.steps_to_result
     if sum(s is not None for s in steps) < 2:
-        return StepsDecision(None, None, None, (
-            f"fewer than two batch sizes reached {m.metric} <= {m.target} within "
-            f"{m.max_steps} steps: lower the target or raise max_steps"))
+        return StepsDecision(
+            scaling=None, time_optimal_batch=None, lr_ratio=None,
+            text=(f"fewer than two batch sizes reached {m.metric} <= {m.target} within "
+                  f"{m.max_steps} steps: lower the target or raise max_steps"))
     d = scaling_decision(bs, steps)
     times = {b: t for b, t in zip(bs, _time_to_result(m)) if t is not None}
     lr_ratio = m.best_lr[-1] / m.best_lr[0]
@@ -358,7 +366,8 @@ def decide_steps(m: StepsMeasured) -> StepsDecision:
                 f"diminishing returns (large-B slope {d.large_slope:.2f}); re-tune the "
                 f"learning rate for every batch size (best lr x{lr_ratio:.3g} from B={bs[0]} "
                 f"to B={bs[-1]})")
-    return StepsDecision(d, min(times, key=times.get), lr_ratio, text)
+    return StepsDecision(
+        scaling=d, time_optimal_batch=min(times, key=times.get), lr_ratio=lr_ratio, text=text)
 
 
 def _steps_numbers(m: StepsMeasured, d: StepsDecision) -> dict:
@@ -417,7 +426,9 @@ def steps_to_result(workload: str = "mnist1d_mlp", *, quick: bool = False,
                "read its shape, not its values.",
                "MNIST-1D and spirals are tiny: the critical batch size here says nothing about "
                "ImageNet's."]
-    return ProcedureResult(_STEPS_QUESTION, d.text, numbers, figures, trials, caveats)
+    return ProcedureResult(
+        question=_STEPS_QUESTION, decision=d.text, numbers=numbers, figures=figures, trials=trials,
+        caveats=caveats)
 
 
 _STEPS_QUESTION = ("How many training steps does each batch size need to reach the target, with "
@@ -503,7 +514,9 @@ def decide_fair(m: FairMeasured) -> FairDecision:
         text = (f"the retuned gap {gap_retuned:+.4f} exceeds 2 SE ({se_retuned:.4f}): either "
                 f"the search at B={b_large} was too small or steps_budget is too short for "
                 f"one of the sizes; do not read this as a batch-size effect yet")
-    return FairDecision(gap_fixed, se_fixed, gap_retuned, se_retuned, text)
+    return FairDecision(
+        gap_fixed=gap_fixed, se_fixed=se_fixed, gap_retuned=gap_retuned, se_retuned=se_retuned,
+        text=text)
 
 
 def batch_size_fair_comparison(workload: str = "mnist1d_mlp", *, quick: bool = False,
@@ -546,6 +559,9 @@ def batch_size_fair_comparison(workload: str = "mnist1d_mlp", *, quick: bool = F
                f"{m.seeds} seeds per arm: a small sample, so 2 SE is a rough line.",
                f"Both sizes get the same number of steps ({m.steps_budget}), so the larger "
                f"batch sees {b_large // b_small}x more examples."]
-    return ProcedureResult("Does the batch size change the validation performance we can reach, "
-                           "once the learning rate and regularization are re-tuned?", d.text,
-                           numbers, {"fair_comparison": fig}, trials, caveats)
+    return ProcedureResult(
+        question=(
+            "Does the batch size change the validation performance we can reach, "
+            "once the learning rate and regularization are re-tuned?"),
+        decision=d.text, numbers=numbers, figures={"fair_comparison": fig}, trials=trials,
+        caveats=caveats)

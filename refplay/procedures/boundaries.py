@@ -41,7 +41,8 @@ class Size(NamedTuple):
     eval_every: int
 
 
-SIZES = {"full": Size(48, 1000, 50), "quick": Size(8, 400, 100)}
+SIZES = {"full": Size(num_trials=48, max_train_steps=1000, eval_every=50),
+         "quick": Size(num_trials=8, max_train_steps=400, eval_every=100)}
 # The playbook's ranges are [1e-5, 2e-4] and [1e-5, 1e-1] around a best rate of
 # ~2e-3. This CNN's best Adam rate after 1,000 steps is ~3e-2 (a sweep: error
 # 0.25 at 3e-3, 0.06 at 3e-2, 0.10 at 0.1, 0.64 at 0.3), so both ranges are
@@ -150,6 +151,8 @@ def search_space_boundaries(workload: str = "mnist1d_cnn", *, ranges=None, quick
         f"enough?\nboundary check: {c.decision}")) for name, c in checks.items()}
     size = SIZES["quick" if quick else "full"]
     return ProcedureResult(
-        QUESTION, decide(checks), {name: c._asdict() for name, c in checks.items()}, figures,
-        [(frame.name, row.trial) for frame in frames.values() for row in frame.rows],
-        [f"{size.num_trials} Halton trials of {size.max_train_steps} steps per range, one seed."])
+        question=QUESTION, decision=decide(checks),
+        numbers={name: c._asdict() for name, c in checks.items()}, figures=figures,
+        trials=[(frame.name, row.trial) for frame in frames.values() for row in frame.rows],
+        caveats=[f"{size.num_trials} Halton trials of {size.max_train_steps} steps per range, "
+                 f"one seed."])

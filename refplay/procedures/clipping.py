@@ -115,11 +115,13 @@ def clipping_identity(workload=None, *, lr: float = 0.3, threshold: float = 0.03
     def rel(a, b):
         return float(np.max(np.abs(a - b) / np.abs(a)))
 
-    return ClippingIdentity(lr, threshold, steps, float(np.min(norms)), clipped.train_losses,
-                            cut.train_losses, rel(clipped.train_losses, cut.train_losses),
-                            rel(norms, cut.grad_norms), constant_lr,
-                            float(clipped.curves["validation/loss"][-1]),
-                            float(proxy.curves["validation/loss"][-1]))
+    return ClippingIdentity(
+        lr=lr, threshold=threshold, steps=steps, min_norm=float(np.min(norms)),
+        clipped_losses=clipped.train_losses, cut_losses=cut.train_losses,
+        max_rel_loss_diff=rel(clipped.train_losses, cut.train_losses),
+        max_rel_norm_diff=rel(norms, cut.grad_norms), constant_lr=constant_lr,
+        clipped_final_loss=float(clipped.curves["validation/loss"][-1]),
+        constant_final_loss=float(proxy.curves["validation/loss"][-1]))
 
 
 class ThresholdRun(NamedTuple):
@@ -237,7 +239,7 @@ def decide(m: ClippingMeasured) -> ClippingDecision:
                 f"(validation error {chosen.best_error:.3f}, {chosen.clipped_fraction:.0%} "
                 f"of updates clipped; unclipped it is {unclipped.status} at step "
                 f"{unclipped.steps_done})")
-    return ClippingDecision(chosen, aggressive, text)
+    return ClippingDecision(chosen=chosen, aggressive=aggressive, text=text)
 
 
 def _numbers(m: ClippingMeasured, d: ClippingDecision) -> dict:
@@ -281,4 +283,6 @@ def clipping_study(workload: str | None = None, *,
         "A threshold that clips most updates is in essence a lower learning rate: its training "
         "loss can end lowest while its best validation error is worse (the figure's lower "
         "panel); the playbook's advice is to lower the learning rate itself instead."]
-    return ProcedureResult(QUESTION, d.text, _numbers(m, d), figures, trials, caveats)
+    return ProcedureResult(
+        question=QUESTION, decision=d.text, numbers=_numbers(m, d), figures=figures, trials=trials,
+        caveats=caveats)

@@ -229,8 +229,9 @@ def stability_scan(workload: str | None = None, *, setup: unstable.UnstableSetup
     del numbers["above_losses"], numbers["frame"]
     caveats = list(setup.caveats) + [
         "lr* is chosen by the lowest best-checkpoint validation error on one seed."]
-    return ProcedureResult(SCAN_QUESTION, decide_scan(m), numbers,
-                           {"lr_sweep": fig_sweep, "above_lr_star": fig_above}, trials, caveats)
+    return ProcedureResult(
+        question=SCAN_QUESTION, decision=decide_scan(m), numbers=numbers,
+        figures={"lr_sweep": fig_sweep, "above_lr_star": fig_above}, trials=trials, caveats=caveats)
 
 
 # ------------------------------------------------------------- early instability
@@ -307,7 +308,7 @@ def decide_early(m: EarlyMeasured) -> EarlyDecision:
     else:
         text = (f"the spike at step {biggest['peak_step']} ({biggest['height']:.1f}×) is "
                 f"visible even every {m.coarse_every} steps")
-    return EarlyDecision(monotone, early, biggest, text)
+    return EarlyDecision(sparse_monotone=monotone, early=early, biggest=biggest, text=text)
 
 
 def early_instability_check(workload: str | None = None, *,
@@ -336,5 +337,6 @@ def early_instability_check(workload: str | None = None, *,
                "sparse_monotone": d.sparse_monotone}
     fig = instability_plots.dense_vs_sparse_plot(dense, m.sparse_steps, m.sparse_loss, m.events,
                                                  lr=m.lr, coarse_every=m.coarse_every)
-    return ProcedureResult(EARLY_QUESTION, d.text, numbers, {"dense_vs_sparse": fig}, trials,
-                           list(setup.caveats))
+    return ProcedureResult(
+        question=EARLY_QUESTION, decision=d.text, numbers=numbers, figures={"dense_vs_sparse": fig},
+        trials=trials, caveats=list(setup.caveats))

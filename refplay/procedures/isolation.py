@@ -54,7 +54,8 @@ class Size(NamedTuple):
     eval_every: int
 
 
-SIZES = {"full": Size(20, 120, 2000, 100), "quick": Size(5, 30, 400, 100)}
+SIZES = {"full": Size(lrs_per_value=20, bucketed_trials=120, max_train_steps=2000, eval_every=100),
+         "quick": Size(lrs_per_value=5, bucketed_trials=30, max_train_steps=400, eval_every=100)}
 # The figure's five values are 1.25 decades apart: 10^-7, 10^-5.75, ..., 10^-2.
 WEIGHT_DECAYS = tuple(float(10.0 ** (-7 + 1.25 * k)) for k in range(5))
 BASELINE = 0.0
@@ -127,7 +128,8 @@ def measure(workload: str = "mnist1d_mlp", *, quick: bool = False, prefix: str =
     exact = dataclasses.replace(exact, scale="log")
     bucketed = analysis.isolation(load_frame(bucket_spec, workspace), "weight_decay",
                                   buckets=len(WEIGHT_DECAYS))
-    return IsolationMeasured(exact, bucketed, size), [exact_spec.name, bucket_spec.name]
+    return IsolationMeasured(
+        exact=exact, bucketed=bucketed, size=size), [exact_spec.name, bucket_spec.name]
 
 
 def _argmin(rows) -> int | None:
@@ -146,8 +148,11 @@ def decide(m: IsolationMeasured) -> IsolationDecision:
     worst = max(range(len(m.exact.rows)), key=lambda i: _worst_key(m.exact.rows[i]))
     base = m.exact.baseline
     if exact_best is None or base is None or not math.isfinite(base.objective):
-        return IsolationDecision(exact_best, bucket_best, worst, "no complete trial for some "
-                                 "value: cannot compare weight decays")
+        return IsolationDecision(
+            exact_best=exact_best, bucket_best=bucket_best, worst=worst,
+            text=(
+                "no complete trial for some "
+                "value: cannot compare weight decays"))
     best = m.exact.rows[exact_best]
     se = best.se if best.se is not None else math.nan
     verdict = ("adopt it" if base.objective - best.objective > 2 * se else
@@ -156,7 +161,7 @@ def decide(m: IsolationMeasured) -> IsolationDecision:
              f"; the bucketed plot's best bucket is {abs(bucket_best - exact_best)} bucket(s) "
              f"from the exact best")
     largest = worst == len(m.exact.rows) - 1
-    return IsolationDecision(exact_best, bucket_best, worst, (
+    return IsolationDecision(exact_best=exact_best, bucket_best=bucket_best, worst=worst, text=(
         f"best weight decay {best.x:.2g} (error {best.objective:.3f} ± {se:.3f} SE) vs the "
         f"equally tuned baseline without weight decay ({base.objective:.3f}): {verdict}; "
         f"1e-2 is {'the worst' if largest else 'not the worst'} value{where}"))
@@ -197,6 +202,7 @@ def isolation_study(workload: str = "mnist1d_mlp", *, quick: bool = False,
         "bucketed": plots.isolation_plot(m.bucketed, title=(
             f"Figure 2, bucketed: the best trial per weight-decay slice of one\n"
             f"2-D Halton study ({size.bucketed_trials} trials)"))}
-    return ProcedureResult(QUESTION, d.text, _numbers(m, d), figures, studies,
-                           [f"{size.max_train_steps} steps, one seed; the baseline (no weight "
-                            f"decay) is tuned over the same learning rates."])
+    return ProcedureResult(
+        question=QUESTION, decision=d.text, numbers=_numbers(m, d), figures=figures, trials=studies,
+        caveats=[f"{size.max_train_steps} steps, one seed; the baseline (no weight "
+                 f"decay) is tuned over the same learning rates."])

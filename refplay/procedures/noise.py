@@ -76,10 +76,12 @@ def gradient_noise_steps(workload: str = "mnist1d_mlp", *, config: dict | None =
                 f"smaller batch {'always' if up_batch else 'not always'} adds steps; budget "
                 f"max_train_steps for the noisiest setting you will use")
     fig = noise_plots.noise_plot(numbers)
-    return ProcedureResult("Does more gradient noise (dropout, smaller batches) cost more "
-                           "training steps at a fixed learning rate?", decision, numbers,
-                           {"gradient_noise": fig}, results,
-                           ["Augmentation is not yet a trial config key, so the augmentation "
-                            "arm of the playbook's claim is not measured.",
-                            f"The training loss is measured in eval mode on {eval_train} "
-                            f"training examples every {eval_every} steps."])
+    return ProcedureResult(
+        question=(
+            "Does more gradient noise (dropout, smaller batches) cost more "
+            "training steps at a fixed learning rate?"),
+        decision=decision, numbers=numbers, figures={"gradient_noise": fig}, trials=results,
+        caveats=["Augmentation is not yet a trial config key, so the augmentation "
+                 "arm of the playbook's claim is not measured.",
+                 f"The training loss is measured in eval mode on {eval_train} "
+                 f"training examples every {eval_every} steps."])

@@ -19,7 +19,7 @@ from refplay.plots import style
 __all__ = ["ProcedureResult"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ProcedureResult:
     """The outcome of a playbook procedure.
 

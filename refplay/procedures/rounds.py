@@ -150,7 +150,8 @@ def decide_rounds(m: RoundsMeasured) -> RoundsDecision:
         text += (f"; the playbook's (Speculation) linear extension "
                  f"{'beats' if gain > 0 else 'does not beat'} simply rescaling the decay "
                  f"(mean gain {gain:+.4f})")
-    return RoundsDecision(rho, best_transfers, gain, text)
+    return RoundsDecision(
+        spearman_rho=rho, best_transfers=best_transfers, gain_over_control=gain, text=text)
 
 
 def two_rounds(workload: str = "mnist1d_cnn", *, quick: bool = False,
@@ -187,6 +188,9 @@ def two_rounds(workload: str = "mnist1d_cnn", *, quick: bool = False,
                f"An rsqrt decay tuned for {m.round1_steps} and run for {m.round2_steps} steps "
                f"spends {numbers['rsqrt_pitfall_fraction']:.0%} of them below Round 1's final "
                f"rate (exactly 1 - N1/N2)."]
-    return ProcedureResult("Do the best hyperparameters of short Round-1 runs stay best when "
-                           "trained longer in Round 2?", d.text, numbers,
-                           {"two_rounds": rounds_plots.rounds_plot(numbers)}, trials, caveats)
+    return ProcedureResult(
+        question=(
+            "Do the best hyperparameters of short Round-1 runs stay best when "
+            "trained longer in Round 2?"),
+        decision=d.text, numbers=numbers, figures={"two_rounds": rounds_plots.rounds_plot(numbers)},
+        trials=trials, caveats=caveats)

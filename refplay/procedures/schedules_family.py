@@ -91,9 +91,12 @@ def schedule_family(workload: str = "mnist1d_cnn", *, families=FAMILIES, n_lrs: 
                     f"margin {margin:+.4f}, 2 SE = {2 * se_diff:.4f}); the playbook still "
                     f"prefers linear or cosine decay")
     fig = rounds_plots.schedule_family_plot(lrs, numbers["objectives_by_family"], mean, se)
-    return ProcedureResult("With the learning rate tuned for each, does some decaying schedule "
-                           "beat a constant learning rate?", decision, numbers,
-                           {"schedule_family": fig}, [*tuned, *retrains],
-                           [f"{len(lrs)} learning rates per family: the base rate is tuned "
-                            f"coarsely; {seeds} retrains per family set the SE.",
-                            "rsqrt uses shift = max_train_steps / 20."])
+    return ProcedureResult(
+        question=(
+            "With the learning rate tuned for each, does some decaying schedule "
+            "beat a constant learning rate?"),
+        decision=decision, numbers=numbers, figures={"schedule_family": fig},
+        trials=[*tuned, *retrains],
+        caveats=[f"{len(lrs)} learning rates per family: the base rate is tuned "
+                 f"coarsely; {seeds} retrains per family set the SE.",
+                 "rsqrt uses shift = max_train_steps / 20."])

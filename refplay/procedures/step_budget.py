@@ -281,8 +281,9 @@ def initial_max_train_steps(workload: str = "mnist1d_mlp", *, quick: bool = Fals
                "to 0.",
                f"Steps to fit are known to one evaluation interval "
                f"({options.get('eval_every', 50)} steps)."]
-    return ProcedureResult(QUESTION_INITIAL, decision, _initial_numbers(m, sweep), figures,
-                           trials, caveats)
+    return ProcedureResult(
+        question=QUESTION_INITIAL, decision=decision, numbers=_initial_numbers(m, sweep),
+        figures=figures, trials=trials, caveats=caveats)
 
 
 def _train_error_curve(result: TrialResult) -> tuple[np.ndarray, np.ndarray]:
@@ -314,8 +315,9 @@ def refine_max_train_steps(frame_or_results) -> ProcedureResult:
                "median_fraction": float(np.median(fr)) if len(fr) else math.nan,
                "max_fraction": float(fr.max()) if len(fr) else math.nan,
                "fraction_in_last_25pct": float(np.mean(fr > 0.75)) if len(fr) else math.nan}
-    return ProcedureResult(QUESTION_REFINE, f"{decisions[bsf.decision]} ({bsf.message})",
-                           numbers, {"best_step_fractions": plots.best_step_histogram(bsf)},
-                           list(bsf.trials),
-                           ["The 'last 25 %' rule is refplay's reading of 'consistently close "
-                            "to the end': at least three quarters of the complete trials."])
+    return ProcedureResult(
+        question=QUESTION_REFINE, decision=f"{decisions[bsf.decision]} ({bsf.message})",
+        numbers=numbers, figures={"best_step_fractions": plots.best_step_histogram(bsf)},
+        trials=list(bsf.trials),
+        caveats=["The 'last 25 %' rule is refplay's reading of 'consistently close "
+                 "to the end': at least three quarters of the complete trials."])

@@ -56,7 +56,8 @@ class Size(NamedTuple):
     retrains: int            # new-seed runs of the best configuration
 
 
-SIZES = {"full": Size(100, 2000, 100, 10), "quick": Size(24, 300, 100, 3)}
+SIZES = {"full": Size(num_trials=100, max_train_steps=2000, eval_every=100, retrains=10),
+         "quick": Size(num_trials=24, max_train_steps=300, eval_every=100, retrains=3)}
 BUDGETS = tuple(range(6, 21))
 N_VALIDATION = 1000
 N_BOOT = 2000
@@ -169,6 +170,8 @@ def trials_needed(workload: str = "mnist1d_cnn", *, quick: bool = False,
             f"Figure 3: have we sampled enough? Best of N of {m.best_of_n.n_trials} trials "
             f"(bootstrap)\nIQR at N=6 / IQR at N=20 = {_ratio_text(numbers['iqr_ratio'])} "
             f"(exact order statistics)"))
-    return ProcedureResult(QUESTION, text, numbers, {"boxes": fig}, list(retrains),
-                           [f"{m.size.num_trials} Halton trials of {m.size.max_train_steps} "
-                            f"steps, one seed; {N_VALIDATION} validation examples."])
+    return ProcedureResult(
+        question=QUESTION, decision=text, numbers=numbers, figures={"boxes": fig},
+        trials=list(retrains),
+        caveats=[f"{m.size.num_trials} Halton trials of {m.size.max_train_steps} "
+                 f"steps, one seed; {N_VALIDATION} validation examples."])

@@ -254,7 +254,9 @@ def decide_retrains(m: RetrainMeasured) -> RetrainDecision:
             f"single source is {largest!r}. Differences between configs smaller than "
             f"about 2 x std/sqrt(N) per arm are within trial variance: retrain the "
             f"candidate and the baseline N times before adopting")
-    return RetrainDecision(stats, largest, unpaired, n_pairs, paired_fraction, text)
+    return RetrainDecision(
+        stats=stats, largest=largest, unpaired_fraction=unpaired, n_pairs=n_pairs,
+        paired_fraction=paired_fraction, text=text)
 
 
 def retrain_variance(workload: str = "mnist1d_cnn", config: dict | None = None, *,
@@ -292,9 +294,12 @@ def retrain_variance(workload: str = "mnist1d_cnn", config: dict | None = None, 
     fig = variance_plots.strip_plot(m.objectives, "validation/error_rate",
                                     title="How much does the result move when only the seed "
                                           "changes?", xlabel="seed stream varied")
-    return ProcedureResult("How large is the trial (retrain) variance, and which seed stream "
-                           "causes it?", d.text, numbers, {"retrain_variance": fig}, trials,
-                           caveats)
+    return ProcedureResult(
+        question=(
+            "How large is the trial (retrain) variance, and which seed stream "
+            "causes it?"),
+        decision=d.text, numbers=numbers, figures={"retrain_variance": fig}, trials=trials,
+        caveats=caveats)
 
 
 def split_variance(workload: str = "mnist1d_mlp", config: dict | None = None, *,
@@ -323,11 +328,13 @@ def split_variance(workload: str = "mnist1d_mlp", config: dict | None = None, *,
                 f"is not evidence")
     fig = variance_plots.strip_plot({"split_seed varied": values}, "validation/error_rate",
                              title="How much does the validation split itself move the result?")
-    return ProcedureResult("How much does the random train/validation split change the "
-                           "result (data sampling variance)?", decision, numbers,
-                           {"split_variance": fig}, trials,
-                           ["The trial seed is the same for every split, so only the split "
-                            "(and what it changes downstream) varies."])
+    return ProcedureResult(
+        question=(
+            "How much does the random train/validation split change the "
+            "result (data sampling variance)?"),
+        decision=decision, numbers=numbers, figures={"split_variance": fig}, trials=trials,
+        caveats=["The trial seed is the same for every split, so only the split "
+                 "(and what it changes downstream) varies."])
 
 
 def study_variance(workload: str = "mnist1d_mlp", *, n_trials: int = 8, sampler_seeds=range(4),
@@ -355,6 +362,9 @@ def study_variance(workload: str = "mnist1d_mlp", *, n_trials: int = 8, sampler_
                 f"seeds: compare studies only beyond this")
     fig = variance_plots.strip_plot({f"best of {n_trials}": bests}, "validation/error_rate",
                              title="How much does the search itself move the best result?")
-    return ProcedureResult("How much does the hyperparameter search itself change the best "
-                           "result (study variance)?", decision, numbers, {"study_variance": fig},
-                           trials, ["Sampler seed and trial seeds change together here."])
+    return ProcedureResult(
+        question=(
+            "How much does the hyperparameter search itself change the best "
+            "result (study variance)?"),
+        decision=decision, numbers=numbers, figures={"study_variance": fig}, trials=trials,
+        caveats=["Sampler seed and trial seeds change together here."])

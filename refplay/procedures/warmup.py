@@ -268,7 +268,9 @@ def decide(m: WarmupMeasured) -> WarmupDecision:
         text = (f"No warmup tried ({[c.warmup_steps for c in m.candidates]}) trains "
                 f"lr = {m.target_lr:g} stably. Try longer warmups, gradient clipping, or a "
                 f"lower learning rate.")
-        return WarmupDecision(stable, why, None, False, False, None, text)
+        return WarmupDecision(
+            stable=stable, why=why, shortest=None, within_10pct=False, above_5pct=False,
+            prepended_better=None, text=text)
     text = (f"A warmup of {shortest} steps ({shortest / m.max_train_steps:.0%} of "
             f"max_train_steps) is the shortest that trains lr = {m.target_lr:g} "
             f"({m.target_lr / u.lr_star:.1f} × lr*) stably.")
@@ -282,7 +284,9 @@ def decide(m: WarmupMeasured) -> WarmupDecision:
                  f"{m.baseline_error:.3f} at lr* without warmup (best checkpoints): "
                  + ("adopt the warmup and the higher rate." if better
                     else "no gain over the baseline."))
-    return WarmupDecision(stable, why, shortest, within, above, better, text)
+    return WarmupDecision(
+        stable=stable, why=why, shortest=shortest, within_10pct=within, above_5pct=above,
+        prepended_better=better, text=text)
 
 
 def draw(m: WarmupMeasured, d: WarmupDecision, setup) -> dict:
@@ -350,6 +354,7 @@ def warmup_study(workload: str | None = None, *, setup: unstable.UnstableSetup =
                f"A candidate is 'stable' when it completes, every loss spike recovers, its best "
                f"error is <= {measured.good_factor:g} x lr*'s, and its last 10% of losses "
                f"average below half the step-0 loss."]
-    return ProcedureResult(QUESTION, decision.text, numbers(measured, decision),
-                           draw(measured, decision, setup), trials, caveats)
+    return ProcedureResult(
+        question=QUESTION, decision=decision.text, numbers=numbers(measured, decision),
+        figures=draw(measured, decision, setup), trials=trials, caveats=caveats)
 

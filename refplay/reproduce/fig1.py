@@ -55,5 +55,5 @@ ENTRY = Entry(
            "range) and ok for [1e-5, 10] (best trial inside, failures above it)."),
     caveat=_caveat(boundaries.SIZES["full"]), quick_caveat=_caveat(boundaries.SIZES["quick"]),
     procedure=boundaries.search_space_boundaries, arguments={"prefix": "fig1"}, check=check,
-    panels=(Panel("bad", "bad", "fig1_bad_search_space.png"),
-            Panel("good", "good", "fig1_good_search_space.png")))
+    panels=(Panel(name="bad", key="bad", file="fig1_bad_search_space.png"),
+            Panel(name="good", key="good", file="fig1_good_search_space.png")))

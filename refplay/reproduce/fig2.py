@@ -67,5 +67,5 @@ ENTRY = Entry(
            "small MLP) is the worst of the five values. The U shape is not asserted."),
     caveat=_caveat(isolation.SIZES["full"]), quick_caveat=_caveat(isolation.SIZES["quick"]),
     procedure=isolation.isolation_study, arguments={"prefix": "fig2"}, check=check,
-    panels=(Panel("exact", "exact", "fig2_isolation_exact.png"),
-            Panel("bucketed", "bucketed", "fig2_isolation_bucketed.png")))
+    panels=(Panel(name="exact", key="exact", file="fig2_isolation_exact.png"),
+            Panel(name="bucketed", key="bucketed", file="fig2_isolation_bucketed.png")))

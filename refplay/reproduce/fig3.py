@@ -57,4 +57,4 @@ ENTRY = Entry(
            "constant (the best of all trials)."),
     caveat=_caveat(trial_budget.SIZES["full"]), quick_caveat=_caveat(trial_budget.SIZES["quick"]),
     procedure=trial_budget.trials_needed, arguments={"prefix": "fig3"}, check=check,
-    panels=(Panel("boxes", "boxes", "fig3_best_of_n.png"),))
+    panels=(Panel(name="boxes", key="boxes", file="fig3_best_of_n.png"),))

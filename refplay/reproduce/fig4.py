@@ -62,5 +62,5 @@ ENTRY = Entry(
     claim_id="CL24",
     claim="A warmup of 10% of the steps makes 3x the no-warmup lr* feasible.",
     caveat=CAVEAT, procedure=warmup.warmup_study, check=check,
-    panels=(Panel("lr_sweep", "lr_sweep_warmup", "fig4_stride_instability.png",
+    panels=(Panel(name="lr_sweep", key="lr_sweep_warmup", file="fig4_stride_instability.png",
                   title="Figure 4: which learning rates train, with and without a 10% warmup?"),))

@@ -41,4 +41,5 @@ ENTRY = Entry(
     claim="The per-step loss shows a spike of at least 2x that the every-100-steps view misses "
           "(the sparse view only goes down).",
     caveat=CAVEAT, procedure=instability.early_instability_check, check=check,
-    panels=(Panel("dense_vs_sparse", "dense_vs_sparse", "fig5_more_frequent_evals.png"),))
+    panels=(Panel(
+        name="dense_vs_sparse", key="dense_vs_sparse", file="fig5_more_frequent_evals.png"),))

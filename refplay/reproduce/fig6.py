@@ -40,4 +40,5 @@ ENTRY = Entry(
     claim_id="",
     claim="A warmup of at most 10% of max_train_steps trains ~10x lr* stably; no warmup does not.",
     caveat=CAVEAT, procedure=warmup.warmup_study, check=check,
-    panels=(Panel("warmup", "warmup_candidates", "fig6_instability_during_warmup.png"),))
+    panels=(Panel(
+        name="warmup", key="warmup_candidates", file="fig6_instability_during_warmup.png"),))

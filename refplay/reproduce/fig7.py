@@ -44,5 +44,5 @@ ENTRY = Entry(
     claim="The best learning rate sits at the edge of the infeasible region (boundary check "
           "'instability_limited') and above lr* the loss goes up during training.",
     caveat=CAVEAT, procedure=instability.stability_scan, check=check,
-    panels=(Panel("7a", "lr_sweep", "fig7a_axis_model_with_instability.png"),
-            Panel("7b", "above_lr_star", "fig7b_loss_model_with_instability.png")))
+    panels=(Panel(name="7a", key="lr_sweep", file="fig7a_axis_model_with_instability.png"),
+            Panel(name="7b", key="above_lr_star", file="fig7b_loss_model_with_instability.png")))

@@ -41,4 +41,5 @@ ENTRY = Entry(
     claim="For the unstable variant, the best learning rate with warmup is at least 2x the best "
           "without.",
     caveat=CAVEAT, procedure=warmup.warmup_study, check=check,
-    panels=(Panel("lr_sweep", "lr_sweep_warmup", "fig8_beneficial_effect_warmup.png"),))
+    panels=(Panel(
+        name="lr_sweep", key="lr_sweep_warmup", file="fig8_beneficial_effect_warmup.png"),))

@@ -46,4 +46,4 @@ ENTRY = Entry(
     claim=("Clipping at the 90th percentile of a stable run's norms trains a run that diverges "
            "unclipped; a threshold below most norms clips > 50% of updates (too aggressive)."),
     caveat=CAVEAT, procedure=clipping.clipping_study, check=check,
-    panels=(Panel("clipping", "clipping", "fig9_gradient_clipping.png"),))
+    panels=(Panel(name="clipping", key="clipping", file="fig9_gradient_clipping.png"),))
