@@ -134,6 +134,10 @@ def _measure(workload: str, batch_size: int, steps: int) -> tuple[float, float, 
     return timed.seconds_per_step, peak, rss
 
 
+BATCH_THROUGHPUT_QUESTION = ("How does training throughput (examples/s) grow with the batch size, "
+                             "and what is the largest batch size worth using?")
+
+
 def batch_throughput(workload: str = "mnist1d_mlp", *,
                      batch_sizes=(8, 16, 32, 64, 128, 256, 512, 1024, 2048), steps: int = 50,
                      memory_limit_mb: float | None = None, measure=None,
@@ -184,9 +188,7 @@ def batch_throughput(workload: str = "mnist1d_mlp", *,
                "tracemalloc sees numpy allocations but not Numba's internal buffers; the peak "
                "RSS column is the whole process's high-water mark."]
     return ProcedureResult(
-        question=(
-            "How does training throughput (examples/s) grow with the batch size, "
-            "and what is the largest batch size worth using?"),
+        question=BATCH_THROUGHPUT_QUESTION,
         decision=decision, numbers=numbers,
         figures={"throughput": batch_size_plots.throughput_plot(rows, d)}, trials=[],
         caveats=caveats)
@@ -519,6 +521,11 @@ def decide_fair(m: FairMeasured) -> FairDecision:
         text=text)
 
 
+BATCH_SIZE_FAIR_COMPARISON_QUESTION = ("Does the batch size change the validation performance we "
+                                       "can reach, once the learning rate and regularization are "
+                                       "re-tuned?")
+
+
 def batch_size_fair_comparison(workload: str = "mnist1d_mlp", *, quick: bool = False,
                                **options) -> ProcedureResult:
     """Does the batch size change attainable validation performance? (D8c)
@@ -560,8 +567,6 @@ def batch_size_fair_comparison(workload: str = "mnist1d_mlp", *, quick: bool = F
                f"Both sizes get the same number of steps ({m.steps_budget}), so the larger "
                f"batch sees {b_large // b_small}x more examples."]
     return ProcedureResult(
-        question=(
-            "Does the batch size change the validation performance we can reach, "
-            "once the learning rate and regularization are re-tuned?"),
+        question=BATCH_SIZE_FAIR_COMPARISON_QUESTION,
         decision=d.text, numbers=numbers, figures={"fair_comparison": fig}, trials=trials,
         caveats=caveats)

@@ -38,6 +38,10 @@ def monotone_in(values) -> bool:
     return all(b >= a for a, b in zip(v, v[1:]))
 
 
+GRADIENT_NOISE_STEPS_QUESTION = ("Does more gradient noise (dropout, smaller batches) cost more "
+                                 "training steps at a fixed learning rate?")
+
+
 def gradient_noise_steps(workload: str = "mnist1d_mlp", *, config: dict | None = None,
                          dropouts=(0.0, 0.2, 0.5), batch_sizes=(100, 25), target: float = 0.6,
                          max_steps: int = 4_000, eval_every: int = 25, eval_train: int = 1000,
@@ -77,9 +81,7 @@ def gradient_noise_steps(workload: str = "mnist1d_mlp", *, config: dict | None =
                 f"max_train_steps for the noisiest setting you will use")
     fig = noise_plots.noise_plot(numbers)
     return ProcedureResult(
-        question=(
-            "Does more gradient noise (dropout, smaller batches) cost more "
-            "training steps at a fixed learning rate?"),
+        question=GRADIENT_NOISE_STEPS_QUESTION,
         decision=decision, numbers=numbers, figures={"gradient_noise": fig}, trials=results,
         caveats=["Augmentation is not yet a trial config key, so the augmentation "
                  "arm of the playbook's claim is not measured.",

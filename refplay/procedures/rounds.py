@@ -154,6 +154,10 @@ def decide_rounds(m: RoundsMeasured) -> RoundsDecision:
         spearman_rho=rho, best_transfers=best_transfers, gain_over_control=gain, text=text)
 
 
+TWO_ROUNDS_QUESTION = ("Do the best hyperparameters of short Round-1 runs stay best when trained "
+                       "longer in Round 2?")
+
+
 def two_rounds(workload: str = "mnist1d_cnn", *, quick: bool = False,
                **options) -> ProcedureResult:
     """Round 1 short, Round 2 long for the top configs; does the ranking transfer?
@@ -189,8 +193,6 @@ def two_rounds(workload: str = "mnist1d_cnn", *, quick: bool = False,
                f"spends {numbers['rsqrt_pitfall_fraction']:.0%} of them below Round 1's final "
                f"rate (exactly 1 - N1/N2)."]
     return ProcedureResult(
-        question=(
-            "Do the best hyperparameters of short Round-1 runs stay best when "
-            "trained longer in Round 2?"),
+        question=TWO_ROUNDS_QUESTION,
         decision=d.text, numbers=numbers, figures={"two_rounds": rounds_plots.rounds_plot(numbers)},
         trials=trials, caveats=caveats)

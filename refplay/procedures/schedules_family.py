@@ -43,6 +43,10 @@ def _family_config(family: str, lr: float, optimizer: str, max_train_steps: int)
     return config
 
 
+SCHEDULE_FAMILY_QUESTION = ("With the learning rate tuned for each, does some decaying schedule "
+                            "beat a constant learning rate?")
+
+
 def schedule_family(workload: str = "mnist1d_cnn", *, families=FAMILIES, n_lrs: int = 8,
                     lr_range=(3e-4, 3e-2), max_train_steps: int = 2_000, seeds: int = 3,
                     optimizer: str = "adam", eval_every: int = 50, seed: int = 0,
@@ -92,9 +96,7 @@ def schedule_family(workload: str = "mnist1d_cnn", *, families=FAMILIES, n_lrs: 
                     f"prefers linear or cosine decay")
     fig = rounds_plots.schedule_family_plot(lrs, numbers["objectives_by_family"], mean, se)
     return ProcedureResult(
-        question=(
-            "With the learning rate tuned for each, does some decaying schedule "
-            "beat a constant learning rate?"),
+        question=SCHEDULE_FAMILY_QUESTION,
         decision=decision, numbers=numbers, figures={"schedule_family": fig},
         trials=[*tuned, *retrains],
         caveats=[f"{len(lrs)} learning rates per family: the base rate is tuned "

@@ -259,6 +259,10 @@ def decide_retrains(m: RetrainMeasured) -> RetrainDecision:
         paired_fraction=paired_fraction, text=text)
 
 
+RETRAIN_VARIANCE_QUESTION = ("How large is the trial (retrain) variance, and which seed stream "
+                             "causes it?")
+
+
 def retrain_variance(workload: str = "mnist1d_cnn", config: dict | None = None, *,
                      quick: bool = False, **options) -> ProcedureResult:
     """Trial variance of ``config``, by seed stream (one varied at a time).
@@ -295,11 +299,13 @@ def retrain_variance(workload: str = "mnist1d_cnn", config: dict | None = None, 
                                     title="How much does the result move when only the seed "
                                           "changes?", xlabel="seed stream varied")
     return ProcedureResult(
-        question=(
-            "How large is the trial (retrain) variance, and which seed stream "
-            "causes it?"),
+        question=RETRAIN_VARIANCE_QUESTION,
         decision=d.text, numbers=numbers, figures={"retrain_variance": fig}, trials=trials,
         caveats=caveats)
+
+
+SPLIT_VARIANCE_QUESTION = ("How much does the random train/validation split change the result "
+                           "(data sampling variance)?")
 
 
 def split_variance(workload: str = "mnist1d_mlp", config: dict | None = None, *,
@@ -329,12 +335,14 @@ def split_variance(workload: str = "mnist1d_mlp", config: dict | None = None, *,
     fig = variance_plots.strip_plot({"split_seed varied": values}, "validation/error_rate",
                              title="How much does the validation split itself move the result?")
     return ProcedureResult(
-        question=(
-            "How much does the random train/validation split change the "
-            "result (data sampling variance)?"),
+        question=SPLIT_VARIANCE_QUESTION,
         decision=decision, numbers=numbers, figures={"split_variance": fig}, trials=trials,
         caveats=["The trial seed is the same for every split, so only the split "
                  "(and what it changes downstream) varies."])
+
+
+STUDY_VARIANCE_QUESTION = ("How much does the hyperparameter search itself change the best result "
+                           "(study variance)?")
 
 
 def study_variance(workload: str = "mnist1d_mlp", *, n_trials: int = 8, sampler_seeds=range(4),
@@ -363,8 +371,6 @@ def study_variance(workload: str = "mnist1d_mlp", *, n_trials: int = 8, sampler_
     fig = variance_plots.strip_plot({f"best of {n_trials}": bests}, "validation/error_rate",
                              title="How much does the search itself move the best result?")
     return ProcedureResult(
-        question=(
-            "How much does the hyperparameter search itself change the best "
-            "result (study variance)?"),
+        question=STUDY_VARIANCE_QUESTION,
         decision=decision, numbers=numbers, figures={"study_variance": fig}, trials=trials,
         caveats=["Sampler seed and trial seeds change together here."])
