@@ -499,8 +499,8 @@ def compare_transformer(torch, rounds: int, round_s: float, threads=(1,)) -> Non
         for n in threads:
             ctx = set_threads(torch, n)
             try:
-                t = best_times({side: AdamStep(torch, hp, 100, side) for side in ("refplay", "torch")},
-                               rounds, round_s)
+                steps = {side: AdamStep(torch, hp, 100, side) for side in ("refplay", "torch")}
+                t = best_times(steps, rounds, round_s)
             finally:
                 ctx.__exit__(None, None, None)
             ratio = t["torch"] / t["refplay"]

@@ -158,7 +158,7 @@ def test_vit1d_loss_and_every_gradient_match_torch(placement, pool, causal, acti
 
 
 def test_causal_mask_changes_the_gradients():
-    """The causal case is not the non-causal one: the comparison above would catch a dropped mask."""
+    """Causal differs from non-causal: the torch comparison would catch a dropped mask."""
     model_c, params, state = _refplay("pre", "mean", True, "gelu")
     model_f = models.vit1d(LENGTH, 4, patch_size=PATCH, width=WIDTH, depth=DEPTH, num_heads=HEADS,
                            mlp_ratio=2, norm_placement="pre", pool="mean", causal=False)

@@ -35,3 +35,21 @@ def test_short_trial_learns_and_repeats_bitwise():
     assert a.feasible and len(a.train_losses) == 40
     assert np.mean(a.train_losses[-5:]) < 0.9 * a.train_losses[0]
     np.testing.assert_array_equal(a.train_losses, b.train_losses)
+
+
+def test_transformer_setups_give_valid_trial_configs():
+    from refplay.train import get_workload, unstable
+    from refplay.train.config import parse_config
+    for setup in (unstable.TRANSFORMER_WARMUP, unstable.TRANSFORMER_EARLY_SPIKE):
+        wl = get_workload(setup.workload, **setup.workload_options)
+        assert setup.warmup_steps < setup.max_train_steps
+        for variant in ("stable", "unstable"):
+            for warmup in setup.warmup_lengths or (setup.warmup_steps,):
+                config = setup.config(variant, setup.lrs[-1], warmup_steps=warmup)
+                tc = parse_config(config, model_hparams=wl.hparams,
+                                  max_train_steps=setup.max_train_steps,
+                                  default_batch_size=wl.batch_size)
+                assert tc.model_hparams["norm_placement"] == setup.config(variant, 1.0)[
+                    "norm_placement"]
+                assert tc.warmup_steps == warmup
+        assert set(setup.claims) and set(setup.figure_notes) <= {"4", "5", "6", "7a", "7b", "8"}

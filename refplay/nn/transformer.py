@@ -92,7 +92,9 @@ def token_layernorm_backward(dy: np.ndarray, cache: tuple, need_dx: bool = True,
 
 
 class TokenLayerNorm(LayerNorm):
-    """:class:`~refplay.nn.norms.LayerNorm` over the last axis of (N, T, D), as ``torch.nn.LayerNorm(D)``.
+    """:class:`~refplay.nn.norms.LayerNorm` over the last axis of (N, T, D).
+
+    The same as ``torch.nn.LayerNorm(D)``.
 
     Parameters ``{name}/scale`` (ones) and ``{name}/bias`` (zeros), shape (D,).
     """
@@ -291,7 +293,10 @@ class PatchEmbedding(Layer):
 
 
 class TokenPool(Layer):
-    r"""(N, T, D) -> (N, D): the CLS token :math:`z_0` (``"cls"``) or the mean :math:`\tfrac1T\sum_t z_t`."""
+    r"""(N, T, D) -> (N, D): the CLS token :math:`z_0` (``"cls"``) or the token mean.
+
+    ``"mean"`` is :math:`\tfrac1T\sum_t z_t`.
+    """
 
     def __init__(self, mode: str = "cls", *, name: str = "pool"):
         self.mode = _validate.one_of("pool", mode, POOLS)
@@ -324,7 +329,7 @@ def transformer_block(dim: int, num_heads: int, mlp_dim: int, *, name: str,
                       placement: str = "pre", activation: str = "gelu", causal: bool = False,
                       w_init: WeightInit = init_lib.glorot_uniform,
                       impl: str = "numba") -> Sequential:
-    """One encoder block (attention, then MLP), each a Residual with the norm placed by ``placement``.
+    """One encoder block: attention, then MLP, each a Residual whose norm ``placement`` places.
 
     Parameter names: ``{name}/attn/...``, ``{name}/ln_1/...``,
     ``{name}/mlp_1/...``, ``{name}/mlp_2/...``, ``{name}/ln_2/...``.
