@@ -48,7 +48,7 @@ from refplay.nn.residual import Residual, Sequential
 
 __all__ = ["TokenLayerNorm", "TokenDense", "PatchEmbedding", "TokenPool", "transformer_block",
            "token_layernorm_forward", "token_layernorm_backward", "gelu_forward", "gelu_backward",
-           "PLACEMENTS", "POOLS", "PatchCache"]
+           "PLACEMENTS", "POOLS", "PatchCache", "TokenNormCache", "GeluDenseCache"]
 
 PLACEMENTS = ("post", "pre")
 POOLS = ("cls", "mean")
@@ -57,6 +57,16 @@ POOLS = ("cls", "mean")
 # ----------------------------------------------------------------------------
 # Layer norm over each token's features
 # ----------------------------------------------------------------------------
+
+class TokenNormCache(NamedTuple):
+    """What :func:`token_layernorm_backward` needs from the forward pass."""
+
+    xhat: np.ndarray            # (N*T, D) normalized tokens
+    rstd: np.ndarray            # (N*T,) float64, 1 / sqrt(var + eps)
+    scale: np.ndarray           # (D,)
+    shape: tuple                # the input's shape
+    impl: str
+
 
 def token_layernorm_forward(x: np.ndarray, scale: np.ndarray, bias: np.ndarray, eps: float = 1e-5,
                             impl: str = "numba") -> tuple[np.ndarray, tuple]:
@@ -72,7 +82,8 @@ def token_layernorm_forward(x: np.ndarray, scale: np.ndarray, bias: np.ndarray, 
     k = IMPLS[_validate.one_of("impl", impl, tuple(IMPLS))]
     rows = np.ascontiguousarray(x).reshape(-1, x.shape[-1])
     y, xhat, rstd = k.layernorm_rows(rows, scale, bias, eps)
-    return y.reshape(x.shape), (xhat, rstd, scale, x.shape, impl)
+    return y.reshape(x.shape), TokenNormCache(xhat=xhat, rstd=rstd, scale=scale, shape=x.shape,
+                                              impl=impl)
 
 
 def token_layernorm_backward(dy: np.ndarray, cache: tuple, need_dx: bool = True,
@@ -84,11 +95,11 @@ def token_layernorm_backward(dy: np.ndarray, cache: tuple, need_dx: bool = True,
                d\gamma = \textstyle\sum_{\text{tokens}} dy\,\hat x, \quad
                d\beta = \textstyle\sum_{\text{tokens}} dy.
     """
-    xhat, rstd, scale, shape, impl = cache
-    rows = np.ascontiguousarray(dy).reshape(-1, shape[-1])
-    dx, dscale, dbias = IMPLS[impl].layernorm_rows_backward(rows, xhat, rstd, scale)
-    return (dx.reshape(shape) if need_dx else None), dscale.astype(scale.dtype), \
-        dbias.astype(scale.dtype)
+    c = cache
+    rows = np.ascontiguousarray(dy).reshape(-1, c.shape[-1])
+    dx, dscale, dbias = IMPLS[c.impl].layernorm_rows_backward(rows, c.xhat, c.rstd, c.scale)
+    dx = dx.reshape(c.shape) if need_dx else None
+    return dx, dscale.astype(c.scale.dtype), dbias.astype(c.scale.dtype)
 
 
 class TokenLayerNorm(LayerNorm):
@@ -161,6 +172,16 @@ def gelu_backward(da: np.ndarray, z: np.ndarray, t: np.ndarray) -> np.ndarray:
     return du
 
 
+class GeluDenseCache(NamedTuple):
+    """What :meth:`TokenDense.backward` needs from a GELU forward pass."""
+
+    x2: np.ndarray              # (N*T, in_dim) the input tokens
+    w: np.ndarray
+    z: np.ndarray               # (N*T, out_dim) pre-activation
+    t: np.ndarray               # tanh of gelu_forward
+    has_bias: bool
+
+
 class TokenDense(Dense):
     r""":class:`~refplay.nn.layers.Dense` applied to every token: (N, T, in_dim) -> (N, T, out_dim).
 
@@ -183,20 +204,20 @@ class TokenDense(Dense):
             if b is not None:
                 z += b
             a, t = gelu_forward(z)
-            return a.reshape(n_, t_, self.out_dim), (x.shape, ("gelu", x2, w, z, t, b is not None))
+            cache = GeluDenseCache(x2=x2, w=w, z=z, t=t, has_bias=b is not None)
+            return a.reshape(n_, t_, self.out_dim), (x.shape, cache)
         out, cache = dense_forward(x2, w, b, self.activation)
-        return out.reshape(n_, t_, self.out_dim), (x.shape, ("dense", cache))
+        return out.reshape(n_, t_, self.out_dim), (x.shape, cache)
 
     def backward(self, params, dout, cache, need_dx=True):
-        shape, (kind, *saved) = cache
+        shape, c = cache
         d2 = dout.reshape(-1, self.out_dim)
-        if kind == "gelu":
-            x2, w, z, t, has_bias = saved
-            dz = gelu_backward(d2, z, t)
-            dw, db = x2.T @ dz, (dz.sum(axis=0) if has_bias else None)
-            dx = dz @ w.T if need_dx else None
+        if isinstance(c, GeluDenseCache):
+            dz = gelu_backward(d2, c.z, c.t)
+            dw, db = c.x2.T @ dz, (dz.sum(axis=0) if c.has_bias else None)
+            dx = dz @ c.w.T if need_dx else None
         else:
-            dx, dw, db = dense_backward(d2, saved[0], need_dx)
+            dx, dw, db = dense_backward(d2, c, need_dx)
         grads = {f"{self.name}/w": dw}
         if db is not None:
             grads[f"{self.name}/b"] = db
