@@ -101,3 +101,25 @@ def test_procedures_and_reproductions_print_the_header_first_then_a_line_per_tri
     assert lines[0] == ("== fig5: More frequent evaluations reveal training instability "
                         "[quick]")
     assert not any(" trial 0: " in line for line in lines)     # read, not run again
+
+
+# ---------------------------------------------------------------------------- errors
+def _always_crashes(config, seed, *, trial_dir=None):
+    raise RuntimeError("planted bug: every trial")
+
+
+def test_a_run_stopped_by_the_same_crash_is_one_line_pointing_to_the_traceback(tmp_path):
+    from refplay.cli.study import _error_line
+    spec = study.StudySpec(name="crashes", workload=None, num_trials=5, max_train_steps=20,
+                           eval_every=10, metric="validation/loss",
+                           search_space=search.SearchSpace(lr=search.Float(1e-3, 1e-1)))
+    with pytest.raises(study.StudyError) as caught:
+        study.run(spec, store=tmp_path, trial_fn=_always_crashes, workers=0, progress=False)
+    assert "Traceback" in str(caught.value)                 # the runner keeps the whole story
+    line = _error_line(caught.value, str(tmp_path), "crashes")
+    assert "\n" not in line
+    assert line.startswith("the first 3 trials of study 'crashes' (trials [0, 1, 2]) all failed")
+    assert "RuntimeError: planted bug: every trial" in line
+    written = tmp_path / "crashes" / "error.txt"
+    assert f"({'the full text, with the traceback: '}{written})" in line
+    assert written.read_text() == str(caught.value) + "\n"

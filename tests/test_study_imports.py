@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from refplay import analysis, report, search, study
+from refplay.cli import main
 from refplay.study import imports
 from refplay.study.synthetic import LinearRegressionTrial
 from refplay.train.result import TrialStatus
@@ -277,3 +278,67 @@ def test_optunas_trials_dataframe_and_a_ray_tune_table(native, optuna_study):
     assert analysis.best(tune, by=None)[()].trial == 2
     assert tune.result(0).extras["external_id"] == "a_00000"
     assert tune.space["optimizer"] == search.Fixed("sgd")
+
+
+# ------------------------------------------------------------------ refplay study import
+def _cli(capsys, *argv):
+    """``refplay ARGV`` in this process: (exit code, stdout, stderr)."""
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_refplay_study_import_optuna_then_list_status_report_export(optuna_study, tmp_path,
+                                                                     capsys):
+    optuna = optional_import("optuna")
+    db = tmp_path / "optuna.db"
+    optuna.copy_study(from_study_name="replayed", from_storage=optuna_study._storage,
+                      to_storage=f"sqlite:///{db}")
+    ws = str(tmp_path / "ws")
+    code, out, err = _cli(capsys, "study", "import", "optuna", str(db), "--name", "tpe",
+                          "--scientific", "optimizer", "--metric", METRIC, "--n-validation",
+                          "64", "--sampler", "TPESampler", "--goal", "adam or nesterov?",
+                          "--workspace", ws)
+    assert code == 0 and err == ""
+    counts = {s: sum(t.state.name == s for t in optuna_study.trials) for s in ("PRUNED", "FAIL")}
+    assert f"{counts['PRUNED']} pruned" in out and counts["PRUNED"] == N_PRUNED
+    assert "failed" in out and "infeasible" in out       # the crashes and the NaN returns
+    code, out, _ = _cli(capsys, "study", "status", "tpe", "--workspace", ws)
+    assert code == 0 and f"pruned {N_PRUNED})" in out and "goal:        adam or nesterov?" in out
+    assert "reproduce:   refplay study import optuna" in out and "--sampler TPESampler" in out
+    code, out, _ = _cli(capsys, "study", "list", "--workspace", ws)
+    assert code == 0 and out.startswith("study") and "\ntpe " in out
+    code, out, _ = _cli(capsys, "study", "resume", "tpe", "--workspace", ws)
+    assert code == 0 and out.strip() == ("study 'tpe' was imported from optuna: its trials ran "
+                                         "there, nothing to resume")
+    code, out, _ = _cli(capsys, "study", "report", "tpe", "--n-validation", "1000",
+                        "--workspace", ws)
+    assert code == 0 and "optimizer=" in out and "report.html" in out
+    with study.Store(ws, readonly=True) as store:
+        assert analysis.load(store, "tpe").n_validation == 64      # recorded, not overwritten
+        assert store.meta("tpe")["sampler"] == "TPESampler"
+    code, out, _ = _cli(capsys, "study", "export", "tpe", "--csv", str(tmp_path / "t.csv"),
+                        "--workspace", ws)
+    assert code == 0 and (tmp_path / "t.csv").read_text().count(",pruned,") == N_PRUNED
+
+
+def test_refplay_study_import_csv_prints_each_warning_once(tmp_path, capsys):
+    runs, history = _wandb_export(tmp_path)
+    ws = str(tmp_path / "ws")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", imports.StudyImportWarning)  # the CLI silences them
+        code, out, err = _cli(capsys, "study", "import", "csv", str(runs), "--name", "wandb",
+                              "--curves", str(history), "--value", "val_loss", "--metric",
+                              "validation/loss", "--scientific", "optimizer", "--mode", "min",
+                              "--workspace", ws)
+    assert code == 0 and err == ""
+    assert "wandb (5 complete, 1 infeasible, 1 failed, 1 pruned)" in out
+    assert out.count("'running' (unfinished): left out") == 1
+    code, out, _ = _cli(capsys, "study", "status", "wandb", "--workspace", ws)
+    assert "(complete 5, infeasible 1, failed 1, pruned 1)" in out
+    code, out, _ = _cli(capsys, "study", "report", "wandb", "--workspace", ws)
+    assert code == 0 and "optimizer=sgd" in out
+    code, _, err = _cli(capsys, "study", "import", "csv", str(runs), "--name", "again",
+                        "--study-name", "x", "--workspace", ws)
+    assert code == 2 and err.strip() == ("refplay: error: --study-name goes with `refplay study "
+                                         "import optuna`, not csv")

@@ -46,7 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run ``refplay ARGV``; a user's mistake is one line ``refplay: error: ...`` and exit 2."""
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
+    args.argv = argv        # a study records the command that made it
     if not getattr(args, "func", None):
         parser.print_help()
         return 0

@@ -8,7 +8,13 @@
     refplay study list          [--workspace DIR]
     refplay study export NAME --csv FILE [--workspace DIR]
     refplay study baseline [NAME [TRIAL [--note TEXT]]] [--workspace DIR]
-    refplay study report NAME [--out DIR] [--workspace DIR]
+    refplay study report NAME [--out DIR] [--n-validation N] [--workspace DIR]
+    refplay study import {optuna,csv} SOURCE --name NAME [--scientific P ...] [--metric M]
+                         [--n-validation N] [--max-train-steps N] [--description T]
+                         [--goal T] [--workspace DIR]
+          optuna: [--study-name S] [--sampler NAME]
+          csv:    [--curves HISTORY.csv] [--value COL] [--trial COL] [--state COL]
+                  [--mode min|max]
 
 ``run`` and ``resume`` end by printing the best trial per scientific value
 and writing the report (``--no-report`` skips it).
@@ -21,6 +27,11 @@ workspace directory); ``--dask local`` starts a ``LocalCluster`` with
 The reproduction command recorded for a study is ``refplay study run`` on the
 *stored copy* of its spec (``WORKSPACE/NAME/spec.toml`` or ``.json``), which keeps working
 after the original spec file is edited for the next round.
+
+``import`` writes a study run elsewhere (an Optuna storage, a CSV export of
+Optuna, W&B or Ray Tune) into the workspace as an ordinary study, so that
+``list``, ``status``, ``report`` and ``export`` work on it
+(:func:`refplay.study.imports.import_study`; docs/external-studies.md).
 """
 
 from __future__ import annotations
@@ -32,9 +43,12 @@ import os
 import shlex
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 DEFAULT_WORKSPACE = "refplay-workspace"
+# What `study import` reads (refplay.study.imports.KINDS, named here to keep start-up light).
+_KINDS = ("optuna", "csv")
 
 
 def register(sub) -> None:
@@ -68,6 +82,9 @@ def register(sub) -> None:
     p.add_argument("name", help="study name")
     p.add_argument("--out", default=None, metavar="DIR",
                    help="output directory (default: WORKSPACE/NAME/report)")
+    p.add_argument("--n-validation", type=int, default=None, metavar="N",
+                   help="validation set size behind an error rate's standard error "
+                        "(default: the study's recorded one)")
 
     p = add("baseline", "record a complete trial as the current baseline (the configuration "
                         "to beat); without TRIAL, show the current one", _baseline)
@@ -79,6 +96,10 @@ def register(sub) -> None:
     p.add_argument("name", help="study name")
     p.add_argument("--csv", required=True, metavar="FILE",
                    help="trials CSV (measurements go to FILE_measurements.csv)")
+
+    p = add("import", "write a study run elsewhere (Optuna, a CSV export of Optuna, W&B or "
+                      "Ray Tune) into the workspace as an ordinary study", _import)
+    _add_import_options(p)
 
 
 def _add_run_options(p) -> None:
@@ -102,6 +123,68 @@ def _add_run_options(p) -> None:
                         "as history)")
 
 
+# Options of `study import`: (flag, argparse keywords, kinds that take it).
+_IMPORT_OPTIONS = (
+    ("--scientific", dict(nargs="+", metavar="P", help="the scientific parameters"), _KINDS),
+    ("--metric", dict(metavar="M", help="the study metric (e.g. validation/loss)"), _KINDS),
+    ("--n-validation", dict(type=int, metavar="N", help="validation set size (for the "
+                                                        "standard error of an error rate)"),
+     _KINDS),
+    ("--max-train-steps", dict(type=int, metavar="N", help="the trials' step budget (default: "
+                                                           "the longest reported curve)"),
+     _KINDS),
+    ("--study-name", dict(metavar="S", help="the study in an Optuna storage holding several"),
+     ("optuna",)),
+    ("--sampler", dict(metavar="NAME", help="the sampler that chose the trials (a stored "
+                                            "Optuna study does not record it)"), ("optuna",)),
+    ("--curves", dict(metavar="HISTORY.csv", help="per-step values, one row per trial and "
+                                                  "step"), ("csv",)),
+    ("--value", dict(metavar="COL", help="the objective column"), ("csv",)),
+    ("--trial", dict(metavar="COL", help="the trial column"), ("csv",)),
+    ("--state", dict(metavar="COL", help="the status column"), ("csv",)),
+    ("--mode", dict(choices=("min", "max"), help="min or max (default: min)"), ("csv",)),
+)
+
+
+def _add_import_options(p) -> None:
+    """``refplay study import {optuna,csv} SOURCE --name NAME ...``."""
+    p.add_argument("kind", choices=_KINDS, help="what SOURCE is")
+    p.add_argument("source", help="an Optuna storage URL or .db file, or a trials CSV")
+    p.add_argument("--name", required=True, help="the study's name in the workspace")
+    p.add_argument("--description", default="", metavar="T", help="the study's notes")
+    p.add_argument("--goal", default="", metavar="T", help="the question the study answers")
+    for flag, keywords, kinds in _IMPORT_OPTIONS:
+        only = "" if kinds == _KINDS else f" ({kinds[0]} only)"
+        p.add_argument(flag, default=None, **dict(keywords, help=keywords["help"] + only))
+
+
+def _import(args) -> int:
+    """Import the study, then print its counts and every warning once."""
+    from refplay.study import imports  # lazy: CLI start-up (the store loads Numba)
+    options = {}
+    for flag, _, kinds in _IMPORT_OPTIONS:
+        key = flag[2:].replace("-", "_")
+        value = getattr(args, key)
+        if value is None:
+            continue
+        if args.kind not in kinds:
+            raise ValueError(f"{flag} goes with `refplay study import {kinds[0]}`, not "
+                             f"{args.kind}")
+        options[key] = tuple(value) if key == "scientific" else value
+    with warnings.catch_warnings():
+        # The summary carries every warning; printed once below, not twice.
+        warnings.simplefilter("ignore", imports.StudyImportWarning)
+        summary = imports.import_study(
+            args.kind, args.source, workspace=args.workspace, name=args.name,
+            description=args.description, goal=args.goal,
+            command=shlex.join(["refplay", *args.argv]), **options)
+    counts = ", ".join(f"{n} {status}" for status, n in summary.counts.items() if n)
+    print(f"imported {args.kind} study into {summary.workspace}: {summary.name} ({counts})")
+    for note in summary.warnings:
+        print(f"warning: {note}")
+    return 0
+
+
 def _open(workspace: str, *, readonly: bool = True):
     """The workspace's study store."""
     from refplay.study.store import Store  # lazy: CLI start-up (the store loads Numba)
@@ -117,6 +200,10 @@ def _run(args) -> int:
 def _resume(args) -> int:
     with _open(args.workspace) as store:
         spec = store.get_spec(args.name)
+        made_by = store.get_study(args.name).trial_function
+    if made_by.startswith("imported from"):
+        print(f"study {args.name!r} was {made_by}: its trials ran there, nothing to resume")
+        return 0
     return _run_spec(spec, args)
 
 
@@ -153,7 +240,7 @@ def _run_spec(spec, args) -> int:
               file=sys.stderr)
         return 130
     except runner.StudyError as exc:
-        print(f"refplay: error: {exc}", file=sys.stderr)
+        print(f"refplay: error: {_error_line(exc, args.workspace, spec.name)}", file=sys.stderr)
         return 1
     print(format_status(status))
     if not args.no_report:
@@ -161,19 +248,32 @@ def _run_spec(spec, args) -> int:
     return 0
 
 
-def _summary_and_report(workspace: str, name: str, out: str | None) -> str:
+def _error_line(exc, workspace: str, name: str) -> str:
+    """One line for a stopped run; a longer story (a traceback) goes to WORKSPACE/NAME/error.txt."""
+    from refplay.io import write_text  # lazy: CLI start-up (refplay.io loads NumPy)
+    text = str(exc)
+    if "\n" not in text:
+        return text
+    path = write_text(Path(workspace) / name / "error.txt", text + "\n")
+    return f"{exc.summary} (the full text, with the traceback: {path})"
+
+
+def _summary_and_report(workspace: str, name: str, out: str | None,
+                        n_validation: int | None = None) -> str:
     """The best per scientific value, the study's answer, and where the report went."""
     from refplay import analysis, report  # lazy: matplotlib, only when a report is written
     with _open(workspace) as store:
-        text = report.summary_table(analysis.load(store, name))
-        written = report.write_report(store, name, out)
+        text = report.summary_table(analysis.load(store, name, n_validation=n_validation))
+        written = report.write_report(store, name, out, n_validation=n_validation)
     return f"{text}\nreport: {written.html} (and {written.markdown.name}, PNGs)"
 
 
 def _report(args) -> int:
+    if args.n_validation is not None and args.n_validation < 1:
+        raise ValueError(f"--n-validation={args.n_validation} is not allowed: use 1 or more")
     with _open(args.workspace) as store:
         store.require_study(args.name)
-    print(_summary_and_report(args.workspace, args.name, args.out))
+    print(_summary_and_report(args.workspace, args.name, args.out, args.n_validation))
     return 0
 
 

@@ -118,7 +118,15 @@ DEFAULT_TRIAL_FUNCTION = "refplay.train.run_trial"
 
 
 class StudyError(RuntimeError):
-    """The executor could not run a trial at all (not a failure *of* the trial)."""
+    """The run stopped: a trial could not run at all, or its first trials share one crash.
+
+    ``str(error)`` is the whole story (it may hold a traceback); ``summary`` is
+    one line of it, for a command line that points to the whole text.
+    """
+
+    def __init__(self, message: str, *, summary: str | None = None) -> None:
+        super().__init__(message)
+        self.summary = summary or message.splitlines()[0]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -656,12 +664,15 @@ class _FailureWatch:
         lasts = {(r.reason.strip().splitlines() or [""])[-1] for _, r in self.first}
         if all(r.status == TrialStatus.FAILED for _, r in self.first) and len(lasts) == 1:
             indices = [i for i, _ in self.first]
+            last = lasts.pop() or "(no message)"
             raise StudyError(
                 f"the first {SAME_FAILURES} trials of study {self.name!r} (trials {indices}) all "
                 f"failed with the same error, so the study stopped rather than record a failure "
                 f"for every trial:\n{self.first[0][1].reason.rstrip()}\nFix it, then run them "
                 f"again: `refplay study resume {self.name} --retry-failed` (or study.run(..., "
-                f"retry_failed=True)).")
+                f"retry_failed=True)).",
+                summary=f"the first {SAME_FAILURES} trials of study {self.name!r} (trials "
+                        f"{indices}) all failed with the same error: {last.strip()}")
 
 
 def _trial_line(spec: StudySpec, index: int, result: TrialResult, outcome: _Outcome, done: int,
