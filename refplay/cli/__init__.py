@@ -8,7 +8,7 @@ dependencies (the trainer, Numba, matplotlib) inside their handlers, so
 
 ==============================  ================================================
 ``refplay demo``                one update rule and its first steps (:mod:`refplay.demo`)
-``refplay oracle``              golden vectors, framework checks (:mod:`refplay.oracle.cli`)
+``refplay oracle``              golden vectors, framework checks (:mod:`.oracle`)
 ``refplay study``               run, resume, inspect, export studies (:mod:`.study`)
 ``refplay procedure``           one playbook procedure and its decision (:mod:`.procedure`)
 ``refplay reproduce``           the playbook's figures beside the originals (:mod:`.reproduce`)
@@ -22,13 +22,12 @@ import argparse
 import sys
 
 from refplay import __version__, demo, tutorials
-from refplay.cli import procedure, reproduce, study
-from refplay.oracle import cli as oracle_cli
+from refplay.cli import oracle, procedure, reproduce, study
 
 __all__ = ["build_parser", "main"]
 
 # The command groups, in the order --help lists them.
-_COMMANDS = (demo, oracle_cli, study, procedure, reproduce, tutorials)
+_COMMANDS = (demo, oracle, study, procedure, reproduce, tutorials)
 
 
 def build_parser() -> argparse.ArgumentParser:
