@@ -60,8 +60,9 @@ def throughput(workload: str, steps: int, num_trials: int, repeats: int) -> None
                            eval_every=max(1, steps // 10), metric="validation/loss")
     # Warm the Numba on-disk cache so neither measurement pays for compilation.
     with tempfile.TemporaryDirectory() as ws:
-        warm = study.StudySpec(**{**_fields(spec), "num_trials": 1, "max_train_steps": 2,
-                                  "eval_every": 1})
+        warm = study.StudySpec(name="warm", workload=workload, search_space=space,
+                               num_trials=1, max_train_steps=2, eval_every=1,
+                               metric="validation/loss")
         study.run(warm, store=ws, workers=0, progress=False)
     trial_fn = runner.WorkloadTrial.from_spec(spec)
     walls: dict[str, list[float]] = {"1": [], "2": [], "1 plain": [], "2 plain": []}
@@ -127,10 +128,6 @@ def overhead(num_trials: int) -> None:
     print(f"  time outside trials, start-up included: {outside:.3f} s = "
           f"{1e3 * outside / num_trials:.1f} ms per trial = "
           f"{100 * outside / wall:.2f} % of the wall time  (target < 5 %)")
-
-
-def _fields(spec: study.StudySpec) -> dict:
-    return {k: getattr(spec, k) for k in spec.__dataclass_fields__ if k != "source"}
 
 
 def main() -> None:
