@@ -16,7 +16,7 @@ __version__ = "0.1.0"
 _SUBMODULES = (
     "analysis", "cli", "clipping", "data", "demo", "io", "latex", "nn", "optim", "oracle", "plots",
     "procedures", "report", "reproduce", "rng", "schedules", "search", "study", "threads",
-    "train", "tree", "tutorials",
+    "train", "tree", "tuning", "tutorials",
 )
 
 __all__ = ["__version__", *_SUBMODULES]

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import math
 import re
+import shlex
 from pathlib import Path
 
 import numpy as np
 
+from refplay.cli import main
 from refplay.train.result import TrialStatus
 from tests.helpers import optional_import
 
@@ -72,6 +74,13 @@ def python_blocks(text: str) -> list[str]:
     return re.findall(r"```python\n(.*?)```", text, flags=re.S)
 
 
+def console_commands(text: str) -> list[list[str]]:
+    """The ``refplay ...`` commands of the doc's console blocks (continuation lines joined)."""
+    blocks = re.findall(r"```console\n(.*?)```", text, flags=re.S)
+    lines = "\n".join(blocks).replace("\\\n", " ").splitlines()
+    return [shlex.split(line)[1:] for line in lines if line.startswith("refplay ")]
+
+
 def test_every_recipe_of_the_doc_runs(tmp_path, monkeypatch, capsys):
     make_optuna_db(tmp_path / "optuna.db")
     make_wandb_csv(tmp_path)
@@ -98,3 +107,15 @@ def test_every_recipe_of_the_doc_runs(tmp_path, monkeypatch, capsys):
     assert "on 1000 validation examples" in md and "1 trial crashed" in md
     out = capsys.readouterr().out
     assert "optimizer=adam" in out and "'pruned'" in out      # the doc's prints ran
+
+
+def test_the_docs_command_lines_run(tmp_path, monkeypatch, capsys):
+    make_optuna_db(tmp_path / "optuna.db")
+    monkeypatch.chdir(tmp_path)
+    commands = console_commands(DOC.read_text())
+    assert [c[:2] for c in commands] == [["study", "import"], ["study", "report"]]
+    for argv in commands:
+        assert main(argv) == 0, argv
+    out = capsys.readouterr().out
+    assert "imported optuna study into ws: sgd_vs_adam (" in out and " pruned" in out
+    assert (tmp_path / "ws" / "sgd_vs_adam" / "report" / "report.html").exists()

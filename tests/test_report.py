@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from refplay import analysis, report, search, study
+from refplay import analysis, report, search, study, tuning
 from refplay.cli import main as refplay_main
 from refplay.report.build import answer_line, fmt, fmt_position
 from refplay.study.synthetic import LinearRegressionTrial
@@ -155,16 +155,16 @@ def error_rate(config, seed):
 def test_n_validation_as_a_study_setting_and_a_report_option(tmp_path):
     sp = search.SearchSpace({"optimizer": search.Choice(["sgd", "adam"], role="scientific"),
                              "lr": search.Float(1e-3, 1.0, scale="log")})
-    study.optimize(error_rate, sp, n_trials=12, name="er", workspace=tmp_path / "ws",
-                   metric="validation/error_rate")
+    tuning.optimize(error_rate, sp, n_trials=12, name="er", workspace=tmp_path / "ws",
+                    metric="validation/error_rate")
     with study.Store(tmp_path / "ws", readonly=True) as store:
         unknown = report.write_report(store, "er", tmp_path / "a").numbers["answer"]
         given = report.write_report(store, "er", tmp_path / "b", n_validation=500)
     assert "n_validation unknown" in unknown and "not an error rate" not in unknown
     assert "on 500 validation examples" in given.numbers["answer"]
     assert "± " in given.numbers["answer"]
-    study.optimize(error_rate, sp, n_trials=12, name="er", workspace=tmp_path / "ws",
-                   metric="validation/error_rate", n_validation=800)     # recorded with the study
+    tuning.optimize(error_rate, sp, n_trials=12, name="er", workspace=tmp_path / "ws",
+                    metric="validation/error_rate", n_validation=800)     # recorded with the study
     with study.Store(tmp_path / "ws", readonly=True) as store:
         assert analysis.load(store, "er").n_validation == 800
         assert "on 800 validation examples" in report.write_report(

@@ -15,12 +15,11 @@ tracked — "untracked experiments might as well not exist"::
         store.trials(spec.name)                                 # TrialRecord list
         study.export_csv(store, spec.name, "trials.csv")
 
-On the command line: ``refplay study run|resume|status|list|export``.
+On the command line: ``refplay study run|resume|status|list|report|export|import``
+(:mod:`refplay.cli.study`).
 
-Your own objective, in a few lines (:mod:`~refplay.study.api`)::
-
-    result = study.optimize(objective, space, n_trials=24, workspace="ws")
-    result.best, result.frame()
+Your own objective, in a few lines, is :func:`refplay.tuning.optimize` (it
+sits above this package and :mod:`refplay.analysis`, whose frame it returns).
 
 Studies made elsewhere (Optuna, CSV exports of Optuna, W&B, Ray Tune) become
 ordinary studies of a workspace with :func:`~refplay.study.imports.import_study`
@@ -30,7 +29,7 @@ ordinary studies of a workspace with :func:`~refplay.study.imports.import_study`
 After exploration, Bayesian optimization runs as a study too: ``[sampler]
 name = "gp_ei"`` (Halton trials first, then rounds of GP-EI proposals), or
 ``"external"`` with ``study.run(spec, ..., proposer=fn)`` for any other
-optimizer. Proposals are recorded before they run (``Store.proposals``), so
+optimizer (:class:`~refplay.study.proposers.OptunaProposer`: any Optuna sampler). Proposals are recorded before they run (``Store.proposals``), so
 such a study resumes exactly and runs the same serially or in parallel (see
 :mod:`~refplay.study.runner`).
 
@@ -41,9 +40,8 @@ function of (spec, t)), :mod:`~refplay.study.runner` (``run`` over any
 thread per worker, time limits), :mod:`~refplay.study.store` (the SQLite
 "spreadsheet"), :mod:`~refplay.study.export` (CSV),
 :mod:`~refplay.study.synthetic` (a fast example trial function),
-:mod:`~refplay.study.api` (the short Python API, Optuna as a proposer),
-:mod:`~refplay.study.imports` (external studies in),
-:mod:`~refplay.study.cli` (the commands).
+:mod:`~refplay.study.proposers` (Optuna as a proposer),
+:mod:`~refplay.study.imports` (external studies in).
 """
 
 from __future__ import annotations
@@ -51,7 +49,7 @@ from __future__ import annotations
 import importlib
 
 # Public names and their modules. Imported on first use, so that the ``refplay``
-# command (which imports refplay.study.cli) starts without loading the trainer.
+# command (which imports refplay.cli.study) starts without loading the trainer.
 _EXPORTS = {
     "StudySpec": "spec", "Trial": "spec", "check_study_name": "spec", "trial_seed": "spec",
     "SAMPLERS": "spec", "ADAPTIVE_SAMPLERS": "spec",
@@ -63,8 +61,7 @@ _EXPORTS = {
     "Proposal": "store", "DB_NAME": "store",
     "SCHEMA_VERSION": "store",
     "export_csv": "export", "SAME_FAILURES": "runner",
-    "optimize": "api", "Optimized": "api", "BestTrial": "api",
-    "ObjectiveTrial": "api", "OptunaProposer": "api",
+    "OptunaProposer": "proposers",
     "import_study": "imports", "ImportSummary": "imports", "StudyImportWarning": "imports",
 }
 

@@ -75,7 +75,7 @@ recording before running, the crash safety and the exact resume for free,
 and a tool that has its own ask/tell interface (Vizier's suggest/complete,
 Optuna's ``ask``/``tell``) fits in a few lines — *tell* it the history
 entries it has not seen, *ask* it for ``n`` configurations; refplay ships
-that adapter for Optuna, :class:`refplay.study.api.OptunaProposer`. A
+that adapter for Optuna, :class:`refplay.study.proposers.OptunaProposer`. A
 proposer need not be deterministic: its proposals are recorded, and resume
 replays them.
 """

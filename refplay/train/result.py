@@ -89,7 +89,7 @@ class TrialResult:
                    step: int = 1) -> "TrialResult":
         """The result of a trial that reports one number: ``metric`` = ``value`` at ``step``.
 
-        What a plain objective function returns (``study.optimize``); a NaN or
+        What a plain objective function returns (``refplay.tuning.optimize``); a NaN or
         infinite value is a divergence, so the trial is infeasible.
         """
         value = float(value)

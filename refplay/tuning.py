@@ -1,9 +1,9 @@
-"""A study in a few lines, for your own objective; and Optuna as a proposer.
+"""Tuning your own objective in a few lines: ``refplay.tuning.optimize``.
 
 For users who bring their own training code, as short as Optuna's
 ``create_study().optimize(objective)``::
 
-    from refplay import search, study
+    from refplay import search, tuning
 
     def objective(config, seed):                 # a module-level function
         return train_and_validate(**config, seed=seed)    # a float; NaN/inf: infeasible
@@ -11,9 +11,9 @@ For users who bring their own training code, as short as Optuna's
     space = search.SearchSpace({
         "optimizer": search.Choice(["sgd", "adam"], role="scientific"),
         "lr": search.Float(1e-4, 1.0, scale="log")})
-    result = study.optimize(objective, space, n_trials=24, name="sgd_vs_adam",
-                            workspace="ws", metric="validation/error_rate")
-    result.best              # Best(trial, objective, config) of the study
+    result = tuning.optimize(objective, space, n_trials=24, name="sgd_vs_adam",
+                             workspace="ws", metric="validation/error_rate")
+    result.best              # BestTrial(trial, objective, config) of the study
     frame = result.frame()   # every analysis function, plot and report.write(frame, ...) reads it
 
 The study is an ordinary refplay study: quasi-random (Halton) by default,
@@ -23,16 +23,13 @@ study metric; NaN or infinite means the trial diverged: infeasible) or a full
 :class:`~refplay.train.result.TrialResult` (curves, best step). If the first
 trials all crash with the same error, the study stops and shows it (see
 :mod:`refplay.study.runner`) instead of recording a failure per trial.
+``proposer=study.OptunaProposer(space)`` lets an Optuna sampler choose the
+configurations (:mod:`refplay.study.proposers`).
 
-:class:`OptunaProposer` is the adapter the runner's docstring describes: any
-Optuna sampler (TPE by default) proposes the configurations of a
-``sampler="external"`` study, through the ask/tell history, so that the
-study keeps refplay's recording, crash safety and exact resume::
-
-    study.optimize(objective, space, n_trials=40, proposer=study.OptunaProposer(space),
-                   initial_trials=8, batch=2)
-
-Optuna is the ``[interop]`` extra, imported when a proposal is asked for.
+This module sits above both :mod:`refplay.study` (which runs and records the
+trials) and :mod:`refplay.analysis` (which reads them back as a frame):
+``Optimized.frame()`` needs the second, and the study package must not import
+the analysis built on top of it.
 """
 
 from __future__ import annotations
@@ -40,15 +37,16 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from refplay.study.runner import HistoryEntry, run
+from refplay import analysis
+from refplay.study.runner import run
 from refplay.study.spec import StudySpec
 from refplay.study.store import Store, StudyStatus
 from refplay.train.result import TrialResult
 
-__all__ = ["optimize", "ObjectiveTrial", "Optimized", "BestTrial", "OptunaProposer"]
+__all__ = ["optimize", "ObjectiveTrial", "Optimized", "BestTrial"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,9 +105,8 @@ class Optimized:
         """``{status: number of trials}``."""
         return self.status.counts
 
-    def frame(self):
+    def frame(self) -> analysis.TrialsFrame:
         """The study as a :class:`~refplay.analysis.TrialsFrame` (read from the workspace)."""
-        from refplay import analysis  # lazy: analysis reads stores, so it sits above study
         with Store(self.workspace, readonly=True) as store:
             return analysis.load(store, self.name)
 
@@ -124,7 +121,7 @@ def optimize(objective: Callable[..., Any], space, n_trials: int, *, name: str =
 
     ``workers=0`` runs trials in this process (the objective then need not be
     picklable); ``workers=N`` uses N processes (a module-level objective).
-    ``proposer`` (e.g. :class:`OptunaProposer`) makes it an adaptive study
+    ``proposer`` (e.g. :class:`refplay.study.OptunaProposer`) makes it an adaptive study
     (``sampler="external"``; ``initial_trials`` Halton trials first, default
     0, and rounds of ``batch``, default 1). ``spec_options`` go to
     :class:`~refplay.study.StudySpec` (``description``, ``goal``,
@@ -142,87 +139,3 @@ def optimize(objective: Callable[..., Any], space, n_trials: int, *, name: str =
         with Store(workspace) as store:
             store.set_meta(name, "n_validation", n_validation)
     return Optimized(status, str(workspace), name)
-
-
-# ------------------------------------------------------------------ Optuna as a proposer
-def _distribution(optuna, p):
-    """The Optuna distribution of a refplay parameter (None for a fixed one)."""
-    kind = type(p).__name__
-    if kind == "Float":
-        if p.scale == "log1m":
-            raise ValueError("Optuna has no log(1 - x) scale; use scale='linear' or 'log'")
-        return optuna.distributions.FloatDistribution(p.low, p.high, log=p.scale == "log")
-    if kind == "Int":
-        return optuna.distributions.IntDistribution(p.low, p.high, log=p.scale == "log")
-    if kind in ("Choice", "Discrete"):
-        return optuna.distributions.CategoricalDistribution(list(p.values))
-    return None
-
-
-def _suggest(trial, name: str, d):
-    """``trial.suggest_*`` for distribution ``d`` (Optuna's public ask API)."""
-    if hasattr(d, "choices"):
-        return trial.suggest_categorical(name, list(d.choices))
-    if type(d).__name__ == "IntDistribution":
-        return trial.suggest_int(name, d.low, d.high, log=d.log)
-    return trial.suggest_float(name, d.low, d.high, log=d.log)
-
-
-@dataclasses.dataclass(frozen=True)
-class OptunaProposer:
-    """``proposer(history, n, seed) -> n configs`` from an Optuna sampler (TPE by default).
-
-    Each call builds a fresh in-memory Optuna study whose sampler is seeded
-    with ``seed``, *tells* it every history entry (feasible ones with their
-    objective, lower is better; infeasible ones as failed), and *asks* it
-    ``n`` times. It keeps no state, so it proposes the same configurations
-    for the same history and seed: a study it drives runs the same serially
-    and in parallel, and resumes exactly (the runner records each round).
-    ``sampler(seed)`` builds the Optuna sampler.
-    """
-
-    space: Any
-    sampler: Callable[[int], Any] | None = None
-
-    def _study(self, optuna, seed: int):
-        sampler = (optuna.samplers.TPESampler(seed=seed) if self.sampler is None
-                   else self.sampler(seed))
-        return optuna.create_study(direction="minimize", sampler=sampler)
-
-    def _active(self, values: dict) -> list[str]:
-        """The parameters active given the values chosen so far, parents first."""
-        out = []
-        for name in self.space:
-            when = self.space[name].when or {}
-            if all(parent in values and values[parent] in allowed
-                   for parent, allowed in when.items()):
-                out.append(name)
-        return out
-
-    def _ask(self, study, dists: dict) -> dict:
-        """One configuration (the asked trial stays open: the study is thrown away)."""
-        trial, values = study.ask(), {}
-        while True:
-            todo = [n for n in self._active(values) if n not in values]
-            if not todo:
-                break
-            for name in todo:
-                d = dists[name]
-                values[name] = self.space[name].value if d is None else _suggest(trial, name, d)
-        return {self.space.config_key(n): v for n, v in values.items()}
-
-    def __call__(self, history: Sequence[HistoryEntry], n: int, seed: int) -> list[dict]:
-        """The next ``n`` configurations, given the finished trials of the study."""
-        import optuna  # lazy: the optional [interop] extra
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        dists = {name: _distribution(optuna, self.space[name]) for name in self.space}
-        study = self._study(optuna, seed)
-        for entry in history:
-            params = {k: v for k, v in self.space.active_parameters(entry.config).items()
-                      if dists[k] is not None}
-            study.add_trial(optuna.trial.create_trial(
-                params=params, distributions={k: dists[k] for k in params},
-                value=entry.objective if entry.feasible else None,
-                state=optuna.trial.TrialState.COMPLETE if entry.feasible
-                else optuna.trial.TrialState.FAIL))
-        return [self._ask(study, dists) for _ in range(n)]
