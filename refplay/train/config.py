@@ -50,8 +50,9 @@ import inspect
 import numbers
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
-from refplay import _validate, optim
+from refplay import _validate, optim, schedules
 
 OPTIMIZER_KEYS = ("optimizer", "lr")
 SCHEDULE_KEYS = ("schedule", "warmup_steps", "warmup_prepend")
@@ -72,7 +73,7 @@ def optimizer_hparam_names() -> list[str]:
 
 
 def _schedule_factories() -> Mapping[str, Callable[..., Callable]]:
-    from refplay import schedules
+    """The schedules by name (:data:`refplay.schedules.SCHEDULES`)."""
     return schedules.SCHEDULES
 
 
@@ -125,23 +126,44 @@ def parse_config(config: Mapping[str, object], *, model_hparams: Mapping[str, ob
 
     ``model_hparams`` are the workload's hyperparameter names with their
     defaults. Raises ``ValueError``/``TypeError`` naming the offending key.
+    The key groups are read in the module doc's order: optimizer, schedule,
+    training and seeds, model.
     """
+    _check_keys(config, model_hparams)
+    name, lr, optimizer = _parse_optimizer(config)
+    sched = _parse_schedule(config, lr, max_train_steps)
+    training = _parse_training(config, default_batch_size)
+    hparams = {k: config.get(k, default) for k, default in model_hparams.items()}
+    dropout_seed = training.pop("dropout_seed")
+    resolved = plain({"optimizer": name, "lr": lr, **optimizer.hparams, **sched.resolved,
+                      **training, **hparams})
+    if dropout_seed is not None:
+        # Only present when set, so configs without it resolve exactly as before.
+        resolved["dropout_seed"] = dropout_seed
+    return TrialConfig(optimizer=optimizer, schedule=sched.schedule, **training,
+                       dropout_seed=dropout_seed, warmup_steps=sched.warmup_steps,
+                       warmup_prepend=sched.warmup_prepend, model_hparams=hparams,
+                       resolved=resolved)
+
+
+def _check_keys(config, model_hparams: Mapping[str, object]) -> None:
+    """A dict with string keys, each of one of the five groups (a typo is an error)."""
     if not isinstance(config, Mapping):
         raise TypeError(f"config must be a dict of hyperparameters, got {type(config).__name__}")
     for key in config:
         if not isinstance(key, str):
             raise TypeError(f"config keys must be strings, got {key!r}")
-    opt_names = optimizer_hparam_names()
-    sched_names = schedule_hparam_names()
-    allowed = [*OPTIMIZER_KEYS, *opt_names, *SCHEDULE_KEYS, *sched_names, *TRAINING_KEYS,
-               *SEED_KEYS, *model_hparams]
+    allowed = [*OPTIMIZER_KEYS, *optimizer_hparam_names(), *SCHEDULE_KEYS,
+               *schedule_hparam_names(), *TRAINING_KEYS, *SEED_KEYS, *model_hparams]
     unknown = [k for k in config if k not in allowed]
     if unknown:
         raise ValueError(f"unknown trial config key {unknown[0]!r}"
                          f"{f' (and {unknown[1:]})' if len(unknown) > 1 else ''}; "
                          f"allowed keys: {allowed}")
 
-    # ------------------------------------------------------------ optimizer
+
+def _parse_optimizer(config: Mapping[str, object]) -> tuple[str, float, optim.Optimizer]:
+    """``(name, lr, optimizer)``: the required update rule and base learning rate."""
     required = {"optimizer": f"the update rule, one of {sorted(optim.RULES)}",
                 "lr": "the base learning rate, a real number >= 0"}
     for key in OPTIMIZER_KEYS:
@@ -153,52 +175,55 @@ def parse_config(config: Mapping[str, object], *, model_hparams: Mapping[str, ob
         raise TypeError(f"optimizer must be a string, got {name!r}")
     _validate.one_of("optimizer", name, optim.RULES)
     lr = _validate.real("lr", config["lr"], low=0.0)
-    opt_hparams = {k: config[k] for k in opt_names if k in config}
-    optimizer = optim.get(name, **opt_hparams)
+    opt_hparams = {k: config[k] for k in optimizer_hparam_names() if k in config}
+    return name, lr, optim.get(name, **opt_hparams)
 
-    # ------------------------------------------------------------- schedule
+
+class _Schedule(NamedTuple):
+    """The learning-rate schedule of a config, its resolved keys and its warmup."""
+
+    schedule: Callable[[int], float]
+    resolved: dict
+    warmup_steps: int
+    warmup_prepend: bool
+
+
+def _parse_schedule(config: Mapping[str, object], lr: float, max_train_steps: int) -> _Schedule:
+    """The schedule with its warmup carved out of the budget, or prepended to it."""
     warmup_steps = _validate.integer("warmup_steps", config.get("warmup_steps", 0), low=0)
     warmup_prepend = config.get("warmup_prepend", False)
     if not isinstance(warmup_prepend, bool):
         raise TypeError(f"warmup_prepend must be true or false, got {warmup_prepend!r}")
     schedule_name = config.get("schedule", DEFAULT_SCHEDULE)
-    sched_hparams = {k: config[k] for k in sched_names if k in config}
+    sched_hparams = {k: config[k] for k in schedule_hparam_names() if k in config}
     # The steps the decay spans by default: the whole run after the warmup.
     decay_span = max_train_steps if warmup_prepend else max_train_steps - warmup_steps
-    schedule, sched_resolved = _build_schedule(schedule_name, lr, warmup_steps, sched_hparams,
-                                               decay_span)
+    schedule, resolved = _build_schedule(schedule_name, lr, warmup_steps, sched_hparams,
+                                         decay_span)
     if warmup_prepend:
         # Only present when set, so configs without it resolve exactly as before.
-        sched_resolved["warmup_prepend"] = True
+        resolved["warmup_prepend"] = True
+    return _Schedule(schedule=schedule, resolved=resolved, warmup_steps=warmup_steps,
+                     warmup_prepend=warmup_prepend)
 
-    # ------------------------------------------------------------- training
+
+def _parse_training(config: Mapping[str, object], default_batch_size: int) -> dict:
+    """The training and seed keys with their defaults, in the resolved config's order."""
     batch_size = _validate.integer("batch_size", config.get("batch_size", default_batch_size),
                                    low=1)
     eval_batch_size = _validate.integer(
         "eval_batch_size", config.get("eval_batch_size", max(batch_size, MIN_EVAL_BATCH_SIZE)),
         low=1)
-    grad_clip = _optional_real("grad_clip", config.get("grad_clip"), low=0.0, low_open=True)
-    ema_decay = _optional_real("ema_decay", config.get("ema_decay"), low=0.0, high=1.0,
-                               high_open=True)
-    init_seed = _optional_int("init_seed", config.get("init_seed"))
-    data_seed = _optional_int("data_seed", config.get("data_seed"))
-    dropout_seed = _optional_int("dropout_seed", config.get("dropout_seed"))
-
-    # ---------------------------------------------------------------- model
-    hparams = {k: config.get(k, default) for k, default in model_hparams.items()}
-
-    resolved = plain({"optimizer": name, "lr": lr, **optimizer.hparams, **sched_resolved,
-                      "batch_size": batch_size, "eval_batch_size": eval_batch_size,
-                      "grad_clip": grad_clip, "ema_decay": ema_decay,
-                      "init_seed": init_seed, "data_seed": data_seed, **hparams})
-    if dropout_seed is not None:
-        # Only present when set, so configs without it resolve exactly as before.
-        resolved["dropout_seed"] = dropout_seed
-    return TrialConfig(optimizer=optimizer, schedule=schedule, batch_size=batch_size,
-                       eval_batch_size=eval_batch_size, grad_clip=grad_clip, ema_decay=ema_decay,
-                       init_seed=init_seed, data_seed=data_seed, dropout_seed=dropout_seed,
-                       warmup_steps=warmup_steps,
-                       warmup_prepend=warmup_prepend, model_hparams=hparams, resolved=resolved)
+    return {
+        "batch_size": batch_size, "eval_batch_size": eval_batch_size,
+        "grad_clip": _optional_real("grad_clip", config.get("grad_clip"), low=0.0,
+                                    low_open=True),
+        "ema_decay": _optional_real("ema_decay", config.get("ema_decay"), low=0.0, high=1.0,
+                                    high_open=True),
+        "init_seed": _optional_int("init_seed", config.get("init_seed")),
+        "data_seed": _optional_int("data_seed", config.get("data_seed")),
+        "dropout_seed": _optional_int("dropout_seed", config.get("dropout_seed")),
+    }
 
 
 def _build_schedule(name, lr: float, warmup_steps: int, hparams: dict,
@@ -209,7 +234,6 @@ def _build_schedule(name, lr: float, warmup_steps: int, hparams: dict,
     (``values=[1, 0.1, 0.01]`` is step decay from ``lr``), so ``lr`` stays the
     one base learning rate a study tunes, whatever the schedule.
     """
-    from refplay import schedules
     factories = _schedule_factories()
     if not isinstance(name, str):
         raise TypeError(f"schedule must be a string, got {name!r}")
