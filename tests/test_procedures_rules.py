@@ -74,6 +74,15 @@ def test_refine_max_train_steps_branches(best_steps, code):
     assert "best_step_fractions" in out.figures
 
 
+def test_refine_counts_a_best_step_at_exactly_75_percent_as_late():
+    # The histogram draws 0.75 right of the line; the number and the decision agree with it.
+    results = [_result([0, 100], [0.5, 0.4], best_step=b, steps_done=100)
+               for b in (75, 80, 90, 10)]
+    out = step_budget.refine_max_train_steps(results)
+    assert out.numbers["fraction_in_last_25pct"] == 0.75
+    assert out.numbers["decision_code"] == "train_longer"
+
+
 def test_refine_rejects_other_inputs():
     with pytest.raises(TypeError, match="TrialsFrame"):
         step_budget.refine_max_train_steps("study")

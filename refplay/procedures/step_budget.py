@@ -314,7 +314,7 @@ def refine_max_train_steps(frame_or_results) -> ProcedureResult:
     numbers = {"n_complete": len(fr), "decision_code": bsf.decision,
                "median_fraction": float(np.median(fr)) if len(fr) else math.nan,
                "max_fraction": float(fr.max()) if len(fr) else math.nan,
-               "fraction_in_last_25pct": float(np.mean(fr > 0.75)) if len(fr) else math.nan}
+               "fraction_in_last_25pct": bsf.late_fraction}
     return ProcedureResult(
         question=QUESTION_REFINE, decision=f"{decisions[bsf.decision]} ({bsf.message})",
         numbers=numbers, figures={"best_step_fractions": plots.best_step_histogram(bsf)},

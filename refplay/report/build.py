@@ -29,6 +29,7 @@ from pathlib import Path
 
 from refplay import analysis, io, plots
 from refplay.analysis.uncertainty import is_error_rate
+from refplay.plots.style import save_png
 from refplay.report.render import html_page, markdown
 from refplay.search.space import Choice, Discrete, Float, Int
 from refplay.train.result import TrialStatus
@@ -441,10 +442,8 @@ def write(frame, out_dir: str | os.PathLike) -> Report:
     blocks, figures, numbers = build_report(frame)
     images, paths = {}, {}
     for key, fig in figures.items():
-        path = out / f"{key}.png"
-        fig.savefig(path, dpi=100)
-        paths[key] = path
-        images[key] = path.read_bytes()
+        paths[key] = save_png(fig, out / f"{key}.png")
+        images[key] = paths[key].read_bytes()
     md_path, html_path = out / "report.md", out / "report.html"
     io.write_text(md_path, markdown(blocks))
     io.write_text(html_path, html_page(blocks, images, f"Study report: {frame.name}"))
