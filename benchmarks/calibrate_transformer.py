@@ -166,6 +166,10 @@ def summarize(rows: list[Row]) -> ArmSummary:
         spikes=spikes)
 
 
+def _lr(x: float) -> str:
+    return "–" if math.isnan(x) else f"{x:g}"
+
+
 def _cell(r: Row) -> str:
     if r.status != "complete":
         return "x"
@@ -182,8 +186,9 @@ def print_table(rows: list[Row]) -> None:
     print("|---|---|---|---|---|---|---|---|---|")
     for (arm, frac, seed), g in sorted(groups.items()):
         s = summarize(g)
-        print(f"| {arm} | {frac:.0%} | {seed} | {s.max_feasible_lr:g} | {s.first_infeasible_lr:g} "
-              f"| {s.first_failing_lr:g} | {s.best_lr:g} | {s.best_error:.3f} "
+        print(f"| {arm} | {frac:.0%} | {seed} | {_lr(s.max_feasible_lr)} "
+              f"| {_lr(s.first_infeasible_lr)} | {_lr(s.first_failing_lr)} | {_lr(s.best_lr)} "
+              f"| {s.best_error:.3f} "
               f"| {s.spikes or '-'} |")
     print("\nBest validation error by lr (x: infeasible, c: collapsed to chance):")
     for (arm, frac, seed), g in sorted(groups.items()):
