@@ -36,7 +36,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from refplay import _validate
+from refplay import _validate, train
 from refplay.search.space import SearchSpace
 from refplay.study.spec import StudySpec
 from refplay.study.store import Store
@@ -355,7 +355,6 @@ def _validation_size(spec: StudySpec) -> int | None:
     """Size of the workload's validation split (None for a custom trial function)."""
     if spec.workload is None:
         return None
-    from refplay import train  # lazy: builds the workload's data (0.1-0.6 s), needed only here
     return len(train.get_workload(spec.workload, **spec.workload_options).validation)
 
 

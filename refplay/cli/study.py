@@ -46,6 +46,8 @@ import textwrap
 import warnings
 from pathlib import Path
 
+from refplay.io import write_text
+
 DEFAULT_WORKSPACE = "refplay-workspace"
 # What `study import` reads (refplay.study.imports.KINDS, named here to keep start-up light).
 _KINDS = ("optuna", "csv")
@@ -250,7 +252,6 @@ def _run_spec(spec, args) -> int:
 
 def _error_line(exc, workspace: str, name: str) -> str:
     """One line for a stopped run; a longer story (a traceback) goes to WORKSPACE/NAME/error.txt."""
-    from refplay.io import write_text  # lazy: CLI start-up (refplay.io loads NumPy)
     text = str(exc)
     if "\n" not in text:
         return text

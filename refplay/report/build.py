@@ -138,7 +138,7 @@ def summary_table(frame) -> str:
     """The per-scientific-value table as plain text (printed by ``refplay study run``)."""
     rows = _best_rows(frame)
     lines = [f"{'value':24} {'best ' + frame.metric:>30} {'± SE':>8} {'trial':>6} "
-             f"{'infeasible':>11} {'failed':>7} {'pruned':>7}"]
+             f"{TrialStatus.INFEASIBLE:>11} {TrialStatus.FAILED:>7} {TrialStatus.PRUNED:>7}"]
     for r in rows:
         b, c = r["best"], r["count"]
         lines.append(f"{r['label'][:24]:24} {fmt(None if b is None else b.objective):>30} "
@@ -216,7 +216,7 @@ def _answer(frame, rows: list[dict], numbers: dict) -> list:
                       f"{c.n_trials - _not_finished(c)}/{c.n_trials}", fmt(c.fraction),
                       f"{c.n_failed}/{c.n_pruned}"])
     head = ["value", f"best {frame.metric}", "± uncertainty", "trial", "step",
-            "its nuisance values", "complete", "infeasible fraction (of finished)",
+            "its nuisance values", TrialStatus.COMPLETE, "infeasible fraction (of finished)",
             "failed/pruned"]
     basis = []
     if analysis.metric_se(frame.metric, 0.5, frame.n_validation) is not None:

@@ -57,6 +57,8 @@ from typing import Any, NamedTuple
 
 from refplay import search
 from refplay.search.space import Choice, Discrete, Fixed, Float, Int, SearchSpace
+from refplay.study.spec import StudySpec, Trial
+from refplay.study.store import Store
 from refplay.train.result import TrialResult, TrialStatus
 
 __all__ = ["ImportedTrial", "ImportedStudy", "StudyImportWarning", "ImportSummary",
@@ -444,7 +446,7 @@ def read_dataframe(df, *, scientific: Sequence[str] = (), metric: str | None = N
     rows = []
     for i, r in enumerate(records):
         number = _cell(r[trial_col]) if trial_col else i
-        rows.append({"trial": number, "status": r[state_col] if state_col else "complete",
+        rows.append({"trial": number, "status": r[state_col] if state_col else TrialStatus.COMPLETE,
                      "objective": _cell(r[value_col]),
                      "config": {n: columns[n][i] for n in names.values()},
                      "curves": by_trial.get(str(number), {})})
@@ -570,7 +572,6 @@ def _eval_every(imported: ImportedStudy) -> int:
 
 def _spec_of(imported: ImportedStudy, name: str, kind: str, description: str, goal: str):
     """The stored spec of an imported study: its trials as an explicit list of configs."""
-    from refplay.study.spec import StudySpec  # lazy: spec imports NumPy-heavy search code
     where = imported.source.get("path") or imported.source.get("storage") or kind
     return StudySpec(name=name, workload=None, sampler="explicit",
                      configs=tuple(t.config for t in imported.trials),
@@ -593,8 +594,6 @@ def import_study(kind: str, source, *, workspace: str | os.PathLike, name: str,
     are recorded as study settings (``Store.meta``). A name already in the
     workspace is refused: an import never mixes with a study.
     """
-    from refplay.study.spec import Trial  # lazy: as above
-    from refplay.study.store import Store  # lazy: the store imports the spec
     imported = _read(kind, source, options)
     spec = _spec_of(imported, name, kind, description, goal)
     with Store(workspace) as store:

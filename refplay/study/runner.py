@@ -99,7 +99,9 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from refplay import _validate, rng, search, threads
+from tqdm.auto import tqdm
+
+from refplay import _validate, rng, search, threads, train
 from refplay.study import executors
 from refplay.study.executors import (SerialExecutor, TrialTimeout, _failed, _Outcome, _run_task,
                                      _stop_pool, _Task)
@@ -157,7 +159,6 @@ class WorkloadTrial:
         the trial would not report: a mistake fails now, once, not as N failed
         trials.
         """
-        from refplay import train
         workload = self._workload()
         for i, config in enumerate(configs):
             try:
@@ -167,7 +168,7 @@ class WorkloadTrial:
                                 f"trial config for workload {self.workload!r}: {exc}") from None
 
     def __call__(self, config: dict, seed: int, *, trial_dir: str) -> TrialResult:
-        from refplay import train
+        """``train.run_trial`` on the workload, its checkpoints in ``trial_dir``."""
         return train.run_trial(self._workload(), config, seed=seed, settings=self.settings,
                                checkpoint_dir=Path(trial_dir) / "checkpoints")
 
@@ -219,7 +220,6 @@ class GpEiProposer:
 def _cached_workload(name: str, options_json: str):
     # Building a workload can mean generating its dataset; a worker process runs
     # many trials of one workload, so build it once per process (it is immutable).
-    from refplay import train
     return train.get_workload(name, **json.loads(options_json))
 
 
@@ -340,7 +340,7 @@ def _study_lock(store: Store, name: str) -> Iterator[None]:
     lock is taken.)
     """
     try:
-        import fcntl
+        import fcntl  # lazy: POSIX only (on Windows the run takes no lock)
     except ImportError:
         yield
         return
@@ -592,7 +592,6 @@ def _drive(spec, store, executor, trial_fn, source, make_task, show, window):
     start yet (an adaptive study's next round waits for the records of the
     trials in flight).
     """
-    from tqdm.auto import tqdm
     status = store.status(spec.name)
     counts = dict(status.counts)
     best = status.study.best_value

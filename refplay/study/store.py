@@ -71,9 +71,11 @@ import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from refplay import io
+import numpy as np
+
+from refplay import __version__, io
 from refplay.study.spec import StudySpec, Trial, check_study_name
-from refplay.train.result import TrialStatus
+from refplay.train.result import TrialResult, TrialStatus
 
 __all__ = ["Store", "StoreError", "StudyRow", "StudyStatus", "TrialRecord", "Measurement",
            "BaselineRow", "Proposal", "DB_NAME", "SCHEMA_VERSION", "META_KEYS"]
@@ -495,7 +497,6 @@ class Store:
         spec_json = spec.to_json()
         copy = self.spec_copy_path(spec, spec_text)
         io.write_text(copy, spec_text if copy.suffix == ".toml" else spec_json + "\n")
-        from refplay import __version__
         now = _now()
         with self._write() as c:
             c.execute(
@@ -793,7 +794,6 @@ class Store:
         Read from the trial folder, which the driver writes before recording
         the trial.
         """
-        from refplay.train.result import TrialResult
         if index not in self.recorded_indices(name):
             raise ValueError(f"trial {index} of study {name!r} has no recorded result")
         return TrialResult.load(self.trial_dir(name, index))
@@ -920,7 +920,6 @@ def _plain_json(obj):
 
 
 def _json_default(obj):
-    import numpy as np
     if isinstance(obj, np.generic):
         return obj.item()
     if isinstance(obj, np.ndarray):

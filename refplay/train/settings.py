@@ -136,8 +136,8 @@ class TrialSettings:
             raise TypeError(f"keep_predictions must be True or False, "
                             f"got {self.keep_predictions!r}")
 
-    # Used by the fingerprint of a checkpoint and by result extras.
     def to_dict(self) -> dict:
+        """The settings as a plain dict (a checkpoint's fingerprint, a result's extras)."""
         return dataclasses.asdict(self)
 
     @classmethod
@@ -153,6 +153,7 @@ class TrialSettings:
         return cls(**d)
 
     def replace(self, **changes) -> "TrialSettings":
+        """A copy with ``changes`` (validated like any new settings)."""
         return dataclasses.replace(self, **changes)
 
 
