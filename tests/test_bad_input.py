@@ -172,6 +172,14 @@ OPTION_CASES = {
     "resume_unknown_study": (["study", "resume", "nosuch", "--workers", "0"], ["'nosuch'"]),
     "export_unknown_study": (["study", "export", "nosuch", "--csv", "{tmp}/out.csv"],
                              ["'nosuch'"]),
+    "report_n_validation_zero": (["study", "report", "tiny", "--n-validation", "0"],
+                                 ["--n-validation=0"]),
+    "import_missing_csv": (["study", "import", "csv", "{tmp}/nope.csv", "--name", "x"],
+                           ["nope.csv"]),
+    "import_option_of_optuna_on_a_csv": (["study", "import", "csv", "{tmp}/nope.csv", "--name",
+                                          "x", "--sampler", "tpe"], ["--sampler", "optuna"]),
+    "import_unknown_kind": (["study", "import", "wandb", "{tmp}/runs.csv", "--name", "x"],
+                            ["'wandb'"]),
 }
 
 
@@ -184,6 +192,17 @@ def test_a_nonsense_option_is_refused_by_name_and_nothing_changes(case, ws, base
         argv += ["--workspace", str(ws)]
     refused(capsys, argv, *names)
     assert list(tmp_path.iterdir()) == []                    # no CSV, no stray file
+
+
+@pytest.mark.parametrize("option, value, name", [
+    ("--n-validation", "0", "n_validation=0"),
+    ("--name", "tiny", "'tiny' is already in"),
+])
+def test_a_bad_import_is_refused_and_changes_nothing(option, value, name, ws, tmp_path, capsys):
+    csv = tmp_path / "runs.csv"
+    csv.write_text("trial,state,params_lr,value\n0,COMPLETE,0.01,0.5\n1,FAIL,0.1,\n")
+    argv = ["study", "import", "csv", csv, "--workspace", ws, option, value]
+    refused(capsys, argv if option == "--name" else argv + ["--name", "imported"], name)
 
 
 @pytest.mark.parametrize("option, value, name", [

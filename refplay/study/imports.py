@@ -55,7 +55,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from refplay import search
+from refplay import _validate, search
 from refplay.search.space import Choice, Discrete, Fixed, Float, Int, SearchSpace
 from refplay.study.spec import StudySpec, Trial
 from refplay.study.store import Store
@@ -200,6 +200,8 @@ def read_records(rows, *, space: SearchSpace, metric: str = DEFAULT_METRIC, mode
     ranges are kept and the ranges widened, with a warning.
     """
     metric = _metric_name(metric)
+    if n_validation is not None:
+        n_validation = _validate.integer("n_validation", n_validation, low=1)
     if mode not in ("min", "max"):
         raise ValueError(f"mode={mode!r} is not allowed; use 'min' or 'max'")
     if not isinstance(space, SearchSpace):
@@ -432,7 +434,8 @@ def read_dataframe(df, *, scientific: Sequence[str] = (), metric: str | None = N
     value_col = _pick(df, value, ("value", metric, short, f"summary.{short}", f"val_{short}"),
                       "value")
     if value_col is None:
-        raise ValueError(f"no objective column: pass value=COLUMN (columns are {list(df.columns)})")
+        raise ValueError(f"no objective column: pass value=COLUMN (--value COLUMN; columns are "
+                         f"{list(df.columns)})")
     names = {c: c[len(p):] for c in df.columns for p in _PREFIXES if c.startswith(p)}
     if not names:
         raise ValueError(f"no parameter columns ({', '.join(p + '*' for p in _PREFIXES)}) in "
@@ -495,7 +498,8 @@ def _load_optuna(study_or_storage, study_name: str | None):
     if study_name is None:
         names = optuna.get_all_study_names(url)
         if len(names) != 1:
-            raise ValueError(f"the storage {url} holds studies {names}; pass study_name=")
+            raise ValueError(f"the storage {url} holds studies {names}; pass study_name= "
+                             f"(--study-name)")
         study_name = names[0]
     # The sampler is not stored: a loaded study's own one is a default, not the one used.
     return optuna.load_study(study_name=study_name, storage=url), url, None
