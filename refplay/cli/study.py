@@ -151,7 +151,8 @@ _IMPORT_OPTIONS = (
 def _add_import_options(p) -> None:
     """``refplay study import {optuna,csv} SOURCE --name NAME ...``."""
     p.add_argument("kind", choices=_KINDS, help="what SOURCE is")
-    p.add_argument("source", help="an Optuna storage URL or .db file, or a trials CSV")
+    p.add_argument("source", metavar="SOURCE",
+                   help="an Optuna storage URL or .db file, or a trials CSV")
     p.add_argument("--name", required=True, help="the study's name in the workspace")
     p.add_argument("--description", default="", metavar="T", help="the study's notes")
     p.add_argument("--goal", default="", metavar="T", help="the question the study answers")
