@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -43,7 +43,7 @@ from refplay.nn import init as init_lib
 from refplay.nn import layers as L
 from refplay.nn import losses
 from refplay.nn.norms import BatchNorm, LayerNorm
-from refplay.nn.residual import Residual, Sequential, apply_layer
+from refplay.nn.residual import PLACEMENTS, Residual, Sequential, apply_layer
 from refplay.nn import transformer as T
 
 if TYPE_CHECKING:                     # a Batch is any object with x, y, weights
@@ -240,6 +240,15 @@ def _norm_layer(norm: str | None, channels: int, name: str, bn_kwargs: dict):
 def _check_norm(norm) -> None:
     if norm not in NORMS:
         raise ValueError(f"norm={norm!r} is not allowed; choose one of {list(NORMS)}")
+
+
+def _check_residual_norm(norm, norm_placement) -> None:
+    """Check a residual network's ``norm`` and ``norm_placement``: None goes with "none" only."""
+    _check_norm(norm)
+    _validate.one_of("norm_placement", norm_placement, PLACEMENTS)
+    if (norm is None) != (norm_placement == "none"):
+        raise ValueError(f"norm={norm!r} and norm_placement={norm_placement!r} do not fit: use "
+                         "norm=None with norm_placement='none', a norm with any other placement")
 
 
 def _dropout(rate) -> float:
@@ -480,12 +489,7 @@ def resnet1d(in_length: int = 40, num_classes: int = 10, *, in_channels: int = 1
     ``sync_stats``, ``sync_ema``, ``ema_decay``) are those of
     :class:`~refplay.nn.norms.BatchNorm`.
     """
-    from refplay.nn.residual import PLACEMENTS
-    _check_norm(norm)
-    _validate.one_of("norm_placement", norm_placement, PLACEMENTS)
-    if (norm is None) != (norm_placement == "none"):
-        raise ValueError(f"norm={norm!r} and norm_placement={norm_placement!r} do not fit: use "
-                         "norm=None with norm_placement='none', a norm with any other placement")
+    _check_residual_norm(norm, norm_placement)
     k = _validate.integer("kernel_size", kernel_size, low=1)
     if k % 2 == 0:
         raise ValueError(f"kernel_size={k} must be odd (padding k // 2 keeps the length "
@@ -497,42 +501,90 @@ def resnet1d(in_length: int = 40, num_classes: int = 10, *, in_channels: int = 1
                  "num_devices": num_devices, "sync_stats": sync_stats, "sync_ema": sync_ema,
                  "ema_decay": ema_decay}
     w_init, b_init = _inits(init)
-
-    def conv(c_in, c_out, size, stride, name, act="identity"):
-        return L.Conv1D(c_in, c_out, size, stride=stride, padding=size // 2, activation=act,
-                        name=name, w_init=w_init, b_init=b_init)
+    spec = _ResNet1DSpec(kernel_size=k, activation=activation, norm=norm,
+                         norm_placement=norm_placement, rezero=rezero, bn_kwargs=bn_kwargs,
+                         w_init=w_init, b_init=b_init)
 
     layers = [Reshape((1, in_length), name="add_channel")] if in_channels == 1 else []
-    layers.append(conv(in_channels, channels[0], k, 1, "stem_conv",
-                       activation if norm is None else "identity"))
-    if norm is not None:
-        layers += [_norm_layer(norm, channels[0], "stem_norm", bn_kwargs),
-                   L.Activation(activation, name="stem_act")]
-    c_in = channels[0]
-    for s, (c, stride) in enumerate(zip(channels, strides), start=1):
-        for b in range(1, blocks + 1):
-            st = stride if b == 1 else 1
-            block = f"block_{s}_{b}"
-            branch = Sequential([conv(c_in, c, k, st, f"{block}/conv_a", activation),
-                                 conv(c, c, k, 1, f"{block}/conv_b")], name=f"{block}/branch")
-            norm_layer = (None if norm is None else
-                          _norm_layer(norm, c_in if norm_placement == "pre" else c, f"{block}/norm",
-                                      bn_kwargs))
-            shortcut = (conv(c_in, c, 1, st, f"{block}/shortcut")
-                        if (st != 1 or c_in != c) else None)
-            layers.append(Residual(branch, name=block, norm=norm_layer, placement=norm_placement,
-                                   shortcut=shortcut, rezero=rezero))
-            c_in = c
-    layers += [L.GlobalAvgPool(name="global_pool"), _head(c_in, num_classes, "head", init)]
+    layers += _resnet1d_stem(spec, in_channels, channels[0])
+    stage_inputs = channels[:1] + channels[:-1]       # each stage starts at its predecessor's width
+    for s, (c_in, c, stride) in enumerate(zip(stage_inputs, channels, strides), start=1):
+        layers += _resnet1d_stage(spec, s, c_in, c, stride, blocks)
+    layers += [L.GlobalAvgPool(name="global_pool"), _head(channels[-1], num_classes, "head", init)]
     input_shape = (in_length,) if in_channels == 1 else (in_channels, in_length)
     return Model(Sequential(layers, name=name), input_shape=input_shape,
                  label_smoothing=label_smoothing, name=name)
+
+
+class _ResNet1DSpec(NamedTuple):
+    """What every layer of a :func:`resnet1d` shares: its hyperparameters and initializers."""
+
+    kernel_size: int
+    activation: str
+    norm: str | None
+    norm_placement: str
+    rezero: bool
+    bn_kwargs: dict
+    w_init: L.WeightInit
+    b_init: L.WeightInit | None
+
+    def conv(self, c_in: int, c_out: int, size: int, stride: int, name: str,
+             activation: str = "identity") -> L.Conv1D:
+        """A convolution padded by ``size // 2``, so that stride 1 keeps the length."""
+        return L.Conv1D(c_in, c_out, size, stride=stride, padding=size // 2,
+                        activation=activation, name=name, w_init=self.w_init, b_init=self.b_init)
+
+    def norm_layer(self, channels: int, name: str):
+        """The norm ``name`` over ``channels`` channels, or None when ``norm`` is None."""
+        return None if self.norm is None else _norm_layer(self.norm, channels, name,
+                                                          self.bn_kwargs)
+
+
+def _resnet1d_stem(spec: _ResNet1DSpec, in_channels: int, channels: int) -> list:
+    """``stem_conv`` (stride 1) [-> ``stem_norm`` -> ``stem_act``]; without a norm the
+    activation is fused into the convolution."""
+    fused = spec.activation if spec.norm is None else "identity"
+    layers = [spec.conv(in_channels, channels, spec.kernel_size, 1, "stem_conv", fused)]
+    if spec.norm is not None:
+        layers += [spec.norm_layer(channels, "stem_norm"),
+                   L.Activation(spec.activation, name="stem_act")]
+    return layers
+
+
+def _resnet1d_stage(spec: _ResNet1DSpec, s: int, c_in: int, c_out: int, stride: int,
+                    blocks: int) -> list:
+    """Stage ``s``: blocks ``block_{s}_1`` ... ``block_{s}_{blocks}`` of width ``c_out``;
+    the first one takes the stage's input width and stride, the others stride 1."""
+    return [_resnet1d_block(spec, f"block_{s}_{b}", c_in if b == 1 else c_out, c_out,
+                            stride if b == 1 else 1) for b in range(1, blocks + 1)]
+
+
+def _resnet1d_block(spec: _ResNet1DSpec, name: str, c_in: int, c_out: int,
+                    stride: int) -> Residual:
+    """One residual block: branch ``conv_a`` (carries the stride) -> activation -> ``conv_b``,
+    its ``norm`` where ``norm_placement`` puts it, and a 1x1 ``shortcut`` convolution
+    when the shape changes."""
+    k = spec.kernel_size
+    branch = Sequential([spec.conv(c_in, c_out, k, stride, f"{name}/conv_a", spec.activation),
+                         spec.conv(c_out, c_out, k, 1, f"{name}/conv_b")], name=f"{name}/branch")
+    norm = spec.norm_layer(c_in if spec.norm_placement == "pre" else c_out, f"{name}/norm")
+    shortcut = (spec.conv(c_in, c_out, 1, stride, f"{name}/shortcut")
+                if (stride != 1 or c_in != c_out) else None)
+    return Residual(branch, name=name, norm=norm, placement=spec.norm_placement,
+                    shortcut=shortcut, rezero=spec.rezero)
 
 
 def _scaled_init(base, gain: float, rng, shape, fan_in, fan_out, dtype=np.float32):
     """``gain`` x the weights ``base`` draws (a module-level function, so models pickle)."""
     w = base(rng, shape, fan_in, fan_out, dtype)
     return (w * np.asarray(gain, dtype=w.dtype)).astype(w.dtype, copy=False)
+
+
+def _scaled_inits(init: str, gain: float) -> tuple[L.WeightInit, L.WeightInit | None]:
+    """``(w_init, b_init)`` of :func:`_inits` with every weight ``init`` draws times ``gain``."""
+    base_init, b_init = _inits(init)
+    w_init = base_init if gain == 1.0 else functools.partial(_scaled_init, base_init, gain)
+    return w_init, b_init
 
 
 def residual_mlp(in_dim: int = 40, num_classes: int = 10, *, width: int = 64, depth: int = 8,
@@ -573,34 +625,36 @@ def residual_mlp(in_dim: int = 40, num_classes: int = 10, *, width: int = 64, de
     mechanism (where the norm sits, how large the initial weights are), not
     the sizes of the playbook's figures.
     """
-    from refplay.nn.residual import PLACEMENTS
-    _check_norm(norm)
-    _validate.one_of("norm_placement", norm_placement, PLACEMENTS)
-    if (norm is None) != (norm_placement == "none"):
-        raise ValueError(f"norm={norm!r} and norm_placement={norm_placement!r} do not fit: use "
-                         "norm=None with norm_placement='none', a norm with any other placement")
+    _check_residual_norm(norm, norm_placement)
     width = _validate.integer("width", width, low=1)
     depth = _validate.integer("depth", depth, low=0)
     gain = _validate.real("init_gain", init_gain, low=0.0, low_open=True)
-    base_init, b_init = _inits(init)
-    w_init = base_init if gain == 1.0 else functools.partial(_scaled_init, base_init, gain)
+    w_init, b_init = _scaled_inits(init, gain)
 
-    def dense(d_in, d_out, layer_name, act="identity"):
-        return L.Dense(d_in, d_out, name=layer_name, activation=act, w_init=w_init,
-                       b_init=b_init)
-
-    layers = [dense(in_dim, width, "stem")]
-    for i in range(1, depth + 1):
-        block = f"block_{i}"
-        branch = Sequential([dense(width, width, f"{block}/dense_a", activation),
-                             dense(width, width, f"{block}/dense_b")], name=f"{block}/branch")
-        norm_layer = None if norm is None else _norm_layer(norm, width, f"{block}/norm", {})
-        layers.append(Residual(branch, name=block, norm=norm_layer, placement=norm_placement))
+    layers = [L.Dense(in_dim, width, name="stem", activation="identity", w_init=w_init,
+                      b_init=b_init)]
+    layers += [_residual_mlp_block(f"block_{i}", width, activation=activation, norm=norm,
+                                   norm_placement=norm_placement, w_init=w_init, b_init=b_init)
+               for i in range(1, depth + 1)]
     if norm_placement == "pre":
         layers.append(_norm_layer(norm, width, "final_norm", {}))
     layers.append(_head(width, num_classes, "head", init))
     return Model(Sequential(layers, name=name), input_shape=(in_dim,),
                  label_smoothing=label_smoothing, name=name)
+
+
+def _residual_mlp_block(name: str, width: int, *, activation: str, norm: str | None,
+                        norm_placement: str, w_init: L.WeightInit,
+                        b_init: L.WeightInit | None) -> Residual:
+    r"""One residual block: branch :math:`W_{b}\,\phi(W_{a} h + b_a) + b_b` (``dense_a``,
+    ``dense_b``, both ``width -> width``) and its ``norm`` where ``norm_placement`` puts it."""
+    def dense(layer_name, act="identity"):
+        return L.Dense(width, width, name=f"{name}/{layer_name}", activation=act, w_init=w_init,
+                       b_init=b_init)
+
+    branch = Sequential([dense("dense_a", activation), dense("dense_b")], name=f"{name}/branch")
+    norm_layer = None if norm is None else _norm_layer(norm, width, f"{name}/norm", {})
+    return Residual(branch, name=name, norm=norm_layer, placement=norm_placement)
 
 
 def vit1d(in_length: int = 40, num_classes: int = 10, *, patch_size: int = 4, width: int = 32,
