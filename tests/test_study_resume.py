@@ -16,10 +16,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from refplay import search, study
 from refplay.cli import main as refplay_main
-from refplay.study import DB_NAME, Store, StudySpec
+from refplay.study import DB_NAME, Store, StudySpec, executors
 from refplay.study.synthetic import LinearRegressionTrial
 from tests.helpers import blocked_trials, open_trial_gate, trial_gate_env
 
@@ -237,6 +238,52 @@ scale = "log"
     study.run(StudySpec.load(spec_path), store=reference, workers=0, progress=False)
     with Store(reference, readonly=True) as a, Store(ws, readonly=True) as b:
         assert b.records("interrupted") == a.records("interrupted")
+
+
+def test_sigterm_ends_a_trial_but_never_interrupts_the_pools_queues(monkeypatch, tmp_path):
+    """A worker's SIGTERM handler raises only inside the trial function: raised inside the
+    pool's queue code, it could leave a pipe mid-message and its reader waiting forever."""
+    monkeypatch.setattr(executors, "_stopping", False)
+    monkeypatch.setattr(executors, "_in_trial", False)
+    task = executors._Task(index=3, config={}, seed=0, trial_dir=str(tmp_path), time_limit=None,
+                           pin_threads=False)
+
+    def sigterm_mid_trial(config, seed, *, trial_dir):
+        executors._on_sigterm(signal.SIGTERM, None)       # what the signal runs, here
+        raise AssertionError("SIGTERM did not end the trial")
+
+    with pytest.raises(SystemExit) as stopped:
+        executors._run_task(sigterm_mid_trial, task)
+    assert stopped.value.code == 128 + signal.SIGTERM and not executors._in_trial
+    # Between trials (in the queues): noted, not raised; the queued trials are refused.
+    monkeypatch.setattr(executors, "_stopping", False)
+    executors._on_sigterm(signal.SIGTERM, None)
+    assert executors._stopping
+    with pytest.raises(SystemExit, match="trial 3 not started"):
+        executors._run_task(sigterm_mid_trial, task)
+
+
+def stuck_where_sigterm_cannot_reach(marker: str) -> None:
+    """A task that ignores SIGTERM, as a long native call (a Numba kernel) does."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    Path(marker).touch()
+    time.sleep(600)
+
+
+def test_stopping_a_pool_kills_a_worker_that_sigterm_cannot_reach(monkeypatch, tmp_path):
+    """The driver's exit joins every worker: one that outlives SIGTERM is killed, or a Ctrl-C
+    would hang the driver until the worker's trial ends."""
+    monkeypatch.setattr(executors, "_STOP_GRACE_SECONDS", 0.5)
+    pool = executors.process_pool(1)
+    marker = tmp_path / "stuck"
+    future = pool.submit(stuck_where_sigterm_cannot_reach, str(marker))
+    while not marker.exists():
+        assert not future.done(), future.exception()
+        time.sleep(0.01)
+    workers = list(pool._processes.values())
+    executors._stop_pool(pool)
+    assert workers and not any(p.is_alive() for p in workers)
+    pool.shutdown(wait=True)           # returns: no worker left to wait for
 
 
 def snapshot(path: Path, name: str) -> dict:

@@ -87,35 +87,65 @@ def _init_worker(driver_pid: int | None = None) -> None:
     With ``driver_pid``, the worker also exits as soon as the driver process
     is gone (see :func:`_exit_with_the_driver`).
     """
-    threads.set_thread_env(1)
-    threads.pin_threads(1)
-    threads.keep_freed_memory()   # a worker reuses its step buffers: no page faults per step
     # The terminal sends SIGINT to the whole process group; the driver decides
-    # what happens (it stops the pool), so workers ignore it.
+    # what happens (it stops the pool), so workers ignore it -- first thing, so
+    # that a Ctrl-C during a slow start-up cannot interrupt the set-up below.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    if driver_pid is not None:
-        threading.Thread(target=_exit_with_the_driver, args=(driver_pid,), daemon=True,
-                         name="refplay-driver-watch").start()
+    # SIGTERM waits until its handler is in place, and the threads started here
+    # inherit the block, so the kernel delivers it to the main thread: the one
+    # whose blocking calls it interrupts and that runs the handler.
+    with _blocked(signal.SIGTERM):
+        threads.set_thread_env(1)
+        threads.pin_threads(1)
+        threads.keep_freed_memory()   # a worker reuses its step buffers: no page faults per step
+        signal.signal(signal.SIGTERM, _on_sigterm)
+        if driver_pid is not None:
+            threading.Thread(target=_exit_with_the_driver, args=(driver_pid,), daemon=True,
+                             name="refplay-driver-watch").start()
 
 
-# Set in a worker by SIGTERM: the pool is being stopped, run no more trials.
-_STOPPING = threading.Event()
+@contextlib.contextmanager
+def _blocked(signum: int) -> Iterator[None]:
+    """Block ``signum`` in this thread (and threads it starts) inside the block; it is
+    delivered, if it came, when the block ends. (No-op where signals cannot be masked.)"""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signum})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signum})
 
 
-def _exit_on_sigterm(signum, frame) -> None:
-    """SIGTERM (how :func:`_stop_pool` stops a worker) ends the worker as ``sys.exit`` does.
+# A worker's state as its SIGTERM handler sees it. Plain flags, not a
+# threading.Event: a handler that takes a lock deadlocks when a second SIGTERM
+# (the pool sends one when another worker dies) runs it again while it holds it.
+_stopping = False   # SIGTERM came: the pool is being stopped, start no more trials
+_in_trial = False   # the trial function is running: SIGTERM may interrupt it
+
+
+def _on_sigterm(signum, frame) -> None:
+    """SIGTERM (how :func:`_stop_pool` stops a worker): end the running trial, start no more.
 
     The default action kills the process at once, before multiprocessing's
     finalizers run; the semaphores the worker registered (Numba's threading
     layer makes one) then stay with the resource tracker, which warns "There
-    appear to be 2 leaked semaphore objects" when the driver exits. Raised in
-    a trial, ``SystemExit`` ends it (no ``except Exception`` catches it); the
-    worker skips the trials already queued to it (:func:`_run_task`), takes
-    the pool's stop sentinel and exits, running its finalizers.
+    appear to be 2 leaked semaphore objects" when the driver exits. Instead,
+    inside a trial the handler raises ``SystemExit`` (no ``except Exception``
+    catches it), which the pool returns as the trial's outcome; the worker
+    refuses the trials already queued to it (:func:`_run_task`), takes the
+    pool's stop sentinel and exits, running its finalizers.
+
+    Outside a trial it raises nothing: there the worker is inside the pool's
+    queues, and an exception between reading a message's length and its body
+    (or writing them) would leave the pipe mid-message, so that the reader at
+    the other end waits forever -- the driver could then never exit.
     """
-    _STOPPING.set()
-    raise SystemExit(128 + signum)
+    global _stopping
+    _stopping = True
+    if _in_trial:
+        raise SystemExit(128 + signum)
 
 
 def _exit_with_the_driver(driver_pid: int) -> None:
@@ -155,7 +185,7 @@ def _process_exists(pid: int) -> bool:
 
 def _run_task(trial_fn: TrialFunction, task: _Task) -> _Outcome:
     """Run one trial in a worker; every exception becomes a ``failed`` result."""
-    if _STOPPING.is_set():
+    if _stopping:
         raise SystemExit(f"the pool is stopping: trial {task.index} not started")
     if task.pin_threads:     # an executor we did not start (e.g. a Dask worker)
         threads.set_thread_env(1)
@@ -163,7 +193,7 @@ def _run_task(trial_fn: TrialFunction, task: _Task) -> _Outcome:
     start = time.perf_counter()
     try:
         with _time_limit(task.time_limit) as enforced:
-            result = trial_fn(dict(task.config), task.seed, trial_dir=task.trial_dir)
+            result = _call_trial(trial_fn, task)
         elapsed = time.perf_counter() - start
         if not isinstance(result, TrialResult) and not _is_number(result):
             result = _failed(task, f"the trial function returned {type(result).__name__}, "
@@ -179,6 +209,22 @@ def _run_task(trial_fn: TrialFunction, task: _Task) -> _Outcome:
         elapsed = time.perf_counter() - start
         result = _failed(task, traceback.format_exc())
     return _Outcome(task.index, result, elapsed, f"{socket.gethostname()}:{os.getpid()}")
+
+
+def _call_trial(trial_fn: TrialFunction, task: _Task):
+    """Call the trial function, marked as interruptible by SIGTERM (:func:`_on_sigterm`).
+
+    (Executors that run trials in threads, e.g. Dask's, never install the
+    handler, so the flag shared by their threads is not read there.)
+    """
+    global _in_trial
+    try:
+        _in_trial = True
+        if _stopping:          # SIGTERM came after _run_task's check, before the flag was set
+            raise SystemExit(f"the pool is stopping: trial {task.index} not started")
+        return trial_fn(dict(task.config), task.seed, trial_dir=task.trial_dir)
+    finally:
+        _in_trial = False
 
 
 def _is_number(value) -> bool:
@@ -240,6 +286,10 @@ def _forkserver_context():
     return context
 
 
+#: Seconds the workers of a stopped pool have to exit after SIGTERM before SIGKILL.
+_STOP_GRACE_SECONDS = 10.0
+
+
 def _stop_pool(executor: ProcessPoolExecutor) -> None:
     """Stop a process pool now: cancel queued trials and terminate running ones.
 
@@ -254,7 +304,9 @@ def _stop_pool(executor: ProcessPoolExecutor) -> None:
     ``pid -> multiprocessing.Process`` in CPython 3.8-3.13). The access is
     guarded: should that table be missing, the pool is only shut down, and
     the running trials finish (unrecorded) before the driver exits -- slower
-    to stop, but nothing is lost or recorded twice.
+    to stop, but nothing is lost or recorded twice. A worker still running
+    :data:`_STOP_GRACE_SECONDS` after SIGTERM is killed (SIGKILL): the
+    driver's exit waits for every worker, so one stuck worker would hang it.
     """
     terminate_workers = getattr(executor, "terminate_workers", None)
     if callable(terminate_workers):
@@ -266,9 +318,17 @@ def _stop_pool(executor: ProcessPoolExecutor) -> None:
     for p in processes:
         with contextlib.suppress(Exception):
             p.terminate()
+    deadline = time.monotonic() + _STOP_GRACE_SECONDS
     for p in processes:
         with contextlib.suppress(Exception):
-            p.join(timeout=10)
+            p.join(timeout=max(0.0, deadline - time.monotonic()))
+    for p in processes:
+        # Still running: stuck where SIGTERM cannot reach it (a long native call).
+        # Killed, so that it cannot hold the driver's exit, which joins every worker.
+        with contextlib.suppress(Exception):
+            if p.is_alive():
+                p.kill()
+                p.join(timeout=_STOP_GRACE_SECONDS)
 
 
 def process_pool(workers: int) -> ProcessPoolExecutor:
