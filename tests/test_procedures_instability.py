@@ -15,10 +15,10 @@ from refplay.reproduce import fig4
 from refplay.train import get_workload
 
 
-@pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
-    # One workspace: the warmup study re-reads the no-warmup sweep of the stability scan.
-    return tmp_path_factory.mktemp("instability_ws")
+# The studies go to the run's shared workspace (tests/conftest.py), where
+# tests/test_reproduce_instability.py's Figures 4-9 re-read them: each study trains
+# once per run. One lock per group of studies that share runs: the warmup study
+# re-reads the no-warmup sweep of the stability scan.
 
 
 # ------------------------------------------------------------------ clipping identity (CL4)
@@ -59,8 +59,9 @@ def test_clipping_identity_refuses_a_threshold_that_some_step_does_not_exceed():
 
 # ------------------------------------------------------------------ clipping study (Figure 9)
 @pytest.mark.slow
-def test_clipping_study_stabilizes_the_bad_init_and_flags_aggressive_thresholds(workspace):
-    r = clipping.clipping_study(quick=True, workspace=workspace)
+def test_clipping_study_stabilizes_the_bad_init_and_flags_aggressive_thresholds(shared_workspace):
+    with shared_workspace.lock("clipping"):
+        r = clipping.clipping_study(quick=True, workspace=shared_workspace.path)
     n = r.numbers
     assert n["unclipped_status"] == "infeasible"
     runs = n["runs"]
@@ -90,9 +91,11 @@ def test_smooth_is_a_trailing_mean_that_skips_nan():
 
 # ------------------------------------------------------------------ stability scan, Figure 5, warmup
 @pytest.mark.slow
-def test_early_instability_check_dense_view_shows_a_spike_the_sparse_view_misses(workspace):
+def test_early_instability_check_dense_view_shows_a_spike_the_sparse_view_misses(
+        shared_workspace):
     from refplay.procedures import instability
-    r = instability.early_instability_check(quick=True, workspace=workspace)
+    with shared_workspace.lock("early_instability"):
+        r = instability.early_instability_check(quick=True, workspace=shared_workspace.path)
     n = r.numbers
     assert n["status"] == "complete"
     assert n["max_spike_height"] >= 2.0                 # CL23: the per-step view has a >= 2x event
@@ -104,9 +107,10 @@ def test_early_instability_check_dense_view_shows_a_spike_the_sparse_view_misses
 
 
 @pytest.mark.slow
-def test_stability_scan_finds_lr_star_and_instability_above_it(workspace):
+def test_stability_scan_finds_lr_star_and_instability_above_it(shared_workspace):
     from refplay.procedures import instability
-    r = instability.stability_scan(quick=True, workspace=workspace)
+    with shared_workspace.lock("warmup"):
+        r = instability.stability_scan(quick=True, workspace=shared_workspace.path)
     n = r.numbers
     objs = np.array(n["objectives"], dtype=float)
     assert n["lr_star"] == n["lrs"][int(np.nanargmin(objs))]
@@ -120,9 +124,10 @@ def test_stability_scan_finds_lr_star_and_instability_above_it(workspace):
 
 
 @pytest.mark.slow
-def test_warmup_raises_the_best_learning_rate_of_the_unstable_variant(workspace):
+def test_warmup_raises_the_best_learning_rate_of_the_unstable_variant(shared_workspace):
     from refplay.procedures import warmup
-    r = warmup.warmup_study(quick=True, workspace=workspace)
+    with shared_workspace.lock("warmup"):
+        r = warmup.warmup_study(quick=True, workspace=shared_workspace.path)
     n = r.numbers
     f8 = n["lr_sweeps"]["unstable"]
     assert f8["lr_star_warmup"] >= 2 * f8["lr_star"]                   # CL22
@@ -144,11 +149,12 @@ def test_warmup_study_refuses_bad_input():
 
 
 @pytest.mark.slow
-def test_cli_runs_the_clipping_procedure(tmp_path, workspace, capsys):
+def test_cli_runs_the_clipping_procedure(tmp_path, shared_workspace, capsys):
     # Same arguments as the clipping-study test: the CLI re-reads its studies.
     from refplay.cli import main
-    assert main(["procedure", "clipping", "--quick", "--workspace", str(workspace),
-                 "--out", str(tmp_path / "out")]) == 0
+    with shared_workspace.lock("clipping"):
+        assert main(["procedure", "clipping", "--quick", "--workspace",
+                     str(shared_workspace.path), "--out", str(tmp_path / "out")]) == 0
     out = capsys.readouterr().out
     assert "Decision: clip at" in out
     assert (tmp_path / "out" / "clipping.png").stat().st_size > 10_000

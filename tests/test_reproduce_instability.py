@@ -20,16 +20,25 @@ def test_entry_names_its_figure_claim_and_caveat(figure):
     assert entry.claim and entry.section_url.startswith("https://github.com/")
 
 
-@pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
-    return tmp_path_factory.mktemp("repro_ws")
+# Figures 4-9 reproduce the procedures of tests/test_procedures_instability.py with the
+# same arguments: both use the run's shared workspace (tests/conftest.py), so each study
+# trains once per run and the other user re-reads it. The locks are the procedures'.
+LOCKS = {"fig4": "warmup", "fig6": "warmup", "fig7": "warmup", "fig8": "warmup",
+         "fig5": "early_instability", "fig9": "clipping"}
+
+
+def reproduce(figure: str, shared_workspace, out_dir):
+    """``refplay reproduce FIGURE --quick`` in the shared workspace, under the figure's lock."""
+    entry = importlib.import_module(f"refplay.reproduce.{figure}").ENTRY
+    with shared_workspace.lock(LOCKS[figure]):
+        return entry, entry.run(quick=True, out_dir=out_dir, workspace=shared_workspace.path,
+                                workers=0)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("figure", ("fig9", "fig5"))
-def test_quick_reproduction_writes_pngs_and_checks_its_claim(figure, workspace, tmp_path):
-    entry = importlib.import_module(f"refplay.reproduce.{figure}").ENTRY
-    r = entry.run(quick=True, out_dir=tmp_path, workspace=workspace, workers=0)
+def test_quick_reproduction_writes_pngs_and_checks_its_claim(figure, shared_workspace, tmp_path):
+    entry, r = reproduce(figure, shared_workspace, tmp_path)
     assert r.figure == figure and r.quick
     for path in r.pngs.values():
         assert path.exists() and path.stat().st_size > 10_000
@@ -44,12 +53,11 @@ def test_quick_reproduction_writes_pngs_and_checks_its_claim(figure, workspace, 
 @pytest.mark.slow
 @pytest.mark.parametrize("figure, panels", [("fig4", {"lr_sweep"}), ("fig6", {"warmup"}),
                                             ("fig7", {"7a", "7b"}), ("fig8", {"lr_sweep"})])
-def test_quick_warmup_and_stability_figures(figure, panels, workspace, tmp_path):
+def test_quick_warmup_and_stability_figures(figure, panels, shared_workspace, tmp_path):
     """The warmup figures' claims hold at the pinned seed; Figure 7's does not on this workload
     (the first failing rate is 16x lr*, so the sweep is not instability-limited): the test
     checks that the verdict follows from the numbers, as docs/instability.md reports."""
-    entry = importlib.import_module(f"refplay.reproduce.{figure}").ENTRY
-    r = entry.run(quick=True, out_dir=tmp_path, workspace=workspace, workers=0)
+    _, r = reproduce(figure, shared_workspace, tmp_path)
     assert set(r.pngs) == panels
     for path in r.pngs.values():
         assert path.exists() and path.stat().st_size > 10_000
