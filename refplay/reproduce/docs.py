@@ -109,7 +109,7 @@ def _section(e: Entry, r: ReproResult, md_dir: Path) -> str:
         f"- **Claim{' ' + e.claim_id if e.claim_id else ''}:** {e.claim}",
         f"- **Number that checks it:** {_check_text(r)} → the claim {_verdict(r)}"
         + (" (at the `--quick` size)" if r.quick else "") + ".",
-        f"- **Decision the figure supports:** {r.decision}.",
+        f"- **Decision the figure supports:** {r.decision.rstrip('.')}.",
         f"- **What the laptop run can and cannot show:** {r.caveat or e.caveat}",
     ]
     return "\n".join(lines) + "\n"

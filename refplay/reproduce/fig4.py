@@ -54,6 +54,7 @@ def check(result) -> Check:
 
 
 ENTRY = Entry(
+    full_time="58 s",   # refplay reproduce all --workers 2, empty workspace, load ~1.5
     id="fig4",
     title="A change that makes training unstable at high learning rates, fixed by warmup",
     section="How can optimization failures be debugged and mitigated?",

@@ -32,6 +32,7 @@ def check(result) -> Check:
 
 
 ENTRY = Entry(
+    full_time="4 s",   # refplay reproduce all --workers 2, empty workspace, load ~1.5
     id="fig5",
     title="More frequent evaluations reveal training instability",
     section="How can optimization failures be debugged and mitigated?",

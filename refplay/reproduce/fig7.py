@@ -35,6 +35,7 @@ def check(result) -> Check:
 
 
 ENTRY = Entry(
+    full_time="28 s (with Figure 4's studies)",   # refplay reproduce all --workers 2, empty workspace, load ~1.5
     id="fig7",
     title="A learning-rate sweep limited by instability; the training loss above lr*",
     section="Identifying unstable workloads", anchor="identifying-unstable-workloads",

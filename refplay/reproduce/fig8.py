@@ -33,6 +33,7 @@ def check(result) -> Check:
 
 
 ENTRY = Entry(
+    full_time="1 s (re-reads Figure 4's studies)",   # refplay reproduce all --workers 2, empty workspace, load ~1.5
     id="fig8",
     title="Beneficial effect of warmup on the best learning rate",
     section="How to apply learning rate warmup", anchor="how-to-apply-learning-rate-warmup",

@@ -38,6 +38,7 @@ def check(result) -> Check:
 
 
 ENTRY = Entry(
+    full_time="6 s",   # refplay reproduce all --workers 2, empty workspace, load ~1.5
     id="fig9",
     title="Gradient norm of a training run with an aggressive and a better clipping threshold",
     section="Gradient clipping", anchor="gradient-clipping",
