@@ -133,3 +133,11 @@ def install_trial_gate() -> None:
         return real_run_trial(*args, **kwargs)
 
     train.run_trial = gated_run_trial
+
+
+def max_rel_error(a, b) -> float:
+    """max |a - b| / max |b| in float64 (shapes must match): one number for a whole array."""
+    import numpy as np
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    assert a.shape == b.shape, (a.shape, b.shape)
+    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300))

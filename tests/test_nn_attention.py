@@ -7,15 +7,9 @@ import pytest
 from refplay.nn import kernels, reference
 from refplay.nn.attention import (MultiHeadSelfAttention, self_attention_backward,
                                   self_attention_forward)
-from tests.helpers import numeric_grad, rel_error
+from tests.helpers import max_rel_error as _rel, numeric_grad, rel_error
 
 TOL = {np.float64: 1e-12, np.float32: 1e-5}
-
-
-def _rel(a, b) -> float:
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    assert a.shape == b.shape, (a.shape, b.shape)
-    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300))
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
