@@ -48,6 +48,7 @@ def pytest_collection_modifyitems(config, items):
     """
     if not config.pluginmanager.hasplugin("xdist"):
         return
+    _long_modules_first(items)
     for item in items:
         # pytest's own record of the fixtures an item uses (no public accessor).
         definitions = getattr(item, "_fixtureinfo", None)
@@ -57,6 +58,24 @@ def pytest_collection_modifyitems(config, items):
         if scopes & set(_SHARED_SCOPES):
             item.add_marker(pytest.mark.xdist_group(item.module.__name__))
 
+
+
+def _long_modules_first(items) -> None:
+    """Move the modules with long end-to-end tests (marked ``slow``, or the
+    tutorials) to the front, each module's tests kept together and in order.
+
+    Two workers finish together only if the longest tests start early: run
+    last, the tutorials (one to two minutes each) left one core idle.
+    """
+    def is_long(module) -> bool:
+        return module.__name__.endswith("test_tutorials") or any(
+            i.get_closest_marker("slow") for i in by_module[module])
+
+    by_module: dict = {}
+    for item in items:
+        by_module.setdefault(item.module, []).append(item)
+    long_first = sorted(by_module, key=lambda m: not is_long(m))   # stable: order kept
+    items[:] = [item for module in long_first for item in by_module[module]]
 
 class SharedWorkspace:
     """A study workspace shared by every test (and every xdist worker) of one run.
