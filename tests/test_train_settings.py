@@ -228,6 +228,22 @@ def test_no_divergence_factor_leaves_only_nan():
     assert res.status == "complete" and res.extras["loss_spikes"] == []
 
 
+def test_a_run_that_ends_above_max_final_loss_is_infeasible_and_below_it_completes():
+    wl = tiny_workload()
+    base = run_trial(wl, ADAM, seed=0, max_train_steps=60, eval_every=10)
+    final = float(np.mean(base.train_losses[-50:]))
+    # The same run, judged against thresholds just below and just above its final mean loss.
+    high = run_trial(wl, ADAM, seed=0, max_train_steps=60, eval_every=10,
+                     max_final_loss=final * 0.999)
+    assert high.status == "infeasible" and high.steps_done == 59
+    assert "above max_final_loss" in high.reason and f"{final:.4g}" in high.reason
+    ok = run_trial(wl, ADAM, seed=0, max_train_steps=60, eval_every=10,
+                   max_final_loss=final * 1.001)
+    assert ok.status == "complete" and np.array_equal(ok.train_losses, base.train_losses)
+    with pytest.raises(ValueError, match="max_final_loss"):
+        TrialSettings(max_train_steps=10, eval_every=5, max_final_loss=0.0)
+
+
 # --------------------------------------------------------------------------- warmup
 def test_prepended_warmup_runs_max_train_steps_plus_warmup_steps():
     wl = tiny_workload()

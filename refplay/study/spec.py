@@ -67,7 +67,7 @@ key. A TOML spec looks like ``examples/mnist1d_nesterov_vs_adam.toml``::
 
 The ``[trial]`` table takes any field of :class:`refplay.train.TrialSettings`
 (``dense_eval_steps``, ``eval_test``, ``eval_train``, ``periodic_eval_size``,
-``divergence_factor``, ``divergence_window``, ``divergence_steps``, and
+``divergence_factor``, ``divergence_window``, ``divergence_steps``, ``max_final_loss``, and
 ``max_train_steps``, ``eval_every``, ``keep_best``, which may also stand at
 the top level as before). The study's ``metric`` is every trial's selection
 metric; a metric no trial would report (``ema/...`` without ``ema_decay``,

@@ -322,6 +322,8 @@ class _Trial:
         """
         settings = self.settings.to_dict()
         settings.pop("keep_best")
+        if settings["max_final_loss"] is None:
+            del settings["max_final_loss"]      # checkpoints written before it existed resume
         return json.dumps(plain({
             "workload": self.workload.name, "workload_settings": self.workload.settings,
             "config": self.trial_config.resolved, "seed": self.seed, "settings": settings,
@@ -493,13 +495,22 @@ class _Trial:
             raise _Diverged(reason, step)
 
     def _end_of_training(self, total_steps: int) -> None:
-        """A run that ends still blown up never recovered: it is infeasible."""
+        """A run that ends still blown up never recovered, and one that ends with its mean
+        loss above ``max_final_loss`` collapsed: either is infeasible."""
         p, st = self.progress, self.settings
+        last = total_steps - 1
         if p.spike_start >= 0:
-            last = total_steps - 1
             raise _Diverged(f"training loss stayed above {st.divergence_factor:g} x the initial "
                             f"loss {p.initial_loss:.6g} from step {p.spike_start} to the last "
                             f"step {last} ({p.train_losses[last]:.6g}); it never recovered", last)
+        if st.max_final_loss is None:
+            return
+        tail = p.train_losses[-st.divergence_window:]
+        final = float(np.mean(tail))
+        if not final <= st.max_final_loss:
+            raise _Diverged(f"mean training loss of the last {len(tail)} steps is {final:.4g}, "
+                            f"above max_final_loss={st.max_final_loss:.4g}: the run ended at an "
+                            f"uncharacteristically high loss (collapsed)", last)
 
     def _close_spike(self, step: int) -> None:
         """Record the excursion above the divergence factor that ended before ``step``."""

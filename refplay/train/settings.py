@@ -34,6 +34,14 @@ returning to huge values (an oscillating, too-high learning rate), at a cost
 of a few dozen steps for a truly diverged trial, most of which reach NaN
 sooner. ``divergence_steps=1`` is the strict "one bad batch" rule;
 ``divergence_factor=None`` leaves only NaN/Inf.
+
+**Uncharacteristically high loss.** Some runs fail without blowing up: a
+Post-LN Transformer at too high a learning rate *collapses* -- its loss falls
+back to that of predicting chance (ln K for K classes), below the step-0
+loss, and stays there. With ``max_final_loss`` set, a run whose mean training
+loss over its last ``divergence_window`` steps is above it is infeasible too
+(checked once, at the end of the run). ``0.9 * math.log(K)`` calls a
+classifier that ends near chance infeasible; ``None`` (the default) never.
 """
 
 from __future__ import annotations
@@ -84,6 +92,10 @@ class TrialSettings:
         divergence_window, divergence_steps: ``divergence_steps`` blown-up
             steps among the last ``divergence_window`` make a trial infeasible;
             fewer are recorded as loss spikes.
+        max_final_loss: a run whose mean training loss over its last
+            ``divergence_window`` steps ends above this is infeasible (the
+            playbook's "uncharacteristically high values of the loss"; ``None``:
+            never).
         keep_predictions: record the predicted class of every validation
             example at the best checkpoint (``TrialResult.predictions``), so two
             trials can be compared with a paired test (classification only).
@@ -100,6 +112,7 @@ class TrialSettings:
     divergence_factor: float | None = DEFAULT_DIVERGENCE_FACTOR
     divergence_window: int = DEFAULT_DIVERGENCE_WINDOW
     divergence_steps: int = DEFAULT_DIVERGENCE_STEPS
+    max_final_loss: float | None = None
     keep_predictions: bool = False
 
     def __post_init__(self) -> None:
@@ -132,6 +145,9 @@ class TrialSettings:
         _validate.integer("divergence_window", self.divergence_window, low=1)
         _validate.integer("divergence_steps", self.divergence_steps, low=1,
                           high=self.divergence_window)
+        if self.max_final_loss is not None:
+            object.__setattr__(self, "max_final_loss", _validate.real(
+                "max_final_loss", self.max_final_loss, low=0.0, low_open=True))
         if not isinstance(self.keep_predictions, bool):
             raise TypeError(f"keep_predictions must be True or False, "
                             f"got {self.keep_predictions!r}")
