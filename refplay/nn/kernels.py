@@ -584,8 +584,79 @@ def softmax_xent(logits, labels, label_smoothing, dscale):
     return loss, dlogits
 
 
+# Layer norm: one row per example (norms.LayerNorm) or per token
+# (transformer.TokenLayerNorm). Reassociation lets LLVM vectorize the row sums
+# (3x faster on (1100, 32) float32 tokens); no nnan/ninf flags, so a NaN or
+# Inf from a diverging run still propagates.
+_ROW_MATH = {"reassoc", "contract"}
+
+
+@njit(cache=True, fastmath=_ROW_MATH)
+def layernorm_rows(x, scale, bias, eps):
+    """Layer norm of every row of ``x`` (R, F) over its F values::
+
+        mu = mean(x_r),  var = mean((x_r - mu)^2),  rstd = 1 / sqrt(var + eps)
+        xhat = (x_r - mu) * rstd,  y = scale * xhat + bias
+
+    ``scale`` and ``bias`` are (F,). Returns ``y`` and ``xhat`` (R, F) in the
+    dtype of ``x`` and ``rstd`` (R,) float64 (the statistics are float64).
+    """
+    r_, f_ = x.shape
+    y = np.empty_like(x)
+    xhat = np.empty_like(x)
+    rstd = np.empty(r_)
+    for r in range(r_):
+        xr, xh, yr = x[r], xhat[r], y[r]
+        mu = 0.0
+        for c in range(f_):
+            mu += xr[c]
+        mu /= f_
+        var = 0.0
+        for c in range(f_):
+            dev = xr[c] - mu
+            var += dev * dev
+        rs = 1.0 / np.sqrt(var / f_ + eps)
+        rstd[r] = rs
+        for c in range(f_):
+            v = (xr[c] - mu) * rs
+            xh[c] = v
+            yr[c] = v * scale[c] + bias[c]
+    return y, xhat, rstd
+
+
+@njit(cache=True, fastmath=_ROW_MATH)
+def layernorm_rows_backward(dy, xhat, rstd, scale):
+    """Backward of :func:`layernorm_rows`; with ``g = scale * dy`` and means over a row::
+
+        dx = rstd * (g - mean(g) - xhat * mean(g * xhat))
+        dscale = sum_r dy * xhat,   dbias = sum_r dy
+
+    Returns ``dx`` (R, F) in the dtype of ``dy``, ``dscale`` and ``dbias`` (F,) float64.
+    """
+    r_, f_ = dy.shape
+    dx = np.empty_like(dy)
+    dscale = np.zeros(f_)
+    dbias = np.zeros(f_)
+    for r in range(r_):
+        dr, xr, out = dy[r], xhat[r], dx[r]
+        mg = 0.0
+        mgx = 0.0
+        for c in range(f_):
+            g = np.float64(dr[c]) * scale[c]
+            mg += g
+            mgx += g * xr[c]
+            dscale[c] += np.float64(dr[c]) * xr[c]
+            dbias[c] += dr[c]
+        mg /= f_
+        mgx /= f_
+        rs = rstd[r]
+        for c in range(f_):
+            out[c] = rs * (np.float64(dr[c]) * scale[c] - mg - xr[c] * mgx)
+    return dx, dscale, dbias
+
+
 # --------------------------------------------------------------------------
-# Self-attention and token layer norm (attention.py, transformer.py)
+# Self-attention (attention.py)
 # --------------------------------------------------------------------------
 # Layout: a sequence batch is (N, T, D) (batch, tokens, features), as torch's
 # ``batch_first=True``. The attention kernels read the packed projection
@@ -693,64 +764,3 @@ def attention_backward(dctx, qkv, p, num_heads, scale):
                 for c in range(dh):
                     dqkv[n, i, q0 + c] = acc[c]
     return dqkv
-
-
-@njit(cache=True)
-def layernorm_rows(x, scale, bias, eps):
-    """Layer norm of every row of ``x`` (R, D) over its D features::
-
-        mu = mean(x_r),  var = mean((x_r - mu)^2),  rstd = 1 / sqrt(var + eps)
-        xhat = (x_r - mu) * rstd,  y = scale * xhat + bias
-
-    Returns ``y`` and ``xhat`` (R, D) in the dtype of ``x`` and ``rstd`` (R,) float64.
-    """
-    r_, d_ = x.shape
-    y = np.empty_like(x)
-    xhat = np.empty_like(x)
-    rstd = np.empty(r_)
-    for r in range(r_):
-        mu = 0.0
-        for c in range(d_):
-            mu += x[r, c]
-        mu /= d_
-        var = 0.0
-        for c in range(d_):
-            dev = x[r, c] - mu
-            var += dev * dev
-        rs = 1.0 / np.sqrt(var / d_ + eps)
-        rstd[r] = rs
-        for c in range(d_):
-            xh = (x[r, c] - mu) * rs
-            xhat[r, c] = xh
-            y[r, c] = xh * scale[c] + bias[c]
-    return y, xhat, rstd
-
-
-@njit(cache=True)
-def layernorm_rows_backward(dy, xhat, rstd, scale):
-    """Backward of :func:`layernorm_rows`; with ``g = scale * dy`` and means over a row::
-
-        dx = rstd * (g - mean(g) - xhat * mean(g * xhat))
-        dscale = sum_r dy * xhat,   dbias = sum_r dy
-
-    Returns ``dx`` (R, D) in the dtype of ``dy``, ``dscale`` and ``dbias`` (D,) float64.
-    """
-    r_, d_ = dy.shape
-    dx = np.empty_like(dy)
-    dscale = np.zeros(d_)
-    dbias = np.zeros(d_)
-    for r in range(r_):
-        mg = 0.0
-        mgx = 0.0
-        for c in range(d_):
-            g = np.float64(dy[r, c]) * scale[c]
-            mg += g
-            mgx += g * xhat[r, c]
-            dscale[c] += np.float64(dy[r, c]) * xhat[r, c]
-            dbias[c] += dy[r, c]
-        mg /= d_
-        mgx /= d_
-        for c in range(d_):
-            dx[r, c] = rstd[r] * (np.float64(dy[r, c]) * scale[c] - mg - xhat[r, c] * mgx)
-    return dx, dscale, dbias
-

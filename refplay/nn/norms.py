@@ -81,22 +81,25 @@ no real example leaves the EMA untouched.
 from __future__ import annotations
 
 import numbers
+from typing import NamedTuple
 
 import numpy as np
 
 from refplay import _validate
 from refplay.tree import Tree
-from refplay.nn import kernels
+from refplay.nn import kernels, reference
 from refplay.nn.layers import Layer
 
 
 __all__ = [
     "BatchNorm", "LayerNorm", "batchnorm_groups", "batchnorm_forward", "batchnorm_backward",
     "batchnorm_eval_forward", "batchnorm_eval_backward", "layernorm_forward", "layernorm_backward",
-    "REMAINDER_POLICIES",
+    "layernorm_rows_forward", "layernorm_rows_backward", "LayerNormCache", "REMAINDER_POLICIES",
 ]
 
 REMAINDER_POLICIES = ("error", "smaller_last")
+
+_IMPLS = {"numba": kernels, "numpy": reference}
 
 
 # ----------------------------------------------------------------------------
@@ -376,8 +379,60 @@ class BatchNorm(Layer):
 # Layer norm
 # ----------------------------------------------------------------------------
 
+class LayerNormCache(NamedTuple):
+    """What :func:`layernorm_backward` needs from the forward pass."""
+
+    xhat: np.ndarray            # (R, F) normalized rows
+    rstd: np.ndarray            # (R,) float64, 1 / sqrt(var + eps)
+    scale: np.ndarray           # (C,) the layer's scale
+    scale_row: np.ndarray       # (F,) the scale of every value of a row
+    positions: int              # S = F / C values per channel in a row
+    shape: tuple                # the input's shape
+    impl: str
+
+
+def layernorm_rows_forward(rows: np.ndarray, scale: np.ndarray, bias: np.ndarray,
+                           eps: float = 1e-5, impl: str = "numba",
+                           shape: tuple | None = None) -> tuple[np.ndarray, LayerNormCache]:
+    r"""Layer norm of every row of ``rows`` (R, F), scale and offset per channel.
+
+    A row holds :math:`F = C \cdot S` values, channel-major (channel :math:`c`
+    owns values :math:`cS \ldots (c+1)S - 1`); ``scale`` and ``bias`` are
+    (C,). One pass per row (:func:`refplay.nn.kernels.layernorm_rows`, or its
+    numpy twin with ``impl="numpy"``). Both layer norms run on it:
+    :func:`layernorm_forward` (one row per example) and
+    :func:`refplay.nn.transformer.token_layernorm_forward` (one row per token, S = 1).
+    """
+    k = _IMPLS[_validate.one_of("impl", impl, tuple(_IMPLS))]
+    positions = rows.shape[1] // scale.shape[0]
+    scale_row = np.repeat(scale, positions) if positions > 1 else scale
+    bias_row = np.repeat(bias, positions) if positions > 1 else bias
+    y, xhat, rstd = k.layernorm_rows(rows, scale_row, bias_row, eps)
+    shape = rows.shape if shape is None else shape
+    return y.reshape(shape), LayerNormCache(xhat=xhat, rstd=rstd, scale=scale,
+                                            scale_row=scale_row, positions=positions,
+                                            shape=shape, impl=impl)
+
+
+def layernorm_rows_backward(dy: np.ndarray, cache: LayerNormCache, need_dx: bool = True,
+                            ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    r"""Backward of :func:`layernorm_rows_forward`: ``(dx, dscale, dbias)``.
+
+    The kernel returns the per-value sums :math:`\sum_r dy\,\hat x` and
+    :math:`\sum_r dy` (F,); a channel's gradient adds its S positions.
+    """
+    c = cache
+    rows = np.ascontiguousarray(dy).reshape(c.xhat.shape)
+    dx, dscale, dbias = _IMPLS[c.impl].layernorm_rows_backward(rows, c.xhat, c.rstd, c.scale_row)
+    if c.positions > 1:
+        dscale = dscale.reshape(-1, c.positions).sum(axis=1)
+        dbias = dbias.reshape(-1, c.positions).sum(axis=1)
+    dx = dx.reshape(c.shape) if need_dx else None
+    return dx, dscale.astype(c.scale.dtype), dbias.astype(c.scale.dtype)
+
+
 def layernorm_forward(x: np.ndarray, scale: np.ndarray, bias: np.ndarray,
-                      eps: float = 1e-5) -> tuple[np.ndarray, tuple]:
+                      eps: float = 1e-5, impl: str = "numba") -> tuple[np.ndarray, tuple]:
     r"""Layer norm over all non-batch axes, one scale and offset per channel.
 
     For each example :math:`i`, over its :math:`n = C \cdot S` values:
@@ -389,16 +444,11 @@ def layernorm_forward(x: np.ndarray, scale: np.ndarray, bias: np.ndarray,
     For ``x`` (N, C) this is ``torch.nn.functional.layer_norm(x, (C,), γ, β)``;
     for (N, C, ...) it is ``torch.nn.functional.group_norm(x, 1, γ, β)``.
     No batch statistics: every example is normalized on its own, the same in
-    training and evaluation, whatever the batch size.
+    training and evaluation, whatever the batch size. Each example is one
+    row of :func:`layernorm_rows_forward` (statistics accumulate in float64).
     """
-    x3 = _as3(x)
-    mu = x3.mean(axis=(1, 2), keepdims=True)
-    xc = x3 - mu
-    var = (xc * xc).mean(axis=(1, 2), keepdims=True)
-    rstd = 1.0 / np.sqrt(var + eps)
-    xhat3 = xc * rstd
-    y3 = xhat3 * scale[None, :, None] + bias[None, :, None]
-    return y3.reshape(x.shape), (xhat3, scale, rstd, x.shape)
+    rows = np.ascontiguousarray(x).reshape(x.shape[0], -1)
+    return layernorm_rows_forward(rows, scale, bias, eps, impl, x.shape)
 
 
 def layernorm_backward(dy: np.ndarray, cache: tuple, need_dx: bool = True,
@@ -411,28 +461,22 @@ def layernorm_backward(dy: np.ndarray, cache: tuple, need_dx: bool = True,
                     \big(g - \overline{g} - \hat x\, \overline{g \hat x}\big),
                \quad d\gamma_c = \sum_{i,s} dy\,\hat x, \quad d\beta_c = \sum_{i,s} dy.
     """
-    xhat3, scale, rstd, shape = cache
-    dy3 = _as3(dy.reshape(shape))
-    dscale = (dy3 * xhat3).sum(axis=(0, 2)).astype(scale.dtype)
-    dbias = dy3.sum(axis=(0, 2)).astype(scale.dtype)
-    if not need_dx:
-        return None, dscale, dbias
-    g = dy3 * scale[None, :, None]
-    dx3 = rstd * (g - g.mean(axis=(1, 2), keepdims=True)
-                  - xhat3 * (g * xhat3).mean(axis=(1, 2), keepdims=True))
-    return dx3.reshape(shape), dscale, dbias
+    return layernorm_rows_backward(dy, cache, need_dx)
 
 
 class LayerNorm(Layer):
     """Layer normalization (Ba et al. 2016) as a stateless layer; see :func:`layernorm_forward`.
 
     Parameters ``{name}/scale`` (ones) and ``{name}/bias`` (zeros), shape (C,).
+    ``impl="numpy"`` runs the plain-numpy twin of the row kernels.
     """
 
-    def __init__(self, num_features: int, *, name: str = "ln", eps: float = 1e-5):
+    def __init__(self, num_features: int, *, name: str = "ln", eps: float = 1e-5,
+                 impl: str = "numba"):
         self.num_features = _positive("num_features", num_features)
         self.name = name
         self.eps = _validate.real("eps", eps, low=0.0, low_open=True)
+        self.impl = _validate.one_of("impl", impl, tuple(_IMPLS))
 
     def init(self, rng: np.random.Generator | None = None, dtype=np.float32) -> Tree:
         dt = _float_dtype(dtype)
@@ -446,7 +490,7 @@ class LayerNorm(Layer):
             raise ValueError(f"LayerNorm {self.name!r}: x must have shape "
                              f"(N, {self.num_features}, ...) (num_features={self.num_features} "
                              f"on axis 1), got {x.shape}")
-        return layernorm_forward(x, scale, bias, self.eps)
+        return layernorm_forward(x, scale, bias, self.eps, self.impl)
 
     def backward(self, params, dout, cache, need_dx=True):
         dx, dscale, dbias = layernorm_backward(dout, cache, need_dx)

@@ -247,8 +247,27 @@ def softmax_xent(logits: np.ndarray, labels: np.ndarray, label_smoothing: float,
     return loss, dlogits.astype(logits.dtype)
 
 
+def layernorm_rows(x, scale, bias, eps):
+    """Twin of :func:`refplay.nn.kernels.layernorm_rows` (float64 statistics)."""
+    x64 = x.astype(np.float64)
+    xc = x64 - x64.mean(axis=1, keepdims=True)
+    rstd = 1.0 / np.sqrt((xc * xc).mean(axis=1) + eps)
+    xhat = xc * rstd[:, None]
+    y = xhat * scale + bias
+    return y.astype(x.dtype), xhat.astype(x.dtype), rstd
+
+
+def layernorm_rows_backward(dy, xhat, rstd, scale):
+    """Twin of :func:`refplay.nn.kernels.layernorm_rows_backward`."""
+    dy64, xh = dy.astype(np.float64), xhat.astype(np.float64)
+    g = dy64 * scale
+    dx = rstd[:, None] * (g - g.mean(axis=1, keepdims=True)
+                          - xh * (g * xh).mean(axis=1, keepdims=True))
+    return dx.astype(dy.dtype), (dy64 * xh).sum(axis=0), dy64.sum(axis=0)
+
+
 # --------------------------------------------------------------------------
-# Self-attention and token layer norm (attention.py, transformer.py)
+# Self-attention (attention.py)
 # --------------------------------------------------------------------------
 # Same layouts as the kernels: batched matmuls on explicit (N, H, T, dh) heads.
 
@@ -286,23 +305,3 @@ def attention_backward(dctx, qkv, p, num_heads, scale):
     dk = scale * (ds.transpose(0, 1, 3, 2) @ q)
     dqkv = np.stack([dq, dk, dv]).transpose(1, 3, 0, 2, 4).reshape(qkv.shape)
     return dqkv.astype(qkv.dtype)
-
-
-def layernorm_rows(x, scale, bias, eps):
-    """Twin of :func:`refplay.nn.kernels.layernorm_rows`."""
-    x64 = x.astype(np.float64)
-    xc = x64 - x64.mean(axis=1, keepdims=True)
-    rstd = 1.0 / np.sqrt((xc * xc).mean(axis=1) + eps)
-    xhat = xc * rstd[:, None]
-    y = xhat * scale + bias
-    return y.astype(x.dtype), xhat.astype(x.dtype), rstd
-
-
-def layernorm_rows_backward(dy, xhat, rstd, scale):
-    """Twin of :func:`refplay.nn.kernels.layernorm_rows_backward`."""
-    dy64, xh = dy.astype(np.float64), xhat.astype(np.float64)
-    g = dy64 * scale
-    dx = rstd[:, None] * (g - g.mean(axis=1, keepdims=True)
-                          - xh * (g * xh).mean(axis=1, keepdims=True))
-    return dx.astype(dy.dtype), (dy64 * xh).sum(axis=0), dy64.sum(axis=0)
-

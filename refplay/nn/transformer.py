@@ -43,12 +43,13 @@ from refplay.tree import Tree
 from refplay.nn import init as init_lib
 from refplay.nn.attention import IMPLS, MultiHeadSelfAttention
 from refplay.nn.layers import Dense, Layer, WeightInit, dense_backward, dense_forward
-from refplay.nn.norms import LayerNorm
+from refplay.nn.norms import (LayerNorm, LayerNormCache, layernorm_rows_backward,
+                              layernorm_rows_forward)
 from refplay.nn.residual import Residual, Sequential
 
 __all__ = ["TokenLayerNorm", "TokenDense", "PatchEmbedding", "TokenPool", "transformer_block",
-           "token_layernorm_forward", "token_layernorm_backward", "gelu_forward", "gelu_backward",
-           "PLACEMENTS", "POOLS", "PatchCache", "TokenNormCache", "GeluDenseCache"]
+           "token_layernorm_forward", "token_layernorm_backward",
+           "PLACEMENTS", "POOLS", "PatchCache"]
 
 PLACEMENTS = ("post", "pre")
 POOLS = ("cls", "mean")
@@ -58,35 +59,22 @@ POOLS = ("cls", "mean")
 # Layer norm over each token's features
 # ----------------------------------------------------------------------------
 
-class TokenNormCache(NamedTuple):
-    """What :func:`token_layernorm_backward` needs from the forward pass."""
-
-    xhat: np.ndarray            # (N*T, D) normalized tokens
-    rstd: np.ndarray            # (N*T,) float64, 1 / sqrt(var + eps)
-    scale: np.ndarray           # (D,)
-    shape: tuple                # the input's shape
-    impl: str
-
-
 def token_layernorm_forward(x: np.ndarray, scale: np.ndarray, bias: np.ndarray, eps: float = 1e-5,
-                            impl: str = "numba") -> tuple[np.ndarray, tuple]:
+                            impl: str = "numba") -> tuple[np.ndarray, LayerNormCache]:
     r"""Layer norm of every token over its D features: ``x`` (..., D) -> (..., D).
 
     .. math::  \mu = \tfrac1D \textstyle\sum_c x_c, \quad
                \sigma^2 = \tfrac1D \textstyle\sum_c (x_c - \mu)^2, \quad
                y_c = \gamma_c \frac{x_c - \mu}{\sqrt{\sigma^2 + \epsilon}} + \beta_c
 
-    -- :func:`refplay.nn.norms.layernorm_forward` on the (N*T, D) token
-    matrix, one Numba pass per row (:func:`refplay.nn.kernels.layernorm_rows`).
+    -- :func:`refplay.nn.norms.layernorm_rows_forward` on the (N*T, D) token
+    matrix: the ResNet's layer norm, one row per token instead of per example.
     """
-    k = IMPLS[_validate.one_of("impl", impl, tuple(IMPLS))]
     rows = np.ascontiguousarray(x).reshape(-1, x.shape[-1])
-    y, xhat, rstd = k.layernorm_rows(rows, scale, bias, eps)
-    return y.reshape(x.shape), TokenNormCache(xhat=xhat, rstd=rstd, scale=scale, shape=x.shape,
-                                              impl=impl)
+    return layernorm_rows_forward(rows, scale, bias, eps, impl, x.shape)
 
 
-def token_layernorm_backward(dy: np.ndarray, cache: tuple, need_dx: bool = True,
+def token_layernorm_backward(dy: np.ndarray, cache: LayerNormCache, need_dx: bool = True,
                              ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
     r"""Backward of :func:`token_layernorm_forward`; with :math:`g = \gamma\,dy`, per token:
 
@@ -95,11 +83,7 @@ def token_layernorm_backward(dy: np.ndarray, cache: tuple, need_dx: bool = True,
                d\gamma = \textstyle\sum_{\text{tokens}} dy\,\hat x, \quad
                d\beta = \textstyle\sum_{\text{tokens}} dy.
     """
-    c = cache
-    rows = np.ascontiguousarray(dy).reshape(-1, c.shape[-1])
-    dx, dscale, dbias = IMPLS[c.impl].layernorm_rows_backward(rows, c.xhat, c.rstd, c.scale)
-    dx = dx.reshape(c.shape) if need_dx else None
-    return dx, dscale.astype(c.scale.dtype), dbias.astype(c.scale.dtype)
+    return layernorm_rows_backward(dy, cache, need_dx)
 
 
 class TokenLayerNorm(LayerNorm):
@@ -109,11 +93,6 @@ class TokenLayerNorm(LayerNorm):
 
     Parameters ``{name}/scale`` (ones) and ``{name}/bias`` (zeros), shape (D,).
     """
-
-    def __init__(self, num_features: int, *, name: str = "ln", eps: float = 1e-5,
-                 impl: str = "numba"):
-        super().__init__(num_features, name=name, eps=eps)
-        self.impl = _validate.one_of("impl", impl, tuple(IMPLS))
 
     def forward(self, params, x, train=False, rng=None):
         scale, bias = params[f"{self.name}/scale"], params[f"{self.name}/bias"]
@@ -132,63 +111,13 @@ class TokenLayerNorm(LayerNorm):
 # Position-wise dense layer
 # ----------------------------------------------------------------------------
 
-_GELU_C = 0.7978845608028654      # sqrt(2 / pi)
-_GELU_A = 0.044715
-
-
-def gelu_forward(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    r"""GELU, tanh form (Hendrycks & Gimpel 2016): :math:`a = \tfrac12 z (1 + t)`,
-    :math:`t = \tanh\big(\sqrt{2/\pi}\,(z + 0.044715 z^3)\big)`. Returns ``(a, t)``.
-
-    The formula of :func:`refplay.nn.layers.activation_forward`, written with
-    ``z * z * z`` in place of ``z ** 3``: numpy's float32 power is a scalar
-    ``pow`` call, measured 200x slower than two multiplications on a
-    (1100, 64) array, and numpy's ``tanh`` is vectorized where a Numba loop's
-    is not (10x).
-    """
-    t = z * z
-    t *= _GELU_A
-    t += 1.0
-    t *= z
-    t *= _GELU_C
-    np.tanh(t, out=t)
-    a = t + 1.0
-    a *= z
-    a *= 0.5
-    return a, t
-
-
-def gelu_backward(da: np.ndarray, z: np.ndarray, t: np.ndarray) -> np.ndarray:
-    r""":math:`dz = da \big(\tfrac12 (1 + t) + \tfrac12 z (1 - t^2)\, u'\big)`,
-    :math:`u' = \sqrt{2/\pi}\,(1 + 3 \cdot 0.044715\, z^2)`."""
-    du = z * z
-    du *= 3.0 * _GELU_A * _GELU_C
-    du += _GELU_C
-    du *= z
-    du *= 1.0 - t * t
-    du += 1.0 + t
-    du *= 0.5
-    du *= da
-    return du
-
-
-class GeluDenseCache(NamedTuple):
-    """What :meth:`TokenDense.backward` needs from a GELU forward pass."""
-
-    x2: np.ndarray              # (N*T, in_dim) the input tokens
-    w: np.ndarray
-    z: np.ndarray               # (N*T, out_dim) pre-activation
-    t: np.ndarray               # tanh of gelu_forward
-    has_bias: bool
-
-
 class TokenDense(Dense):
     r""":class:`~refplay.nn.layers.Dense` applied to every token: (N, T, in_dim) -> (N, T, out_dim).
 
     :math:`a_t = \phi(x_t W + b)` for each token :math:`t`; one GEMM on the
     (N*T, in_dim) token matrix. Parameters as Dense's. ``activation="gelu"``
-    is :func:`gelu_forward` (the tanh form of :mod:`refplay.nn.layers`,
-    ``torch.nn.GELU(approximate="tanh")``) in in-place numpy passes.
+    is :func:`refplay.nn.layers.gelu_forward`, the tanh form
+    (``torch.nn.GELU(approximate="tanh")``).
     """
 
     def forward(self, params, x, train=False, rng=None):
@@ -198,26 +127,12 @@ class TokenDense(Dense):
             raise ValueError(f"TokenDense {self.name!r}: x must have shape (N, T, {self.in_dim}), "
                              f"got {x.shape}")
         n_, t_, _ = x.shape
-        x2 = x.reshape(n_ * t_, self.in_dim)
-        if self.activation == "gelu":
-            z = x2 @ w                                        # fresh: safe to add b in place
-            if b is not None:
-                z += b
-            a, t = gelu_forward(z)
-            cache = GeluDenseCache(x2=x2, w=w, z=z, t=t, has_bias=b is not None)
-            return a.reshape(n_, t_, self.out_dim), (x.shape, cache)
-        out, cache = dense_forward(x2, w, b, self.activation)
+        out, cache = dense_forward(x.reshape(n_ * t_, self.in_dim), w, b, self.activation)
         return out.reshape(n_, t_, self.out_dim), (x.shape, cache)
 
     def backward(self, params, dout, cache, need_dx=True):
         shape, c = cache
-        d2 = dout.reshape(-1, self.out_dim)
-        if isinstance(c, GeluDenseCache):
-            dz = gelu_backward(d2, c.z, c.t)
-            dw, db = c.x2.T @ dz, (dz.sum(axis=0) if c.has_bias else None)
-            dx = dz @ c.w.T if need_dx else None
-        else:
-            dx, dw, db = dense_backward(d2, c, need_dx)
+        dx, dw, db = dense_backward(dout.reshape(-1, self.out_dim), c, need_dx)
         grads = {f"{self.name}/w": dw}
         if db is not None:
             grads[f"{self.name}/b"] = db
