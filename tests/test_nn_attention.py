@@ -14,21 +14,29 @@ TOL = {np.float64: 1e-12, np.float32: 1e-5}
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("causal", [False, True])
-@pytest.mark.parametrize("n,t,heads,dh", [(3, 5, 2, 4), (2, 11, 4, 8), (1, 1, 1, 3)])
+@pytest.mark.parametrize("n,t,heads,dh", [(3, 5, 2, 4), (2, 11, 4, 8), (1, 1, 1, 3), (17, 3, 1, 2)])
 def test_attention_kernels_equal_their_twins(dtype, causal, n, t, heads, dh):
     rng = np.random.default_rng(t * heads)
-    qkv = (2.0 * rng.standard_normal((n, t, 3 * heads * dh))).astype(dtype)
-    dctx = rng.standard_normal((n, t, heads * dh)).astype(dtype)
+    qkv_t = (2.0 * rng.standard_normal((3 * heads * dh, t, n))).astype(dtype)
+    dctx_t = rng.standard_normal((heads * dh, t, n)).astype(dtype)
     scale = 1.0 / np.sqrt(dh)
-    ctx, p = kernels.attention_forward(qkv, heads, scale, causal)
-    ctx_ref, p_ref = reference.attention_forward(qkv, heads, scale, causal)
-    assert ctx.dtype == p.dtype == dtype
-    assert _rel(ctx, ctx_ref) <= TOL[dtype] and _rel(p, p_ref) <= TOL[dtype]
-    np.testing.assert_allclose(p.sum(axis=-1), 1.0, rtol=TOL[dtype] * 10)   # rows of a softmax
+    s = kernels.attention_scores(qkv_t, heads, scale, causal)
+    s_ref = reference.attention_scores(qkv_t, heads, scale, causal)
+    assert s.dtype == dtype and s.shape == (heads, t, t, n)
+    np.testing.assert_array_equal(np.isinf(s), np.isinf(s_ref))       # the causal mask
+    finite = np.isfinite(s_ref)
+    assert _rel(s[finite], s_ref[finite]) <= TOL[dtype]
+    e, e_ref = np.exp(s), np.exp(s_ref)
+    ctx_t, p = kernels.attention_context(qkv_t, e)
+    ctx_ref, p_ref = reference.attention_context(qkv_t, e_ref)
+    assert p is e and p_ref is e_ref                                   # normalized in place
+    assert ctx_t.dtype == p.dtype == dtype and ctx_t.shape == (heads * dh, t, n)
+    assert _rel(ctx_t, ctx_ref) <= TOL[dtype] and _rel(p, p_ref) <= TOL[dtype]
+    np.testing.assert_allclose(p.sum(axis=2), 1.0, rtol=TOL[dtype] * 10)   # rows of a softmax
     if causal:
-        assert np.all(np.triu(np.ones((t, t)), k=1)[None, None] * p == 0)
-    dqkv = kernels.attention_backward(dctx, qkv, p, heads, scale)
-    dqkv_ref = reference.attention_backward(dctx, qkv, p_ref, heads, scale)
+        assert np.all(np.triu(np.ones((t, t)), k=1)[None, :, :, None] * p == 0)
+    dqkv = kernels.attention_backward(dctx_t, qkv_t, p, heads, scale, causal)
+    dqkv_ref = reference.attention_backward(dctx_t, qkv_t, p_ref, heads, scale, causal)
     assert dqkv.dtype == dtype and _rel(dqkv, dqkv_ref) <= TOL[dtype] * 10
 
 

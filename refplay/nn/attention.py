@@ -24,12 +24,20 @@ when ``causal`` (token :math:`i` sees only tokens :math:`j \le i`). Its backward
 Parameters (``torch.nn.MultiheadAttention``'s, transposed to refplay's
 ``x @ w`` convention): ``{name}/qkv/w`` (D, 3D) = ``in_proj_weight.T``,
 ``{name}/qkv/b`` (3D,) = ``in_proj_bias``, ``{name}/out/w`` (D, D) =
-``out_proj.weight.T``, ``{name}/out/b`` (D,). The two projections are BLAS
-GEMMs on the (N*T, D) token matrix; the scores, the masked softmax, its
-backward and the weighted sums are one Numba kernel each way
-(:func:`refplay.nn.kernels.attention_forward` / ``attention_backward``),
-reading the packed :math:`[Q\;K\;V]` in place. ``impl="numpy"`` runs the
-plain-numpy twins of :mod:`refplay.nn.reference` instead.
+``out_proj.weight.T``, ``{name}/out/b`` (D,).
+
+Speed: the batch innermost
+--------------------------
+The scores, the softmax, its backward and the weighted sums are Numba kernels
+(:func:`refplay.nn.kernels.attention_scores`, ``attention_context``,
+``attention_backward``) whose loops run along the batch: they read
+:math:`[Q\;K\;V]^\top` as (3D, T, N) -- feature, token, example -- and write
+(H, T, T, N) probabilities. The projections are BLAS GEMMs that produce and
+consume that layout directly: with the tokens in token-major order
+:math:`x_{tn}` ((T*N, D), a cheap copy of D-wide rows),
+:math:`[Q\;K\;V]^\top = W_{qkv}^\top x_{tn}^\top` and
+:math:`y_{tn} = C\, W_o` are plain GEMMs on transposed operands (no copy).
+``impl="numpy"`` runs the plain-numpy twins of :mod:`refplay.nn.reference`.
 """
 
 from __future__ import annotations
@@ -43,7 +51,7 @@ from refplay import _validate
 from refplay.tree import Tree
 from refplay.nn import init as init_lib
 from refplay.nn import kernels, reference
-from refplay.nn.layers import Layer, WeightInit, dense_backward, dense_forward
+from refplay.nn.layers import Layer, WeightInit
 
 __all__ = ["MultiHeadSelfAttention", "AttentionCache", "self_attention_forward",
            "self_attention_backward", "IMPLS"]
@@ -54,45 +62,75 @@ IMPLS = {"numba": kernels, "numpy": reference}
 class AttentionCache(NamedTuple):
     """What :func:`self_attention_backward` needs from the forward pass."""
 
-    qkv_cache: tuple            # dense_forward's cache of the input projection
-    qkv: np.ndarray             # (N, T, 3D) packed queries, keys, values
-    p: np.ndarray               # (N, H, T, T) attention probabilities
-    out_cache: tuple            # dense_forward's cache of the output projection
+    x_tn: np.ndarray            # (T*N, D) the input, token-major
+    qkv_t: np.ndarray           # (3D, T, N) packed queries, keys, values
+    p: np.ndarray               # (H, T, T, N) attention probabilities
+    ctx_t: np.ndarray           # (D, T, N) the heads' outputs, concatenated
+    w_qkv: np.ndarray
+    w_out: np.ndarray
     num_heads: int
+    causal: bool
     impl: str
+
+
+def _token_major(x: np.ndarray) -> np.ndarray:
+    """(N, T, D) -> (T*N, D), rows ordered (token, example): a copy of whole D-wide rows."""
+    n_, t_, d_ = x.shape
+    return np.ascontiguousarray(x.transpose(1, 0, 2)).reshape(t_ * n_, d_)
+
+
+def _batch_major(rows: np.ndarray, n_: int, t_: int) -> np.ndarray:
+    """(T*N, D) rows ordered (token, example) -> (N, T, D)."""
+    return np.ascontiguousarray(rows.reshape(t_, n_, -1).transpose(1, 0, 2))
 
 
 def self_attention_forward(x: np.ndarray, w_qkv: np.ndarray, b_qkv: np.ndarray, w_out: np.ndarray,
                            b_out: np.ndarray, num_heads: int, causal: bool = False,
                            impl: str = "numba") -> tuple[np.ndarray, AttentionCache]:
-    r"""Multi-head self-attention of the module docstring; ``x`` (N, T, D) -> (N, T, D)."""
+    r"""Multi-head self-attention of the module docstring; ``x`` (N, T, D) -> (N, T, D).
+
+    .. math::  [Q\;K\;V]^\top = W_{qkv}^\top x_{tn}^\top + b_{qkv}, \quad
+               P = \operatorname{softmax}(S), \quad C = P V, \quad y_{tn} = C W_o + b_o
+    """
     k = IMPLS[_validate.one_of("impl", impl, tuple(IMPLS))]
     n_, t_, d_ = x.shape
-    qkv, qkv_cache = dense_forward(x.reshape(n_ * t_, d_), w_qkv, b_qkv)   # (N*T, 3D)
-    qkv = qkv.reshape(n_, t_, 3 * d_)
+    x_tn = _token_major(x)
+    qkv_t = w_qkv.T @ x_tn.T                                   # (3D, T*N): one GEMM
+    qkv_t += b_qkv[:, None]
+    qkv_t = qkv_t.reshape(3 * d_, t_, n_)
     scale = 1.0 / math.sqrt(d_ // num_heads)
-    ctx, p = k.attention_forward(qkv, num_heads, scale, bool(causal))      # (N, T, D), (N, H, T, T)
-    y, out_cache = dense_forward(ctx.reshape(n_ * t_, d_), w_out, b_out)
-    return y.reshape(n_, t_, d_), AttentionCache(qkv_cache=qkv_cache, qkv=qkv, p=p,
-                                                 out_cache=out_cache, num_heads=num_heads,
-                                                 impl=impl)
+    e = k.attention_scores(qkv_t, num_heads, scale, bool(causal))
+    np.exp(e, out=e)                                           # numpy's SIMD exp
+    ctx_t, p = k.attention_context(qkv_t, e)                   # (D, T, N), (H, T, T, N)
+    y_tn = ctx_t.reshape(d_, -1).T @ w_out                     # (T*N, D)
+    y_tn += b_out
+    return _batch_major(y_tn, n_, t_), AttentionCache(
+        x_tn=x_tn, qkv_t=qkv_t, p=p, ctx_t=ctx_t, w_qkv=w_qkv, w_out=w_out,
+        num_heads=num_heads, causal=bool(causal), impl=impl)
 
 
 def self_attention_backward(dy: np.ndarray, cache: AttentionCache, need_dx: bool = True,
                             ) -> tuple[np.ndarray | None, tuple]:
     r"""Backward of :func:`self_attention_forward`.
 
-    Returns ``dx`` (N, T, D) (None unless ``need_dx``) and the gradients
-    ``(dw_qkv, db_qkv, dw_out, db_out)``.
+    .. math::  dW_o = C^\top dy_{tn}, \quad dC^\top = W_o\, dy_{tn}^\top, \quad
+               dW_{qkv} = x_{tn}^\top\, d[Q\;K\;V], \quad dx_{tn} = d[Q\;K\;V]\, W_{qkv}^\top
+
+    and the biases' gradients are the sums over tokens. Returns ``dx``
+    (N, T, D) (None unless ``need_dx``) and ``(dw_qkv, db_qkv, dw_out, db_out)``.
     """
-    k = IMPLS[cache.impl]
+    c = cache
     n_, t_, d_ = dy.shape
-    dctx, dw_out, db_out = dense_backward(dy.reshape(n_ * t_, d_), cache.out_cache)
-    scale = 1.0 / math.sqrt(d_ // cache.num_heads)
-    dqkv = k.attention_backward(dctx.reshape(n_, t_, d_), cache.qkv, cache.p, cache.num_heads,
-                                scale)
-    dx, dw_qkv, db_qkv = dense_backward(dqkv.reshape(n_ * t_, 3 * d_), cache.qkv_cache, need_dx)
-    return (None if dx is None else dx.reshape(n_, t_, d_)), (dw_qkv, db_qkv, dw_out, db_out)
+    dy_tn = _token_major(dy)
+    ctx_2 = c.ctx_t.reshape(d_, -1)
+    dw_out, db_out = ctx_2 @ dy_tn, dy_tn.sum(axis=0)
+    dctx_t = (c.w_out @ dy_tn.T).reshape(d_, t_, n_)
+    scale = 1.0 / math.sqrt(d_ // c.num_heads)
+    dqkv_t = IMPLS[c.impl].attention_backward(dctx_t, c.qkv_t, c.p, c.num_heads, scale, c.causal)
+    dqkv_2 = dqkv_t.reshape(3 * d_, -1)                        # (3D, T*N)
+    dw_qkv, db_qkv = c.x_tn.T @ dqkv_2.T, dqkv_2.sum(axis=1)
+    dx = _batch_major(dqkv_2.T @ c.w_qkv.T, n_, t_) if need_dx else None
+    return dx, (dw_qkv, db_qkv, dw_out, db_out)
 
 
 class MultiHeadSelfAttention(Layer):

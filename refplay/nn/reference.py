@@ -269,39 +269,57 @@ def layernorm_rows_backward(dy, xhat, rstd, scale):
 # --------------------------------------------------------------------------
 # Self-attention (attention.py)
 # --------------------------------------------------------------------------
-# Same layouts as the kernels: batched matmuls on explicit (N, H, T, dh) heads.
+# Same layouts as the kernels (batch innermost): batched float64 matmuls on
+# explicit (N, H, T, dh) heads, moved to and from the kernels' layout.
 
 
-def _heads(qkv: np.ndarray, num_heads: int) -> np.ndarray:
-    """(N, T, 3D) -> (3, N, H, T, dh): queries, keys and values split into heads."""
-    n_, t_, three_d = qkv.shape
-    dh = three_d // 3 // num_heads
-    return qkv.astype(np.float64).reshape(n_, t_, 3, num_heads, dh).transpose(2, 0, 3, 1, 4)
+def _heads(qkv_t: np.ndarray, num_heads: int) -> np.ndarray:
+    """(3D, T, N) -> (3, N, H, T, dh) float64: queries, keys and values split into heads."""
+    f3, t_, n_ = qkv_t.shape
+    dh = f3 // 3 // num_heads
+    return qkv_t.astype(np.float64).reshape(3, num_heads, dh, t_, n_).transpose(0, 4, 1, 3, 2)
 
 
-def attention_forward(qkv, num_heads, scale, causal):
-    """Twin of :func:`refplay.nn.kernels.attention_forward`: ``softmax(q k^T scale) v``."""
-    q, k, v = _heads(qkv, num_heads)
-    n_, t_ = qkv.shape[:2]
-    s = (q @ k.transpose(0, 1, 3, 2)) * scale
+def _features_first(a: np.ndarray) -> np.ndarray:
+    """(N, H, T, dh) -> (H*dh, T, N): heads back to the kernels' feature-major layout."""
+    n_, h_, t_, dh = a.shape
+    return a.transpose(1, 3, 2, 0).reshape(h_ * dh, t_, n_)
+
+
+def attention_scores(qkv_t, num_heads, scale, causal):
+    """Twin of :func:`refplay.nn.kernels.attention_scores`: ``scale * q k^T`` minus its row max."""
+    q, k, _ = _heads(qkv_t, num_heads)
+    t_ = qkv_t.shape[1]
+    s = (q @ k.transpose(0, 1, 3, 2)) * scale                      # (N, H, T, T)
     if causal:
         s = np.where(np.tril(np.ones((t_, t_), dtype=bool)), s, -np.inf)
-    e = np.exp(s - s.max(axis=-1, keepdims=True))
-    p = e / e.sum(axis=-1, keepdims=True)
-    ctx = (p @ v).transpose(0, 2, 1, 3).reshape(n_, t_, -1)
-    return ctx.astype(qkv.dtype), p.astype(qkv.dtype)
+    s = s - s.max(axis=-1, keepdims=True)
+    return s.transpose(1, 2, 3, 0).astype(qkv_t.dtype)            # (H, T, T, N)
 
 
-def attention_backward(dctx, qkv, p, num_heads, scale):
-    """Twin of :func:`refplay.nn.kernels.attention_backward`."""
-    q, k, v = _heads(qkv, num_heads)
-    n_, t_ = qkv.shape[:2]
-    p = p.astype(np.float64)
-    dc = dctx.astype(np.float64).reshape(n_, t_, num_heads, -1).transpose(0, 2, 1, 3)
+def attention_context(qkv_t, e):
+    """Twin of :func:`refplay.nn.kernels.attention_context` (``e`` normalized in place)."""
+    _, _, v = _heads(qkv_t, e.shape[0])
+    e64 = e.astype(np.float64).transpose(3, 0, 1, 2)               # (N, H, T, T)
+    p = e64 / e64.sum(axis=-1, keepdims=True)
+    e[...] = p.transpose(1, 2, 3, 0)
+    return _features_first(p @ v).astype(qkv_t.dtype), e
+
+
+def attention_backward(dctx_t, qkv_t, p, num_heads, scale, causal):
+    """Twin of :func:`refplay.nn.kernels.attention_backward`.
+
+    ``causal`` needs no handling here: masked probabilities are 0, so their
+    ``ds`` is 0 too.
+    """
+    q, k, v = _heads(qkv_t, num_heads)
+    p = p.astype(np.float64).transpose(3, 0, 1, 2)                 # (N, H, T, T)
+    d_, t_, n_ = dctx_t.shape
+    dc = dctx_t.astype(np.float64).reshape(num_heads, -1, t_, n_).transpose(3, 0, 2, 1)
     dv = p.transpose(0, 1, 3, 2) @ dc
     dp = dc @ v.transpose(0, 1, 3, 2)
     ds = p * (dp - (p * dp).sum(axis=-1, keepdims=True))
     dq = scale * (ds @ k)
     dk = scale * (ds.transpose(0, 1, 3, 2) @ q)
-    dqkv = np.stack([dq, dk, dv]).transpose(1, 3, 0, 2, 4).reshape(qkv.shape)
-    return dqkv.astype(qkv.dtype)
+    dqkv = np.concatenate([_features_first(a) for a in (dq, dk, dv)])
+    return dqkv.astype(qkv_t.dtype)
