@@ -61,29 +61,38 @@ def pytest_collection_modifyitems(config, items):
 
 
 def _long_modules_first(items) -> None:
-    """Move the modules with long end-to-end tests (marked ``slow``, or the
-    tutorials) to the front, each module's tests kept together and in order.
+    """Move the modules with long end-to-end tests (the tutorials, then those
+    marked ``slow``) to the front, each module's tests kept together and in order.
 
     Two workers finish together only if the longest tests start early: run
-    last, the tutorials (one to two minutes each) left one core idle.
+    last, the tutorials (one to two minutes each) left one core idle. The
+    tutorials go first also because some of them train studies of the shared
+    workspace that later tests only read (``tests/test_tutorials.py``).
     """
+    def is_tutorials(module) -> bool:
+        return module.__name__.endswith("test_tutorials")
+
     def is_long(module) -> bool:
-        return module.__name__.endswith("test_tutorials") or any(
+        return is_tutorials(module) or any(
             i.get_closest_marker("slow") for i in by_module[module])
 
     by_module: dict = {}
     for item in items:
         by_module.setdefault(item.module, []).append(item)
-    long_first = sorted(by_module, key=lambda m: not is_long(m))   # stable: order kept
+    long_first = sorted(by_module, key=lambda m: (not is_tutorials(m), not is_long(m)))  # stable
     items[:] = [item for module in long_first for item in by_module[module]]
+
 
 class SharedWorkspace:
     """A study workspace shared by every test (and every xdist worker) of one run.
 
     Studies are named by a hash of what they compute, so a study that one test
-    trained is only read by the next test that asks for it. Train under
-    :meth:`lock`, one name per group of studies, so that two workers never
-    train the same study at once::
+    trained is only read by the next test that asks for it. Train (and read)
+    under :meth:`lock`, one name per group of studies, so that two workers
+    never run the same study at once (the study runner refuses a second
+    driver, even one that would only read). A tutorial run as a script uses
+    the workspace through ``REFPLAY_TUTORIAL_WORKSPACE`` while its test holds
+    the locks (``tests/test_tutorials.py``)::
 
         def test_fig4(shared_workspace, tmp_path):
             with shared_workspace.lock("warmup"):

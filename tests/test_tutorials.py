@@ -3,8 +3,14 @@
 It also writes nothing loose where it runs: every file goes under
 ``runs/<tutorial>/`` (git-ignored), so running the tutorials from the
 repository root leaves no untracked file there.
+
+Tutorials 08, 09 and 11 run the same quick procedures as
+``tests/test_procedures_claims.py``: they run in the suite's shared workspace
+(``REFPLAY_TUTORIAL_WORKSPACE``) under the same locks, so each of those studies
+is trained once per run and read by the other test.
 """
 
+import contextlib
 import os
 import pathlib
 import subprocess
@@ -16,7 +22,17 @@ from refplay.latex import prose_to_text
 from refplay.tutorials import split_cells
 
 REPO = pathlib.Path(__file__).parent.parent
-TUTORIALS = sorted((REPO / "tutorials").glob("[0-9]*.py"))
+#: The locks (``shared_workspace.lock``) of the studies a tutorial shares with
+#: ``test_procedures_claims.py``: the same procedure, the same arguments.
+SHARED_STUDIES = {
+    "08_batch_size": ("batch_size_fair_comparison", "steps_to_result"),
+    "09_how_long_to_train": ("initial_max_train_steps", "two_rounds"),
+    "11_adopting_a_change": ("retrain_variance",),
+}
+# Those tutorials first: under xdist they start at once and train the shared studies
+# while the claim tests that read them wait in the queue, not on a lock.
+TUTORIALS = sorted(sorted((REPO / "tutorials").glob("[0-9]*.py")),
+                   key=lambda p: p.stem not in SHARED_STUDIES)
 
 
 def test_there_are_tutorials():
@@ -28,12 +44,18 @@ def files_under(root: pathlib.Path) -> set[str]:
 
 
 @pytest.mark.parametrize("path", TUTORIALS, ids=lambda p: p.name)
-def test_tutorial_runs_and_writes_only_under_runs(path, tmp_path):
+def test_tutorial_runs_and_writes_only_under_runs(path, tmp_path, shared_workspace):
     # The working directory stands in for the repository root a user runs it from.
-    env = {k: v for k, v in os.environ.items() if k != "REFPLAY_OUT"}
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("REFPLAY_OUT", "REFPLAY_TUTORIAL_WORKSPACE")}
     env.update(MPLBACKEND="Agg", REFPLAY_TUTORIAL_QUICK="1")
-    proc = subprocess.run([sys.executable, str(path)], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=900)
+    with contextlib.ExitStack() as held:
+        if path.stem in SHARED_STUDIES:
+            env["REFPLAY_TUTORIAL_WORKSPACE"] = str(shared_workspace.path)
+            for name in sorted(SHARED_STUDIES[path.stem]):   # one order: no deadlock
+                held.enter_context(shared_workspace.lock(name))
+        proc = subprocess.run([sys.executable, str(path)], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     litter = sorted(f for f in files_under(tmp_path)
                     if not f.startswith(f"runs{os.sep}{path.stem}{os.sep}"))

@@ -39,6 +39,7 @@
 import math
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 
@@ -51,8 +52,13 @@ lesson()  # as a script: print the prose between the cells (in a notebook: nothi
 
 QUICK = os.environ.get("REFPLAY_TUTORIAL_QUICK") == "1"
 OUT = io.output_dir("08_batch_size")
-WORKSPACE = OUT / "workspace"
-shutil.rmtree(WORKSPACE, ignore_errors=True)   # start from scratch on every run
+# A fresh workspace on every run, unless REFPLAY_TUTORIAL_WORKSPACE names one to reuse:
+# the studies already finished there are read, not trained again (the test suite
+# points it at the workspace its procedure tests share).
+REUSE = os.environ.get("REFPLAY_TUTORIAL_WORKSPACE")
+WORKSPACE = Path(REUSE) if REUSE else OUT / "workspace"
+if not REUSE:
+    shutil.rmtree(WORKSPACE, ignore_errors=True)   # start from scratch on every run
 RUN = dict(quick=QUICK, workers=0, workspace=WORKSPACE)
 
 

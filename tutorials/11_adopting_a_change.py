@@ -43,6 +43,7 @@ import contextlib
 import io as stdio
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 
@@ -57,8 +58,13 @@ QUICK = os.environ.get("REFPLAY_TUTORIAL_QUICK") == "1"
 SIZE = dict(quick=True) if QUICK else dict(workload="mnist1d_mlp", n_seeds=8,
                                             max_train_steps=1_000)
 OUT = io.output_dir("11_adopting_a_change")
-WORKSPACE = OUT / "workspace"
-shutil.rmtree(WORKSPACE, ignore_errors=True)   # start from scratch on every run
+# A fresh workspace on every run, unless REFPLAY_TUTORIAL_WORKSPACE names one to reuse:
+# the studies already finished there are read, not trained again (the test suite
+# points it at the workspace its procedure tests share).
+REUSE = os.environ.get("REFPLAY_TUTORIAL_WORKSPACE")
+WORKSPACE = Path(REUSE) if REUSE else OUT / "workspace"
+if not REUSE:
+    shutil.rmtree(WORKSPACE, ignore_errors=True)   # start from scratch on every run
 RUN = dict(workers=0, workspace=WORKSPACE)
 METRIC = "validation/error_rate"
 
