@@ -167,6 +167,27 @@ def test_dense_bias_and_relu_kernels_match_twins(relu, dtype):
     assert _rel(db, db_ref) <= 1e-12                         # both accumulate in float64
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_gelu_kernels_match_twins(dtype):
+    rng = np.random.default_rng(9)
+    z = (2.0 * rng.standard_normal((7, 5))).astype(dtype)
+    b = rng.standard_normal(5).astype(dtype)
+    z_k, z_r = z.copy(), z.copy()
+    u, u_ref = kernels.gelu_bias_arg(z_k, b), reference.gelu_bias_arg(z_r, b)
+    np.testing.assert_array_equal(z_k, z_r)                 # z + b in place, rounded alike
+    assert u.dtype == dtype and _rel(u, u_ref) <= TOL[dtype]
+    t = np.tanh(u_ref)
+    a, a_ref = kernels.gelu_output(z_k, t), reference.gelu_output(z_r, t)
+    assert a.dtype == dtype and _rel(a, a_ref) <= TOL[dtype]
+    da = rng.standard_normal(z.shape).astype(dtype)
+    (dz, db), (dz_ref, db_ref) = kernels.gelu_grad(da, z_k, t), reference.gelu_grad(da, z_r, t)
+    assert dz.dtype == dtype and db.dtype == np.float64
+    assert _rel(dz, dz_ref) <= TOL[dtype] and _rel(db, db_ref) <= TOL[dtype]
+    z_nan = z.copy()
+    z_nan[0, 0] = np.nan                                   # a diverging model must not look finite
+    assert np.isnan(kernels.gelu_bias_arg(z_nan, b)[0, 0])
+
+
 def _pool_geometries(seed: int, n: int):
     rng = np.random.default_rng(seed)
     out = []

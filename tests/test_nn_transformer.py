@@ -25,9 +25,14 @@ def test_gelu_equals_its_formula_in_float64(dtype):
     dudz = c * (1.0 + 3.0 * 0.044715 * z64 ** 2)
     a, t_kept = gelu_forward(z)
     assert a.dtype == dtype and _rel(a, 0.5 * z64 * (1.0 + t)) <= TOL[dtype]
-    dz = gelu_backward(da, z, t_kept)
+    dz, db = gelu_backward(da, z, t_kept)
     want = da * (0.5 * (1.0 + t) + 0.5 * z64 * (1.0 - t * t) * dudz)
     assert dz.dtype == dtype and _rel(dz, want) <= TOL[dtype]
+    assert db.dtype == np.float64 and _rel(db, want.sum(axis=0)) <= TOL[dtype]
+    b = rng.standard_normal(7).astype(dtype)                      # the fused bias of a Dense
+    zb = z.copy()
+    a_b, _ = gelu_forward(zb, b)
+    assert _rel(zb, z64 + b) <= TOL[dtype] and _rel(a_b, gelu_forward(z + b)[0]) <= TOL[dtype]
 
 
 def test_token_layernorm_is_the_existing_layernorm_on_the_token_matrix():

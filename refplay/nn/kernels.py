@@ -317,6 +317,66 @@ def dense_relu_grad(dout, a, relu):
     return dz, db
 
 
+# GELU, tanh form: a = 0.5 z (1 + tanh u), u = sqrt(2/pi) (z + 0.044715 z^3).
+# The tanh itself is left to numpy (its SIMD tanh is ~10x a Numba loop's); the
+# passes around it are fused here, computed in float64 and stored in the dtype
+# of ``z``. Measured on the Transformer's (1100, 64) float32 MLP activations:
+# 2x faster forward, 5x backward than numpy's in-place passes.
+_GELU_C = 0.7978845608028654      # sqrt(2 / pi)
+_GELU_A = 0.044715
+
+
+@njit(cache=True)
+def gelu_bias_arg(z, b):
+    """``z`` (N, K) += bias ``b`` (K,) in place; returns ``u = sqrt(2/pi) (z + 0.044715 z^3)``."""
+    n_, k_ = z.shape
+    u = np.empty_like(z)
+    for n in range(n_):
+        zr, ur = z[n], u[n]
+        for k in range(k_):
+            v = np.float64(zr[k]) + b[k]
+            zr[k] = v
+            v = np.float64(zr[k])               # the stored z, as the backward pass sees it
+            ur[k] = _GELU_C * (v + _GELU_A * v * v * v)
+    return u
+
+
+@njit(cache=True)
+def gelu_output(z, t):
+    """``a = 0.5 z (1 + t)`` with ``t = tanh u`` (N, K)."""
+    n_, k_ = z.shape
+    a = np.empty_like(z)
+    for n in range(n_):
+        zr, tr, ar = z[n], t[n], a[n]
+        for k in range(k_):
+            ar[k] = 0.5 * np.float64(zr[k]) * (1.0 + np.float64(tr[k]))
+    return a
+
+
+@njit(cache=True)
+def gelu_grad(da, z, t):
+    """Back through GELU, and the bias gradient, in one pass::
+
+        dz = da * (0.5 (1 + t) + 0.5 z (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 z^2))
+        db = sum_n dz_n
+
+    ``da``, ``z``, ``t`` (N, K). Returns ``dz`` in the dtype of ``da`` and
+    ``db`` (K,) accumulated in float64.
+    """
+    n_, k_ = da.shape
+    dz = np.empty_like(da)
+    db = np.zeros(k_)
+    for n in range(n_):
+        dar, zr, tr, dzr = da[n], z[n], t[n], dz[n]
+        for k in range(k_):
+            v, th = np.float64(zr[k]), np.float64(tr[k])
+            dudz = _GELU_C * (1.0 + 3.0 * _GELU_A * v * v)
+            g = np.float64(dar[k]) * (0.5 * (1.0 + th) + 0.5 * v * (1.0 - th * th) * dudz)
+            dzr[k] = g
+            db[k] += dzr[k]
+    return dz, db
+
+
 @njit(cache=True)
 def _window_offsets(kh, kw, row_len):
     """Flat offsets ``i*row_len + j`` of a (kh, kw) window, row-major.

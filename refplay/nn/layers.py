@@ -142,10 +142,6 @@ def _positive_int(name: str, value) -> int:
 
 ACTIVATIONS = ("identity", "relu", "tanh", "gelu")
 
-_GELU_C = math.sqrt(2.0 / math.pi)
-_GELU_A = 0.044715
-
-
 def activation_forward(z: np.ndarray, activation: str) -> tuple[np.ndarray, tuple]:
     r"""Apply an activation elementwise; returns ``(a, cache)``.
 
@@ -188,42 +184,38 @@ def activation_backward(da: np.ndarray, cache: tuple) -> np.ndarray:
     if kind == "tanh":
         return da * (1.0 - saved * saved)
     z, t = saved
-    return gelu_backward(da, z, t)
+    return gelu_backward(da, z, t)[0]
 
 
-def gelu_forward(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def gelu_forward(z: np.ndarray, b: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     r"""GELU, tanh form (Hendrycks & Gimpel 2016): :math:`a = \tfrac12 z (1 + t)`,
-    :math:`t = \tanh\big(\sqrt{2/\pi}\,(z + 0.044715 z^3)\big)`. Returns ``(a, t)``.
+    :math:`t = \tanh u`, :math:`u = \sqrt{2/\pi}\,(z + 0.044715 z^3)`. Returns ``(a, t)``.
 
-    :math:`z^3` is ``z * z * z``, not ``z ** 3``: numpy's float32 power is a
-    scalar ``pow`` call, measured 200x slower than two multiplications on a
-    (1100, 64) array. In-place numpy passes: numpy's ``tanh`` is vectorized
-    where a Numba loop's is not (10x).
+    With a bias ``b`` (K,), ``z`` (N, K) first becomes :math:`z + b` in place
+    (the fused Dense path). Two Numba passes around numpy's SIMD ``tanh``
+    (:func:`refplay.nn.kernels.gelu_bias_arg`, ``gelu_output``); :math:`z^3`
+    is ``z * z * z`` (numpy's float32 ``z ** 3`` is a scalar ``pow`` call,
+    measured 200x slower).
     """
-    t = z * z
-    t *= _GELU_A
-    t += 1.0
-    t *= z
-    t *= _GELU_C
+    z2 = z.reshape(-1, z.shape[-1]) if z.ndim != 2 else z
+    bias = b if b is not None else np.zeros(z2.shape[1], z.dtype)
+    t = kernels.gelu_bias_arg(z2, bias)
     np.tanh(t, out=t)
-    a = t + 1.0
-    a *= z
-    a *= 0.5
-    return a, t
+    return kernels.gelu_output(z2, t).reshape(z.shape), t.reshape(z.shape)
 
 
-def gelu_backward(da: np.ndarray, z: np.ndarray, t: np.ndarray) -> np.ndarray:
+def gelu_backward(da: np.ndarray, z: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     r""":math:`dz = da \big(\tfrac12 (1 + t) + \tfrac12 z (1 - t^2)\, u'\big)`,
-    :math:`u' = \sqrt{2/\pi}\,(1 + 3 \cdot 0.044715\, z^2)`, with ``t`` from :func:`gelu_forward`."""
-    du = z * z
-    du *= 3.0 * _GELU_A * _GELU_C
-    du += _GELU_C
-    du *= z
-    du *= 1.0 - t * t
-    du += 1.0 + t
-    du *= 0.5
-    du *= da
-    return du
+    :math:`u' = \sqrt{2/\pi}\,(1 + 3 \cdot 0.044715\, z^2)`, with ``t`` from :func:`gelu_forward`.
+
+    Returns ``dz`` and :math:`\sum_n dz_n` over all but the last axis (the
+    bias gradient of a fused Dense, float64): one Numba pass
+    (:func:`refplay.nn.kernels.gelu_grad`).
+    """
+    k = z.shape[-1]
+    dz, db = kernels.gelu_grad(np.ascontiguousarray(da).reshape(-1, k), z.reshape(-1, k),
+                               t.reshape(-1, k))
+    return dz.reshape(z.shape), db
 
 
 def _check_activation(activation: str) -> str:
@@ -240,7 +232,8 @@ def dense_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None,
 
     Shapes: ``x`` (N, in_dim), ``w`` (in_dim, out_dim), ``b`` (out_dim,) or None -> (N, out_dim).
     For identity and ReLU the bias and the activation are one Numba pass over
-    ``z`` (:func:`refplay.nn.kernels.dense_bias_act`).
+    ``z`` (:func:`refplay.nn.kernels.dense_bias_act`); for GELU the bias joins
+    :func:`gelu_forward`'s first pass.
     """
     z = x @ w                  # BLAS GEMM; z is a fresh array we may overwrite
     if activation in ("identity", "relu"):
@@ -249,6 +242,9 @@ def dense_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None,
             kernels.dense_bias_act(z, b if b is not None else np.zeros(z.shape[1], z.dtype), relu)
         act_cache = ("relu", z) if relu else ("identity", None)
         return z, (x, w, b is not None, act_cache)
+    if activation == "gelu":                       # bias fused into the GELU passes
+        a, t = gelu_forward(z, b)
+        return a, (x, w, b is not None, ("gelu", (z, t)))
     if b is not None:
         z += b
     a, act_cache = activation_forward(z, activation)
@@ -262,14 +258,17 @@ def dense_backward(dout: np.ndarray, cache: tuple, need_dx: bool = True,
     :math:`dz = \phi'(z) \odot da`, :math:`dx = dz W^\top`, :math:`dW = x^\top dz`,
     :math:`db = \sum_n dz_n`. Shapes: ``dout`` (N, out_dim) -> dx (N, in_dim)
     (None unless ``need_dx``), dw (in_dim, out_dim), db (out_dim,) or None.
-    For identity and ReLU, :math:`dz` and :math:`db` come from one Numba pass
-    (:func:`refplay.nn.kernels.dense_relu_grad`).
+    For identity, ReLU and GELU, :math:`dz` and :math:`db` come from one Numba
+    pass (:func:`refplay.nn.kernels.dense_relu_grad`, :func:`gelu_backward`).
     """
     x, w, has_bias, act_cache = cache
     kind, saved = act_cache
     if kind in ("identity", "relu"):
         relu = kind == "relu"
         dz, db = kernels.dense_relu_grad(dout, saved if relu else dout, relu)
+        db = db.astype(w.dtype) if has_bias else None
+    elif kind == "gelu":
+        dz, db = gelu_backward(dout, *saved)
         db = db.astype(w.dtype) if has_bias else None
     else:
         dz = activation_backward(dout, act_cache)

@@ -82,6 +82,31 @@ def dense_relu_grad(dout, a, relu):
     return dz, dz.sum(axis=0, dtype=np.float64)
 
 
+_GELU_C = np.sqrt(2.0 / np.pi)
+_GELU_A = 0.044715
+
+
+def gelu_bias_arg(z, b):
+    """Twin of :func:`refplay.nn.kernels.gelu_bias_arg` (``z`` updated in place)."""
+    z += b
+    z64 = z.astype(np.float64)
+    return (_GELU_C * (z64 + _GELU_A * z64 ** 3)).astype(z.dtype)
+
+
+def gelu_output(z, t):
+    """Twin of :func:`refplay.nn.kernels.gelu_output`."""
+    return (0.5 * z.astype(np.float64) * (1.0 + t.astype(np.float64))).astype(z.dtype)
+
+
+def gelu_grad(da, z, t):
+    """Twin of :func:`refplay.nn.kernels.gelu_grad`."""
+    z64, t64 = z.astype(np.float64), t.astype(np.float64)
+    dudz = _GELU_C * (1.0 + 3.0 * _GELU_A * z64 ** 2)
+    dz = (da.astype(np.float64) * (0.5 * (1.0 + t64) + 0.5 * z64 * (1.0 - t64 ** 2) * dudz))
+    dz = dz.astype(da.dtype)
+    return dz, dz.sum(axis=0, dtype=np.float64)
+
+
 def conv2d_direct(x, w, b, stride, padding):
     r"""The convolution straight from its definition (no im2col): the layer's independent oracle.
 
