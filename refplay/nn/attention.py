@@ -128,7 +128,9 @@ def self_attention_backward(dy: np.ndarray, cache: AttentionCache, need_dx: bool
     scale = 1.0 / math.sqrt(d_ // c.num_heads)
     dqkv_t = IMPLS[c.impl].attention_backward(dctx_t, c.qkv_t, c.p, c.num_heads, scale, c.causal)
     dqkv_2 = dqkv_t.reshape(3 * d_, -1)                        # (3D, T*N)
-    dw_qkv, db_qkv = c.x_tn.T @ dqkv_2.T, dqkv_2.sum(axis=1)
+    # (dQKV^T x_tn)^T, not x_tn^T dQKV: BLAS is 1.6x slower with both operands transposed.
+    dw_qkv = np.ascontiguousarray((dqkv_2 @ c.x_tn).T)
+    db_qkv = dqkv_2.sum(axis=1)
     dx = _batch_major(dqkv_2.T @ c.w_qkv.T, n_, t_) if need_dx else None
     return dx, (dw_qkv, db_qkv, dw_out, db_out)
 
