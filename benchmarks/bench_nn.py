@@ -10,6 +10,11 @@
 * ``test_layer``: forward + backward of one convolution or pooling layer on
   the Numba kernels (``impl="numba"``) and on their numpy twins
   (``impl="numpy"``); the ratio of the two medians is the kernels' speed-up.
+* ``test_transformer_step``: one Adam step of ``models.vit1d`` at batch 100
+  (the ``mnist1d_transformer`` workload; Post-LN and Pre-LN, depth 4 and 6).
+* ``test_resnet_layernorm_step``: one SGD step of the MNIST-1D ResNet with
+  LayerNorm after each residual sum (``mnist1d_resnet`` with ``norm="layer"``,
+  ``norm_placement="post"``, channels 8/16/32), batch 100.
 
 For refplay vs torch side by side (ratios, 1 and 2 threads) run
 ``benchmarks/compare_torch.py``.
@@ -28,7 +33,12 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
-from compare_torch import KERNEL_CASES, STEP_CASES, RefplayStep, train_flops  # noqa: E402
+from compare_torch import (KERNEL_CASES, STEP_CASES, TRANSFORMER_CASES, AdamStep,  # noqa: E402
+                           RefplayStep, train_flops)
+
+from refplay import optim  # noqa: E402
+from refplay.data import Batch  # noqa: E402
+from refplay.nn import models  # noqa: E402
 
 from refplay.threads import keep_freed_memory, pin_threads  # noqa: E402
 
@@ -62,3 +72,32 @@ def test_layer(benchmark, case, impl):
     step()
     _, grads = benchmark.pedantic(step, rounds=30, warmup_rounds=3)
     assert all(np.isfinite(g).all() for g in grads.values())
+
+
+@pytest.mark.parametrize("label,hparams", TRANSFORMER_CASES,
+                         ids=[label.replace("  ", " ").replace(" ", "-") for label, _ in TRANSFORMER_CASES])
+def test_transformer_step(benchmark, label, hparams):
+    pin_threads(1)
+    step = AdamStep(None, hparams, 100, "refplay")
+    step()                                           # compile / load the kernels
+    loss = benchmark.pedantic(step, rounds=30, warmup_rounds=3)
+    assert np.isfinite(loss)
+
+
+def test_resnet_layernorm_step(benchmark):
+    pin_threads(1)
+    rng = np.random.default_rng(0)
+    model = models.resnet1d(40, 10, channels=[8, 16, 32], norm="layer", norm_placement="post")
+    params, state = model.init_params(rng, np.float32)
+    batch = Batch(rng.standard_normal((100, 40), dtype=np.float32), rng.integers(0, 10, 100),
+                  np.ones(100))
+    opt = optim.sgd()
+    box = [params, opt.init(params)]
+
+    def step():
+        loss, grads, _, _ = model.loss_and_grads(box[0], state, batch, None)
+        box[0], box[1] = opt.update(box[0], grads, box[1], 0.01)
+        return loss
+
+    step()
+    assert np.isfinite(benchmark.pedantic(step, rounds=30, warmup_rounds=3))

@@ -414,6 +414,7 @@ TRANSFORMER_CASES = [
     ("post d4 w32", {"norm_placement": "post", "depth": 4, "width": 32}),
     ("pre  d4 w32", {"norm_placement": "pre", "depth": 4, "width": 32}),
     ("post d6 w32", {"norm_placement": "post", "depth": 6, "width": 32}),
+    ("pre  d6 w32", {"norm_placement": "pre", "depth": 6, "width": 32}),
     ("pre  d4 w64", {"norm_placement": "pre", "depth": 4, "width": 64}),
 ]
 

@@ -40,6 +40,17 @@ def test_attention_kernels_equal_their_twins(dtype, causal, n, t, heads, dh):
     assert dqkv.dtype == dtype and _rel(dqkv, dqkv_ref) <= TOL[dtype] * 10
 
 
+@pytest.mark.parametrize("causal", [False, True])
+def test_a_nan_in_the_input_reaches_the_output_and_the_gradient(causal):
+    # A diverging trial must look diverged: no NaN may vanish inside the softmax.
+    layer, params, x, dy = _layer_case(causal)
+    x[1, 0, 2] = np.nan
+    y, cache = layer.forward(params, x)
+    dx, grads = layer.backward(params, dy, cache)
+    assert np.isnan(y[1]).any() and np.isfinite(y[0]).all()
+    assert np.isnan(dx[1]).any() and np.isnan(grads["attn/qkv/w"]).any()
+
+
 def _layer_case(causal, seed=0):
     layer = MultiHeadSelfAttention(6, 3, causal=causal, name="attn")
     rng = np.random.default_rng(seed)
