@@ -66,7 +66,7 @@ class Case(NamedTuple):
 
 def cases() -> list[Case]:
     """The trials behind the figures, at their full (not ``--quick``) sizes."""
-    warm, clip = unstable.WARMUP, unstable.CLIPPING
+    warm, clip, vit = unstable.WARMUP, unstable.CLIPPING, unstable.TRANSFORMER_WARMUP
     return [
         Case("fig1  CNN, Adam", "mnist1d_cnn", {},
              {"optimizer": "adam", "lr": 0.03, "schedule": "cosine", "warmup_steps": 50},
@@ -84,6 +84,9 @@ def cases() -> list[Case]:
         Case("fig9  residual MLP", clip.workload, dict(clip.workload_options),
              clip.config("stable", 0.04),
              TrialSettings(max_train_steps=clip.max_train_steps, eval_every=50, keep_best=0)),
+        Case("figs4-8 ViT post-LN", vit.workload, dict(vit.workload_options),
+             vit.config("unstable", vit.measured["lr_star"][0]),
+             TrialSettings(max_train_steps=vit.max_train_steps, eval_every=50, keep_best=0)),
     ]
 
 
@@ -168,6 +171,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a quarter of each step budget")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--only", default="",
+                        help="run only the workloads whose label contains this text, e.g. ViT")
     args = parser.parse_args()
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; "
           f"medians of {args.repeats} trial(s); shares in % of the trial's wall time")
@@ -175,7 +180,7 @@ def main() -> None:
     print(f"{'workload':22s}{'steps':>6s}{'eval':>6s}{'wall s':>8s}{'ms/step':>8s}{header}"
           f"{'outside':>9s}")
     worst = 0.0
-    for case in cases():
+    for case in [c for c in cases() if args.only in c.label]:
         steps = case.settings.max_train_steps // (4 if args.quick else 1)
         measure(case, max_train_steps=2)      # compile the Numba kernels, build the data
         runs = [measure(case, steps) for _ in range(args.repeats)]

@@ -4,6 +4,18 @@ Every file refplay writes goes to a temporary file in the same directory and
 is moved into place with ``os.replace``, so a crash never leaves a half-written
 file behind (DESIGN.md principle 6).
 
+Two promises, two costs. A *durable* write (the default) also flushes the
+file to the disk (``fsync``) before the rename, so it survives a power loss
+or an OS crash: the file holds the old or the new bytes, never a mix. With
+``durable=False`` the bytes stay in the OS's page cache until the OS writes
+them back: still safe against a killed process (kill -9, out of memory, a
+crash of Python), since the OS keeps what the process wrote, but after a
+power loss the file may be missing, empty or stale. Checkpoints take that
+trade (:mod:`refplay.train.checkpoints`): they are written at every
+evaluation, an fsync costs milliseconds (two disk flushes on ext4, the
+file's and the rename's), and a damaged checkpoint is detected and skipped
+on resume. :func:`sync` makes such files durable later, in one go.
+
 Files get the permissions ``open()`` would give them (``0o666`` less the
 process's umask), so results are readable by the group like the study
 database: ``tempfile.mkstemp`` alone would leave every file at ``0o600``.
@@ -68,7 +80,7 @@ def output_dir(name: str, root: str | os.PathLike | None = None) -> Path:
     return path
 
 
-def _atomic_write_bytes(path: Path, write) -> Path:
+def _atomic_write_bytes(path: Path, write, durable: bool = True) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -77,7 +89,8 @@ def _atomic_write_bytes(path: Path, write) -> Path:
             os.fchmod(f.fileno(), 0o666 & ~current_umask())   # mkstemp's 0o600 -> open()'s mode
             write(f)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -86,13 +99,47 @@ def _atomic_write_bytes(path: Path, write) -> Path:
     return path
 
 
-def save_npz(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> Path:
-    """Write ``arrays`` to ``path`` (``.npz``) atomically. Object arrays are refused."""
+def save_npz(path: str | os.PathLike, arrays: Mapping[str, np.ndarray], *,
+             durable: bool = True) -> Path:
+    """Write ``arrays`` to ``path`` (``.npz``) atomically. Object arrays are refused.
+
+    ``durable=False`` skips the fsync: safe against a killed process, not
+    against a power loss (see the module docstring).
+    """
+    plain = {}
     for k, v in arrays.items():
-        if np.asarray(v).dtype == object:
+        a = np.asarray(v)
+        if a.dtype == object:
             raise TypeError(f"array {k!r} has dtype object; only numeric/bool/str arrays are saved")
-    plain = {k: np.asarray(v) for k, v in arrays.items()}
-    return _atomic_write_bytes(Path(path), lambda f: np.savez(f, **plain))
+        plain[k] = a
+    return _atomic_write_bytes(Path(path), lambda f: np.savez(f, **plain), durable)
+
+
+def sync(paths) -> None:
+    """Flush ``paths`` (files written with ``durable=False``) and their folders to the disk.
+
+    After it returns, the files and their names survive a power loss, as if
+    they had been written durably. Missing files are skipped.
+    """
+    folders = set()
+    for path in map(Path, paths):
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            continue
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        folders.add(path.parent)
+    for folder in folders:          # the renames live in the folder's entries
+        # Not every OS can open a folder (Windows): there the rename is the file system's job.
+        with contextlib.suppress(OSError):
+            fd = os.open(folder, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
 
 def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -112,6 +159,9 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
     return _atomic_write_bytes(Path(path), lambda f: f.write(text.encode()))
 
 
-def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` atomically (figures: a PNG is never seen half-written)."""
-    return _atomic_write_bytes(Path(path), lambda f: f.write(data))
+def write_bytes(path: str | os.PathLike, data: bytes, *, durable: bool = True) -> Path:
+    """Write ``data`` atomically (figures: a PNG is never seen half-written).
+
+    ``durable=False`` skips the fsync, as for :func:`save_npz`.
+    """
+    return _atomic_write_bytes(Path(path), lambda f: f.write(data), durable)

@@ -127,32 +127,50 @@ class Optimizer:
         return OptState(step=0, slots={s: tree_lib.full_like(params, v0) for s, v0 in self.slots})
 
     def update(self, params: Mapping[str, np.ndarray], grads: Mapping[str, np.ndarray],
-               state: OptState, lr: float) -> tuple[Tree, OptState]:
-        """One step with learning rate ``lr`` (:math:`\\eta_t`; finite and ≥ 0)."""
-        lr = _validate.real("lr", lr, low=0.0)
-        params = tree_lib.check_floating(params, "params")
-        grads = tree_lib.check_floating(grads, "grads")
-        tree_lib.check_same_structure(params, grads)
-        grads = {k: g.astype(params[k].dtype, copy=False) for k, g in grads.items()}
-        self._check_state(params, state)
+               state: OptState, lr: float, *, check: bool = True) -> tuple[Tree, OptState]:
+        """One step with learning rate ``lr`` (:math:`\\eta_t`; finite and ≥ 0).
+
+        ``check=True`` (the default) validates every input: ``params`` and
+        ``grads`` floating-point trees of the same keys and shapes, ``state``
+        this optimizer's state for ``params`` (slots, step, dtypes), ``lr``.
+        ``check=False`` skips that and only computes: for a training loop whose
+        first update checked the same trees, which keep their keys, shapes and
+        dtypes from step to step. The arithmetic is the same, bitwise; the
+        checks are a sizeable share of an update of a small model.
+        """
+        if check:
+            params, grads, lr = self.check_inputs(params, grads, state, lr)
+        else:
+            lr = float(lr)      # a NumPy scalar would not be "weak": it could promote float32
         wd = self.hparams["weight_decay"]
         decoupled = self.hparams["weight_decay_mode"] == "decoupled"
         names = [s for s, _ in self.slots]
+        slots, t, rule = state.slots, state.step, self.rule
 
         new_params: Tree = {}
         new_slots: dict[str, Tree] = {s: {} for s in names}
         for k, theta in params.items():
-            g = grads[k]
+            g = grads[k].astype(theta.dtype, copy=False)   # gradients take their parameter's dtype
             if wd and not decoupled:
                 g = g + wd * theta                       # L2: the rule sees ∇l(θ_t) + λθ_t
-            theta_new, *slot_values = self.rule(theta, g, *(state.slots[s][k] for s in names),
-                                                lr=lr, t=state.step)
+            theta_new, *slot_values = rule(theta, g, *[slots[s][k] for s in names], lr=lr, t=t)
             if wd and decoupled:
                 theta_new = theta_new - (lr * wd) * theta  # decoupled: − η_t λ θ_t
             new_params[k] = theta_new
             for s, value in zip(names, slot_values):
                 new_slots[s][k] = value
-        return new_params, OptState(state.step + 1, new_slots)
+        return new_params, OptState(t + 1, new_slots)
+
+    def check_inputs(self, params: Mapping[str, np.ndarray], grads: Mapping[str, np.ndarray],
+                     state: OptState, lr: float) -> tuple[Tree, Tree, float]:
+        """The checks of :meth:`update`: ``(params, grads, lr)`` as arrays and a float, or
+        ``TypeError``/``ValueError`` naming the input that does not fit."""
+        lr = _validate.real("lr", lr, low=0.0)
+        params = tree_lib.check_floating(params, "params")
+        grads = tree_lib.check_floating(grads, "grads")
+        tree_lib.check_same_structure(params, grads)
+        self._check_state(params, state)
+        return params, grads, lr
 
     def _check_state(self, params: Tree, state: OptState) -> None:
         if not isinstance(state, OptState):

@@ -97,6 +97,50 @@ def test_object_arrays_are_refused_by_name(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+@pytest.fixture
+def fsyncs(monkeypatch):
+    """Count the calls of os.fsync (still flushing for real)."""
+    calls = []
+    real = os.fsync
+
+    def counting(fd):
+        calls.append(fd)
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", counting)
+    return calls
+
+
+def test_durable_writes_fsync_and_non_durable_ones_write_the_same_bytes_without(tmp_path,
+                                                                                 fsyncs):
+    arrays = {"w": np.linspace(0, 1, 5, dtype=np.float32), "step": np.int64(7)}
+    io.save_npz(tmp_path / "durable.npz", arrays)
+    assert len(fsyncs) == 1
+    io.save_npz(tmp_path / "fast.npz", arrays, durable=False)
+    io.write_bytes(tmp_path / "fast.bin", b"abc", durable=False)
+    assert len(fsyncs) == 1
+    assert (tmp_path / "fast.npz").read_bytes() == (tmp_path / "durable.npz").read_bytes()
+    assert (tmp_path / "fast.bin").read_bytes() == b"abc"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["durable.npz", "fast.bin", "fast.npz"]
+
+
+def test_sync_flushes_each_file_and_its_folder_once_and_skips_missing_ones(tmp_path, fsyncs):
+    a = io.save_npz(tmp_path / "a.npz", {"x": np.arange(3)}, durable=False)
+    b = io.write_bytes(tmp_path / "b.bin", b"b", durable=False)
+    io.sync([a, b, tmp_path / "never_written.npz"])
+    assert len(fsyncs) == 3                          # two files and their one folder
+
+
+def test_a_failed_non_durable_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch):
+    path = io.save_npz(tmp_path / "a.npz", {"x": np.arange(3)}, durable=False)
+    monkeypatch.setattr(os, "replace", lambda src, dst: (_ for _ in ()).throw(OSError("full")))
+    with pytest.raises(OSError, match="full"):
+        io.save_npz(path, {"x": np.arange(4)}, durable=False)
+    monkeypatch.undo()
+    assert io.load_npz(path)["x"].tolist() == [0, 1, 2]
+    assert [p.name for p in tmp_path.iterdir()] == ["a.npz"]
+
+
 # ------------------------------------------------------------------ output folders
 def test_output_dir_defaults_to_runs_under_the_working_directory(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

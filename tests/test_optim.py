@@ -323,6 +323,41 @@ def test_update_is_pure():
     assert state.step == 0 and new_state.step == 1
 
 
+@pytest.mark.parametrize("name", sorted(optim.RULES))
+@pytest.mark.parametrize("wd_mode", [None, "l2", "decoupled"])
+def test_update_without_checks_computes_bitwise_the_same(name, wd_mode):
+    """``check=False`` (the training loop after its first update) skips only the checks."""
+    opt = _optimizer(name, wd_mode)
+    rng = np.random.default_rng(7)
+    params = {"dense/w": rng.standard_normal((4, 3)).astype(np.float32),
+              "dense/b": rng.standard_normal(3).astype(np.float32)}
+    checked = (params, opt.init(params))
+    fast = (params, opt.init(params))
+    for step, lr in enumerate([0.1, 0.03, np.float64(0.2), 0.05]):
+        grads = _grads_like(params, seed=step)
+        checked = opt.update(*checked[:1], grads, checked[1], lr)
+        fast = opt.update(*fast[:1], grads, fast[1], lr, check=step == 0)
+        params = checked[0]
+        for k in params:
+            assert checked[0][k].dtype == fast[0][k].dtype == np.float32   # a NumPy lr too
+            assert checked[0][k].tobytes() == fast[0][k].tobytes(), (name, step, k)
+            for slot in checked[1].slots:
+                assert checked[1].slots[slot][k].tobytes() == fast[1].slots[slot][k].tobytes()
+        assert checked[1].step == fast[1].step == step + 1
+
+
+def test_check_inputs_is_the_boundary_of_update():
+    opt = optim.adam()
+    params = _params()
+    state = opt.init(params)
+    with pytest.raises(ValueError, match="lr"):
+        opt.check_inputs(params, _grads(params), state, -1.0)
+    with pytest.raises(ValueError, match="missing"):
+        opt.check_inputs(params, {"w": _grads(params)["w"]}, state, 0.1)
+    checked_params, grads, lr = opt.check_inputs(params, _grads(params), state, 0.1)
+    assert type(lr) is float and checked_params.keys() == grads.keys() == params.keys()
+
+
 # ============================================================ property tests
 RULE_NAMES = sorted(optim.RULES)
 SETTINGS = settings(max_examples=25, deadline=None,

@@ -8,6 +8,7 @@ get a short smoke run each at the end.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
@@ -28,8 +29,12 @@ from refplay.data.splits import stratified_subset
 from refplay.data.synthetic import blobs
 from refplay.train import (WORKLOADS, TrialResult, Workload, divergence_reason, eval_steps,
                            evaluate, get_workload, run_trial)
+from refplay.nn.layers import Dense, Layer
+from refplay.nn.models import Model
+from refplay.nn.residual import Sequential
 from refplay.train import checkpoints as ckpt
-from refplay.train import seeds
+from refplay.train import loop, seeds
+from refplay.train.config import parse_config
 from tests.helpers import optional_import
 
 REPO = Path(__file__).resolve().parents[1]
@@ -398,9 +403,9 @@ ckpt_dir, out_dir, mode, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv
 wl = tiny_workload(dropout=0.2, kill_at_call=n if mode == "step" else None)
 if mode == "save":          # die inside the n-th checkpoint write, after it landed
     real, calls = io.save_npz, [0]
-    def dying_save(path, arrays):
+    def dying_save(path, arrays, **options):
         calls[0] += 1
-        out = real(path, arrays)
+        out = real(path, arrays, **options)
         if calls[0] == n:
             os.kill(os.getpid(), signal.SIGKILL)
         return out
@@ -645,6 +650,60 @@ def test_float64_workloads_train_in_float64_and_float32_stays_float32(tmp_path):
         assert any(k.startswith("ema/") for k in floats)
         assert any(k.startswith("opt/") for k in floats)
         assert set(floats.values()) == {dtype}, floats
+
+
+# ------------------------------------------------------------ per-step costs, same results
+class _DrawingLayer(Layer):
+    """A layer refplay does not define: it might draw, so the model gets a generator."""
+
+    name = "mine"
+
+    def forward(self, params, x, train=False, rng=None):
+        return x, None
+
+
+def test_draws_in_training_finds_dropout_and_assumes_the_unknown_draws():
+    assert not seeds.draws_in_training(get_workload("mnist1d_mlp").model())
+    assert seeds.draws_in_training(get_workload("mnist1d_mlp").model(dropout=0.1))
+    assert not seeds.draws_in_training(get_workload("mnist1d_transformer").model())
+    assert seeds.draws_in_training(get_workload("mnist1d_cnn").model(dropout=0.2))
+    net = Sequential([Dense(3, 2, name="dense"), _DrawingLayer()])
+    assert seeds.draws_in_training(Model(net, input_shape=(3,)))
+    assert seeds.draws_in_training(LinearSoftmax(5, 3))          # not a refplay Model
+    declared = LinearSoftmax(5, 3)
+    declared.draws_in_training = False                         # a model may say so itself
+    assert not seeds.draws_in_training(declared)
+
+
+def test_a_model_without_dropout_trains_bitwise_the_same_without_a_generator():
+    wl = get_workload("mnist1d_mlp")
+
+    def with_generator(**hparams):
+        model = wl.model(**hparams)
+        model.draws_in_training = True              # forces a generator at every step
+        return model
+
+    forced = dataclasses.replace(wl, build_model=with_generator)
+    cfg = {"optimizer": "adam", "lr": 1e-2, "batch_size": 64}
+    plain = run_trial(wl, cfg, seed=3, max_train_steps=20, eval_every=10)
+    drawn = run_trial(forced, cfg, seed=3, max_train_steps=20, eval_every=10)
+    assert plain.status == drawn.status == "complete"
+    assert plain.same_computation(drawn)
+    assert plain.train_losses.tobytes() == drawn.train_losses.tobytes()
+
+
+@pytest.mark.parametrize("name", ["constant", "linear", "cosine", "rsqrt", "piecewise"])
+@pytest.mark.parametrize("warmup_steps", [0, 7])
+def test_the_learning_rate_table_equals_one_schedule_call_per_step(name, warmup_steps):
+    extra = {"boundaries": [13, 40], "values": [1.0, 0.3, 0.1]} if name == "piecewise" else {}
+    tc = parse_config({"optimizer": "sgd", "lr": 0.0123, "schedule": name,
+                       "warmup_steps": warmup_steps, **extra}, model_hparams={},
+                      max_train_steps=97, default_batch_size=8)
+    table = loop._learning_rates(tc.schedule, 97)
+    by_step = np.array([float(tc.schedule(s)) for s in range(98)])
+    assert table.dtype == np.float64 and table.tobytes() == by_step.tobytes()
+    plain_callable = loop._learning_rates(lambda s: 0.5 / (1 + s), 3)
+    assert plain_callable.tolist() == [0.5, 0.25, 0.5 / 3, 0.125]
 
 
 # ------------------------------------------------------------------------ bad input

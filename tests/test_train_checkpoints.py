@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from refplay import io
 from refplay.train import checkpoints as ckpt
 from refplay.train import run_trial
 from tests.test_train import ADAM, tiny_workload
@@ -64,3 +65,41 @@ def test_newest_readable_changes_nothing(tmp_path):
     assert [p.name for p, _ in skipped] == [ckpt.LATEST]
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
     np.testing.assert_array_equal(arrays["step"], int(path.name[5:13]))
+
+
+def test_a_crash_between_moving_latest_aside_and_writing_the_new_one_resumes_there(
+        tmp_path, monkeypatch):
+    """Each save first renames latest.npz to its step's file, then writes the new latest.npz
+    under the free name: a crash in between leaves no latest.npz, only the renamed file."""
+    wl = tiny_workload()
+    fresh = run_trial(wl, ADAM, **{**RUN, "keep_best": 0})
+    real, calls = io.save_npz, []
+
+    def crash_on_third(path, arrays, **options):
+        calls.append(int(arrays["step"]))
+        if len(calls) == 3:
+            raise OSError("the process dies here")
+        return real(path, arrays, **options)
+
+    monkeypatch.setattr(io, "save_npz", crash_on_third)
+    crashed = run_trial(wl, ADAM, **{**RUN, "keep_best": 0}, checkpoint_dir=tmp_path)
+    monkeypatch.undo()
+    assert crashed.status == "failed" and "the process dies here" in crashed.reason
+    assert [p.name for p in tmp_path.iterdir()] == [ckpt.best_filename(calls[1])]
+
+    resumed = run_trial(wl, ADAM, **{**RUN, "keep_best": 0}, checkpoint_dir=tmp_path)
+    assert resumed.same_computation(fresh)
+    assert "checkpoint_skipped" not in resumed.extras
+    assert [p.name for p in tmp_path.iterdir()] == [ckpt.LATEST]
+
+
+def test_the_resume_point_becomes_latest_again(tmp_path):
+    wl = tiny_workload()
+    run_trial(wl, ADAM, **RUN, checkpoint_dir=tmp_path)
+    (tmp_path / ckpt.LATEST).unlink()
+    store = ckpt.CheckpointStore(tmp_path, RUN["keep_best"])
+    path, expected, _ = store.newest_readable()
+    arrays = store.load_latest()
+    assert not path.exists() and (tmp_path / ckpt.LATEST).exists()
+    assert int(arrays["step"]) == int(expected["step"])
+    assert int(io.load_npz(tmp_path / ckpt.LATEST)["step"]) == int(expected["step"])
