@@ -97,18 +97,21 @@ class Row(NamedTuple):
     ms_per_step: float
 
 
-def config_of(arm: str, lr: float, warmup_fraction: float, steps: int) -> dict:
-    """The trial config of ``arm`` at ``lr`` with a warmup of ``warmup_fraction`` x ``steps``."""
+def config_of(arm: str, lr: float, warmup_fraction: float, steps: int,
+              schedule: str = "constant") -> dict:
+    """The trial config of ``arm`` at ``lr`` with a warmup of ``warmup_fraction`` x ``steps``,
+    then ``schedule`` ("constant", or "cosine": decay to 0 over the rest of the budget)."""
     hparams, opt = ARMS[arm]
+    extra = {"schedule": "cosine"} if schedule == "cosine" else {}
     return {**ADAM, **opt, **hparams, "lr": lr,
-            "warmup_steps": int(round(warmup_fraction * steps))}
+            "warmup_steps": int(round(warmup_fraction * steps)), **extra}
 
 
 def run_one(job: tuple) -> Row:
-    """Run one trial; ``job`` = (arm, warmup_fraction, lr, seed, steps)."""
-    arm, frac, lr, seed, steps = job
+    """Run one trial; ``job`` = (arm, warmup_fraction, lr, seed, steps, schedule)."""
+    arm, frac, lr, seed, steps, schedule = job
     settings = TrialSettings(max_train_steps=steps, eval_every=max(1, steps // 10), keep_best=0)
-    r = run_trial(WORKLOAD, config_of(arm, lr, frac, steps), seed=seed, settings=settings)
+    r = run_trial(WORKLOAD, config_of(arm, lr, frac, steps, schedule), seed=seed, settings=settings)
     losses = np.asarray(r.train_losses)
     tail = losses[-max(1, len(losses) // 10):]
     events = detect_instability(losses) if len(losses) > 1 else ()
@@ -205,6 +208,8 @@ def main(argv=None) -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--lrs", type=float, nargs="+", default=list(LRS))
     p.add_argument("--warmups", type=float, nargs="+", default=list(WARMUP_FRACTIONS))
+    p.add_argument("--schedule", choices=("constant", "cosine"), default="constant",
+                   help="after the warmup: constant, or cosine decay to 0 at the last step")
     p.add_argument("--procs", type=int, default=2)
     p.add_argument("--out", default=None, help="write the raw rows here (JSON)")
     p.add_argument("--table", default=None, help="print the table of a saved --out file and exit")
@@ -213,7 +218,7 @@ def main(argv=None) -> None:
         with open(args.table) as f:
             print_table([Row(**d) for d in json.load(f)["rows"]])
         return
-    jobs = [(arm, frac, lr, seed, args.steps) for arm in args.arms for frac in args.warmups
+    jobs = [(arm, frac, lr, seed, args.steps, args.schedule) for arm in args.arms for frac in args.warmups
             for seed in args.seeds for lr in args.lrs]
     t0 = time.perf_counter()
     rows = run_all(jobs, args.procs)

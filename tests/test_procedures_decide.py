@@ -14,31 +14,23 @@ import numpy as np
 import pytest
 
 from refplay import analysis
-from refplay.procedures import (batch_size, boundaries, clipping, instability, isolation, rounds,
-                                step_budget, trial_budget, variance, warmup)
-from refplay.reproduce import fig4
+from refplay.procedures import (batch_size, boundaries, clipping, frequent_evals, instability,
+                                isolation, model_change, rounds, step_budget, sweeps, trial_budget,
+                                variance, warmup, warmup_effect)
 
 
 # ------------------------------------------------------------------------ warmup
-def _candidate(w, *, status="complete", learned=True, recovered=True, error=0.1):
-    return warmup.Candidate(warmup_steps=w, status=status, steps_done=400, events=0,
-                            recovered=recovered, learned=learned, best_error=error)
+def _candidate(w, *, seed=0, status="complete", learned=True, recovered=True, error=0.1,
+               fail=None, lr_at=None):
+    return warmup.Candidate(warmup_steps=w, seed=seed, status=status, steps_done=400, events=0,
+                            recovered=recovered, learned=learned, best_error=error,
+                            failing_step=fail, lr_at_failure=lr_at)
 
 
-def _sweeps(lr_star=0.04, error=0.05, ratio=4.0):
-    return warmup.LrSweeps(lr_star=lr_star, error=error, lr_star_warmup=lr_star * ratio,
-                           error_warmup=0.04, ratio=ratio, largest_feasible=0.32,
-                           largest_feasible_warmup=0.64,
-                           statuses=["complete"] * 5 + ["infeasible"],
-                           statuses_warmup=["complete"] * 6, errors=[0.1] * 6,
-                           errors_warmup=[0.1] * 6)
-
-
-def _warmup(candidates, *, steps=400, prepended=None, baseline=0.05):
+def _warmup(candidates, *, steps=400, prepended=None, baseline=0.05, seeds=(0,)):
     return warmup.WarmupMeasured(
-        workload="w", max_train_steps=steps, target_lr=0.32, lrs=[0.02 * 2 ** k for k in range(6)],
-        sweep_warmup_steps=40, good_factor=3.0, sweeps={"unstable": _sweeps()},
-        candidates=candidates, losses={}, baseline_error=None if prepended is None else baseline,
+        workload="w", max_train_steps=steps, target_lr=0.32, baseline_lr=0.04, seeds=list(seeds),
+        good_factor=3.0, candidates=candidates, losses={}, baseline_errors=[baseline] * len(seeds),
         prepended_error=prepended, prepended_steps=None if prepended is None else steps + 40,
         prepended_best_step=None)
 
@@ -48,19 +40,20 @@ def _warmup(candidates, *, steps=400, prepended=None, baseline=0.05):
     ({"status": "infeasible"}, "infeasible"),
     ({"learned": False}, "collapsed back (did not learn)"),
     ({"recovered": False}, "a loss spike did not recover"),
-    ({"error": 0.16}, "error 0.160 > 3 × lr*'s 0.050"),
+    ({"error": 0.16}, "error 0.160 > 3 × the baseline's 0.050"),
 ])
 def test_warmup_is_stable_needs_every_condition_and_says_which_failed(kwargs, why):
     assert warmup.why_not_stable(_candidate(40, **kwargs), 0.05, 3.0) == why
     assert warmup.is_stable(_candidate(40, **kwargs), 0.05, 3.0) is (why == "stable")
-    assert not warmup.is_stable(_candidate(40), None, 3.0)     # no lr* at all: nothing stable
+    assert not warmup.is_stable(_candidate(40), None, 3.0)     # no baseline: nothing stable
 
 
 def test_warmup_decide_no_stable_warmup():
     d = warmup.decide(_warmup([_candidate(0, learned=False), _candidate(10, error=0.5)]))
     assert d.shortest is None and d.stable == [False, False]
-    assert d.why == ["collapsed back (did not learn)", "error 0.500 > 3 × lr*'s 0.050"]
-    assert d.text.startswith("No warmup tried ([0, 10]) trains lr = 0.32 stably.")
+    assert d.why == ["collapsed back (did not learn)", "error 0.500 > 3 × the baseline's 0.050"]
+    assert d.text.startswith("No warmup tried ([0, 10]) trains lr = 0.32 (8 × the baseline's "
+                             "0.04) stably on every seed.")
 
 
 def test_warmup_decide_shortest_within_5_percent_and_prepended_better():
@@ -68,8 +61,8 @@ def test_warmup_decide_shortest_within_5_percent_and_prepended_better():
                               prepended=0.04, baseline=0.05))
     assert d.shortest == 10 and d.within_10pct and not d.above_5pct and d.prepended_better
     assert "A warmup of 10 steps (2% of max_train_steps)" in d.text
-    assert "(8.0 × lr*)" in d.text and d.text.endswith("adopt the warmup and the higher rate.")
-    assert "consider" not in d.text
+    assert "(8.0 × the baseline's 0.04)" in d.text
+    assert d.text.endswith("adopt the warmup and the higher rate.") and "consider" not in d.text
 
 
 def test_warmup_decide_above_5_and_above_10_percent_and_no_gain():
@@ -82,18 +75,129 @@ def test_warmup_decide_above_5_and_above_10_percent_and_no_gain():
     assert d.prepended_better is None and "Prepended" not in d.text
 
 
-def test_warmup_grid_caveat_names_the_grid_this_run_used():
-    assert "a factor-2 grid" in warmup.grid_caveat([0.02, 0.04, 0.08], 400)
-    assert "a sqrt(2) grid" in warmup.grid_caveat([0.02, 0.02 * 2 ** 0.5], 400)
+def test_warmup_shortest_must_be_stable_on_every_seed():
+    cands = [_candidate(10, seed=0), _candidate(10, seed=1, learned=False),
+             _candidate(40, seed=0), _candidate(40, seed=1)]
+    assert warmup.decide(_warmup(cands, seeds=(0, 1))).shortest == 40
 
 
-def test_figure_4_checks_three_times_lr_star_on_the_grid():
-    sweeps = _sweeps()._asdict()
-    lrs = [0.02, 0.04, 0.08, 0.16, 0.32, 0.64]
-    assert fig4.three_x(lrs, sweeps) == {"lr": 0.16, "feasible_warmup": True,
-                                         "feasible_none": True}
-    assert fig4.three_x(lrs, {**sweeps, "lr_star": 0.32}) is None      # 0.96 is off the grid
-    assert fig4.three_x(lrs, {**sweeps, "lr_star": None}) is None
+def test_warmup_decide_failures_follow_the_ramp_on_every_seed():
+    def fails(seed, steps):
+        return [_candidate(w, seed=seed, status="infeasible", fail=f, lr_at=0.32 * min(1, f / w))
+                for w, f in zip((10, 40, 100), steps)]
+    d = warmup.decide(_warmup(fails(0, (8, 30, 70)) + fails(1, (9, 35, 80)), seeds=(0, 1)))
+    assert d.failure_grows is True
+    assert d.threshold_lr == pytest.approx((0.32 * 0.7, 0.32 * 0.9))     # 70/100 ... 9/10
+    assert "each fail later than the shorter ones (on every seed)" in d.text
+    d = warmup.decide(_warmup(fails(0, (8, 30, 70)) + fails(1, (9, 35, 20)), seeds=(0, 1)))
+    assert d.failure_grows is False and "do not fail in order of their length" in d.text
+    assert warmup.decide(_warmup([_candidate(10, fail=5, lr_at=0.16)])).failure_grows is None
+
+
+def test_failure_point_is_the_low_before_the_collapse():
+    down = np.linspace(2.9, 1.0, 50)
+    losses = np.concatenate([down, np.full(50, 2.3)])       # learns to step 49, then collapses
+    assert warmup.failure_point(losses, 2.07, window=10) == 49
+    assert warmup.failure_point(np.full(60, 2.5), 2.07, window=10) == 0    # never learned
+    assert warmup.failure_point(down, 2.07, window=10) is None             # trained
+    assert warmup.failure_point(losses, None) is None
+
+
+# ----------------------------------------------------- model change (Figure 4)
+def _change(unstable_high, *, rescued=(0.2, 0.21), rescued_status=("complete",) * 2,
+            low=(0.20, 0.21), status_high=("infeasible", "infeasible")):
+    lrs = [0.002, 0.008, 0.032]
+    std = [[0.19, 0.18, 0.30], [0.2, 0.19, 0.31]]
+    chg = [[low[0], 0.25, unstable_high[0]], [low[1], 0.26, unstable_high[1]]]
+    return model_change.ModelChangeMeasured(
+        workload="w", variants={"stable": {}, "unstable": {}}, lrs=lrs, seeds=[0, 1],
+        max_train_steps=500, n_validation=500, errors={"stable": std, "unstable": chg},
+        statuses={"stable": [["complete"] * 3] * 2,
+                  "unstable": [["complete", "complete", st] for st in status_high]},
+        low_lr=0.002, target_lr=0.032, warmup_steps=50, rescued_errors=list(rescued),
+        rescued_statuses=list(rescued_status), losses={})
+
+
+def test_model_change_decide_unstable_at_high_rescued_by_warmup():
+    d = model_change.decide(_change((0.85, 0.9)))
+    assert d.unstable_at_high and d.rescued and d.fine_at_low
+    assert d.gap_high == [math.inf, math.inf] and d.margin == pytest.approx(
+        2 * math.sqrt(0.305 * 0.695 / 500))
+    assert d.lr_star == {"stable": [0.008, 0.008], "unstable": [0.002, 0.002]}
+    assert "fails or trains worse than the standard one on every seed of 2" in d.text
+    assert d.text.endswith("The change makes high learning rates unstable, and warmup fixes that instability.")
+
+
+def test_model_change_decide_not_worse_not_rescued_and_worse_at_low():
+    d = model_change.decide(_change((0.31, 0.9), status_high=("complete", "infeasible"),
+                                    rescued_status=("infeasible", "complete"), low=(0.3, 0.3)))
+    assert not d.unstable_at_high and not d.rescued and not d.fine_at_low
+    assert "is not clearly worse than the standard one on some seed of 2" in d.text
+    assert "(error 0.200 infeasible / 0.210)" in d.text
+    assert "it is already worse" in d.text and "does not rescue it" in d.text
+
+
+# ---------------------------------------------------- warmup effect (Figure 8)
+def _effect(post_warm_best, pre_warm_best):
+    lrs = [0.002, 0.004, 0.008]
+    def sweep(best, bad_from=None):
+        errs = [0.3, 0.3, 0.3]
+        errs[lrs.index(best)] = 0.1
+        sts = ["complete" if bad_from is None or lr < bad_from else "infeasible" for lr in lrs]
+        return [errs, errs], [sts, sts]
+    series = {"unstable": sweep(0.002, 0.008), "unstable+warmup": sweep(post_warm_best),
+              "stable": sweep(0.002), "stable+warmup": sweep(pre_warm_best)}
+    return warmup_effect.WarmupEffectMeasured(
+        workload="w", variants={"unstable": {}, "stable": {}}, lrs=lrs, seeds=[0, 1],
+        max_train_steps=500, warmup_steps=50, errors={k: v[0] for k, v in series.items()},
+        statuses={k: v[1] for k, v in series.items()})
+
+
+def test_warmup_effect_decide_cl22_holds_and_fails():
+    d = warmup_effect.decide(_effect(0.008, 0.004))
+    assert d.ratio == {"unstable": 4.0, "stable": 2.0} and d.holds
+    assert d.sweeps["unstable"].largest_training_lr == 0.004
+    assert d.ratio_per_seed["unstable"] == [4.0, 4.0]
+    assert d.text.endswith("more than the stable one's: adopt it.")
+    assert not warmup_effect.decide(_effect(0.008, 0.008)).holds       # Pre-LN moves as much
+    assert not warmup_effect.decide(_effect(0.002, 0.002)).holds       # Post-LN does not move
+
+
+def test_mean_best_needs_every_seed_to_train():
+    lrs = [0.1, 0.2]
+    assert sweeps.mean_best(lrs, [[0.3, 0.1], [0.3, 0.1]],
+                            [["complete"] * 2, ["complete", "infeasible"]]) == (0.1, 0.3)
+    lr, error = sweeps.mean_best(lrs, [[0.3, 0.1]], [["infeasible"] * 2])
+    assert lr is None and math.isnan(error)
+    assert sweeps.largest_training_lr(lrs, [["complete", "infeasible"]]) == 0.1
+    with pytest.raises(ValueError, match="low_lr=0.3"):
+        sweeps.index_of(lrs, 0.3, "low_lr")
+
+
+# -------------------------------------------------- frequent evals (Figure 5)
+def _views(dense, coarse, variant="unstable", seed=0, status="complete"):
+    return frequent_evals.RunViews(variant=variant, seed=seed, status=status,
+                                   dense_steps=list(range(len(dense))), dense=dense,
+                                   coarse_steps=[0, 50, 100, 150][:len(coarse)], coarse=coarse)
+
+
+def _frequent(*runs):
+    return frequent_evals.FrequentMeasured(workload="w", variants={}, lr=0.03,
+                                           max_train_steps=500, coarse_every=50, dense_steps=100,
+                                           runs=list(runs))
+
+
+def test_frequent_evals_decide_hidden_jump_and_visible_one():
+    d = frequent_evals.decide(_frequent(_views([2.9, 6.0, 3.0, 2.5], [2.9, 2.3, 2.4]),
+                                        _views([2.9, 3.0, 2.8], [2.9, 2.3], "stable",
+                                               status="infeasible")))
+    assert d.jump[0] == pytest.approx(6.0 / 2.9) and d.jump_step == [1, 1]
+    assert d.hidden == [True, False] and d.holds and d.recovered == [True, False]
+    assert "stable seed 0: 1.03x at step 1, then collapsed" in d.text
+    assert "evaluate every step early on" in d.text
+    d = frequent_evals.decide(_frequent(_views([2.9, 6.0, 3.0], [2.9, 3.5, 2.0])))
+    assert not d.holds and d.coarse_below_start == [False]
+    assert d.text.endswith("No run jumps 2x early while its coarse view stays below its start.")
 
 
 # ------------------------------------------------------------------- stability scan
@@ -108,7 +212,7 @@ def _scan(decision, threshold, above):
         statuses=["complete"] * 3, objectives=[0.1, 0.05, 0.08], lr_star=0.04, best_error=0.05,
         divergence_threshold=threshold, boundary_decision=decision,
         best_at_infeasible_edge=decision == "instability_limited", above_lr_star=above,
-        above_losses=[], frame=None)
+        above_losses=[], lr_star_losses=[], frame=None)
 
 
 def test_decide_scan_instability_limited_with_rises():

@@ -36,7 +36,7 @@ from refplay.analysis.frame import (QUASI_RANDOM, TrialRow, TrialsFrame, from_re
 from refplay.analysis.gradnorms import GradNormSummary, grad_norm_summary
 from refplay.analysis.importance import Importance, importance
 from refplay.analysis.imports import from_csv, from_dataframe, from_optuna, from_records
-from refplay.analysis.instability import InstabilityEvent, detect_instability
+from refplay.analysis.instability import InstabilityEvent, collapse_step, detect_instability
 from refplay.analysis.isolation import Isolation, IsolationRow, bucket_edges, isolation
 from refplay.analysis.lint import LintWarning, role_lint
 from refplay.analysis.selection import Best, best, objective_of, ranked
@@ -53,7 +53,7 @@ __all__ = [
     "Isolation", "IsolationRow", "isolation", "bucket_edges",
     "BestOfN", "Quantiles", "best_of_n", "best_of_n_per_value", "exchangeable_caveat", "exact_cdf",
     "Diagnostics", "Flag", "curve_diagnostics", "spearman", "FLAGS",
-    "InstabilityEvent", "detect_instability",
+    "InstabilityEvent", "detect_instability", "collapse_step",
     "BestStepFractions", "best_step_fractions", "InfeasibleCount", "infeasible_fraction",
     "Comparison", "RepeatSpread", "binomial_se", "compare", "metric_se", "repeat_spread",
     "LintWarning", "role_lint",

@@ -36,7 +36,7 @@ import numpy as np
 
 from refplay import _validate
 
-__all__ = ["InstabilityEvent", "detect_instability"]
+__all__ = ["InstabilityEvent", "detect_instability", "collapse_step"]
 
 
 class InstabilityEvent(NamedTuple):
@@ -113,3 +113,31 @@ def detect_instability(train_losses, *, min_rise: float = 2.0, window: int = 50,
         events.append(InstabilityEvent(start, end, peak, kind, height, base, recovered,
                                        recovery))
     return tuple(events)
+
+
+def collapse_step(train_losses, threshold: float, *, window: int = 25) -> int | None:
+    """The step from which a run stays collapsed: its loss never comes back below ``threshold``.
+
+    With ``m_t`` the mean loss of steps ``t, ..., t + window - 1``, the
+    collapse step is the first ``t`` such that ``m_s > threshold`` for every
+    later window start ``s >= t``, provided the last window is above it;
+    ``None`` when the run ends below ``threshold`` (it trained) or is shorter
+    than ``window``. A run that is above from its first window on (it never
+    learned) collapses at step 0. The playbook's Figure 6: a warmup "blows
+    up" when the ramp reaches a rate the model cannot take, and the loss
+    returns to where it started.
+    """
+    x = np.asarray(train_losses, dtype=np.float64)
+    window = int(window)
+    if window < 1:
+        raise ValueError(f"window={window!r} must be a positive number of steps")
+    if x.size < window:
+        return None
+    x = np.where(np.isfinite(x), x, np.inf)
+    c = np.concatenate([[0.0], np.cumsum(np.minimum(x, 1e300))])
+    means = (c[window:] - c[:-window]) / window
+    above = means > threshold
+    if not above[-1]:
+        return None
+    below = np.flatnonzero(~above)
+    return int(below[-1] + 1) if below.size else 0

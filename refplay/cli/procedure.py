@@ -81,17 +81,25 @@ PROCEDURES = {
     "gradient-noise": Procedure(
         module="noise", function="gradient_noise_steps", workload="mnist1d_mlp",
         help="steps to a training-loss target against dropout and batch size"),
+    "model-change": Procedure(
+        module="model_change", function="model_change_study", workload=None,
+        help="two models swept over the learning rate, the changed one rescued by warmup "
+             "(Figure 4)"),
+    "frequent-evals": Procedure(
+        module="frequent_evals", function="frequent_evals", workload=None,
+        help="two models evaluated every step early and every 50 steps after (Figure 5)"),
+    "early-instability": Procedure(
+        module="instability", function="early_instability_check", workload=None,
+        help="every-step vs every-100-steps view of one run at 2x lr*"),
+    "warmup": Procedure(module="warmup", function="warmup_study", workload=None,
+                        help="warmups of several lengths at a ~10x learning rate: where each "
+                             "fails, the shortest that trains, prepended vs baseline (Figure 6)"),
     "stability-scan": Procedure(module="instability", function="stability_scan", workload=None,
                                 help="learning-rate sweep, lr*, and runs at 2x/5x/10x lr* "
                                 "(Figures 7a, 7b)"),
-    "early-instability": Procedure(
-        module="instability", function="early_instability_check", workload=None,
-        help=(
-            "every-step vs every-100-steps view of one run at 2x lr* "
-            "(Figure 5)")),
-    "warmup": Procedure(module="warmup", function="warmup_study", workload=None,
-                        help="shortest warmup that trains a ~10x learning rate; prepended vs "
-                        "baseline (Figures 6, 8)"),
+    "warmup-effect": Procedure(
+        module="warmup_effect", function="warmup_effect", workload=None,
+        help="learning-rate sweeps with and without warmup, Post-LN and Pre-LN (Figure 8)"),
     "clipping": Procedure(module="clipping", function="clipping_study", workload=None,
                           help="clipping thresholds from a stable run's gradient norms (Figure 9)"),
 }

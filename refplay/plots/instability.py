@@ -13,12 +13,14 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from matplotlib.figure import Figure
 
 from refplay.plots import style
 from refplay.train.result import TrialStatus
 
-__all__ = ["smooth", "plain_log_x", "loss_traces_plot", "dense_vs_sparse_plot", "warmup_plot",
-           "lr_sweep_plot"]
+__all__ = ["smooth", "smooth_log", "plain_log_x", "loss_traces_plot", "dense_vs_sparse_plot", "warmup_plot",
+           "lr_sweep_plot", "sweep_series", "model_change_plot", "warmup_effect_plot",
+           "frequent_evals_plot"]
 
 
 def smooth(x, window: int) -> np.ndarray:
@@ -34,6 +36,21 @@ def smooth(x, window: int) -> np.ndarray:
     count = n[idx] - n[lo]
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(count > 0, (c[idx] - c[lo]) / count, np.nan)
+
+
+def smooth_log(x) -> np.ndarray:
+    """Trailing mean over ~10 % of the steps so far: raw early, smooth late (for a log-x axis,
+    where the first steps are spread wide and the last ones crowd together)."""
+    x = np.asarray(x, dtype=np.float64)
+    out = np.empty_like(x)
+    finite = np.isfinite(x)
+    c = np.concatenate([[0.0], np.cumsum(np.where(finite, x, 0.0))])
+    n = np.concatenate([[0], np.cumsum(finite)])
+    for t in range(x.size):
+        lo = t + 1 - max(1, (t + 1) // 10)
+        count = n[t + 1] - n[lo]
+        out[t] = (c[t + 1] - c[lo]) / count if count else np.nan
+    return out
 
 
 def plain_log_x(fig) -> None:
@@ -108,49 +125,56 @@ def dense_vs_sparse_plot(dense, sparse_steps, sparse, events, *, lr: float, coar
     return fig
 
 
-def warmup_plot(losses: dict, rows, *, target_lr: float, shortest: int | None):
+def warmup_plot(losses: dict, rows, *, target_lr: float, shortest: int | None, title: str = ""):
     """Figure 6: training loss vs step (log x) per warmup length, and the schedules (log-log).
 
     ``losses``: warmup steps -> per-step training loss; ``rows``: the
-    procedure's per-candidate dicts (status, stable, and ``why``: the
-    decision's reason, shown in the legend).
+    procedure's per-candidate dicts (status, stable, ``why``: the decision's
+    reason, shown in the legend; ``failing_step`` and ``lr_at_failure``: where
+    the run turned back up, marked with a dot on both panels).
     """
-    fig, (ax, bx) = style.new_figure(11.0, 4.4, ncols=2, width_ratios=[1.6, 1])
+    fig, (ax, bx) = style.new_figure(12.0, 4.8, ncols=2, width_ratios=[1.5, 1])
     status = {row["warmup_steps"]: row for row in rows}
-    first = [float(x[0]) for x in losses.values() if len(x) and np.isfinite(x[0])]
-    cap = 10.0 * max(first) if first else 10.0
     n = max(len(x) for x in losses.values())
+    failed_rates = []
     for i, (w, loss) in enumerate(sorted(losses.items())):
         c = style.colour(i)
         row = status[w]
         tag = row.get("why") or ("stable" if row["stable"] else row["status"])
-        xs, ys = style.positive_points(smooth(loss, 5))
-        keep = ys <= cap
-        ax.plot(xs[keep] + 1, ys[keep], color=c, lw=2.2 if w == shortest else 1.3,
-                label=f"warmup {w} steps: {tag}"
-                + ("  ← shortest stable" if w == shortest else ""))
-        if row["status"] == TrialStatus.INFEASIBLE:
-            ax.plot(len(loss), cap, "x", color=style.INFEASIBLE, ms=10, mew=2.5)
+        smoothed = smooth_log(loss)
+        xs, ys = style.positive_points(smoothed)
+        ax.plot(xs + 1, ys, color=c, lw=2.2 if w == shortest else 1.3,
+                label=f"warmup {w} steps: {tag}" + ("  ← shortest stable" if w == shortest
+                                                     else ""))
         s = np.arange(1, n + 1)
         lr = target_lr * np.minimum(1.0, (s - 1) / w) if w else np.full(n, target_lr)
         bx.plot(s, np.where(lr > 0, lr, np.nan), color=c, lw=1.5, label=f"warmup {w}")
-    if any(row["status"] == TrialStatus.INFEASIBLE for row in rows):
-        ax.plot([], [], "x", color=style.INFEASIBLE, ms=8, mew=2,
-                label="infeasible (drawn at 10 × step-0 loss)")
+        fail = row.get("failing_step")
+        if fail is not None and fail < len(loss):
+            ax.plot(fail + 1, smoothed[fail], "o", color=c, mec="black", ms=7, zorder=5)
+            if row.get("lr_at_failure"):
+                bx.plot(fail + 1, row["lr_at_failure"], "o", color=c, mec="black", ms=7,
+                        zorder=5)
+                if w > 0:
+                    failed_rates.append(row["lr_at_failure"])
+    if failed_rates:
+        bx.axhspan(min(failed_rates), max(failed_rates), color=style.INFEASIBLE, alpha=0.12,
+                   label="rate reached when a warmup failed")
+        ax.plot([], [], "o", color="0.6", mec="black", label="turned back up (then collapsed)")
     for a in (ax, bx):
         a.set_xscale("log")
         a.set_xlabel("training step + 1 (log)")
         a.grid(alpha=0.25)
     ax.set_yscale("log")
     style.plain_log(ax.yaxis)
-    ax.set_ylabel("training loss (5-step mean, log)")
+    ax.set_ylabel("training loss (log; mean of the last 10 % of steps)")
     ax.legend(fontsize=8, loc="lower left")
     bx.set_yscale("log")
     bx.set_ylabel("learning rate (log)")
     bx.set_title(f"linear ramp 0 → {target_lr:g}, then constant", fontsize=9)
     bx.legend(fontsize=8, loc="lower right")
-    fig.suptitle(f"Figure 6: how long a warmup does lr = {target_lr:g} need to train stably?",
-                 fontsize=11)
+    fig.suptitle(title or f"Figure 6: how long a warmup does lr = {target_lr:g} need to train "
+                 f"stably?", fontsize=11)
     return fig
 
 
@@ -190,4 +214,144 @@ def lr_sweep_plot(lrs, sweeps: dict, *, warmup_steps: int, variants_labels: dict
         ax.legend(fontsize=7.5, loc="upper left")
     axes[0, 0].set_ylabel("validation error rate (best checkpoint)")
     fig.suptitle("Figure 8: does warmup let the model use a larger learning rate?", fontsize=11)
+    return fig
+
+
+# ------------------------------------------------ sweeps repeated over seeds (Figures 4 and 8)
+def _seed_means(errors_by_seed, statuses_by_seed) -> tuple[np.ndarray, np.ndarray]:
+    """Per lr: the mean error over seeds, and whether every seed's trial completed."""
+    err = np.asarray(errors_by_seed, dtype=np.float64)
+    ok = np.array([[st == TrialStatus.COMPLETE for st in row] for row in statuses_by_seed])
+    with np.errstate(invalid="ignore"):
+        mean = np.nanmean(np.where(np.isfinite(err), err, np.nan), axis=0)
+    return mean, ok.all(axis=0)
+
+
+def sweep_series(ax, lrs, errors_by_seed, statuses_by_seed, *, colour: str, label: str,
+                 star: bool = True, ls: str = "-") -> None:
+    """One model's learning-rate sweep over several seeds, in the playbook's marks.
+
+    The line joins the mean error over seeds where every seed trained; faint
+    dots are the single seeds; a black ``x`` marks a rate where some seed's
+    run was infeasible (drawn at its mean error: the playbook's "poor
+    optimization"); a star marks the best rate among those every seed trained.
+    """
+    x = np.asarray(lrs, dtype=np.float64)
+    mean, ok = _seed_means(errors_by_seed, statuses_by_seed)
+    for row in np.asarray(errors_by_seed, dtype=np.float64):
+        ax.plot(x, row, ".", color=colour, alpha=0.35, ms=5)
+    ax.plot(x, mean, ls, color=colour, lw=1.6, marker="o", ms=4, label=label)
+    bad = ~ok & np.isfinite(mean)
+    ax.plot(x[bad], mean[bad], "x", color="black", ms=9, mew=1.8)
+    if star and ok.any():
+        i = int(np.nanargmin(np.where(ok, mean, np.nan)))
+        ax.plot([x[i]], [mean[i]], "*", ms=17, color=colour, mec="black", mew=0.7)
+
+
+def _sweep_legend(ax, n_seeds: int) -> None:
+    ax.plot([], [], "x", color="black", ms=8, mew=1.8,
+            label="infeasible on a seed (collapsed or diverged)")
+    ax.plot([], [], "*", color="0.6", mec="black", ms=12, label="best learning rate")
+    if n_seeds > 1:
+        ax.plot([], [], ".", color="0.5", alpha=0.5, label=f"single seeds (line: mean of {n_seeds})")
+
+
+def _loss_panel(ax, traces: dict, colours: dict, title: str) -> None:
+    for label, loss in traces.items():
+        xs, ys = style.positive_points(smooth_log(loss))
+        ax.plot(xs + 1, ys, color=colours[label], lw=1.4,
+                ls="--" if "warmup" in label else "-", label=label)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    style.plain_log(ax.yaxis)
+    ax.set_xlabel("training step + 1 (log)")
+    ax.set_ylabel("training loss (log; mean of the last 10 % of steps)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.25)
+    ax.legend(fontsize=8, loc="lower left")
+
+
+def model_change_plot(lrs, errors: dict, statuses: dict, *, rescue: tuple, traces: dict,
+                      title: str = ""):
+    """Figure 4: two models' sweeps (top); their training loss at a low and a high rate.
+
+    ``errors`` / ``statuses``: model label -> [[per lr] per seed] (standard
+    first, changed second); ``rescue`` = ``(lr, errors per seed, statuses per
+    seed, warmup_steps)`` of the changed model with warmup; ``traces``: lr ->
+    {label: per-step loss}, the two rates of the bottom panels.
+    """
+    fig = Figure(figsize=(11.0, 8.0), dpi=100, layout="constrained")
+    grid = fig.add_gridspec(2, 2, height_ratios=[1.15, 1])
+    top = fig.add_subplot(grid[0, :])
+    labels = list(errors)
+    colours = {label: style.colour(i) for i, label in enumerate(labels)}
+    for label in labels:
+        sweep_series(top, lrs, errors[label], statuses[label], colour=colours[label],
+                     label=label)
+    lr, r_err, r_st, warmup = rescue
+    ok = [st == TrialStatus.COMPLETE for st in r_st]
+    rescue_label = f"changed + {warmup}-step warmup"
+    colours[rescue_label] = "tab:green"
+    top.plot([lr] * len(r_err), r_err, "s", color="tab:green", ms=8, mec="black",
+             label=f"{rescue_label} at lr {lr:g}" + ("" if all(ok) else " (some infeasible)"))
+    _sweep_legend(top, len(next(iter(errors.values()))))
+    top.set_xscale("log")
+    style.plain_log(top.xaxis, numticks=8)
+    top.set_xlabel("base learning rate (log)")
+    top.set_ylabel("validation error rate (best checkpoint)")
+    top.set_title(title, fontsize=11)
+    top.grid(alpha=0.25)
+    top.legend(fontsize=8, loc="upper left")
+    for j, (rate, tr) in enumerate(sorted(traces.items())):
+        ax = fig.add_subplot(grid[1, j])
+        _loss_panel(ax, tr, colours, f"training at learning rate {rate:g}")
+        top.axvline(rate, color="0.6", lw=0.8, ls=":")
+    return fig
+
+
+def warmup_effect_plot(lrs, series: dict, *, title: str = ""):
+    """Figure 8: validation error vs base learning rate, with and without warmup, per model.
+
+    ``series``: label -> ``(errors [[per lr] per seed], statuses, colour, linestyle)``.
+    """
+    fig, ax = style.new_figure(9.5, 5.6)
+    n_seeds = 1
+    for label, (errs, sts, colour, ls) in series.items():
+        sweep_series(ax, lrs, errs, sts, colour=colour, label=label, ls=ls)
+        n_seeds = len(errs)
+    _sweep_legend(ax, n_seeds)
+    ax.set_xscale("log")
+    style.plain_log(ax.xaxis, numticks=8)
+    ax.set_xlabel("base learning rate (log)")
+    ax.set_ylabel("validation error rate (best checkpoint)")
+    ax.set_title(title, fontsize=11)
+    ax.grid(alpha=0.25)
+    ax.legend(fontsize=8, loc="upper left")
+    return fig
+
+
+def frequent_evals_plot(coarse: dict, dense: dict, *, coarse_every: int, lr: float,
+                        title: str = ""):
+    """Figure 5: each model's validation loss every ``coarse_every`` steps (left) and at every
+    step early on (right). ``coarse``/``dense``: label -> ``(steps, losses)``."""
+    fig, (ax, bx) = style.new_figure(11.5, 4.6, ncols=2)
+    for i, label in enumerate(coarse):
+        c = style.colour(i)
+        ax.plot(*coarse[label], "o-", color=c, lw=1.5, ms=3.5, label=label)
+        steps, loss = dense[label]
+        bx.plot(steps, loss, "-", color=c, lw=1.5, marker=".", ms=4, label=label)
+        k = int(np.nanargmax(loss))
+        if loss[k] > 1.5 * loss[0]:
+            bx.annotate(f"{loss[k] / loss[0]:.1f}× the step-0 loss", (steps[k], loss[k]),
+                        xytext=(8, -4), textcoords="offset points", fontsize=8, color=c)
+    ax.set_title(f"evaluated every {coarse_every} steps", fontsize=10)
+    bx.set_title(f"evaluated every step, first {dense[next(iter(dense))][0][-1]} steps",
+                 fontsize=10)
+    for a in (ax, bx):
+        a.set_xlabel("training step")
+        a.set_ylabel("validation loss (cross-entropy)")
+        a.set_ylim(bottom=0)
+        a.grid(alpha=0.25)
+        a.legend(fontsize=8, loc="upper right")
+    fig.suptitle(f"{title} (lr = {lr:g}, no warmup)", fontsize=11)
     return fig

@@ -26,9 +26,12 @@ parallel over ``workers``), and is also a ``refplay procedure NAME`` command
 ``schedule_pitfall``            steps of Round 2 below Round 1's final learning rate
 ``schedule_family``             constant vs decaying schedules, lr tuned per family
 ``gradient_noise_steps``        dropout and small batches cost steps
+``model_change_study``         a change unstable at high rates, fixed by warmup (Figure 4)
+``frequent_evals``              every-step early evaluation, two models (Figure 5)
+``early_instability_check``     every-step vs sparse view of one run at 2 × lr*
+``warmup_study``                the shortest warmup that unlocks a high rate (Figure 6)
 ``stability_scan``              is the learning rate limited by instability? (Figures 7a, 7b)
-``early_instability_check``     every-step evaluation shows what sparse evaluation hides (Fig. 5)
-``warmup_study``                the shortest warmup that unlocks a high rate (Figures 4, 6, 8)
+``warmup_effect``               lr sweeps with and without warmup, per model (Figure 8)
 ``clipping_study``              clipping thresholds from a stable run's norms (Figure 9)
 ``clipping_identity``           aggressive clipping is a per-step learning-rate cut, exactly
 ==============================  ==================================================
@@ -43,7 +46,7 @@ import importlib
 _EXPORTS = {
     "ProcedureResult": "result", "explicit_spec": "studies", "run_configs": "studies",
     "run_spec": "studies", "named_spec": "studies", "halton_spec": "studies",
-    "load_frame": "studies",
+    "load_frame": "studies", "run_keyed": "studies",
     "search_space_boundaries": "boundaries", "isolation_study": "isolation",
     "trials_needed": "trial_budget",
     "initial_max_train_steps": "step_budget", "refine_max_train_steps": "step_budget",
@@ -56,6 +59,8 @@ _EXPORTS = {
     "two_rounds": "rounds", "schedule_pitfall": "rounds", "rsqrt_pitfall": "rounds",
     "schedule_family": "schedules_family", "gradient_noise_steps": "noise",
     "stability_scan": "instability", "early_instability_check": "instability",
+    "model_change_study": "model_change", "frequent_evals": "frequent_evals",
+    "warmup_effect": "warmup_effect",
     "warmup_study": "warmup", "clipping_study": "clipping", "clipping_identity": "clipping",
 }
 

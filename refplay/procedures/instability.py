@@ -141,12 +141,14 @@ class ScanMeasured(NamedTuple):
     best_at_infeasible_edge: bool
     above_lr_star: list                  # AboveRun per factor
     above_losses: list                   # per-step training loss of each run above lr*
+    lr_star_losses: object               # per-step training loss at lr* (the reference)
     frame: object                        # the sweep's analysis.TrialsFrame (for the axis plot)
 
 
-def measure_scan(workload: str | None = None, *, setup: unstable.UnstableSetup = unstable.WARMUP,
+def measure_scan(workload: str | None = None, *,
+                 setup: unstable.UnstableSetup = unstable.TRANSFORMER_SCAN,
                  variant: str = "unstable", lrs=None, max_train_steps: int | None = None,
-                 factors=(2, 5, 10), long_factor: int = 4, eval_every: int = 50,
+                 factors=(2, 5, 10), long_factor: int = 1, eval_every: int = 50,
                  seed: int = 0, quick: bool = False, workers: int | None = 0,
                  workspace: str | os.PathLike | None = None) -> tuple[ScanMeasured, list]:
     """Train (or re-read) the sweep and the runs above lr*: ``(measured, trials)``."""
@@ -158,7 +160,7 @@ def measure_scan(workload: str | None = None, *, setup: unstable.UnstableSetup =
     steps = _validate.integer("max_train_steps", max_train_steps or setup.max_train_steps, low=2)
     factors = [_validate.real(f"factors[{i}]", f, low=1.0, low_open=True)
                for i, f in enumerate(factors)]
-    settings = TrialSettings(max_train_steps=steps, eval_every=eval_every, keep_best=0)
+    settings = setup.settings(eval_every=eval_every, max_train_steps=steps)
     run = dict(seed=seed, workers=workers, workspace=workspace)
     sweep = lr_sweep(workload, setup, variant, lrs, settings, **run)
     lr_star, best_error = best_lr(sweep, lrs)
@@ -168,7 +170,12 @@ def measure_scan(workload: str | None = None, *, setup: unstable.UnstableSetup =
         raise ValueError(f"every trial of the sweep over lrs={lrs} is infeasible; start lower")
     above = []
     for f in factors:
-        st = settings.replace(max_train_steps=steps * (long_factor if f > 2 else 1))
+        longer = long_factor if f > 2 else 1
+        same = [r for lr, r in zip(lrs, sweep) if math.isclose(lr, f * lr_star, rel_tol=1e-9)]
+        if same and longer == 1:          # the sweep already ran this rate, as long
+            above.append(same[0])
+            continue
+        st = settings.replace(max_train_steps=steps * longer)
         (r,) = lr_sweep(workload, setup, variant, [f * lr_star], st,
                         name=f"above_lr_star_x{f:g}", **run)
         above.append(r)
@@ -182,7 +189,8 @@ def measure_scan(workload: str | None = None, *, setup: unstable.UnstableSetup =
         objectives=[trial_objective(r, METRIC) for r in sweep], lr_star=lr_star,
         best_error=best_error, divergence_threshold=check.divergence_threshold,
         boundary_decision=check.decision, best_at_infeasible_edge=check.best_at_infeasible_edge,
-        above_lr_star=runs, above_losses=[r.train_losses for r in above], frame=frame)
+        above_lr_star=runs, above_losses=[r.train_losses for r in above],
+        lr_star_losses=sweep[list(lrs).index(lr_star)].train_losses, frame=frame)
     return measured, [*sweep, *above]
 
 
@@ -204,15 +212,18 @@ def decide_scan(m: ScanMeasured) -> str:
     return text
 
 
-def stability_scan(workload: str | None = None, *, setup: unstable.UnstableSetup = unstable.WARMUP,
+def stability_scan(workload: str | None = None, *,
+                   setup: unstable.UnstableSetup = unstable.TRANSFORMER_SCAN,
                    variant: str = "unstable", quick: bool = False, **options) -> ProcedureResult:
     """Sweep, lr*, runs at ``factors`` × lr*, and the decision (see the module docstring).
 
     ``options`` are :func:`measure_scan`'s (``lrs``, ``max_train_steps``,
     ``factors``, ``long_factor``, ``eval_every``, ``seed``, ``workers``,
     ``workspace``). Defaults come from ``setup``
-    (:data:`refplay.train.unstable.WARMUP`: the post-LayerNorm ResNet on
-    MNIST-1D, Nesterov, 400 steps). ``quick=True``: every other rate of the
+    (:data:`refplay.train.unstable.TRANSFORMER_SCAN`: the 6-block Post-LN
+    Transformer on MNIST-1D with a 50-step warmup, Adam, 500 steps; pass
+    ``setup=unstable.WARMUP`` and ``long_factor=4`` for the post-LayerNorm
+    ResNet of the first calibration). ``quick=True``: every other rate of the
     setup's grid (:func:`quick_lrs`) and every factor run at the sweep's length.
     """
     m, trials = measure_scan(workload, setup=setup, variant=variant, quick=quick, **options)
@@ -222,11 +233,11 @@ def stability_scan(workload: str | None = None, *, setup: unstable.UnstableSetup
     instability_plots.plain_log_x(fig_sweep)
     labels = [f"{x.factor:g}× lr* = {x.lr:.3g} ({x.status})" for x in m.above_lr_star]
     fig_above = instability_plots.loss_traces_plot(
-        dict(zip(labels, m.above_losses)),
+        {f"lr* = {m.lr_star:.3g}": m.lr_star_losses, **dict(zip(labels, m.above_losses))},
         events={k: x.events for k, x in zip(labels, m.above_lr_star)},
         title="Figure 7b: above lr*, does the training loss go up during training?")
     numbers = {**m._asdict(), "above_lr_star": [x._asdict() for x in m.above_lr_star]}
-    del numbers["above_losses"], numbers["frame"]
+    del numbers["above_losses"], numbers["frame"], numbers["lr_star_losses"]
     caveats = list(setup.caveats) + [
         "lr* is chosen by the lowest best-checkpoint validation error on one seed."]
     return ProcedureResult(

@@ -24,8 +24,8 @@ from refplay import analysis, study
 from refplay.train.result import TrialResult
 from refplay.train.settings import TrialSettings
 
-__all__ = ["explicit_spec", "run_spec", "run_configs", "named_spec", "halton_spec",
-           "load_frame", "DEFAULT_WORKSPACE"]
+__all__ = ["explicit_spec", "run_spec", "run_configs", "run_keyed", "named_spec",
+           "halton_spec", "load_frame", "DEFAULT_WORKSPACE"]
 
 DEFAULT_WORKSPACE = Path("runs") / "procedures"
 
@@ -76,6 +76,21 @@ def run_configs(name: str, workload: str, configs: list[dict], settings: TrialSe
     """``run_spec(explicit_spec(...))``: the results of ``configs``, in order."""
     spec = explicit_spec(name, workload, configs, settings, **spec_options)
     return run_spec(spec, workspace=workspace, workers=workers, progress=progress)
+
+
+def run_keyed(name: str, workload: str, configs: dict, settings: TrialSettings, *,
+              workspace: str | os.PathLike | None = None, workers: int | None = 0,
+              progress: bool | str | None = None, **spec_options) -> dict:
+    """:func:`run_configs` of ``configs`` (key -> config) as one study: key -> result.
+
+    One study for every trial of an experiment keeps all ``workers`` busy to
+    the end, where one study per sweep would wait for each sweep's slowest trial.
+    """
+    keys = list(configs)
+    results = run_configs(name, workload, [configs[k] for k in keys], settings,
+                          workspace=workspace, workers=workers, progress=progress,
+                          **spec_options)
+    return dict(zip(keys, results))
 
 
 def halton_spec(prefix: str, **fields) -> study.StudySpec:

@@ -1,99 +1,86 @@
-"""How to apply learning-rate warmup: the shortest warmup that trains a too-high rate (Figs 6, 8).
+"""How to apply learning-rate warmup: the shortest warmup that trains a too-high rate (Fig 6).
 
 The playbook ("How to apply learning rate warmup"):
 
 * *"Warmup involves prepending a learning rate schedule that ramps up the
   learning rate from 0 to some stable base_learning_rate, that is at least
   one order of magnitude larger than unstable_base_learning_rate."*
-* *"Identify the unstable_base_learning_rate [...] Find the optimal
-  warmup_steps [...] The default is to try warmup_steps of 10, 10³, 10⁴ and
-  10⁵. The largest feasible point shouldn't be more than 10% of
-  max_train_steps."* and, if it is above ~5%, consider a larger
-  ``max_train_steps``.
-* *"Prepend this to the schedule [...] if we originally had 10,000
-  max_train_steps and did warmup_steps for 1000 steps, the new training
-  procedure should run for 11,000 steps total."* ... *"compare the result
-  to the baseline using optimal checkpoint selection."*
+* *"Our goal is to find the shortest number of warmup_steps that allows us
+  to access peak learning rates that are much higher than
+  unstable_base_learning_rate."* -- ``warmup_steps`` *"should be swept at a
+  few different orders of magnitude [...] The largest feasible point
+  shouldn't be more than 10% of max_train_steps."*
+* *"if we originally had 10,000 max_train_steps and did warmup_steps for
+  1000 steps, the new training procedure should run for 11,000 steps
+  total"*, compared with the baseline by optimal checkpoint selection.
 
-The procedure is **measure → decide → draw**: :func:`measure` trains
-(or re-reads) every trial and returns a :class:`WarmupMeasured`;
-:func:`decide` turns it into the playbook's decision and its reasons
-(pure, no training); :func:`refplay.plots.instability.warmup_plot` and
-``lr_sweep_plot`` draw it; :func:`warmup_study` composes the three.
+Its Figure 6 (a Post-LN Transformer, warmups of 1 to 40,000 steps) shows
+why: each short warmup trains until its ramp reaches a rate the model
+cannot take, then the loss goes back up; the longer the warmup, the later
+that happens.
 
-:func:`warmup_study` trains ``target_lr`` (about 10 × lr*, infeasible
-without warmup) with each candidate warmup (linear ramp 0 → ``target_lr``,
-then constant) and calls a candidate **stable** when the trial completes,
-every loss spike found by :func:`~refplay.analysis.detect_instability`
-recovers, its best validation error is at most ``good_factor`` (3) × that
-of lr* without warmup (refplay's reading of "trains": at this learning
-rate the post-norm net's failure is poor optimization, error 0.46 against
-0.05, more often than NaN), and it has *learned* (the mean loss of its last
-10 % of steps is below half the step-0 loss: Figure 6's short warmups
-"collapse back" to a high loss).
-The shortest stable warmup ``W`` is checked against 10 % and 5 % of
-``max_train_steps``, then **prepended** (``warmup_prepend``: ``max_train_steps
-+ W`` updates) and compared, best checkpoint against best checkpoint, with
-the baseline at lr* without warmup. For Figure 8 it sweeps the learning
-rate with and without a ``warmup_fraction`` warmup for the unstable variant
-(and the stable one unless ``quick``) and reports lr* of each.
+The procedure is **measure → decide → draw**: :func:`measure` trains (or
+re-reads) every trial and returns a :class:`WarmupMeasured`; :func:`decide`
+turns it into the playbook's decision (pure, no training);
+:func:`refplay.plots.instability.warmup_plot` draws it; :func:`warmup_study`
+composes the three.
+
+:func:`warmup_study` trains ``target_lr`` (``setup.target_lr``, about 10 x
+the rate that trains without warmup) after each candidate warmup (a linear
+ramp 0 → ``target_lr``, then the setup's schedule), on every seed, and the
+baseline at ``baseline_lr`` (lr* without warmup, ``setup.low_lr``) without
+warmup. For each candidate it finds where the run *failed*: the step where
+its smoothed loss turned back up before collapsing for good
+(:func:`~refplay.analysis.collapse_step`), and the learning rate the ramp
+had reached there. A candidate is **stable** when the trial completes, it
+has learned (the mean loss of its last 10 % of steps is below half the
+step-0 loss), every loss spike recovers, and its best validation error is at
+most ``good_factor`` (3) x the baseline's. The shortest warmup stable on
+every seed is checked against 10 % and 5 % of ``max_train_steps``, then
+**prepended** (``warmup_prepend``) and compared with the baseline, best
+checkpoint against best checkpoint.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from typing import NamedTuple
 
 import numpy as np
 
 from refplay import _validate
+from refplay.analysis import collapse_step
 from refplay.analysis.objective import trial_objective
 from refplay.plots import instability as instability_plots
-from refplay.procedures.instability import best_lr, lr_sweep, quick_lrs, spike_events
+from refplay.procedures.instability import spike_events
 from refplay.procedures.result import ProcedureResult
+from refplay.procedures.studies import run_keyed
 from refplay.train import unstable
 from refplay.train.result import TrialStatus
-from refplay.train.settings import TrialSettings
 
 __all__ = ["warmup_study", "measure", "decide", "draw", "WarmupMeasured", "WarmupDecision",
-           "Candidate", "LrSweeps", "is_stable", "why_not_stable", "grid_caveat", "numbers",
-           "WARMUPS", "TARGET_LR", "QUESTION"]
+           "Candidate", "is_stable", "why_not_stable", "numbers", "failure_point",
+           "QUESTION", "COLLAPSE_WINDOW"]
 
-WARMUPS = (0, 10, 40, 100)      # the playbook's 10, 10^3, ... scaled to a 400-step budget
-# 8 x lr* of the post-norm ResNet (lr* = 0.04): without warmup it completes but learns
-# little (validation error 0.46); the calibration's 0.453 is chaotic under the trial
-# loop's divergence rule (no warmup completes at error 0.65, warmups of 40 and 100 steps NaN).
-TARGET_LR = 0.32
 QUESTION = ("Which warmup lets the unstable model train at a ~10x higher learning rate, and "
             "does the prepended warmup beat the baseline?")
-
-
-class LrSweeps(NamedTuple):
-    """One variant's learning-rate sweep without and with warmup (the playbook's Figure 8)."""
-
-    lr_star: float | None            # lowest best-checkpoint validation error, no warmup
-    error: float
-    lr_star_warmup: float | None
-    error_warmup: float
-    ratio: float | None              # lr_star_warmup / lr_star
-    largest_feasible: float | None
-    largest_feasible_warmup: float | None
-    statuses: list                   # per lr, no warmup
-    statuses_warmup: list
-    errors: list                     # best validation error per lr (NaN: infeasible)
-    errors_warmup: list
+COLLAPSE_WINDOW = 10    # steps averaged when deciding where a run collapsed
 
 
 class Candidate(NamedTuple):
-    """One warmup length tried at ``target_lr``: what its trial did (not yet judged)."""
+    """One warmup length tried at ``target_lr`` on one seed: what its trial did (not judged)."""
 
     warmup_steps: int
+    seed: int
     status: str
     steps_done: int
     events: int                      # loss spikes found by analysis.detect_instability
     recovered: bool                  # every spike recovered
     learned: bool                    # last 10 % of losses average below half the step-0 loss
     best_error: float                # best-checkpoint validation error (NaN: infeasible)
+    failing_step: int | None         # where the loss turned back up for good (None: it did not)
+    lr_at_failure: float | None      # the ramp's learning rate at that step
 
 
 class WarmupMeasured(NamedTuple):
@@ -102,14 +89,13 @@ class WarmupMeasured(NamedTuple):
     workload: str
     max_train_steps: int
     target_lr: float
-    lrs: list
-    sweep_warmup_steps: int          # the warmup of the Figure 8 sweeps
-    good_factor: float               # a stable candidate's error is <= good_factor x lr*'s
-    sweeps: dict                     # variant -> LrSweeps
-    candidates: list                 # Candidate per warmup length, shortest first
-    losses: dict                     # warmup_steps -> the candidate's per-step training loss
-    baseline_error: float | None     # lr* without warmup (best checkpoint)
-    prepended_error: float | None    # the shortest stable warmup prepended at target_lr
+    baseline_lr: float
+    seeds: list
+    good_factor: float               # a stable candidate's error is <= good_factor x baseline's
+    candidates: list                 # Candidate per (seed, warmup length), shortest first
+    losses: dict                     # warmup_steps -> per-step training loss of seeds[0]
+    baseline_errors: list            # the baseline (baseline_lr, no warmup) per seed
+    prepended_error: float | None    # the shortest stable warmup prepended, seeds[0]
     prepended_steps: int | None
     prepended_best_step: int | None
 
@@ -119,14 +105,16 @@ class WarmupDecision(NamedTuple):
 
     stable: list                     # per candidate: trains target_lr stably
     why: list                        # per candidate: "stable", or the first reason it is not
-    shortest: int | None             # the shortest stable warmup (steps)
+    shortest: int | None             # the shortest warmup stable on every seed (steps)
     within_10pct: bool               # "shouldn't be more than 10% of max_train_steps"
     above_5pct: bool                 # "consider a larger max_train_steps"
     prepended_better: bool | None    # the prepended warmup beats the baseline (best checkpoints)
+    failure_grows: bool | None       # among failing warmups, a longer one fails later (every seed)
+    threshold_lr: tuple | None       # (min, max) ramp rate at failure over failing warmups > 0
     text: str
 
 
-def why_not_stable(candidate: Candidate, lr_star_error: float | None, good_factor: float) -> str:
+def why_not_stable(candidate: Candidate, baseline_error: float | None, good_factor: float) -> str:
     """``"stable"``, or the first condition of :func:`is_stable` that ``candidate`` fails."""
     if candidate.status != TrialStatus.COMPLETE:
         return candidate.status
@@ -134,146 +122,175 @@ def why_not_stable(candidate: Candidate, lr_star_error: float | None, good_facto
         return "collapsed back (did not learn)"
     if not candidate.recovered:
         return "a loss spike did not recover"
-    if lr_star_error is None:
-        return "no lr* to compare with"
-    if not candidate.best_error <= good_factor * lr_star_error:
-        return (f"error {candidate.best_error:.3f} > {good_factor:g} × lr*'s "
-                f"{lr_star_error:.3f}")
+    if baseline_error is None or not math.isfinite(baseline_error):
+        return "no baseline to compare with"
+    if not candidate.best_error <= good_factor * baseline_error:
+        return (f"error {candidate.best_error:.3f} > {good_factor:g} × the baseline's "
+                f"{baseline_error:.3f}")
     return "stable"
 
 
-def is_stable(candidate: Candidate, lr_star_error: float | None, good_factor: float) -> bool:
+def is_stable(candidate: Candidate, baseline_error: float | None, good_factor: float) -> bool:
     """Does ``candidate`` train its rate stably? Completes, learns, recovers, error in reach.
 
-    Its best error must be at most ``good_factor`` x that of lr* without warmup
-    (``lr_star_error``; ``None`` when no learning rate trained, then nothing is stable).
+    Its best error must be at most ``good_factor`` x the baseline's (lr* without
+    warmup; ``None`` when the baseline did not train, then nothing is stable).
     """
-    return why_not_stable(candidate, lr_star_error, good_factor) == "stable"
+    return why_not_stable(candidate, baseline_error, good_factor) == "stable"
 
 
-def _largest_feasible(results, lrs) -> float | None:
-    ok = [lr for r, lr in zip(results, lrs) if r.feasible]
-    return max(ok) if ok else None
+def failure_point(losses, threshold: float | None, window: int = COLLAPSE_WINDOW) -> int | None:
+    """Where a run that ends collapsed turned back up: the lowest point of its ``window``-step
+    mean loss before it stayed above ``threshold`` (:func:`~refplay.analysis.collapse_step`);
+    0 when it was never below (it failed from the start); ``None`` when it did not collapse
+    (or no ``threshold``)."""
+    if threshold is None:
+        return None
+    x = np.asarray(losses, dtype=np.float64)
+    start = collapse_step(x, threshold, window=window)
+    if not start:
+        return start
+    c = np.concatenate([[0.0], np.cumsum(np.where(np.isfinite(x), x, 1e300))])
+    means = (c[window:start + window] - c[:start]) / window      # windows starting before it
+    return int(np.argmin(means)) + window - 1                   # the window's last step
 
 
-def _sweeps(none, warm, lrs) -> LrSweeps:
-    lr_none, err_none = best_lr(none, lrs)
-    lr_warm, err_warm = best_lr(warm, lrs)
-    return LrSweeps(
-        lr_star=lr_none, error=err_none, lr_star_warmup=lr_warm, error_warmup=err_warm,
-        ratio=(lr_warm / lr_none) if lr_none and lr_warm else None,
-        largest_feasible=_largest_feasible(none, lrs),
-        largest_feasible_warmup=_largest_feasible(warm, lrs),
-        statuses=[str(r.status) for r in none], statuses_warmup=[str(r.status) for r in warm],
-        errors=[trial_objective(r) for r in none], errors_warmup=[trial_objective(r) for r in warm])
-
-
-def _candidate(warmup_steps: int, result) -> Candidate:
-    events = spike_events(result.train_losses) if result.feasible else []
+def _candidate(warmup_steps: int, seed: int, result, target_lr: float,
+               threshold: float | None) -> Candidate:
     losses = result.train_losses
+    events = spike_events(losses) if result.feasible else []
     tail = losses[-max(1, len(losses) // 10):]
     learned = bool(result.feasible and losses.size
                    and float(np.mean(tail)) < 0.5 * float(losses[0]))
-    return Candidate(warmup_steps=warmup_steps, status=str(result.status),
+    fail = failure_point(losses, threshold)
+    if fail is None and result.status == TrialStatus.INFEASIBLE:
+        fail = int(result.steps_done)          # diverged: the step it stopped at
+    ramp = None
+    if fail is not None and (fail > 0 or not warmup_steps):    # 0 with a ramp: never learned
+        ramp = target_lr * (min(1.0, fail / warmup_steps) if warmup_steps else 1.0)
+    return Candidate(warmup_steps=warmup_steps, seed=seed, status=str(result.status),
                      steps_done=result.steps_done, events=len(events),
                      recovered=all(e["recovered"] for e in events), learned=learned,
-                     best_error=trial_objective(result))
+                     best_error=trial_objective(result), failing_step=fail, lr_at_failure=ramp)
 
 
-def _checked(setup, target_lr, warmups, warmup_fraction, max_train_steps, lrs, variants, quick):
+def _checked(setup, target_lr, baseline_lr, warmups, max_train_steps):
     steps = _validate.integer("max_train_steps", max_train_steps or setup.max_train_steps, low=2)
-    target_lr = _validate.real("target_lr", TARGET_LR if target_lr is None else target_lr,
-                               low=0.0, low_open=True)
+    target_lr = _validate.real("target_lr", target_lr if target_lr is not None
+                               else setup.target_lr, low=0.0, low_open=True)
+    baseline_lr = _validate.real("baseline_lr", baseline_lr if baseline_lr is not None
+                                 else setup.low_lr, low=0.0, low_open=True)
     warmups = sorted({_validate.integer(f"warmups[{i}]", w, low=0, high=steps - 1)
-                      for i, w in enumerate(warmups)})
-    warmup_fraction = _validate.real("warmup_fraction", warmup_fraction, low=0.0, high=0.5,
-                                     low_open=True)
-    lrs = sorted(quick_lrs(setup) if (quick and lrs is None) else (lrs or setup.lrs))
-    variants = ("unstable",) if quick else tuple(variants)
-    if "unstable" not in variants:
-        raise ValueError(f"variants={variants} must include 'unstable' (its lr* is the baseline)")
-    for v in variants:
-        _validate.one_of("variants[i]", v, ("unstable", "stable"))
-    return steps, target_lr, warmups, warmup_fraction, lrs, variants
+                      for i, w in enumerate(warmups or setup.warmup_lengths)})
+    return steps, target_lr, baseline_lr, warmups
 
 
-def measure(workload: str | None = None, *, setup: unstable.UnstableSetup = unstable.WARMUP,
-            target_lr: float | None = None, warmups=WARMUPS, lrs=None,
-            warmup_fraction: float = 0.1, max_train_steps: int | None = None,
-            variants=("unstable", "stable"), good_factor: float = 3.0, eval_every: int = 50,
-            seed: int = 0, quick: bool = False, workers: int | None = 0,
+def measure(workload: str | None = None, *,
+            setup: unstable.UnstableSetup = unstable.TRANSFORMER_WARMUP_LENGTHS,
+            target_lr: float | None = None, baseline_lr: float | None = None, warmups=None,
+            seeds=None, max_train_steps: int | None = None, good_factor: float = 3.0,
+            eval_every: int = 50, workers: int | None = 0,
             workspace: str | os.PathLike | None = None) -> tuple[WarmupMeasured, list]:
-    """Train (or re-read) the sweeps, the candidates and the prepended run: ``(measured, trials)``.
-
-    1. lr* with and without a ``warmup_fraction`` warmup, per variant (Figure 8);
-    2. each warmup of ``warmups`` at ``target_lr`` (Figure 6), reusing a sweep's trial
-       where it is the same config;
-    3. the shortest stable warmup (:func:`is_stable`) prepended: ``max_train_steps + W``.
-    """
+    """Train (or re-read) the candidates and the baseline in one study, then the prepended
+    run of the shortest stable warmup: ``(measured, trials)``."""
     workload = workload or setup.workload
-    steps, target_lr, warmups, warmup_fraction, lrs, variants = _checked(
-        setup, target_lr, warmups, warmup_fraction, max_train_steps, lrs, variants, quick)
-    settings = TrialSettings(max_train_steps=steps, eval_every=eval_every, keep_best=0)
-    run = dict(seed=seed, workers=workers, workspace=workspace)
-    w_sweep = max(1, round(warmup_fraction * steps))
-
-    def sweep(variant, lrs, extra=None, name="lr_sweep"):
-        return lr_sweep(workload, setup, variant, lrs, settings, extra=extra, name=name, **run)
-
-    pairs = {v: (sweep(v, lrs), sweep(v, lrs, {"warmup_steps": w_sweep}, "lr_sweep_warmup"))
-             for v in variants}
-    sweeps = {v: _sweeps(none, warm, lrs) for v, (none, warm) in pairs.items()}
-    lr_star, lr_star_error = sweeps["unstable"].lr_star, sweeps["unstable"].error
-    # A candidate the sweeps already trained (same config, init and data) is reused.
-    done = {}
-    for lr, r0, r1 in zip(lrs, *pairs["unstable"]):
-        done[(lr, 0)], done[(lr, w_sweep)] = r0, r1
-    results = [done.get((target_lr, w)) or
-               sweep("unstable", [target_lr], {"warmup_steps": w} if w else None,
-                     "warmup_candidate")[0] for w in warmups]
-    candidates = [_candidate(w, r) for w, r in zip(warmups, results)]
-    stable = [c.warmup_steps for c in candidates if is_stable(c, lr_star_error, good_factor)]
-    prepended = baseline = None
-    if stable and min(stable) and lr_star:
-        baseline = done[(lr_star, 0)]
-        (prepended,) = sweep("unstable", [target_lr],
-                             {"warmup_steps": min(stable), "warmup_prepend": True},
-                             "warmup_prepended")
+    steps, target_lr, baseline_lr, warmups = _checked(setup, target_lr, baseline_lr, warmups,
+                                                      max_train_steps)
+    seeds = [int(s) for s in (seeds or setup.run_seeds())]
+    settings = setup.settings(eval_every=eval_every, max_train_steps=steps)
+    configs = {(w, s): setup.seeded_config("unstable", target_lr, s,
+                                           **({"warmup_steps": w} if w else {}))
+               for s in seeds for w in warmups}
+    configs.update({("baseline", s): setup.seeded_config("unstable", baseline_lr, s)
+                    for s in seeds})
+    run = dict(workers=workers, workspace=workspace,
+               workload_options=dict(setup.workload_options))
+    runs = run_keyed("warmup_candidates", workload, configs, settings, **run)
+    candidates = [_candidate(w, s, runs[w, s], target_lr, setup.max_final_loss)
+                  for s in seeds for w in warmups]
+    baseline_errors = [trial_objective(runs["baseline", s]) for s in seeds]
+    shortest = _shortest(candidates, baseline_errors, good_factor, seeds)
+    prepended = None
+    if shortest:
+        prepended = run_keyed("warmup_prepended", workload, {"p": setup.seeded_config(
+            "unstable", target_lr, seeds[0], warmup_steps=shortest, warmup_prepend=True)},
+            settings, **run)["p"]
     measured = WarmupMeasured(
-        workload=workload, max_train_steps=steps, target_lr=target_lr, lrs=list(lrs),
-        sweep_warmup_steps=w_sweep, good_factor=good_factor, sweeps=sweeps,
-        candidates=candidates, losses={w: r.train_losses for w, r in zip(warmups, results)},
-        baseline_error=None if baseline is None else trial_objective(baseline),
+        workload=workload, max_train_steps=steps, target_lr=target_lr, baseline_lr=baseline_lr,
+        seeds=seeds, good_factor=good_factor, candidates=candidates,
+        losses={w: runs[w, seeds[0]].train_losses for w in warmups},
+        baseline_errors=baseline_errors,
         prepended_error=None if prepended is None else trial_objective(prepended),
         prepended_steps=None if prepended is None else prepended.steps_done,
         prepended_best_step=None if prepended is None else prepended.best_step)
-    trials = [*(r for pair in pairs.values() for rs in pair for r in rs), *results,
-              *([baseline, prepended] if prepended is not None else [])]
-    return measured, trials
+    return measured, [*runs.values(), *([prepended] if prepended is not None else [])]
+
+
+def _baseline_of(candidate: Candidate, seeds, baseline_errors) -> float | None:
+    e = baseline_errors[seeds.index(candidate.seed)]
+    return e if math.isfinite(e) else None
+
+
+def _shortest(candidates, baseline_errors, good_factor, seeds) -> int | None:
+    """The shortest warmup length stable on every seed."""
+    ok = {}
+    for c in candidates:
+        stable = is_stable(c, _baseline_of(c, seeds, baseline_errors), good_factor)
+        ok[c.warmup_steps] = ok.get(c.warmup_steps, True) and stable
+    lengths = [w for w, good in ok.items() if good]
+    return min(lengths) if lengths else None
+
+
+def _failure_pattern(candidates, seed) -> tuple[bool | None, tuple | None]:
+    """Among ``seed``'s warmups > 0 that failed: does a longer one fail later, and the range of
+    ramp rates at failure (the playbook's threshold)."""
+    failed = sorted((c.warmup_steps, c.failing_step, c.lr_at_failure) for c in candidates
+                    if c.seed == seed and c.warmup_steps > 0 and c.failing_step is not None)
+    if len(failed) < 2:
+        return None, None
+    steps = [f for _, f, _ in failed]
+    rates = [r for _, _, r in failed]
+    return all(b > a for a, b in zip(steps, steps[1:])), (min(rates), max(rates))
 
 
 def decide(m: WarmupMeasured) -> WarmupDecision:
-    """The shortest stable warmup, its share of ``max_train_steps``, and the prepended verdict."""
-    u = m.sweeps["unstable"]
-    lr_star_error = u.error if u.lr_star is not None else None
-    stable = [is_stable(c, lr_star_error, m.good_factor) for c in m.candidates]
-    why = [why_not_stable(c, lr_star_error, m.good_factor) for c in m.candidates]
-    ws = [c.warmup_steps for c, ok in zip(m.candidates, stable) if ok]
-    shortest = min(ws) if ws else None
+    """The shortest stable warmup, its share of ``max_train_steps``, the prepended verdict, and
+    whether the failures follow the ramp (Figure 6)."""
+    why = [why_not_stable(c, _baseline_of(c, m.seeds, m.baseline_errors), m.good_factor)
+           for c in m.candidates]
+    stable = [w == "stable" for w in why]
+    shortest = _shortest(m.candidates, m.baseline_errors, m.good_factor, m.seeds)
+    patterns = [_failure_pattern(m.candidates, seed) for seed in m.seeds]
+    known = [p for p in patterns if p[0] is not None]
+    grows = all(g for g, _ in known) if known else None
+    threshold = ((min(t[0] for _, t in known), max(t[1] for _, t in known)) if known
+                 else None)
     within = shortest is not None and shortest <= 0.1 * m.max_train_steps
     above = shortest is not None and shortest > 0.05 * m.max_train_steps
-    better = (None if m.prepended_error is None
-              else bool(m.prepended_error < m.baseline_error))
+    better = (None if m.prepended_error is None or not math.isfinite(m.baseline_errors[0])
+              else bool(m.prepended_error < m.baseline_errors[0]))
+    text = _decision_text(m, shortest, within, above, better, grows, threshold)
+    return WarmupDecision(
+        stable=stable, why=why, shortest=shortest, within_10pct=within, above_5pct=above,
+        prepended_better=better, failure_grows=grows, threshold_lr=threshold, text=text)
+
+
+def _decision_text(m, shortest, within, above, better, grows, threshold) -> str:
+    ratio = m.target_lr / m.baseline_lr
+    pattern = ""
+    if grows is not None:
+        order = ("each fail later than the shorter ones" if grows
+                 else "do not fail in order of their length")
+        pattern = (f" The warmups that fail {order} (on every seed), when the ramp reaches "
+                   f"{threshold[0]:.3g} ... {threshold[1]:.3g}.")
     if shortest is None:
-        text = (f"No warmup tried ({[c.warmup_steps for c in m.candidates]}) trains "
-                f"lr = {m.target_lr:g} stably. Try longer warmups, gradient clipping, or a "
-                f"lower learning rate.")
-        return WarmupDecision(
-            stable=stable, why=why, shortest=None, within_10pct=False, above_5pct=False,
-            prepended_better=None, text=text)
+        return (f"No warmup tried ({sorted({c.warmup_steps for c in m.candidates})}) trains "
+                f"lr = {m.target_lr:g} ({ratio:.0f} × the baseline's {m.baseline_lr:g}) stably "
+                f"on every seed.{pattern} Try longer warmups, gradient clipping, or a lower "
+                f"learning rate.")
     text = (f"A warmup of {shortest} steps ({shortest / m.max_train_steps:.0%} of "
             f"max_train_steps) is the shortest that trains lr = {m.target_lr:g} "
-            f"({m.target_lr / u.lr_star:.1f} × lr*) stably.")
+            f"({ratio:.1f} × the baseline's {m.baseline_lr:g}) stably on every seed.{pattern}")
     if not within:
         text += " It is above 10% of max_train_steps: too long."
     elif above:
@@ -281,34 +298,20 @@ def decide(m: WarmupMeasured) -> WarmupDecision:
     if better is not None:
         text += (f" Prepended ({m.max_train_steps} + {shortest} = {m.prepended_steps} steps), "
                  f"it reaches validation error {m.prepended_error:.3f} against the baseline's "
-                 f"{m.baseline_error:.3f} at lr* without warmup (best checkpoints): "
+                 f"{m.baseline_errors[0]:.3f} (best checkpoints): "
                  + ("adopt the warmup and the higher rate." if better
                     else "no gain over the baseline."))
-    return WarmupDecision(
-        stable=stable, why=why, shortest=shortest, within_10pct=within, above_5pct=above,
-        prepended_better=better, text=text)
+    return text
 
 
 def draw(m: WarmupMeasured, d: WarmupDecision, setup) -> dict:
-    """The candidates' losses (Figure 6) and the sweeps with and without warmup (Figure 8)."""
-    rows = [{**_row(c, ok), "why": why} for c, ok, why in zip(m.candidates, d.stable, d.why)]
-    labels = {v: ", ".join(f"{k}={val}" for k, val in getattr(setup, v).items())
-              for v in m.sweeps}
+    """Figure 6: the candidates' losses (log x) and their ramps, failures marked (seed 0)."""
+    first = [(c, ok, why) for c, ok, why in zip(m.candidates, d.stable, d.why)
+             if c.seed == m.seeds[0]]
+    rows = [{**_row(c, ok), "why": why} for c, ok, why in first]
     return {"warmup_candidates": instability_plots.warmup_plot(
-                m.losses, rows, target_lr=m.target_lr, shortest=d.shortest),
-            "lr_sweep_warmup": instability_plots.lr_sweep_plot(
-                m.lrs, {v: s._asdict() for v, s in m.sweeps.items()},
-                warmup_steps=m.sweep_warmup_steps, variants_labels=labels)}
-
-
-def grid_caveat(lrs, max_train_steps: int) -> str:
-    """What grid this run swept, in words (the calibration's notes may speak of another)."""
-    ratio = lrs[1] / lrs[0] if len(lrs) > 1 else 1.0
-    grid = ("a factor-2 grid" if abs(ratio - 2) < 1e-6 else "a sqrt(2) grid"
-            if abs(ratio - 2 ** 0.5) < 1e-3 else f"a factor-{ratio:.3g} grid")
-    return (f"This run: one seed, {max_train_steps} steps, learning rates "
-            f"{lrs[0]:g} ... {lrs[-1]:g} on {grid}; the notes below are the calibration's, "
-            f"on the full sqrt(2) grid.")
+        m.losses, rows, target_lr=m.target_lr, shortest=d.shortest,
+        title=setup.question if setup.target_lr else "")}
 
 
 def _row(c: Candidate, stable: bool) -> dict:
@@ -320,41 +323,40 @@ def _row(c: Candidate, stable: bool) -> dict:
 
 def numbers(m: WarmupMeasured, d: WarmupDecision) -> dict:
     """The JSON-ready numbers of a warmup study."""
-    u = m.sweeps["unstable"]
     return {
         "workload": m.workload, "max_train_steps": m.max_train_steps, "target_lr": m.target_lr,
-        "lr_star": u.lr_star,
-        "target_over_lr_star": m.target_lr / u.lr_star if u.lr_star else None,
-        "candidates": [_row(c, ok) for c, ok in zip(m.candidates, d.stable)],
+        "baseline_lr": m.baseline_lr, "target_over_baseline": m.target_lr / m.baseline_lr,
+        "seeds": m.seeds, "candidates": [_row(c, ok) for c, ok in zip(m.candidates, d.stable)],
         "shortest_stable_warmup": d.shortest,
         "shortest_fraction": d.shortest / m.max_train_steps if d.shortest is not None else None,
         "within_10pct": d.within_10pct, "above_5pct": d.above_5pct,
-        "sweep_warmup_steps": m.sweep_warmup_steps, "lrs": list(m.lrs),
-        "lr_sweeps": {v: s._asdict() for v, s in m.sweeps.items()},
-        "baseline_error": m.baseline_error, "prepended_error": m.prepended_error,
+        "failure_grows_with_warmup": d.failure_grows, "threshold_lr": d.threshold_lr,
+        "baseline_errors": m.baseline_errors, "prepended_error": m.prepended_error,
         "prepended_steps": m.prepended_steps, "prepended_best_step": m.prepended_best_step}
 
 
-def warmup_study(workload: str | None = None, *, setup: unstable.UnstableSetup = unstable.WARMUP,
+def warmup_study(workload: str | None = None, *,
+                 setup: unstable.UnstableSetup = unstable.TRANSFORMER_WARMUP_LENGTHS,
                  quick: bool = False, **options) -> ProcedureResult:
-    """Warmup candidates at ``target_lr``, the prepended warmup, and the Figure 8 sweeps.
+    """Warmup candidates at ``target_lr``, the baseline, and the prepended warmup.
 
-    ``options`` are :func:`measure`'s (``target_lr``, ``warmups``, ``lrs``,
-    ``warmup_fraction``, ``max_train_steps``, ``variants``, ``good_factor``,
-    ``eval_every``, ``seed``, ``workers``, ``workspace``). Defaults come from
-    ``setup`` (:data:`refplay.train.unstable.WARMUP`); ``target_lr`` =
-    :data:`TARGET_LR` (8 × lr*, the last grid point below 10 ×). ``quick=True``:
-    every other rate of the setup's grid
-    (:func:`~refplay.procedures.instability.quick_lrs`) and only
-    the unstable variant in the Figure 8 sweep.
+    ``options`` are :func:`measure`'s (``target_lr``, ``baseline_lr``, ``warmups``,
+    ``seeds``, ``max_train_steps``, ``good_factor``, ``eval_every``, ``workers``,
+    ``workspace``). Defaults come from ``setup``
+    (:data:`refplay.train.unstable.TRANSFORMER_WARMUP_LENGTHS`: the Post-LN
+    Transformer at 0.032 after warmups of 0 ... 400 steps). ``quick=True``:
+    one seed and every other warmup length.
     """
-    measured, trials = measure(workload, setup=setup, quick=quick, **options)
+    if quick:
+        options.setdefault("seeds", setup.run_seeds()[:1])
+        options.setdefault("warmups", tuple(setup.warmup_lengths[::2]))
+    measured, trials = measure(workload, setup=setup, **options)
     decision = decide(measured)
-    caveats = [grid_caveat(measured.lrs, measured.max_train_steps), *setup.caveats,
+    caveats = [f"{len(measured.seeds)} seed(s), {measured.max_train_steps} steps; the figure "
+               f"shows the first seed.", *setup.caveats,
                f"A candidate is 'stable' when it completes, every loss spike recovers, its best "
-               f"error is <= {measured.good_factor:g} x lr*'s, and its last 10% of losses "
-               f"average below half the step-0 loss."]
+               f"error is <= {measured.good_factor:g} x the baseline's, and its last 10% of "
+               f"losses average below half the step-0 loss."]
     return ProcedureResult(
         question=QUESTION, decision=decision.text, numbers=numbers(measured, decision),
         figures=draw(measured, decision, setup), trials=trials, caveats=caveats)
-

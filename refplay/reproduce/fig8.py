@@ -1,46 +1,48 @@
-"""Figure 8: warmup lets the unstable model use a larger learning rate.
+"""Figure 8: warmup lets the Transformer use a larger learning rate, Post-LN more than Pre-LN.
 
-The playbook ("How to apply learning rate warmup"): Pre-LN vs Post-LN
-Transformers, validation loss against the base learning rate with and
-without warmup; warmup moves the best rate ~4.6x (Post-LN) and ~2.8x
-(Pre-LN). Laptop analogue (``unstable.WARMUP``): post-LayerNorm vs the
-BatchNorm ResNet block on MNIST-1D, 400 steps, a 40-step (10 %) warmup.
-Claim CL22: lr* with warmup ≥ 2 × lr* without, for the unstable variant.
+The playbook ("How to apply learning rate warmup"): 6-layer Pre-LN and
+Post-LN Transformers on WMT14, validation loss against the base learning
+rate with and without warmup; failed runs marked "poor optimization", the
+best rate starred; warmup moves the best rate ~4.6x (Post-LN) and ~2.8x
+(Pre-LN). Laptop analogue (``unstable.TRANSFORMER_WARMUP``): the same two
+placements in a 6-block Transformer on MNIST-1D, Adam with cosine decay,
+500 steps, a 50-step (10 %) warmup, 2 seeds. Claim CL22: warmup moves the
+Post-LN lr* at least 2x, and Pre-LN's by less.
 """
 
 from __future__ import annotations
 
-from refplay.procedures import warmup
+from refplay.procedures import warmup_effect
 from refplay.reproduce.base import Check, Entry, Panel, Upstream
 
 __all__ = ["ENTRY", "CAVEAT", "check"]
 
-CAVEAT = ("Laptop analogue: post-LayerNorm (unstable) vs BatchNorm (stable) residual CNN on "
-          "MNIST-1D, 400 steps, one seed (the playbook: Pre-/Post-LN Transformers on WMT). The "
-          "direction of warmup's effect, not its size.")
+CAVEAT = ("Laptop analogue: 6-block Post-LN and Pre-LN Transformers on MNIST-1D, Adam, 500 "
+          "steps, 2 seeds, validation error (the playbook: WMT14 En-De, validation loss after "
+          "76k steps). lr* is known to a factor 2 (the grid).")
 
 
 def check(result) -> Check:
-    """Claim: for the unstable variant, the best rate with warmup is at least 2 x without."""
-    sweeps = result.numbers["lr_sweeps"]
-    u = sweeps["unstable"]
-    numbers = {v: {"lr_star": s["lr_star"], "lr_star_warmup": s["lr_star_warmup"],
-                   "ratio": s["ratio"]} for v, s in sweeps.items()}
-    decision = (f"warmup moves the unstable variant's best lr {u['ratio']:.1f}x "
-                f"({u['lr_star']:g} -> {u['lr_star_warmup']:g})" if u["ratio"] else None)
-    return Check(holds=bool(u["ratio"] and u["ratio"] >= 2.0), numbers=numbers,
-                 decision=decision)
+    """Claim CL22: Post-LN's lr* with warmup >= 2 x without, Pre-LN's ratio smaller."""
+    n = result.numbers
+    numbers = {k: {"lr_star": s["lr_star"], "lr_star_per_seed": s["lr_star_per_seed"],
+                   "largest_training_lr": s["largest_training_lr"]}
+               for k, s in n["sweeps"].items()}
+    numbers.update({"ratio": n["ratio"], "ratio_per_seed": n["ratio_per_seed"]})
+    return Check(holds=bool(n["holds"]), numbers=numbers)
 
 
 ENTRY = Entry(
-    full_time="1 s (re-reads Figure 4's studies)",   # refplay reproduce all --workers 2, empty workspace, load ~1.5
+    full_time="",
     id="fig8",
     title="Beneficial effect of warmup on the best learning rate",
     section="How to apply learning rate warmup", anchor="how-to-apply-learning-rate-warmup",
     upstream=(Upstream("beneficial_effect_warmup.png"),),
     claim_id="CL22",
-    claim="For the unstable variant, the best learning rate with warmup is at least 2x the best "
-          "without.",
-    caveat=CAVEAT, procedure=warmup.warmup_study, check=check,
-    panels=(Panel(
-        name="lr_sweep", key="lr_sweep_warmup", file="fig8_beneficial_effect_warmup.png"),))
+    claim="With a 10% warmup the Post-LN Transformer's best learning rate is at least 2x the "
+          "best without, and the Pre-LN one's moves less.",
+    quick_caveat=("Laptop analogue, quick size: 6-block Post-LN and Pre-LN Transformers on "
+                  "MNIST-1D, three learning rates, one seed."),
+    caveat=CAVEAT, procedure=warmup_effect.warmup_effect, check=check,
+    panels=(Panel(name="warmup_effect", key="warmup_effect",
+                  file="fig8_beneficial_effect_warmup.png"),))

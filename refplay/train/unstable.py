@@ -37,12 +37,16 @@ coarse grid (factors of :math:`\\sqrt 2` or 2), including the claims it did
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-__all__ = ["UnstableSetup", "WARMUP", "EARLY_SPIKE", "CLIPPING", "TRANSFORMER_WARMUP",
-           "TRANSFORMER_EARLY_SPIKE", "SETUPS", "NESTEROV", "ADAM"]
+from refplay.train.settings import TrialSettings
+
+__all__ = ["UnstableSetup", "WARMUP", "EARLY_SPIKE", "CLIPPING", "TRANSFORMER_CHANGE",
+           "TRANSFORMER_EARLY_SPIKE", "TRANSFORMER_WARMUP_LENGTHS", "TRANSFORMER_SCAN",
+           "TRANSFORMER_WARMUP", "SETUPS", "NESTEROV", "ADAM", "ADAM_COSINE", "CHANCE_LOSS_10"]
 
 #: The optimizer of every setup: the playbook's Figure 4 uses momentum.
 NESTEROV = MappingProxyType({"optimizer": "nesterov", "gamma": 0.9})
@@ -67,7 +71,11 @@ class UnstableSetup:
     warmups a Figure 6 sweep compares, ``measured`` the calibration's numbers
     at these settings, ``figure_notes`` per figure the calibration row that
     shows its mechanism, ``claims`` per claim whether it held there and why,
-    ``caveats`` what they do not show.
+    ``caveats`` what they do not show. ``seeds`` are the initializations and
+    data orders a comparison is repeated over (``(seed,)`` when empty),
+    ``target_lr`` the high rate a figure asks about, ``low_lr`` a rate every
+    variant trains at, and ``max_final_loss`` the settings' rule for a run that
+    ends collapsed (:class:`~refplay.train.settings.TrialSettings`).
     """
 
     name: str
@@ -87,12 +95,37 @@ class UnstableSetup:
     warmup_lengths: tuple[int, ...] = ()
     figure_notes: Mapping = field(default_factory=dict)
     claims: Mapping = field(default_factory=dict)
+    seeds: tuple[int, ...] = ()
+    target_lr: float | None = None
+    low_lr: float | None = None
+    max_final_loss: float | None = None
+    names: Mapping = field(default_factory=dict)
+
+    def label(self, variant: str) -> str:
+        """How a figure names ``variant``: ``names[variant]``, else its hyperparameters."""
+        return self.names.get(variant) or ", ".join(
+            f"{k}={v}" for k, v in getattr(self, variant).items())
 
     def config(self, variant: str, lr: float, **extra) -> dict:
         """The trial config of ``variant`` ("stable" or "unstable") at ``lr``."""
         if variant not in ("stable", "unstable"):
             raise ValueError(f"variant={variant!r} is not allowed; choose 'stable' or 'unstable'")
         return {**self.base_config, **getattr(self, variant), "lr": float(lr), **extra}
+
+    def seeded_config(self, variant: str, lr: float, seed: int, **extra) -> dict:
+        """:meth:`config` with initialization and data order both from ``seed``."""
+        return self.config(variant, lr, init_seed=int(seed), data_seed=int(seed), **extra)
+
+    def run_seeds(self) -> tuple[int, ...]:
+        """The seeds a comparison runs over: ``seeds``, or ``(seed,)``."""
+        return tuple(self.seeds) or (self.seed,)
+
+    def settings(self, *, eval_every: int, max_train_steps: int | None = None,
+                 **changes) -> TrialSettings:
+        """The trial settings of this setup: its budget and its rule for a collapsed run."""
+        return TrialSettings(max_train_steps=max_train_steps or self.max_train_steps,
+                             eval_every=eval_every, keep_best=0,
+                             max_final_loss=self.max_final_loss, **changes)
 
 
 _SQRT2_GRID = tuple(round(0.02 * 2 ** (k / 2), 6) for k in range(11))   # 0.02 ... 0.64
@@ -211,122 +244,85 @@ CLIPPING = UnstableSetup(
 )
 
 _ADAM_GRID = tuple(round(1e-3 * 2.0 ** k, 6) for k in range(-1, 6))    # 5e-4 ... 0.032
+_FACTOR2_GRID = tuple(round(1e-3 * 2.0 ** k, 6) for k in range(7))      # 0.001 ... 0.064
+_SQRT2_ADAM_GRID = tuple(round(2e-3 * 2.0 ** (k / 2), 6) for k in range(11))   # 0.002 ... 0.064
 
-#: Figures 4, 6, 7a, 7b, 8 (claims CL22, CL24) on the Transformer: Post-LN ("known to cause
-#: issues") vs Pre-LN, 6 blocks of width 32, Adam, 500 steps, warmup 0 / 25 / 50 steps.
-TRANSFORMER_WARMUP = UnstableSetup(
-    name="transformer_warmup",
-    figures=("4", "6", "7a", "7b", "8"),
-    question="Does a learning-rate warmup let the Post-LN Transformer train at larger learning "
-             "rates, and does Pre-LN need it less?",
+#: A classifier of MNIST-1D's 10 classes that ends above this training loss has collapsed to
+#: chance (ln 10 = 2.30): the playbook's "uncharacteristically high values of the loss".
+CHANCE_LOSS_10 = 0.9 * math.log(10)
+
+#: Adam with a cosine decay to 0 after the warmup (the Transformer figures' schedule).
+ADAM_COSINE = MappingProxyType({**ADAM, "schedule": "cosine"})
+
+_POST, _PRE = _frozen({"norm_placement": "post"}), _frozen({"norm_placement": "pre"})
+_LN_NAMES = _frozen({"unstable": "Post-LN", "stable": "Pre-LN"})
+
+#: Figure 4 on the Transformer: the changed model (Post-LN) beside the standard one (Pre-LN).
+TRANSFORMER_CHANGE = UnstableSetup(
+    name="transformer_change",
+    figures=("4",),
+    question="Figure 4: does moving LayerNorm after the residual sum (Post-LN) make high "
+             "learning rates unstable, and does warmup fix it?",
     workload="mnist1d_transformer",
-    workload_options=_frozen({"depth": 6}),
-    stable=_frozen({"norm_placement": "pre"}),
-    unstable=_frozen({"norm_placement": "post"}),
-    base_config=ADAM,
-    lrs=_ADAM_GRID,
-    max_train_steps=500,
-    seed=0,
-    warmup_steps=50,
-    warmup_lengths=(0, 25, 50),
-    measured=_frozen({
-        # seeds (0, 1); objective = best validation error over 10 evaluations (500 examples)
-        "lr_star": (0.002, 0.002),                  # Post-LN, no warmup (errors 0.192, 0.220)
-        "lr_star_warmup": (0.004, 0.004),           # Post-LN, 50 warmup steps (0.188, 0.172)
-        "lr_star_warmup_5pct": (0.002, 0.002),      # Post-LN, 25 warmup steps
-        "stable_lr_star": (0.002, 0.002),           # Pre-LN, no warmup (0.134, 0.154)
-        "stable_lr_star_warmup": (0.002, 0.004),    # Pre-LN, 50 warmup steps (0.128, 0.124)
-        "error_at_4x_lr_star": (0.52, 0.45),        # Post-LN at 0.008, no warmup
-        "error_at_4x_lr_star_warmup_5pct": (0.31, 0.29),
-        "error_at_4x_lr_star_warmup": (0.27, 0.22),
-        "stable_error_at_4x_lr_star": (0.23, 0.21),  # Pre-LN at 0.008, no warmup
-        "stable_error_at_4x_lr_star_warmup": (0.17, 0.17),
-        "max_feasible_lr": 0.032,                   # every trial of every arm is feasible
-        "first_collapsed_lr": (0.032, 0.016),       # Post-LN, no warmup: final loss ~ ln 10
-        "first_collapsed_lr_warmup": (0.016, 0.016),
-        "stable_first_collapsed_lr": None,          # Pre-LN never collapses up to 0.032
-        "fig7b_lr": 0.016,                          # Post-LN, 50 warmup steps, seed 0: loss
-        "fig7b_rise": "1.59 -> 2.31",               # 1.59 by step 125, then back to ln 10
-        "ms_per_step_quiet": 20.0,                  # one core; 76 on the shared 2-core machine
-    }),
-    figure_notes=_frozen({
-        "4": "Post-LN at 0.008 (4 x lr*) without warmup: best error 0.52 / 0.45 (seeds 0 / 1), "
-             "Pre-LN 0.23 / 0.21; 50 warmup steps bring Post-LN to 0.27 / 0.22.",
-        "6": "Post-LN at 0.008: warmup 0 / 25 / 50 steps gives 0.52 / 0.31 / 0.27 (seed 0) and "
-             "0.45 / 0.29 / 0.22 (seed 1): longer warmup, better, no plateau by 10 %.",
-        "7a": "No trial is infeasible, so the sweep's best (0.002) is never 'at the infeasible "
-              "edge'; Post-LN's failure is a collapse to chance at 8-16 x lr*.",
-        "7b": "Post-LN with 50 warmup steps at 0.016 (8 x lr*): the loss falls to 1.59, then "
-              "rises back to ln 10 = 2.31 mid-run and stays there.",
-        "8": "lr* without -> with 50 warmup steps: Post-LN 0.002 -> 0.004 on both seeds, Pre-LN "
-             "0.002 -> 0.002 (seed 0) and 0.002 -> 0.004 (seed 1).",
-    }),
-    claims=_frozen({
-        "CL22": "borderline: Post-LN lr* doubles with warmup on both seeds (exactly the 2x "
-                "threshold) and Pre-LN's does not on seed 0, but does on seed 1; the errors at "
-                "0.002 and 0.004 are within 1-2 binomial standard errors (+-0.018). At 1000 "
-                "steps (seed 0) it does not hold: Post-LN 0.002 -> 0.002, Pre-LN 0.002 -> 0.004.",
-        "CL24": "does not hold: no trial is infeasible by the divergence rule (the failure is a "
-                "collapse to chance, loss ~ ln 10 below the step-0 loss 2.9); at 4 x lr* Post-LN "
-                "without warmup is bad (0.52 / 0.45) but neither diverged nor collapsed.",
-        "fig7": "does not hold: boundary check cannot say instability_limited without "
-                "infeasible trials; the collapse edge is 8-16 x lr*.",
-        "fig4": "holds in error, not in divergence: warmup repairs Post-LN at 4 x lr*.",
-        "fig6": "holds: at 4 x lr* longer warmup is monotonically better (0 / 25 / 50 steps).",
-    }),
-    caveats=(
-        "Two seeds, a factor-2 grid, 500 steps: lr* differences of one grid step are within the "
-        "noise of 500 validation examples.",
-        "A failing Post-LN Transformer collapses to chance (training loss ~ ln 10 = 2.30, below "
-        "the step-0 loss ~2.9) instead of diverging, so refplay's divergence rule (10 x the "
-        "step-0 loss) calls every trial feasible; the calibration reports the collapse apart.",
-        "Warmup does not move the collapse edge (0.016 with and without); it improves the "
-        "error at 2-4 x lr* (at 1000 steps, 0.008: Post-LN 0.46 -> 0.20, Pre-LN 0.15 -> 0.13).",
-        "No early loss spike (first 10 % of the steps) in any trial of the grid "
-        "(refplay.analysis.detect_instability); see TRANSFORMER_EARLY_SPIKE.",
-    ),
+    workload_options=_frozen({"depth": 4}),
+    stable=_PRE, unstable=_POST, base_config=ADAM_COSINE,
+    lrs=_FACTOR2_GRID, max_train_steps=500, seed=0, seeds=(0, 1), warmup_steps=50,
+    low_lr=0.002, target_lr=0.016, max_final_loss=CHANCE_LOSS_10, names=_LN_NAMES,
 )
 
-#: Figure 5 (claim CL23) on the Transformer: the first steps at 16-64 x lr* without warmup.
+#: Figure 5 on the Transformer: Figure 4's two models at the first rate where the changed one
+#: fails, evaluated every step early on.
 TRANSFORMER_EARLY_SPIKE = UnstableSetup(
     name="transformer_early_spike",
     figures=("5",),
-    question="Does the Transformer's loss jump in the first steps in a way that a coarse "
-             "evaluation schedule misses?",
+    question="Figure 5: does evaluating every step early on show what evaluating every 50 "
+             "steps hides?",
     workload="mnist1d_transformer",
-    workload_options=_frozen({"depth": 6}),
-    stable=_frozen({"norm_placement": "pre"}),
-    unstable=_frozen({"norm_placement": "post"}),
-    base_config=ADAM,
-    lrs=(0.064, 0.128),
-    max_train_steps=500,
-    seed=0,
-    measured=_frozen({
-        # seed 0, no warmup; step-0 loss 2.86 (Pre-LN) / 2.88 (Post-LN)
-        "stable_0.064": "peak 4.18 at step 2 (1.46x), at chance (2.31) until ~step 175, then "
-                        "learns: final loss 1.47, best error 0.61",
-        "stable_0.128": "peak 6.13 at step 2 (2.14x), at chance to the end (2.20), error 0.85",
-        "unstable_0.064": "peak 5.36 at step 2 (1.86x), collapsed to chance, error 0.89",
-        "unstable_0.128": "peak 6.10 at step 3 (2.12x), collapsed to chance, error 0.89",
-        "detected_events": 0,            # refplay.analysis.detect_instability, all four runs
-    }),
-    figure_notes=_frozen({
-        "5": "Pre-LN (the 'stable' variant) at 0.064 without warmup: the loss jumps to 4.18 at "
-             "step 2, sits at chance for ~175 steps and then learns; only per-step losses show "
-             "the jump, evaluations every 50 steps show only the plateau.",
-    }),
-    claims=_frozen({
-        "CL23": "does not hold: the runs that recover jump by less than 2x (1.46x), the runs "
-                "that jump by 2x never recover (collapse to chance); detect_instability finds "
-                "no early event in any of them.",
-    }),
-    caveats=(
-        "One seed; the early event is a jump and a long stall at chance, not Figure 5's "
-        "spike-and-quick-recovery.",
-        "The run that recovers is the Pre-LN ('stable') variant; Post-LN at these rates never "
-        "recovers.",
-    ),
+    workload_options=_frozen({"depth": 4}),         # Figure 4's two models
+    stable=_PRE, unstable=_POST, base_config=ADAM_COSINE,
+    lrs=(0.032,), max_train_steps=500, seed=0, seeds=(0, 1), target_lr=0.032,
+    max_final_loss=CHANCE_LOSS_10, names=_LN_NAMES,
 )
 
-SETUPS = {s.name: s for s in (WARMUP, EARLY_SPIKE, CLIPPING, TRANSFORMER_WARMUP,
-                               TRANSFORMER_EARLY_SPIKE)}
+#: Figure 6 on the Transformer: Post-LN at a high rate after warmups of several lengths.
+TRANSFORMER_WARMUP_LENGTHS = UnstableSetup(
+    name="transformer_warmup_lengths",
+    figures=("6",),
+    question="Figure 6: when does the Post-LN Transformer fail during a warmup to a high rate?",
+    workload="mnist1d_transformer",
+    workload_options=_frozen({"depth": 6}),
+    stable=_PRE, unstable=_POST, base_config=ADAM,
+    lrs=(0.002, 0.032), max_train_steps=500, seed=0, seeds=(0, 1),
+    warmup_lengths=(0, 25, 50, 100, 200, 400), target_lr=0.032, low_lr=0.002,
+    max_final_loss=CHANCE_LOSS_10, names=_LN_NAMES,
+)
+
+#: Figure 7 on the Transformer: Post-LN with a 10 % warmup, swept on a sqrt(2) grid.
+TRANSFORMER_SCAN = UnstableSetup(
+    name="transformer_scan",
+    figures=("7a", "7b"),
+    question="Figure 7: does instability cap the Post-LN Transformer's learning rate?",
+    workload="mnist1d_transformer",
+    workload_options=_frozen({"depth": 6}),
+    stable=_PRE, unstable=_POST, base_config=_frozen({**ADAM_COSINE, "warmup_steps": 50}),
+    lrs=_SQRT2_ADAM_GRID, max_train_steps=500, seed=0, max_final_loss=CHANCE_LOSS_10,
+    names=_LN_NAMES,
+)
+
+#: Figure 8 on the Transformer: Post-LN and Pre-LN, each with and without a 10 % warmup.
+TRANSFORMER_WARMUP = UnstableSetup(
+    name="transformer_warmup",
+    figures=("8",),
+    question="Figure 8: does warmup let the 6-block Transformer use a larger learning rate, "
+             "Post-LN more than Pre-LN?",
+    workload="mnist1d_transformer",
+    workload_options=_frozen({"depth": 6}),
+    stable=_PRE, unstable=_POST, base_config=ADAM_COSINE,
+    lrs=_FACTOR2_GRID[:6], max_train_steps=500, seed=0, seeds=(0, 1), warmup_steps=50,
+    max_final_loss=CHANCE_LOSS_10, names=_LN_NAMES,
+    measured=_frozen({"lr_star": (0.002, 0.002)}),
+)
+
+SETUPS = {s.name: s for s in (WARMUP, EARLY_SPIKE, CLIPPING, TRANSFORMER_CHANGE,
+                               TRANSFORMER_EARLY_SPIKE, TRANSFORMER_WARMUP_LENGTHS,
+                               TRANSFORMER_SCAN, TRANSFORMER_WARMUP)}
