@@ -326,36 +326,44 @@ def test_bad_input_raises_value_error_naming_the_argument():
         ln.forward(ln.init(None, np.float64), np.zeros((4, 2)))
 
 
-@pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-12), (np.float32, 1e-5)])
-@pytest.mark.parametrize("rows,f", [(7, 6), (33, 32), (1, 2)])
-def test_layernorm_row_kernels_equal_their_twins(dtype, tol, rows, f):
-    rng = np.random.default_rng(rows)
-    x = (3.0 * rng.standard_normal((rows, f)) + 1.0).astype(dtype)
-    scale, bias = rng.standard_normal(f).astype(dtype), rng.standard_normal(f).astype(dtype)
-    dy = rng.standard_normal((rows, f)).astype(dtype)
-    got = kernels.layernorm_rows(x, scale, bias, 1e-5)
-    want = reference.layernorm_rows(x, scale, bias, 1e-5)
-    assert got[0].dtype == got[1].dtype == dtype and got[2].dtype == np.float64
-    assert all(rel_error(a, b) <= tol for a, b in zip(got, want))
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("shape", [(7, 6, 1), (33, 32, 1), (1, 2, 1), (5, 3, 40), (4, 300, 1),
+                                   (3, 9, 333)])
+def test_layernorm_row_kernels_are_bitwise_their_twins(dtype, shape):
+    # Bitwise, not to a tolerance: the kernels round and sum as numpy does (pairwise sums, also
+    # past numpy's 128-term blocks), so a model trains the same on either.
+    rng = np.random.default_rng(shape[1])
+    x = (3.0 * rng.standard_normal(shape) + 1.0).astype(dtype)
+    c = shape[1]
+    scale, bias = rng.standard_normal(c).astype(dtype), rng.standard_normal(c).astype(dtype)
+    dy = rng.standard_normal(shape).astype(dtype)
+    eps = np.asarray(1e-5, dtype)[()]
+    got = kernels.layernorm_rows(x, scale, bias, eps)
+    want = reference.layernorm_rows(x, scale, bias, eps)
+    for a, b in zip(got, want):
+        assert a.dtype == dtype
+        np.testing.assert_array_equal(a, b)
     back = kernels.layernorm_rows_backward(dy, got[1], got[2], scale)
     back_ref = reference.layernorm_rows_backward(dy, want[1], want[2], scale)
-    assert back[0].dtype == dtype
-    assert all(rel_error(a, b) <= tol * 10 for a, b in zip(back, back_ref))
+    for a, b in zip(back, back_ref):
+        assert a.dtype == dtype
+        np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-12), (np.float32, 1e-5)])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("shape", SHAPES)
-def test_layernorm_layer_on_kernels_equals_the_layer_on_twins(dtype, tol, shape):
-    """Scale and offset per channel over S positions: the kernels' per-value sums fold per channel."""
+def test_layernorm_layer_on_kernels_equals_the_layer_on_twins(dtype, shape):
     rng = np.random.default_rng(19)
     fast, slow = LayerNorm(shape[1]), LayerNorm(shape[1], impl="numpy")
     params = _params(fast, rng, dtype)
     x = (rng.normal(size=shape) * 3 + 1).astype(dtype)
     dy = rng.normal(size=shape).astype(dtype)
     (y, c), (y_ref, c_ref) = fast.forward(params, x), slow.forward(params, x)
-    assert y.dtype == dtype and rel_error(y, y_ref) <= tol
+    assert y.dtype == dtype
+    np.testing.assert_array_equal(y, y_ref)
     (dx, g), (dx_ref, g_ref) = fast.backward(params, dy, c), slow.backward(params, dy, c_ref)
-    assert dx.dtype == dtype and rel_error(dx, dx_ref) <= tol * 10
+    assert dx.dtype == dtype
+    np.testing.assert_array_equal(dx, dx_ref)
     for k in params:
         assert g[k].dtype == dtype and g[k].shape == params[k].shape
-        assert rel_error(g[k], g_ref[k]) <= tol * 10, k
+        np.testing.assert_array_equal(g[k], g_ref[k])

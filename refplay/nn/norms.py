@@ -382,53 +382,40 @@ class BatchNorm(Layer):
 class LayerNormCache(NamedTuple):
     """What :func:`layernorm_backward` needs from the forward pass."""
 
-    xhat: np.ndarray            # (R, F) normalized rows
-    rstd: np.ndarray            # (R,) float64, 1 / sqrt(var + eps)
-    scale: np.ndarray           # (C,) the layer's scale
-    scale_row: np.ndarray       # (F,) the scale of every value of a row
-    positions: int              # S = F / C values per channel in a row
+    xhat3: np.ndarray           # (R, C, S) normalized rows
+    rstd: np.ndarray            # (R,) 1 / sqrt(var + eps)
+    scale: np.ndarray           # (C,)
     shape: tuple                # the input's shape
     impl: str
 
 
-def layernorm_rows_forward(rows: np.ndarray, scale: np.ndarray, bias: np.ndarray,
+def layernorm_rows_forward(x3: np.ndarray, scale: np.ndarray, bias: np.ndarray,
                            eps: float = 1e-5, impl: str = "numba",
                            shape: tuple | None = None) -> tuple[np.ndarray, LayerNormCache]:
-    r"""Layer norm of every row of ``rows`` (R, F), scale and offset per channel.
+    r"""Layer norm of every row ``x3[r]`` (C, S) over its C*S values, scale and offset per channel.
 
-    A row holds :math:`F = C \cdot S` values, channel-major (channel :math:`c`
-    owns values :math:`cS \ldots (c+1)S - 1`); ``scale`` and ``bias`` are
-    (C,). One pass per row (:func:`refplay.nn.kernels.layernorm_rows`, or its
-    numpy twin with ``impl="numpy"``). Both layer norms run on it:
-    :func:`layernorm_forward` (one row per example) and
-    :func:`refplay.nn.transformer.token_layernorm_forward` (one row per token, S = 1).
+    One Numba pass per row (:func:`refplay.nn.kernels.layernorm_rows`), or
+    its numpy twin with ``impl="numpy"``; the two are bitwise equal. Both
+    layer norms run on it: :func:`layernorm_forward` (one row per example)
+    and :func:`refplay.nn.transformer.token_layernorm_forward` (one row per
+    token, S = 1). The output has ``shape`` (default: that of ``x3``).
     """
     k = _IMPLS[_validate.one_of("impl", impl, tuple(_IMPLS))]
-    positions = rows.shape[1] // scale.shape[0]
-    scale_row = np.repeat(scale, positions) if positions > 1 else scale
-    bias_row = np.repeat(bias, positions) if positions > 1 else bias
-    y, xhat, rstd = k.layernorm_rows(rows, scale_row, bias_row, eps)
-    shape = rows.shape if shape is None else shape
-    return y.reshape(shape), LayerNormCache(xhat=xhat, rstd=rstd, scale=scale,
-                                            scale_row=scale_row, positions=positions,
-                                            shape=shape, impl=impl)
+    eps = np.asarray(eps, dtype=x3.dtype)[()]        # as numpy rounds a Python float
+    y, xhat3, rstd = k.layernorm_rows(x3, scale, bias, eps)
+    shape = x3.shape if shape is None else shape
+    return y.reshape(shape), LayerNormCache(xhat3=xhat3, rstd=rstd, scale=scale, shape=shape,
+                                            impl=impl)
 
 
 def layernorm_rows_backward(dy: np.ndarray, cache: LayerNormCache, need_dx: bool = True,
                             ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
-    r"""Backward of :func:`layernorm_rows_forward`: ``(dx, dscale, dbias)``.
-
-    The kernel returns the per-value sums :math:`\sum_r dy\,\hat x` and
-    :math:`\sum_r dy` (F,); a channel's gradient adds its S positions.
-    """
+    """Backward of :func:`layernorm_rows_forward`: ``(dx, dscale, dbias)``."""
     c = cache
-    rows = np.ascontiguousarray(dy).reshape(c.xhat.shape)
-    dx, dscale, dbias = _IMPLS[c.impl].layernorm_rows_backward(rows, c.xhat, c.rstd, c.scale_row)
-    if c.positions > 1:
-        dscale = dscale.reshape(-1, c.positions).sum(axis=1)
-        dbias = dbias.reshape(-1, c.positions).sum(axis=1)
+    dy3 = np.ascontiguousarray(dy).reshape(c.xhat3.shape)
+    dx, dscale, dbias = _IMPLS[c.impl].layernorm_rows_backward(dy3, c.xhat3, c.rstd, c.scale)
     dx = dx.reshape(c.shape) if need_dx else None
-    return dx, dscale.astype(c.scale.dtype), dbias.astype(c.scale.dtype)
+    return dx, dscale.astype(c.scale.dtype, copy=False), dbias.astype(c.scale.dtype, copy=False)
 
 
 def layernorm_forward(x: np.ndarray, scale: np.ndarray, bias: np.ndarray,
@@ -445,10 +432,9 @@ def layernorm_forward(x: np.ndarray, scale: np.ndarray, bias: np.ndarray,
     for (N, C, ...) it is ``torch.nn.functional.group_norm(x, 1, γ, β)``.
     No batch statistics: every example is normalized on its own, the same in
     training and evaluation, whatever the batch size. Each example is one
-    row of :func:`layernorm_rows_forward` (statistics accumulate in float64).
+    row of :func:`layernorm_rows_forward`.
     """
-    rows = np.ascontiguousarray(x).reshape(x.shape[0], -1)
-    return layernorm_rows_forward(rows, scale, bias, eps, impl, x.shape)
+    return layernorm_rows_forward(_as3(x), scale, bias, eps, impl, x.shape)
 
 
 def layernorm_backward(dy: np.ndarray, cache: tuple, need_dx: bool = True,

@@ -272,23 +272,25 @@ def softmax_xent(logits: np.ndarray, labels: np.ndarray, label_smoothing: float,
     return loss, dlogits.astype(logits.dtype)
 
 
-def layernorm_rows(x, scale, bias, eps):
-    """Twin of :func:`refplay.nn.kernels.layernorm_rows` (float64 statistics)."""
-    x64 = x.astype(np.float64)
-    xc = x64 - x64.mean(axis=1, keepdims=True)
-    rstd = 1.0 / np.sqrt((xc * xc).mean(axis=1) + eps)
-    xhat = xc * rstd[:, None]
-    y = xhat * scale + bias
-    return y.astype(x.dtype), xhat.astype(x.dtype), rstd
+def layernorm_rows(x3, scale, bias, eps):
+    """Twin of :func:`refplay.nn.kernels.layernorm_rows`: the equations as array operations."""
+    mu = x3.mean(axis=(1, 2), keepdims=True)
+    xc = x3 - mu
+    var = (xc * xc).mean(axis=(1, 2), keepdims=True)
+    rstd = 1.0 / np.sqrt(var + eps)
+    xhat3 = xc * rstd
+    y3 = xhat3 * scale[None, :, None] + bias[None, :, None]
+    return y3, xhat3, rstd.reshape(-1)
 
 
-def layernorm_rows_backward(dy, xhat, rstd, scale):
+def layernorm_rows_backward(dy3, xhat3, rstd, scale):
     """Twin of :func:`refplay.nn.kernels.layernorm_rows_backward`."""
-    dy64, xh = dy.astype(np.float64), xhat.astype(np.float64)
-    g = dy64 * scale
-    dx = rstd[:, None] * (g - g.mean(axis=1, keepdims=True)
-                          - xh * (g * xh).mean(axis=1, keepdims=True))
-    return dx.astype(dy.dtype), (dy64 * xh).sum(axis=0), dy64.sum(axis=0)
+    dscale = (dy3 * xhat3).sum(axis=(0, 2))
+    dbias = dy3.sum(axis=(0, 2))
+    g = dy3 * scale[None, :, None]
+    dx3 = rstd[:, None, None] * (g - g.mean(axis=(1, 2), keepdims=True)
+                                 - xhat3 * (g * xhat3).mean(axis=(1, 2), keepdims=True))
+    return dx3, dscale, dbias
 
 
 # --------------------------------------------------------------------------

@@ -67,10 +67,10 @@ def token_layernorm_forward(x: np.ndarray, scale: np.ndarray, bias: np.ndarray, 
                \sigma^2 = \tfrac1D \textstyle\sum_c (x_c - \mu)^2, \quad
                y_c = \gamma_c \frac{x_c - \mu}{\sqrt{\sigma^2 + \epsilon}} + \beta_c
 
-    -- :func:`refplay.nn.norms.layernorm_rows_forward` on the (N*T, D) token
+    -- :func:`refplay.nn.norms.layernorm_rows_forward` on the (N*T, D, 1) token
     matrix: the ResNet's layer norm, one row per token instead of per example.
     """
-    rows = np.ascontiguousarray(x).reshape(-1, x.shape[-1])
+    rows = np.ascontiguousarray(x).reshape(-1, x.shape[-1], 1)
     return layernorm_rows_forward(rows, scale, bias, eps, impl, x.shape)
 
 
