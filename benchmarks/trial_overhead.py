@@ -9,8 +9,9 @@ its wall time is split into
 * ``fwd+bwd``  — ``model.loss_and_grads`` (forward, loss, backward),
 * ``update``   — ``Optimizer.update`` and ``clip_by_global_norm``,
 * ``step``     — the rest of a training step: the logged gradient norm, the
-  step's dropout generator, the learning rate, the divergence check, EMA
-  (the step time ``run_trial`` measures, minus the parts above and ``data``),
+  step's dropout generator (models with dropout only), the learning rate,
+  the divergence check, EMA (the step time ``run_trial`` measures, minus the
+  parts above and ``data``),
 * ``data``     — ``TrainBatches.next`` (gathering a minibatch),
 * ``eval``     — ``evaluate`` on every evaluated split,
 * ``ckpt``     — ``CheckpointStore.save`` (building and writing the files),
@@ -22,8 +23,13 @@ its wall time is split into
 calls per call). Each trial runs ``--repeats`` times in a fresh checkpoint
 folder; the table shows medians::
 
-    python benchmarks/trial_overhead.py            # the reproduce budgets (~1 min)
+    python benchmarks/trial_overhead.py            # the reproduce budgets (~3 min)
     python benchmarks/trial_overhead.py --quick    # a quarter of the steps
+    python benchmarks/trial_overhead.py --only ViT # the workloads whose label has "ViT"
+
+The workloads: the figures 1-3 trials, the ResNet and residual MLP tried first
+for the instability figures, and the 6-block Post-LN Transformer (Adam) that
+figures 4-8 now train (:data:`refplay.train.unstable.TRANSFORMER_WARMUP`).
 
 Timings are wall-clock on a possibly shared machine: the shares (ratios
 measured within one trial) are steadier than the milliseconds.
@@ -115,15 +121,11 @@ class Timers:
             setattr(owner, name, original)
 
 
-class _TimedModel:
-    """The workload's model with ``loss_and_grads`` timed; everything else passes through."""
-
-    def __init__(self, model, timers: Timers) -> None:
-        self._model = model
-        self.loss_and_grads = timers.timed("fwd+bwd", model.loss_and_grads)
-
-    def __getattr__(self, name):
-        return getattr(self._model, name)
+def _timed_model(model, timers: Timers):
+    """The workload's model with ``loss_and_grads`` timed (an instance attribute, so the
+    model stays what it is: the loop still sees whether it has dropout)."""
+    model.loss_and_grads = timers.timed("fwd+bwd", model.loss_and_grads)
+    return model
 
 
 def measure(case: Case, max_train_steps: int) -> dict[str, float]:
@@ -132,7 +134,7 @@ def measure(case: Case, max_train_steps: int) -> dict[str, float]:
     workload = get_workload(case.workload, **case.workload_options)
     build = workload.build_model
     workload = dataclasses.replace(workload,
-                                   build_model=lambda **h: _TimedModel(build(**h), timers))
+                                   build_model=lambda **h: _timed_model(build(**h), timers))
     settings = case.settings.replace(max_train_steps=max_train_steps)
     with contextlib.ExitStack() as stack:
         stack.enter_context(timers.patched(Optimizer, "update", "update"))

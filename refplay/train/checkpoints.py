@@ -203,10 +203,10 @@ class CheckpointStore:
         one, or for a fresh start, and moved aside to ``<name>.damaged`` with
         its bytes untouched; :attr:`skipped` then lists what was skipped and
         why. A best file read instead of ``latest.npz`` is renamed to it (the
-        resume point is always ``latest.npz``). Also deletes what a crash may have left behind: temporaries of
-        interrupted atomic writes, and best files no longer ranked in the
-        history stored in the checkpoint (keys ``"history/steps"`` and
-        ``"history/metric"``).
+        resume point is always ``latest.npz``). Also deletes what a crash may
+        have left behind: temporaries of interrupted atomic writes, and best
+        files no longer ranked in the history stored in the checkpoint (keys
+        ``"history/steps"`` and ``"history/metric"``).
         """
         self.skipped: list[tuple[Path, str]] = []
         self._latest = None
