@@ -11,7 +11,6 @@ import pytest
 from refplay import clipping as clip_lib
 from refplay.plots import instability as instability_plots
 from refplay.procedures import clipping
-from refplay.reproduce import fig4
 from refplay.train import get_workload
 
 
@@ -106,46 +105,23 @@ def test_early_instability_check_dense_view_shows_a_spike_the_sparse_view_misses
     assert set(r.figures) == {"dense_vs_sparse"}
 
 
-@pytest.mark.slow
-def test_stability_scan_finds_lr_star_and_instability_above_it(shared_workspace):
-    from refplay.procedures import instability
-    with shared_workspace.lock("warmup"):
-        r = instability.stability_scan(quick=True, workspace=shared_workspace.path)
-    n = r.numbers
-    objs = np.array(n["objectives"], dtype=float)
-    assert n["lr_star"] == n["lrs"][int(np.nanargmin(objs))]
-    assert "infeasible" in n["statuses"]                       # the sweep reaches divergence
-    assert n["boundary_decision"] in ("ok", "expand_low", "expand_high", "instability_limited")
-    assert (n["boundary_decision"] == "instability_limited") == \
-        r.decision.startswith("instability limits")
-    # Above lr* the per-step loss goes up during training at some factor (Figure 7b).
-    assert any(x["events"] or x["status"] != "complete" for x in n["above_lr_star"])
-    assert set(r.figures) == {"lr_sweep", "above_lr_star"}
-
-
-@pytest.mark.slow
-def test_warmup_raises_the_best_learning_rate_of_the_unstable_variant(shared_workspace):
-    from refplay.procedures import warmup
-    with shared_workspace.lock("warmup"):
-        r = warmup.warmup_study(quick=True, workspace=shared_workspace.path)
-    n = r.numbers
-    f8 = n["lr_sweeps"]["unstable"]
-    assert f8["lr_star_warmup"] >= 2 * f8["lr_star"]                   # CL22
-    assert fig4.three_x(n["lrs"], f8)["feasible_warmup"]              # CL24
-    assert f8["largest_feasible_warmup"] > f8["largest_feasible"]      # warmup unlocks rates
-    w = n["shortest_stable_warmup"]
-    assert w is not None and w <= 0.1 * n["max_train_steps"]
-    assert n["candidates"][0]["warmup_steps"] == 0 and not n["candidates"][0]["stable"]
-    assert n["prepended_steps"] == n["max_train_steps"] + w            # 400 + W, prepended
-    assert set(r.figures) == {"warmup_candidates", "lr_sweep_warmup"}
-
-
+# The stability scan (Figure 7), the warmup study (Figure 6) and the procedures of Figures 4, 5
+# and 8 run at their quick size in tests/test_reproduce_instability.py, which asserts each
+# claim's direction; here only what needs no training.
 def test_warmup_study_refuses_bad_input():
     from refplay.procedures import warmup
-    with pytest.raises(ValueError, match="variants"):
-        warmup.warmup_study(variants=("stable",), warmups=(0, 10))
     with pytest.raises(ValueError, match="warmups"):
         warmup.warmup_study(warmups=(0, 5000))
+    with pytest.raises(ValueError, match="target_lr"):
+        warmup.warmup_study(target_lr=-1.0)
+
+
+def test_seeded_sweeps_refuse_a_focus_rate_off_the_grid():
+    from refplay.procedures import model_change
+    from refplay.train import unstable
+    with pytest.raises(ValueError, match="target_lr=0.5 must be one of the sweep's"):
+        model_change.measure(setup=unstable.TRANSFORMER_CHANGE, lrs=(0.002, 0.016),
+                             target_lr=0.5)
 
 
 @pytest.mark.slow

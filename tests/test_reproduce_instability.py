@@ -1,4 +1,12 @@
-"""Reproduce entries for the playbook's Figures 4-9 (instability, warmup, clipping)."""
+"""Reproduce entries for the playbook's Figures 4-9 (instability, warmup, clipping).
+
+Figures 4-8 run on the hand-written Transformer (``refplay.train.unstable``), each its own
+experiment; their quick sizes train a subset of the full experiment's trials (same model,
+steps and settings: fewer rates, warmups or seeds). Each test asserts the direction of its
+figure's claim, measured at the pinned seed and reported in docs/instability.md and
+docs/figures.md -- including the claims that do not hold on this workload, whose tests
+check that the verdict follows from the numbers.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +15,7 @@ import importlib
 import pytest
 
 from refplay.reproduce.base import Entry
+from refplay.train.result import TrialStatus
 
 IDS = ("fig4", "fig5", "fig6", "fig7", "fig8", "fig9")
 
@@ -20,56 +29,79 @@ def test_entry_names_its_figure_claim_and_caveat(figure):
     assert entry.claim and entry.section_url.startswith("https://github.com/")
 
 
-# Figures 4-9 reproduce the procedures of tests/test_procedures_instability.py with the
-# same arguments: both use the run's shared workspace (tests/conftest.py), so each study
-# trains once per run and the other user re-reads it. The locks are the procedures'.
-LOCKS = {"fig4": "warmup", "fig6": "warmup", "fig7": "warmup", "fig8": "warmup",
-         "fig5": "early_instability", "fig9": "clipping"}
+def test_figures_4_to_8_are_five_different_experiments():
+    """No two of them run the same procedure on the same setup (the playbook reuses no run
+    between them; Figure 5 uses Figure 4's models, but in its own runs)."""
+    runs = set()
+    for figure in ("fig4", "fig5", "fig6", "fig7", "fig8"):
+        entry = importlib.import_module(f"refplay.reproduce.{figure}").ENTRY
+        setup = entry.arguments.get("setup")
+        runs.add((entry.procedure, None if setup is None else setup.name))
+    assert len(runs) == 5
+    assert len({importlib.import_module(f"refplay.reproduce.{f}").ENTRY.procedure
+                for f in ("fig4", "fig5", "fig6", "fig7", "fig8")}) == 5
 
 
 def reproduce(figure: str, shared_workspace, out_dir):
     """``refplay reproduce FIGURE --quick`` in the shared workspace, under the figure's lock."""
     entry = importlib.import_module(f"refplay.reproduce.{figure}").ENTRY
-    with shared_workspace.lock(LOCKS[figure]):
+    with shared_workspace.lock(figure):
         return entry, entry.run(quick=True, out_dir=out_dir, workspace=shared_workspace.path,
                                 workers=0)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("figure", ("fig9", "fig5"))
-def test_quick_reproduction_writes_pngs_and_checks_its_claim(figure, shared_workspace, tmp_path):
-    entry, r = reproduce(figure, shared_workspace, tmp_path)
-    assert r.figure == figure and r.quick
+def _pngs_written(r) -> None:
     for path in r.pngs.values():
         assert path.exists() and path.stat().st_size > 10_000
-    assert r.claim_holds is True, r.check          # measured at the pinned seed (docs/instability.md)
-    assert r.decision and r.caveat == entry.caveat
-    if figure == "fig5":
-        assert r.check["max_spike_height"] >= 2.0 and r.check["sparse_monotone"]
-    else:
-        assert r.check["unclipped_status"] == "infeasible"
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("figure, panels", [("fig4", {"lr_sweep"}), ("fig6", {"warmup"}),
-                                            ("fig7", {"7a", "7b"}), ("fig8", {"lr_sweep"})])
-def test_quick_warmup_and_stability_figures(figure, panels, shared_workspace, tmp_path):
-    """The warmup figures' claims hold at the pinned seed; Figure 7's does not on this workload
-    (the first failing rate is 16x lr*, so the sweep is not instability-limited): the test
-    checks that the verdict follows from the numbers, as docs/instability.md reports."""
-    _, r = reproduce(figure, shared_workspace, tmp_path)
-    assert set(r.pngs) == panels
-    for path in r.pngs.values():
-        assert path.exists() and path.stat().st_size > 10_000
+def test_fig9_clipping(shared_workspace, tmp_path):
+    entry, r = reproduce("fig9", shared_workspace, tmp_path)
+    _pngs_written(r)
+    assert r.claim_holds is True and r.check["unclipped_status"] == "infeasible"
+    assert r.decision and r.caveat == entry.quick_caveat or r.caveat == entry.caveat
+
+
+@pytest.mark.slow
+def test_fig4_the_changed_model_fails_at_the_high_rate_and_warmup_rescues_it(
+        shared_workspace, tmp_path):
+    _, r = reproduce("fig4", shared_workspace, tmp_path)
+    _pngs_written(r)
+    c, n = r.check, r.numbers
+    hi = n["lrs"].index(n["target_lr"])
+    # Post-LN is worse than Pre-LN at the high rate by more than 2 standard errors ...
+    assert all(g > c["margin"] for g in c["gap_at_target"])
+    # ... it collapses at the top of the grid, where Pre-LN still trains ...
+    assert n["statuses"]["unstable"][0][-1] == TrialStatus.INFEASIBLE
+    assert n["statuses"]["stable"][0][-1] == TrialStatus.COMPLETE
+    # ... and the warmup lets it train at the high rate, better than without.
+    assert c["rescued"] and c["rescued_errors"][0] < n["errors"]["unstable"][0][hi]
+    assert c["target_over_lr_star"] >= 3 and r.claim_holds
+
+
+@pytest.mark.slow
+def test_fig5_only_the_every_step_view_shows_the_early_rise(shared_workspace, tmp_path):
+    _, r = reproduce("fig5", shared_workspace, tmp_path)
+    _pngs_written(r)
     c = r.check
-    if figure == "fig4":      # CL24: a 10%-of-steps warmup makes 3 x lr* feasible
-        assert r.claim_holds and c["feasible_with_warmup"]
-        assert c["three_x_lr"] >= 3 * c["lr_star"] * (1 - 1e-12)
-        assert c["largest_feasible_warmup"] >= 2 * c["largest_feasible"]
-    elif figure == "fig6":    # the shortest stable warmup is at most 10% of the steps
-        assert r.claim_holds and c["within_10pct"] and not c["no_warmup_stable"]
-    elif figure == "fig7":
-        assert r.claim_holds == (c["boundary_decision"] == "instability_limited")
-        assert c["divergence_threshold"] > c["lr_star"]
-    else:                     # CL22: warmup raises the best stable lr at least 2x
-        assert r.claim_holds and c["unstable"]["ratio"] >= 2.0
+    post = c["runs"].index("unstable seed 0")
+    pre = c["runs"].index("stable seed 0")
+    # The changed model's loss rises more, within the first 10 steps, and it does not recover;
+    # the coarse view of it never shows a value above its start.
+    assert c["jump"][post] > c["jump"][pre] > 1.0 and c["jump_step"][post] <= 10
+    assert c["recovered"][pre] and not c["recovered"][post] and c["coarse_below_start"][post]
+    # CL23 asks for a 2x rise: the verdict follows the numbers (1.2x here, docs/figures.md).
+    assert r.claim_holds == any(c["hidden"]) == any(j >= 2 for j in c["jump"])
+
+
+@pytest.mark.slow
+def test_fig6_each_longer_warmup_fails_later(shared_workspace, tmp_path):
+    _, r = reproduce("fig6", shared_workspace, tmp_path)
+    _pngs_written(r)
+    steps = r.check["failing_step"]["seed 0"]
+    failed = [steps[w] for w in sorted(steps, key=int) if steps[w] is not None]
+    assert len(failed) >= 3 and failed == sorted(failed) and len(set(failed)) == len(failed)
+    low, high = r.check["threshold_lr"]
+    assert 0 < low <= high < r.numbers["target_lr"] * 1.0001
+    assert r.claim_holds

@@ -82,7 +82,8 @@ def loss_traces_plot(traces: dict, *, events: dict | None = None, window: int = 
             ax.axvspan(e["start"], e["end"] + 1, color=c, alpha=0.15, lw=0)
     # Legend entries only for what the figure shows.
     if any(TrialStatus.INFEASIBLE in label for label in traces):
-        ax.plot([], [], "x", color=style.INFEASIBLE, ms=8, mew=2, label="run stopped: infeasible")
+        ax.plot([], [], "x", color=style.INFEASIBLE, ms=8, mew=2,
+                label="infeasible: diverged, or ended collapsed")
     if any((events or {}).get(label) for label in traces):
         ax.fill_between([], [], color="0.5", alpha=0.2,
                         label="loss spike (analysis.detect_instability)")

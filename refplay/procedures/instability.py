@@ -228,7 +228,7 @@ def stability_scan(workload: str | None = None, *,
     """
     m, trials = measure_scan(workload, setup=setup, variant=variant, quick=quick, **options)
     fig_sweep = plots.axis_plot(m.frame, "lr", title=(
-        f"Figure 7a: does instability cap the learning rate? ({setup.name}, {variant})\n"
+        f"Figure 7a: does instability cap the learning rate? ({setup.label(variant)})\n"
         f"best lr* = {m.lr_star:g}; boundary check: {m.boundary_decision}"))
     instability_plots.plain_log_x(fig_sweep)
     labels = [f"{x.factor:g}× lr* = {x.lr:.3g} ({x.status})" for x in m.above_lr_star]

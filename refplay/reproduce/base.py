@@ -134,6 +134,7 @@ class Entry:
         quick_caveat: the same at the ``--quick`` size, when it says other numbers.
         procedure: the :mod:`refplay.procedures` function that measures, decides and draws.
         arguments: keyword arguments of ``procedure`` beside quick, workspace and workers.
+        quick_arguments: more of them at the ``--quick`` size only (over ``arguments``).
         panels: which of the procedure's figures become which PNGs.
         check: ``check(result) -> Check`` on the procedure's ``ProcedureResult``.
         full_time: how long the full-size run takes on 2 cores, as measured
@@ -152,6 +153,7 @@ class Entry:
     panels: tuple[Panel, ...]
     check: Callable
     arguments: Mapping = field(default_factory=dict)
+    quick_arguments: Mapping = field(default_factory=dict)
     quick_caveat: str | None = None
     full_time: str = ""
 
@@ -163,8 +165,8 @@ class Entry:
     def run(self, quick: bool, out_dir, workspace, workers: int | None = 0) -> ReproResult:
         """Run the procedure (or re-read its studies), check the claim, write the PNGs."""
         start = time.perf_counter()
-        result = self.procedure(quick=quick, workspace=workspace, workers=workers,
-                                **self.arguments)
+        arguments = {**self.arguments, **(self.quick_arguments if quick else {})}
+        result = self.procedure(quick=quick, workspace=workspace, workers=workers, **arguments)
         check = self.check(result)
         caveat = (self.quick_caveat or self.caveat) if quick else self.caveat
         pngs, figures = {}, {}

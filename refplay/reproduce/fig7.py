@@ -52,8 +52,9 @@ ENTRY = Entry(
     claim="The best learning rate sits at the edge of the infeasible region (boundary check "
           "'instability_limited') and above lr* the loss goes up during training.",
     quick_caveat=("Laptop analogue, quick size: 6-block Post-LN Transformer on MNIST-1D, a 50-step "
-                  "warmup, a factor-2 grid, 500 steps, one seed."),
+                  "warmup, four rates a factor 2 apart and 2x, 5x lr*, 500 steps, one seed."),
     caveat=CAVEAT, procedure=instability.stability_scan, check=check,
     arguments={"setup": unstable.TRANSFORMER_SCAN, "long_factor": 1},
+    quick_arguments={"lrs": (0.004, 0.008, 0.016, 0.032), "factors": (2, 5)},
     panels=(Panel(name="7a", key="lr_sweep", file="fig7a_axis_model_with_instability.png"),
             Panel(name="7b", key="above_lr_star", file="fig7b_loss_model_with_instability.png")))
