@@ -41,8 +41,9 @@ ENTRY = Entry(
     claim_id="CL22",
     claim="With a 10% warmup the Post-LN Transformer's best learning rate is at least 2x the "
           "best without, and the Pre-LN one's moves less.",
-    quick_caveat=("Laptop analogue, quick size: 6-block Post-LN and Pre-LN Transformers on "
-                  "MNIST-1D, three learning rates, one seed."),
+    quick_caveat=("Laptop analogue, quick size: the 6-block Post-LN Transformer on MNIST-1D only, "
+                  "three learning rates with and without warmup, one seed."),
+    quick_arguments={"variants": ("unstable",)},
     caveat=CAVEAT, procedure=warmup_effect.warmup_effect, check=check,
     panels=(Panel(name="warmup_effect", key="warmup_effect",
                   file="fig8_beneficial_effect_warmup.png"),))
