@@ -102,3 +102,20 @@ def test_check_floating_accepts_float_trees_only():
     with pytest.raises(TypeError, match="params must be a dict"):
         tree.check_floating([np.zeros(2)], "params")
 
+
+
+def test_global_norm_of_strided_leaves_sums_in_c_order_as_before():
+    """A gradient may be a transposed or strided view; its norm is the float64 dot of its
+    elements in C order, the same sum as for a contiguous copy, bitwise."""
+    rng = np.random.default_rng(1)
+    base = rng.standard_normal((6, 8, 5)).astype(np.float32)
+    t = {"transposed": base.transpose(2, 0, 1), "strided": base[:, ::3, 1],
+         "fortran": np.asfortranarray(base[0]), "scalar": np.float32(2.5)}
+    expected = 0.0
+    for v in t.values():
+        a = np.ascontiguousarray(v, dtype=np.float64).ravel()
+        expected += float(a @ a)
+    assert tree.global_norm(t) == float(np.sqrt(expected))
+    assert tree.global_norm({"w": np.array([np.nan, 1.0])}) != tree.global_norm({"w": np.ones(2)})
+    assert np.isnan(tree.global_norm({"w": np.array([1.0, np.nan], np.float32)}))
+    assert tree.global_norm({"w": np.array([np.inf, 1.0], np.float32)}) == np.inf
