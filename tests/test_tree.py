@@ -116,6 +116,5 @@ def test_global_norm_of_strided_leaves_sums_in_c_order_as_before():
         a = np.ascontiguousarray(v, dtype=np.float64).ravel()
         expected += float(a @ a)
     assert tree.global_norm(t) == float(np.sqrt(expected))
-    assert tree.global_norm({"w": np.array([np.nan, 1.0])}) != tree.global_norm({"w": np.ones(2)})
     assert np.isnan(tree.global_norm({"w": np.array([1.0, np.nan], np.float32)}))
     assert tree.global_norm({"w": np.array([np.inf, 1.0], np.float32)}) == np.inf
