@@ -669,6 +669,9 @@ def test_draws_in_training_finds_dropout_and_assumes_the_unknown_draws():
     assert seeds.draws_in_training(get_workload("mnist1d_cnn").model(dropout=0.2))
     net = Sequential([Dense(3, 2, name="dense"), _DrawingLayer()])
     assert seeds.draws_in_training(Model(net, input_shape=(3,)))
+    looped = Sequential([Dense(3, 2, name="dense")])
+    looped.layers[0].owner = looped                            # a back reference ends the walk
+    assert not seeds.draws_in_training(Model(looped, input_shape=(3,)))
     assert seeds.draws_in_training(LinearSoftmax(5, 3))          # not a refplay Model
     declared = LinearSoftmax(5, 3)
     declared.draws_in_training = False                         # a model may say so itself

@@ -105,14 +105,19 @@ def draws_in_training(model) -> bool:
     return any(_layer_draws(layer) for layer in _layers(model.net))
 
 
-def _layers(layer: Layer):
-    """``layer`` and every layer inside it (in attributes, lists or tuples), depth first."""
+def _layers(layer: Layer, seen: set | None = None):
+    """``layer`` and every layer inside it (in attributes, lists or tuples), depth first,
+    each once (a layer shared by two blocks, or a back reference, is not walked again)."""
+    seen = set() if seen is None else seen
+    if id(layer) in seen:
+        return
+    seen.add(id(layer))
     yield layer
     for value in vars(layer).values():
         children = value if isinstance(value, (list, tuple)) else (value,)
         for child in children:
             if isinstance(child, Layer):
-                yield from _layers(child)
+                yield from _layers(child, seen)
 
 
 def _layer_draws(layer: Layer) -> bool:
