@@ -40,8 +40,10 @@ Layouts (the same as ``torch.nn``)
 "tanh", "gelu") applied in the same call, in place on the fresh GEMM output;
 bias and ReLU are one Numba pass (for a convolution, the pass that moves the
 GEMM output to NCHW), and so are the ReLU gradient and the bias gradient of a
-Dense layer. This saves full reads and writes of the largest arrays of a
-small network, and numpy's per-call overhead, which dominates at MNIST-1D sizes.
+Dense layer; a Dense GELU is two Numba passes around numpy's ``tanh`` forward
+(the bias in the first) and one backward (with the bias gradient). This
+saves full reads and writes of the largest arrays of a small network, and
+numpy's per-call overhead, which dominates at MNIST-1D sizes.
 
 Speed
 -----
