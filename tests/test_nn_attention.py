@@ -51,6 +51,15 @@ def test_a_nan_in_the_input_reaches_the_output_and_the_gradient(causal):
     assert np.isnan(dx[1]).any() and np.isnan(grads["attn/qkv/w"]).any()
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_feature_bias_kernel_equals_its_twin(dtype):
+    rng = np.random.default_rng(5)
+    a, b = rng.standard_normal((6, 13)).astype(dtype), rng.standard_normal(6).astype(dtype)
+    got, want = kernels.add_feature_bias(a.copy(), b), reference.add_feature_bias(a.copy(), b)
+    assert got.dtype == dtype
+    np.testing.assert_array_equal(got, want)                         # one rounding each
+
+
 def _layer_case(causal, seed=0):
     layer = MultiHeadSelfAttention(6, 3, causal=causal, name="attn")
     rng = np.random.default_rng(seed)

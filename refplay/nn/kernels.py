@@ -854,6 +854,17 @@ def layernorm_rows_backward(dy3, xhat3, rstd, scale):
 _ATTN_MATH = {"reassoc", "contract"}
 
 
+@njit(cache=True)
+def add_feature_bias(a, b):
+    """``a`` (F, M) += ``b[:, None]`` in place: a bias per feature row (numpy's broadcast
+    add with a strided bias is 2.5x slower on the (3D, T*N) projection). Returns ``a``."""
+    for f in range(a.shape[0]):
+        row, bf = a[f], b[f]
+        for k in range(row.shape[0]):
+            row[k] += bf
+    return a
+
+
 @njit(cache=True, fastmath=_ATTN_MATH)
 def attention_scores(qkv_t, num_heads, scale, causal):
     """Scaled scores of every head, each row shifted by its maximum::

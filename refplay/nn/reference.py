@@ -313,6 +313,12 @@ def _features_first(a: np.ndarray) -> np.ndarray:
     return a.transpose(1, 3, 2, 0).reshape(h_ * dh, t_, n_)
 
 
+def add_feature_bias(a, b):
+    """Twin of :func:`refplay.nn.kernels.add_feature_bias` (in place)."""
+    a += b[:, None]
+    return a
+
+
 def attention_scores(qkv_t, num_heads, scale, causal):
     """Twin of :func:`refplay.nn.kernels.attention_scores`: ``scale * q k^T`` minus its row max."""
     q, k, _ = _heads(qkv_t, num_heads)
