@@ -94,10 +94,13 @@ def test_fig5_only_the_every_step_view_shows_the_early_rise(shared_workspace, tm
     c = r.check
     post = c["runs"].index("unstable seed 0")
     pre = c["runs"].index("stable seed 0")
-    # The changed model's loss rises more, within the first 10 steps, and it does not recover;
-    # the coarse view of it never shows a value above its start.
-    assert c["jump"][post] > c["jump"][pre] > 1.0 and c["jump_step"][post] <= 10
-    assert c["recovered"][pre] and not c["recovered"][post] and c["coarse_below_start"][post]
+    # Both models' validation loss rises above its start within the first 10 steps, which the
+    # every-50-steps view never shows; the changed model then collapses, the standard one
+    # learns. (Which of them rises more changes with the seed: 1.23x / 1.08x on seed 0,
+    # 1.04x / 1.40x on seed 1 at the full size.)
+    assert all(j > 1.0 for j in c["jump"]) and all(t <= 10 for t in c["jump_step"])
+    assert all(c["coarse_below_start"])
+    assert c["recovered"][pre] and not c["recovered"][post]
     # CL23 asks for a 2x rise: the verdict follows the numbers (1.2x here, docs/figures.md).
     assert r.claim_holds == any(c["hidden"]) == any(j >= 2 for j in c["jump"])
 

@@ -118,15 +118,16 @@ for run, jump, step in zip(early["runs"], early["jump"], early["jump_step"]):
           f"every-50-steps view {[round(x, 2) for x in run['coarse'][:3]]} ...")
 post = next(i for i, r in enumerate(early["runs"]) if r["variant"] == "unstable")
 pre = 1 - post
-assert early["jump"][post] > early["jump"][pre] and early["jump_step"][post] <= 10
+assert min(early["jump"]) > 1 and max(early["jump_step"]) <= 10
 assert early["recovered"][pre] and not early["recovered"][post]
 
 # %% [markdown]
-# Only the every-step view shows what happens in the first ten steps: the
-# Post-LN model's loss rises above where it started, then falls to ln 10 and
-# stays there, while the Pre-LN model, after a smaller bump, learns. (The
-# playbook's Figure 5 shows a 20× rise and a recovery; here the rise is
-# about 1.2× and the Post-LN model does not recover: `docs/figures.md`.)
+# Only the every-step view shows what happens in the first ten steps: both
+# models' loss rises above where it started; then the Post-LN model falls to
+# ln 10 and stays there, while the Pre-LN model learns. Seen every 50 steps,
+# neither rise exists. (The playbook's Figure 5 shows a 20× rise and a
+# recovery; here the rise is 1.1-1.4× and the Post-LN model does not
+# recover: `docs/figures.md`.)
 #
 # ## 3. Warmup
 # "Learning rate warmup [...] involves prepending a learning rate schedule

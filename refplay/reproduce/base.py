@@ -132,6 +132,8 @@ class Entry:
         claim: the claim, in words, with its pass criterion.
         caveat: what the full-size laptop run can and cannot show (drawn under the figure).
         quick_caveat: the same at the ``--quick`` size, when it says other numbers.
+        differences: what still differs from the playbook's image, seen side by side, and
+            why (scale, workload); written by someone who looked at both.
         procedure: the :mod:`refplay.procedures` function that measures, decides and draws.
         arguments: keyword arguments of ``procedure`` beside quick, workspace and workers.
         quick_arguments: more of them at the ``--quick`` size only (over ``arguments``).
@@ -155,6 +157,7 @@ class Entry:
     arguments: Mapping = field(default_factory=dict)
     quick_arguments: Mapping = field(default_factory=dict)
     quick_caveat: str | None = None
+    differences: str = ""
     full_time: str = ""
 
     @property

@@ -112,4 +112,6 @@ def _section(e: Entry, r: ReproResult, md_dir: Path) -> str:
         f"- **Decision the figure supports:** {r.decision.rstrip('.')}.",
         f"- **What the laptop run can and cannot show:** {r.caveat or e.caveat}",
     ]
+    if e.differences:
+        lines.append(f"- **Beside the original, what still differs and why:** {e.differences}")
     return "\n".join(lines) + "\n"
