@@ -40,16 +40,20 @@ def test_short_trial_learns_and_repeats_bitwise():
 def test_transformer_setups_give_valid_trial_configs():
     from refplay.train import get_workload, unstable
     from refplay.train.config import parse_config
-    for setup in (unstable.TRANSFORMER_WARMUP, unstable.TRANSFORMER_EARLY_SPIKE):
+    setups = [s for s in unstable.SETUPS.values() if s.workload == "mnist1d_transformer"]
+    assert {f for s in setups for f in s.figures} == {"4", "5", "6", "7a", "7b", "8"}
+    for setup in setups:
         wl = get_workload(setup.workload, **setup.workload_options)
         assert setup.warmup_steps < setup.max_train_steps
+        assert setup.max_final_loss == unstable.CHANCE_LOSS_10      # a collapse is infeasible
         for variant in ("stable", "unstable"):
             for warmup in setup.warmup_lengths or (setup.warmup_steps,):
-                config = setup.config(variant, setup.lrs[-1], warmup_steps=warmup)
+                config = setup.seeded_config(variant, setup.lrs[-1], 1, warmup_steps=warmup)
                 tc = parse_config(config, model_hparams=wl.hparams,
                                   max_train_steps=setup.max_train_steps,
                                   default_batch_size=wl.batch_size)
                 assert tc.model_hparams["norm_placement"] == setup.config(variant, 1.0)[
                     "norm_placement"]
                 assert tc.warmup_steps == warmup
-        assert set(setup.claims) and set(setup.figure_notes) <= {"4", "5", "6", "7a", "7b", "8"}
+                assert (tc.init_seed, tc.data_seed) == (1, 1)
+        assert setup.label("unstable") == "Post-LN" and setup.label("stable") == "Pre-LN"
