@@ -656,7 +656,7 @@ def softmax_xent(logits, labels, label_smoothing, dscale):
 _PW_BLOCK = 128      # numpy's PW_BLOCKSIZE
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _pairwise_block(a, start, n):
     """numpy's pairwise sum of ``a[start:start + n]`` for n <= 128: its leaves.
 
@@ -689,7 +689,7 @@ def _pairwise_block(a, start, n):
     return res
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _pairwise_sum(a, start, n):
     """``a[start:start + n].sum()`` in numpy's order (``pairwise_sum`` in its ``loops_utils``).
 
@@ -698,16 +698,15 @@ def _pairwise_sum(a, start, n):
     """
     if n <= _PW_BLOCK:
         return _pairwise_block(a, start, n)
-    return _pairwise_tree(a, start, n)
+    frames, sums = _pairwise_scratch(a.dtype)
+    return _pairwise_tree(a, start, n, frames, sums)
 
 
 @njit(cache=True)
-def _pairwise_tree(a, start, n, frames=None, sums=None):
+def _pairwise_tree(a, start, n, frames, sums):
     """numpy's recursive halving for more than 128 terms, walked with an explicit stack
-    (``frames``: start, length, halves done; ``sums``: the finished halves; allocated here
-    unless given), as a cached Numba function must not call itself."""
-    if frames is None or sums is None:
-        frames, sums = _pairwise_scratch(a.dtype)
+    (``frames``: start, length, halves done; ``sums``: the finished halves; both from
+    :func:`_pairwise_scratch`), as a cached Numba function must not call itself."""
     frames[0, 0], frames[0, 1], frames[0, 2] = start, n, 0
     depth, done = 1, 0
     while depth:
@@ -742,7 +741,8 @@ def _per_value(v, positions):
     """A per-channel vector (C,) repeated for each of a row's S positions: (C*S,)."""
     out = np.empty(v.shape[0] * positions, v.dtype)
     for c in range(v.shape[0]):
-        out[c * positions:(c + 1) * positions] = v[c]
+        for s in range(positions):
+            out[c * positions + s] = v[c]
     return out
 
 
@@ -885,20 +885,21 @@ def attention_scores(qkv_t, num_heads, scale, causal):
             last = i + 1 if causal else t_
             for j in range(last):
                 sij = s[h, i, j]
-                sij[:] = 0
+                for n in range(n_):
+                    sij[n] = 0
                 for c in range(dh):
                     q, k = qkv_t[q0 + c, i], qkv_t[k0 + c, j]
                     for n in range(n_):
                         sij[n] += q[n] * k[n]
-            m[:] = s[h, i, 0]
+            for n in range(n_):
+                m[n] = s[h, i, 0, n]
             for j in range(1, last):
                 for n in range(n_):
                     m[n] = max(m[n], s[h, i, j, n])
-            for j in range(last):
+            for j in range(t_):
                 sij = s[h, i, j]
                 for n in range(n_):
-                    sij[n] = (sij[n] - m[n]) * scale
-            s[h, i, last:] = -np.inf
+                    sij[n] = (sij[n] - m[n]) * scale if j < last else -np.inf
     return s
 
 
