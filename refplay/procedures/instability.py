@@ -171,7 +171,7 @@ def measure_scan(workload: str | None = None, *,
     above = []
     for f in factors:
         longer = long_factor if f > 2 else 1
-        same = [r for lr, r in zip(lrs, sweep) if math.isclose(lr, f * lr_star, rel_tol=1e-9)]
+        same = [r for lr, r in zip(lrs, sweep) if math.isclose(lr, f * lr_star, rel_tol=1e-3)]
         if same and longer == 1:          # the sweep already ran this rate, as long
             above.append(same[0])
             continue
