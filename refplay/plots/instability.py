@@ -18,7 +18,8 @@ from matplotlib.figure import Figure
 from refplay.plots import style
 from refplay.train.result import TrialStatus
 
-__all__ = ["smooth", "smooth_log", "plain_log_x", "loss_traces_plot", "dense_vs_sparse_plot", "warmup_plot",
+__all__ = ["smooth", "smooth_log", "plain_log_x", "loss_traces_plot", "dense_vs_sparse_plot",
+           "warmup_plot",
            "lr_sweep_plot", "sweep_series", "model_change_plot", "warmup_effect_plot",
            "frequent_evals_plot"]
 
@@ -254,7 +255,8 @@ def _sweep_legend(ax, n_seeds: int) -> None:
             label="infeasible on a seed (collapsed or diverged)")
     ax.plot([], [], "*", color="0.6", mec="black", ms=12, label="best learning rate")
     if n_seeds > 1:
-        ax.plot([], [], ".", color="0.5", alpha=0.5, label=f"single seeds (line: mean of {n_seeds})")
+        ax.plot([], [], ".", color="0.5", alpha=0.5,
+                label=f"single seeds (line: mean of {n_seeds})")
 
 
 def _loss_panel(ax, traces: dict, colours: dict, title: str) -> None:

@@ -268,6 +268,13 @@ TRANSFORMER_CHANGE = UnstableSetup(
     stable=_PRE, unstable=_POST, base_config=ADAM_COSINE,
     lrs=_FACTOR2_GRID, max_train_steps=500, seed=0, seeds=(0, 1), warmup_steps=50,
     low_lr=0.002, target_lr=0.016, max_final_loss=CHANCE_LOSS_10, names=_LN_NAMES,
+    caveats=(
+        "Full size, seeds 0 / 1: at 0.016 Post-LN 0.544 / 0.410 against Pre-LN 0.328 / 0.278; "
+        "with a 50-step warmup 0.196 / 0.206; Post-LN collapses from 0.032, Pre-LN never. "
+        "Post-LN is already worse at 0.002 (0.240 / 0.266 against 0.190 / 0.176).",
+        "The changed model fails by a collapse to chance (infeasible under max_final_loss), "
+        "not by the playbook's blow-up of the loss.",
+    ),
 )
 
 #: Figure 5 on the Transformer: Figure 4's two models at the first rate where the changed one
@@ -282,6 +289,11 @@ TRANSFORMER_EARLY_SPIKE = UnstableSetup(
     stable=_PRE, unstable=_POST, base_config=ADAM_COSINE,
     lrs=(0.032,), max_train_steps=500, seed=0, seeds=(0, 1), target_lr=0.032,
     max_final_loss=CHANCE_LOSS_10, names=_LN_NAMES,
+    caveats=(
+        "Full size: the every-step view shows rises of 1.0-1.4x in the first 2 steps (which "
+        "model rises more depends on the seed), not the playbook's 20x; Post-LN then "
+        "collapses to chance for good, Pre-LN learns.",
+    ),
 )
 
 #: Figure 6 on the Transformer: Post-LN at a high rate after warmups of several lengths.
@@ -295,6 +307,11 @@ TRANSFORMER_WARMUP_LENGTHS = UnstableSetup(
     lrs=(0.002, 0.032), max_train_steps=500, seed=0, seeds=(0, 1),
     warmup_lengths=(0, 25, 50, 100, 200, 400), target_lr=0.032, low_lr=0.002,
     max_final_loss=CHANCE_LOSS_10, names=_LN_NAMES,
+    caveats=(
+        "Full size: on both seeds every warmup up to 400 of 500 steps fails, each later than "
+        "the shorter ones (seed 0: steps 0, 16, 24, 94, 131, 195); the ramp's rate at failure "
+        "falls from 0.032 to 0.013 as the warmups lengthen. No warmup trains 0.032.",
+    ),
 )
 
 #: Figure 7 on the Transformer: Post-LN with a 10 % warmup, swept on a sqrt(2) grid.
@@ -307,6 +324,12 @@ TRANSFORMER_SCAN = UnstableSetup(
     stable=_PRE, unstable=_POST, base_config=_frozen({**ADAM_COSINE, "warmup_steps": 50}),
     lrs=_SQRT2_ADAM_GRID, max_train_steps=500, seed=0, max_final_loss=CHANCE_LOSS_10,
     names=_LN_NAMES,
+    caveats=(
+        "Full size, seed 0: errors 0.186-0.242 from 0.002 to 0.011 (within 2 standard errors), "
+        "0.468 at 0.016, collapsed from 0.023: lr* is a draw within the flat stretch and the "
+        "boundary check says expand_low, not instability_limited. At 10 x lr* the loss "
+        "declines ~60 steps, then climbs back to chance.",
+    ),
 )
 
 #: Figure 8 on the Transformer: Post-LN and Pre-LN, each with and without a 10 % warmup.
@@ -320,7 +343,13 @@ TRANSFORMER_WARMUP = UnstableSetup(
     stable=_PRE, unstable=_POST, base_config=ADAM_COSINE,
     lrs=_FACTOR2_GRID[:6], max_train_steps=500, seed=0, seeds=(0, 1), warmup_steps=50,
     max_final_loss=CHANCE_LOSS_10, names=_LN_NAMES,
-    measured=_frozen({"lr_star": (0.002, 0.002)}),
+    measured=_frozen({"lr_star": (0.002, 0.002), "lr_star_warmup": (0.008, 0.008),
+                      "stable_lr_star": (0.002, 0.004), "stable_lr_star_warmup": (0.008, 0.008)}),
+    caveats=(
+        "Full size, seeds 0 / 1: warmup moves lr* 0.002 -> 0.008 for Post-LN (4x, 4x) and for "
+        "Pre-LN (4x, 2x): Pre-LN gains as much. It moves the largest rate Post-LN trains at "
+        "from 0.008 to 0.016; Pre-LN trains at every rate either way.",
+    ),
 )
 
 SETUPS = {s.name: s for s in (WARMUP, EARLY_SPIKE, CLIPPING, TRANSFORMER_CHANGE,
