@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import sys
 import textwrap
 import time
@@ -37,8 +38,11 @@ from typing import NamedTuple
 
 from refplay.latex import prose_to_text
 
-__all__ = ["Cell", "split_cells", "lesson", "run_lesson", "tutorial_paths", "to_notebooks",
-           "register", "main"]
+__all__ = ["Cell", "split_cells", "lesson", "workspace", "run_lesson", "tutorial_paths",
+           "to_notebooks", "register", "main", "WORKSPACE_ENV"]
+
+#: Names a study workspace for a tutorial to reuse instead of starting from scratch.
+WORKSPACE_ENV = "REFPLAY_TUTORIAL_WORKSPACE"
 
 #: Set in a tutorial's namespace while :func:`run_lesson` runs it, so the
 #: ``lesson()`` call inside the re-run first cell returns at once.
@@ -127,6 +131,19 @@ def run_lesson(path: str | os.PathLike, namespace: dict | None = None, out=None)
     finally:
         namespace.pop(_RUNNING, None)
     return namespace
+
+
+def workspace(out: str | os.PathLike) -> Path:
+    """A tutorial's study workspace: ``out/workspace``, emptied on every run -- unless
+    ``$REFPLAY_TUTORIAL_WORKSPACE`` names one to reuse, where the studies already finished
+    are read, not trained again (the test suite points it at the workspace its procedure
+    tests share)."""
+    reuse = os.environ.get(WORKSPACE_ENV)
+    if reuse:
+        return Path(reuse)
+    path = Path(out) / "workspace"
+    shutil.rmtree(path, ignore_errors=True)        # start from scratch on every run
+    return path
 
 
 def lesson() -> None:

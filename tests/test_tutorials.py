@@ -5,7 +5,8 @@ It also writes nothing loose where it runs: every file goes under
 repository root leaves no untracked file there.
 
 Tutorials 08, 09 and 11 run the same quick procedures as
-``tests/test_procedures_claims.py``: they run in the suite's shared workspace
+``tests/test_procedures_claims.py``, tutorial 10 two of Figures 5 and 9's: they run in the
+suite's shared workspace
 (``REFPLAY_TUTORIAL_WORKSPACE``) under the same locks, so each of those studies
 is trained once per run and read by the other test.
 """
@@ -28,6 +29,7 @@ SHARED_STUDIES = {
     "08_batch_size": ("batch_size_fair_comparison", "steps_to_result"),
     "09_how_long_to_train": ("initial_max_train_steps", "two_rounds"),
     "11_adopting_a_change": ("retrain_variance",),
+    "10_instability": ("clipping", "frequent_evals"),     # tests/test_reproduce_instability.py
 }
 # Those tutorials first: under xdist they start at once and train the shared studies
 # while the claim tests that read them wait in the queue, not on a lock.

@@ -38,12 +38,10 @@
 # %%
 import math
 import os
-import shutil
-from pathlib import Path
 
 import numpy as np
 
-from refplay import io, procedures
+from refplay import io, procedures, tutorials
 from refplay.procedures.batch_size import NEARLY_DOUBLES
 from refplay.nn.norms import BatchNorm
 from refplay.tutorials import lesson
@@ -52,13 +50,9 @@ lesson()  # as a script: print the prose between the cells (in a notebook: nothi
 
 QUICK = os.environ.get("REFPLAY_TUTORIAL_QUICK") == "1"
 OUT = io.output_dir("08_batch_size")
-# A fresh workspace on every run, unless REFPLAY_TUTORIAL_WORKSPACE names one to reuse:
-# the studies already finished there are read, not trained again (the test suite
-# points it at the workspace its procedure tests share).
-REUSE = os.environ.get("REFPLAY_TUTORIAL_WORKSPACE")
-WORKSPACE = Path(REUSE) if REUSE else OUT / "workspace"
-if not REUSE:
-    shutil.rmtree(WORKSPACE, ignore_errors=True)   # start from scratch on every run
+# A fresh workspace on every run (or the one REFPLAY_TUTORIAL_WORKSPACE names, whose
+# finished studies are read, not trained again).
+WORKSPACE = tutorials.workspace(OUT)
 RUN = dict(quick=QUICK, workers=0, workspace=WORKSPACE)
 
 

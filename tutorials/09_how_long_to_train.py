@@ -37,23 +37,17 @@
 # %%
 import math
 import os
-import shutil
-from pathlib import Path
 
-from refplay import io, procedures, schedules, train
+from refplay import io, procedures, schedules, train, tutorials
 from refplay.tutorials import lesson
 
 lesson()  # as a script: print the prose between the cells (in a notebook: nothing)
 
 QUICK = os.environ.get("REFPLAY_TUTORIAL_QUICK") == "1"
 OUT = io.output_dir("09_how_long_to_train")
-# A fresh workspace on every run, unless REFPLAY_TUTORIAL_WORKSPACE names one to reuse:
-# the studies already finished there are read, not trained again (the test suite
-# points it at the workspace its procedure tests share).
-REUSE = os.environ.get("REFPLAY_TUTORIAL_WORKSPACE")
-WORKSPACE = Path(REUSE) if REUSE else OUT / "workspace"
-if not REUSE:
-    shutil.rmtree(WORKSPACE, ignore_errors=True)   # start from scratch on every run
+# A fresh workspace on every run (or the one REFPLAY_TUTORIAL_WORKSPACE names, whose
+# finished studies are read, not trained again).
+WORKSPACE = tutorials.workspace(OUT)
 RUN = dict(quick=QUICK, workers=0, workspace=WORKSPACE)
 
 

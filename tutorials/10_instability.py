@@ -48,10 +48,8 @@
 
 # %%
 import os
-import shutil
-from pathlib import Path
 
-from refplay import io, train
+from refplay import io, train, tutorials
 from refplay.procedures import clipping, frequent_evals, instability
 from refplay.train import unstable
 from refplay.tutorials import lesson
@@ -60,13 +58,9 @@ lesson()  # as a script: print the prose between the cells (in a notebook: nothi
 
 QUICK = os.environ.get("REFPLAY_TUTORIAL_QUICK") == "1"
 OUT = io.output_dir("10_instability")
-# A fresh workspace on every run, unless REFPLAY_TUTORIAL_WORKSPACE names one to reuse:
-# the studies already finished there are read, not trained again (the test suite
-# points it at the workspace its reproduction tests share).
-REUSE = os.environ.get("REFPLAY_TUTORIAL_WORKSPACE")
-WORKSPACE = Path(REUSE) if REUSE else OUT / "workspace"
-if not REUSE:
-    shutil.rmtree(WORKSPACE, ignore_errors=True)   # start from scratch on every run
+# A fresh workspace on every run (or the one REFPLAY_TUTORIAL_WORKSPACE names, whose
+# finished studies are read, not trained again).
+WORKSPACE = tutorials.workspace(OUT)
 SETUP = unstable.TRANSFORMER_SCAN        # Post-LN, 6 blocks, Adam, a 50-step warmup
 LRS = (0.004, 0.008, 0.016, 0.032) if QUICK else SETUP.lrs
 

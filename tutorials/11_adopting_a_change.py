@@ -42,12 +42,10 @@
 import contextlib
 import io as stdio
 import os
-import shutil
-from pathlib import Path
 
 import numpy as np
 
-from refplay import io, procedures, study, train
+from refplay import io, procedures, study, train, tutorials
 from refplay.cli import main as refplay_main
 from refplay.tutorials import lesson
 
@@ -58,13 +56,9 @@ QUICK = os.environ.get("REFPLAY_TUTORIAL_QUICK") == "1"
 SIZE = dict(quick=True) if QUICK else dict(workload="mnist1d_mlp", n_seeds=8,
                                             max_train_steps=1_000)
 OUT = io.output_dir("11_adopting_a_change")
-# A fresh workspace on every run, unless REFPLAY_TUTORIAL_WORKSPACE names one to reuse:
-# the studies already finished there are read, not trained again (the test suite
-# points it at the workspace its procedure tests share).
-REUSE = os.environ.get("REFPLAY_TUTORIAL_WORKSPACE")
-WORKSPACE = Path(REUSE) if REUSE else OUT / "workspace"
-if not REUSE:
-    shutil.rmtree(WORKSPACE, ignore_errors=True)   # start from scratch on every run
+# A fresh workspace on every run (or the one REFPLAY_TUTORIAL_WORKSPACE names, whose
+# finished studies are read, not trained again).
+WORKSPACE = tutorials.workspace(OUT)
 RUN = dict(workers=0, workspace=WORKSPACE)
 METRIC = "validation/error_rate"
 
