@@ -250,13 +250,21 @@ def sweep_series(ax, lrs, errors_by_seed, statuses_by_seed, *, colour: str, labe
         ax.plot([x[i]], [mean[i]], "*", ms=17, color=colour, mec="black", mew=0.7)
 
 
-def _sweep_legend(ax, n_seeds: int) -> None:
+def _finish_sweep_axes(ax, n_seeds: int, title: str) -> None:
+    """The marks' legend entries, log-lr axis, labels and title of a seeded sweep."""
     ax.plot([], [], "x", color="black", ms=8, mew=1.8,
             label="infeasible on a seed (collapsed or diverged)")
     ax.plot([], [], "*", color="0.6", mec="black", ms=12, label="best learning rate")
     if n_seeds > 1:
         ax.plot([], [], ".", color="0.5", alpha=0.5,
                 label=f"single seeds (line: mean of {n_seeds})")
+    ax.set_xscale("log")
+    style.plain_log(ax.xaxis, numticks=8)
+    ax.set_xlabel("base learning rate (log)")
+    ax.set_ylabel("validation error rate (best checkpoint)")
+    ax.set_title(title, fontsize=11)
+    ax.grid(alpha=0.25)
+    ax.legend(fontsize=8, loc="upper left")
 
 
 def _loss_panel(ax, traces: dict, colours: dict, title: str) -> None:
@@ -297,14 +305,7 @@ def model_change_plot(lrs, errors: dict, statuses: dict, *, rescue: tuple, trace
     colours[rescue_label] = "tab:green"
     top.plot([lr] * len(r_err), r_err, "s", color="tab:green", ms=8, mec="black",
              label=f"{rescue_label} at lr {lr:g}" + ("" if all(ok) else " (some infeasible)"))
-    _sweep_legend(top, len(next(iter(errors.values()))))
-    top.set_xscale("log")
-    style.plain_log(top.xaxis, numticks=8)
-    top.set_xlabel("base learning rate (log)")
-    top.set_ylabel("validation error rate (best checkpoint)")
-    top.set_title(title, fontsize=11)
-    top.grid(alpha=0.25)
-    top.legend(fontsize=8, loc="upper left")
+    _finish_sweep_axes(top, len(next(iter(errors.values()))), title)
     for j, (rate, tr) in enumerate(sorted(traces.items())):
         ax = fig.add_subplot(grid[1, j])
         _loss_panel(ax, tr, colours, f"training at learning rate {rate:g}")
@@ -322,14 +323,7 @@ def warmup_effect_plot(lrs, series: dict, *, title: str = ""):
     for label, (errs, sts, colour, ls) in series.items():
         sweep_series(ax, lrs, errs, sts, colour=colour, label=label, ls=ls)
         n_seeds = len(errs)
-    _sweep_legend(ax, n_seeds)
-    ax.set_xscale("log")
-    style.plain_log(ax.xaxis, numticks=8)
-    ax.set_xlabel("base learning rate (log)")
-    ax.set_ylabel("validation error rate (best checkpoint)")
-    ax.set_title(title, fontsize=11)
-    ax.grid(alpha=0.25)
-    ax.legend(fontsize=8, loc="upper left")
+    _finish_sweep_axes(ax, n_seeds, title)
     return fig
 
 
