@@ -44,7 +44,7 @@ def check(result) -> Check:
 
 
 ENTRY = Entry(
-    full_time="413 s (under load 5-7)",   # reproduce fig4-fig8 --workers 2, empty workspace
+    full_time="90 s",   # reproduce all --workers 2, empty workspace, load ~2
     id="fig4",
     title="A change that makes training unstable at high learning rates, fixed by warmup",
     section="How can optimization failures be debugged and mitigated?",

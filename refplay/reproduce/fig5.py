@@ -34,7 +34,7 @@ def check(result) -> Check:
 
 
 ENTRY = Entry(
-    full_time="99 s (under load 5-7)",   # reproduce fig4-fig8 --workers 2, empty workspace
+    full_time="20 s",   # reproduce all --workers 2, empty workspace, load ~2
     id="fig5",
     title="More frequent evaluations reveal training instability",
     section="How can optimization failures be debugged and mitigated?",

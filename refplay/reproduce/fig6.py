@@ -35,7 +35,7 @@ def check(result) -> Check:
 
 
 ENTRY = Entry(
-    full_time="289 s (under load 5-7)",   # reproduce fig4-fig8 --workers 2, empty workspace
+    full_time="70 s",   # reproduce all --workers 2, empty workspace, load ~2
     id="fig6",
     title="Instability during warmup: training loss for several warmup lengths",
     section="How to apply learning rate warmup", anchor="how-to-apply-learning-rate-warmup",

@@ -269,8 +269,8 @@ TRANSFORMER_CHANGE = UnstableSetup(
     lrs=_FACTOR2_GRID, max_train_steps=500, seed=0, seeds=(0, 1), warmup_steps=50,
     low_lr=0.002, target_lr=0.016, max_final_loss=CHANCE_LOSS_10, names=_LN_NAMES,
     caveats=(
-        "Full size, seeds 0 / 1: at 0.016 Post-LN 0.544 / 0.410 against Pre-LN 0.328 / 0.278; "
-        "with a 50-step warmup 0.196 / 0.206; Post-LN collapses from 0.032, Pre-LN never. "
+        "Full size, seeds 0 / 1: at 0.016 Post-LN 0.440 / 0.406 against Pre-LN 0.338 / 0.264; "
+        "with a 50-step warmup 0.212 / 0.204; Post-LN collapses from 0.032, Pre-LN never. "
         "Post-LN is already worse at 0.002 (0.240 / 0.266 against 0.190 / 0.176).",
         "The changed model fails by a collapse to chance (infeasible under max_final_loss), "
         "not by the playbook's blow-up of the loss.",
@@ -309,7 +309,7 @@ TRANSFORMER_WARMUP_LENGTHS = UnstableSetup(
     max_final_loss=CHANCE_LOSS_10, names=_LN_NAMES,
     caveats=(
         "Full size: on both seeds every warmup up to 400 of 500 steps fails, each later than "
-        "the shorter ones (seed 0: steps 0, 16, 24, 94, 131, 195); the ramp's rate at failure "
+        "the shorter ones (seed 0: steps 0, 16, 24, 56, 131, 188); the ramp's rate at failure "
         "falls from 0.032 to 0.013 as the warmups lengthen. No warmup trains 0.032.",
     ),
 )
@@ -325,10 +325,10 @@ TRANSFORMER_SCAN = UnstableSetup(
     lrs=_SQRT2_ADAM_GRID, max_train_steps=500, seed=0, max_final_loss=CHANCE_LOSS_10,
     names=_LN_NAMES,
     caveats=(
-        "Full size, seed 0: errors 0.186-0.242 from 0.002 to 0.011 (within 2 standard errors), "
-        "0.468 at 0.016, collapsed from 0.023: lr* is a draw within the flat stretch and the "
-        "boundary check says expand_low, not instability_limited. At 10 x lr* the loss "
-        "declines ~60 steps, then climbs back to chance.",
+        "Full size, seed 0: errors 0.172-0.246 from 0.002 to 0.011, 0.368 at 0.016, 0.454 at "
+        "0.023, collapsed from 0.032: lr* = 0.008 is the best of a flat stretch a factor 4 "
+        "below the first collapse, and the boundary check says ok, not instability_limited. "
+        "At 5 x and 10 x lr* the loss declines ~25 steps, then climbs back to chance.",
     ),
 )
 
@@ -347,8 +347,9 @@ TRANSFORMER_WARMUP = UnstableSetup(
                       "stable_lr_star": (0.002, 0.004), "stable_lr_star_warmup": (0.008, 0.008)}),
     caveats=(
         "Full size, seeds 0 / 1: warmup moves lr* 0.002 -> 0.008 for Post-LN (4x, 4x) and for "
-        "Pre-LN (4x, 2x): Pre-LN gains as much. It moves the largest rate Post-LN trains at "
-        "from 0.008 to 0.016; Pre-LN trains at every rate either way.",
+        "Pre-LN (4x, 2x): Pre-LN gains as much. Post-LN collapses at 0.032 with and without "
+        "warmup; whether it collapses at 0.016 without warmup turns on rounding (it did in a "
+        "run with other kernels); Pre-LN trains at every rate either way.",
     ),
 )
 
