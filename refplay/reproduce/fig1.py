@@ -44,7 +44,7 @@ def _caveat(size) -> str:
 
 
 ENTRY = Entry(
-    full_time="85 s",   # refplay reproduce all --workers 2, empty workspace, load ~1.5
+    full_time="74 s",   # reproduce all --workers 2, empty workspace, load ~2
     id="fig1",
     title="Examples of bad search space boundaries and acceptable search space boundaries",
     section="Identifying bad search space boundaries",

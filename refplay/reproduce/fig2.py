@@ -56,7 +56,7 @@ def _caveat(size) -> str:
 
 
 ENTRY = Entry(
-    full_time="167 s",   # refplay reproduce all --workers 2, empty workspace, load ~1.5
+    full_time="97 s",   # reproduce all --workers 2, empty workspace, load ~2
     id="fig2",
     title="Isolation plot of the best weight decay, the learning rate tuned away",
     section="Detecting whether a change is useful with isolation plots",

@@ -38,7 +38,7 @@ def check(result) -> Check:
 
 
 ENTRY = Entry(
-    full_time="6 s",   # refplay reproduce all --workers 2, empty workspace, load ~1.5
+    full_time="4 s",   # reproduce all --workers 2, empty workspace, load ~2
     id="fig9",
     title="Gradient norm of a training run with an aggressive and a better clipping threshold",
     section="Gradient clipping", anchor="gradient-clipping",
