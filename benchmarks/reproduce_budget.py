@@ -1,7 +1,9 @@
 """Wall time of ``refplay reproduce all`` (and ``--quick``), per figure, from an empty workspace.
 
 The goals: ``refplay reproduce all`` in at most 5 minutes on 2 cores
-(``--workers 2``), ``refplay reproduce all --quick`` in at most 45 seconds.
+(``--workers 2``), ``refplay reproduce all --quick`` in at most 45 seconds --
+set before Figures 4-8 moved to the Transformer, whose own goals are 15 minutes
+and 2 minutes (a figure that shows its mechanism comes first; both are printed).
 This script measures them; it does not assert them (timings depend on the
 machine and its load). Each size runs the real command in a fresh process
 with a fresh temporary workspace and output folder, so nothing is re-read
@@ -30,7 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
-BUDGET_SECONDS = {"quick": 45, "full": 300}
+BUDGET_SECONDS = {"quick": (45, 120), "full": (300, 900)}   # (speed goal, Transformer goal)
 _FIGURE_LINE = re.compile(r"^== (fig\d+[a-z]?):")
 _VERDICT_LINE = re.compile(r"^  -> (HOLDS|DOES NOT HOLD)")
 
@@ -88,7 +90,8 @@ def main() -> None:
                   f"{verdicts.get(figure, '?')}", flush=True)
         print(f"refplay reproduce all{' --quick' if size == 'quick' else ''}: {total:.0f} s "
               f"for {len(times)} figures, start-up included (goal: at most "
-              f"{BUDGET_SECONDS[size]} s; load average {os.getloadavg()[0]:.1f})", flush=True)
+              f"{BUDGET_SECONDS[size][0]} s, with the Transformer figures {BUDGET_SECONDS[size][1]} s; "
+              f"load average {os.getloadavg()[0]:.1f})", flush=True)
 
 
 if __name__ == "__main__":
