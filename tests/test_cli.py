@@ -90,12 +90,14 @@ def test_procedures_and_reproductions_print_the_header_first_then_a_line_per_tri
                               text=True, timeout=600, check=True)
         return done.stdout.splitlines()
 
-    lines = run("procedure", "early-instability", "--quick", "--workspace", workspace,
+    lines = run("procedure", "frequent-evals", "--quick", "--workspace", workspace,
                 "--out", str(tmp_path / "out"))
-    assert lines[0].startswith("== refplay procedure early-instability: ")
-    trial = [i for i, line in enumerate(lines)
-             if re.match(r"early_instability-\w+ \[1/1\] trial 0: complete ", line)]
-    assert trial and trial[0] < lines.index(next(x for x in lines if x.startswith("Question:")))
+    assert lines[0].startswith("== refplay procedure frequent-evals: ")
+    trials = [i for i, line in enumerate(lines)
+              if re.match(r"frequent_evals-\w+ \[[12]/2\] trial [01]: (complete|infeasible) ",
+                          line)]
+    assert len(trials) == 2
+    assert trials[-1] < lines.index(next(x for x in lines if x.startswith("Question:")))
     lines = run("reproduce", "fig5", "--quick", "--workspace", workspace,
                 "--out", str(tmp_path / "repro"))
     assert lines[0] == ("== fig5: More frequent evaluations reveal training instability "

@@ -27,7 +27,8 @@ class Procedure(NamedTuple):
     workload: str | None        # None: the calibrated setup of refplay/train/unstable.py
     help: str
     runs_studies: bool = True   # False: measures in-process (no workspace, workers, seed)
-    seeded: bool = True         # False: its studies fix their own seeds (no --seed)
+    seeded: bool = True         # False: its studies fix their own seeds (no --seed; the
+                                # Transformer figures run over their setup's seeds)
 
 
 PROCEDURES = {
@@ -84,22 +85,25 @@ PROCEDURES = {
     "model-change": Procedure(
         module="model_change", function="model_change_study", workload=None,
         help="two models swept over the learning rate, the changed one rescued by warmup "
-             "(Figure 4)"),
+             "(Figure 4)", seeded=False),
     "frequent-evals": Procedure(
         module="frequent_evals", function="frequent_evals", workload=None,
-        help="two models evaluated every step early and every 50 steps after (Figure 5)"),
+        help="two models evaluated every step early and every 50 steps after (Figure 5)",
+        seeded=False),
     "early-instability": Procedure(
         module="instability", function="early_instability_check", workload=None,
         help="every-step vs every-100-steps view of one run at 2x lr*"),
     "warmup": Procedure(module="warmup", function="warmup_study", workload=None,
                         help="warmups of several lengths at a ~10x learning rate: where each "
-                             "fails, the shortest that trains, prepended vs baseline (Figure 6)"),
+                             "fails, the shortest that trains, prepended vs baseline (Figure 6)",
+                        seeded=False),
     "stability-scan": Procedure(module="instability", function="stability_scan", workload=None,
                                 help="learning-rate sweep, lr*, and runs at 2x/5x/10x lr* "
                                 "(Figures 7a, 7b)"),
     "warmup-effect": Procedure(
         module="warmup_effect", function="warmup_effect", workload=None,
-        help="learning-rate sweeps with and without warmup, Post-LN and Pre-LN (Figure 8)"),
+        help="learning-rate sweeps with and without warmup, Post-LN and Pre-LN (Figure 8)",
+        seeded=False),
     "clipping": Procedure(module="clipping", function="clipping_study", workload=None,
                           help="clipping thresholds from a stable run's gradient norms (Figure 9)"),
 }
