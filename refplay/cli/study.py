@@ -39,13 +39,10 @@ from __future__ import annotations
 # The handlers import the study runner and store when they run (each import says
 # why): both load Numba and the trainer, which `refplay --help` must not wait for.
 
-import faulthandler
 import os
 import shlex
 import sys
 import textwrap
-import threading
-import time
 import warnings
 from pathlib import Path
 
@@ -244,7 +241,6 @@ def _run_spec(spec, args) -> int:
         print(f"\ninterrupted: finished trials are recorded; continue with\n"
               f"  refplay study resume {spec.name} --workspace {shlex.quote(args.workspace)}",
               file=sys.stderr)
-        _exit_if_stuck(130)
         return 130
     except runner.StudyError as exc:
         print(f"refplay: error: {_error_line(exc, args.workspace, spec.name)}", file=sys.stderr)
@@ -253,29 +249,6 @@ def _run_spec(spec, args) -> int:
     if not args.no_report:
         print(_summary_and_report(args.workspace, spec.name, None))
     return 0
-
-
-#: Seconds an interrupted run has to exit on its own before it is ended (see _exit_if_stuck).
-EXIT_GRACE_SECONDS = 30.0
-
-
-def _exit_if_stuck(code: int, grace: float = EXIT_GRACE_SECONDS) -> None:
-    """After Ctrl-C: if the process has not exited ``grace`` seconds from now, print where
-    every thread is and end it with ``code``.
-
-    Every finished trial is already recorded and the pool is stopped, so what is left is
-    the interpreter's exit, which joins the process pool's manager thread. On a loaded
-    machine that join has been seen, very rarely, to wait forever; a user's Ctrl-C must
-    not. The watcher is a daemon thread, so a normal exit never waits for it.
-    """
-    def watch() -> None:
-        time.sleep(grace)
-        print(f"refplay: the interrupted run did not exit within {grace:g} s; where each "
-              f"thread was:", file=sys.stderr, flush=True)
-        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
-        os._exit(code)
-
-    threading.Thread(target=watch, daemon=True, name="refplay-exit-watch").start()
 
 
 def _error_line(exc, workspace: str, name: str) -> str:
