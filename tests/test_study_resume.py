@@ -202,8 +202,13 @@ scale = "log"
     gate = tmp_path / "gate"
     cli = ["-m", "refplay", "study"]
     env = {**os.environ, **trial_gate_env(gate, free_trials=2, repo=REPO)}
-    proc = subprocess.Popen([sys.executable, *cli, "run", str(spec_path), "--workers", "2",
-                             "--workspace", str(ws), "--quiet"],
+    # Ctrl-C's SIGINT back at its default in the driver: a suite started in the background
+    # (`pytest &`, nohup) hands its children SIGINT ignored, and a Python started with SIGINT
+    # ignored keeps ignoring it -- the driver would then rightly never see this Ctrl-C.
+    with_sigint = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+                   "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])")
+    proc = subprocess.Popen([sys.executable, "-c", with_sigint, *cli, "run", str(spec_path),
+                             "--workers", "2", "--workspace", str(ws), "--quiet"],
                             cwd=REPO, env=env, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
