@@ -5,7 +5,7 @@ float64, and bad hyperparameters are refused by name."""
 import numpy as np
 import pytest
 
-from refplay.nn import kernels, models, reference
+from refplay.nn import models
 from refplay.nn.layers import gelu_backward, gelu_forward
 from refplay.nn.norms import layernorm_forward
 from refplay.nn.transformer import (PatchEmbedding, TokenDense, TokenLayerNorm, TokenPool,

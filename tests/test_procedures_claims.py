@@ -11,9 +11,7 @@ test comes first trains a study and the other reads it.
 """
 
 import argparse
-import math
 
-import numpy as np
 import pytest
 
 from refplay import procedures

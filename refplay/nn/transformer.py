@@ -41,7 +41,7 @@ import numpy as np
 from refplay import _validate
 from refplay.tree import Tree
 from refplay.nn import init as init_lib
-from refplay.nn.attention import IMPLS, MultiHeadSelfAttention
+from refplay.nn.attention import MultiHeadSelfAttention
 from refplay.nn.layers import Dense, Layer, WeightInit, dense_backward, dense_forward
 from refplay.nn.norms import (LayerNorm, LayerNormCache, layernorm_rows_backward,
                               layernorm_rows_forward)

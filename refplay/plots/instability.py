@@ -99,7 +99,8 @@ def loss_traces_plot(traces: dict, *, events: dict | None = None, window: int = 
 
 
 def dense_vs_sparse_plot(dense, sparse_steps, sparse, events, *, lr: float, coarse_every: int):
-    """Figure 5: the loss of every step beside the same run seen every ``coarse_every`` steps."""
+    """The one-run early check: the loss of every step beside the same run seen every
+    ``coarse_every`` steps (Figure 5's advice; Figure 5 itself is :func:`frequent_evals_plot`)."""
     fig, (ax, bx) = style.new_figure(11.0, 4.2, ncols=2, sharey=True)
     s, y = style.positive_points(dense)
     ax.plot(s, y, color=style.FEASIBLE, lw=0.8, label="minibatch loss, every step")
@@ -122,7 +123,7 @@ def dense_vs_sparse_plot(dense, sparse_steps, sparse, events, *, lr: float, coar
         a.legend(fontsize=8, loc="lower left")
         a.set_xlim(0, len(dense))
     ax.set_ylabel("training loss (log)")
-    fig.suptitle(f"Figure 5: does a sparse evaluation schedule hide instability? "
+    fig.suptitle(f"Does a sparse evaluation schedule hide instability? "
                  f"(the same run, lr = {lr:g})", fontsize=11)
     return fig
 
