@@ -6,7 +6,7 @@ import pytest
 
 from refplay.nn import kernels, reference
 from refplay.nn.attention import (MultiHeadSelfAttention, self_attention_backward,
-                                  self_attention_forward)
+                                  self_attention_forward, softmax_floor)
 from tests.helpers import max_rel_error as _rel, numeric_grad, rel_error
 
 TOL = {np.float64: 1e-12, np.float32: 1e-5}
@@ -20,8 +20,9 @@ def test_attention_kernels_equal_their_twins(dtype, causal, n, t, heads, dh):
     qkv_t = (2.0 * rng.standard_normal((3 * heads * dh, t, n))).astype(dtype)
     dctx_t = rng.standard_normal((heads * dh, t, n)).astype(dtype)
     scale = 1.0 / np.sqrt(dh)
-    s = kernels.attention_scores(qkv_t, heads, scale, causal)
-    s_ref = reference.attention_scores(qkv_t, heads, scale, causal)
+    floor = softmax_floor(dtype)
+    s = kernels.attention_scores(qkv_t, heads, scale, causal, floor)
+    s_ref = reference.attention_scores(qkv_t, heads, scale, causal, floor)
     assert s.dtype == dtype and s.shape == (heads, t, t, n)
     np.testing.assert_array_equal(np.isinf(s), np.isinf(s_ref))       # the causal mask
     finite = np.isfinite(s_ref)
@@ -38,6 +39,25 @@ def test_attention_kernels_equal_their_twins(dtype, causal, n, t, heads, dh):
     dqkv = kernels.attention_backward(dctx_t, qkv_t, p, heads, scale, causal)
     dqkv_ref = reference.attention_backward(dctx_t, qkv_t, p_ref, heads, scale, causal)
     assert dqkv.dtype == dtype and _rel(dqkv, dqkv_ref) <= TOL[dtype] * 10
+
+
+@pytest.mark.parametrize("impl", [kernels, reference])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_a_weight_below_the_floor_is_exactly_zero_and_changes_nothing_else(impl, dtype):
+    # Token 1's key is far from the query (score -1000 below the row max), token 2's is at
+    # -20: the first weight is below eps^2 and is dropped, the second is kept.
+    floor = softmax_floor(dtype)
+    assert floor == pytest.approx(2 * np.log(np.finfo(dtype).eps))
+    qkv_t = np.zeros((3, 3, 1), dtype)                 # one head of width 1, T = 3, N = 1
+    qkv_t[0, :, 0] = 1.0                               # every query = 1
+    qkv_t[1, :, 0] = [0.0, -1000.0, -20.0]             # keys: scores 0, -1000, -20
+    qkv_t[2, :, 0] = [1.0, 5.0, 3.0]                   # values
+    s = impl.attention_scores(qkv_t, 1, 1.0, False, floor)
+    assert np.all(np.isneginf(s[0, :, 1, 0])) and np.all(s[0, :, 2, 0] == pytest.approx(-20.0))
+    ctx_t, p = impl.attention_context(qkv_t, np.exp(s))
+    assert np.all(p[0, :, 1, 0] == 0) and np.all(p[0, :, 2, 0] > 0)
+    want = (1.0 + 3.0 * np.exp(-20.0)) / (1.0 + np.exp(-20.0))
+    np.testing.assert_allclose(ctx_t[0, :, 0], want, rtol=TOL[dtype])
 
 
 @pytest.mark.parametrize("causal", [False, True])

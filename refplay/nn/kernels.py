@@ -866,13 +866,15 @@ def add_feature_bias(a, b):
 
 
 @njit(cache=True, fastmath=_ATTN_MATH)
-def attention_scores(qkv_t, num_heads, scale, causal):
+def attention_scores(qkv_t, num_heads, scale, causal, floor):
     """Scaled scores of every head, each row shifted by its maximum::
 
         s_ij = scale * <q_i, k_j>,   out_ij = s_ij - max_j' s_ij'    (-inf for j > i if causal)
 
-    ``qkv_t`` (3D, T, N) -> (H, T, T, N). Exponentiating the result (numpy's
-    SIMD ``exp``, ~10x a Numba loop's) gives :func:`attention_context` its input.
+    and -inf where ``out_ij < floor`` (a weight ``exp(out_ij)`` too small to
+    count: see :func:`refplay.nn.attention.softmax_floor`). ``qkv_t`` (3D, T, N)
+    -> (H, T, T, N). Exponentiating the result (numpy's SIMD ``exp``, ~10x a
+    Numba loop's) gives :func:`attention_context` its input.
     """
     f3, t_, n_ = qkv_t.shape
     d = f3 // 3
@@ -899,7 +901,8 @@ def attention_scores(qkv_t, num_heads, scale, causal):
             for j in range(t_):
                 sij = s[h, i, j]
                 for n in range(n_):
-                    sij[n] = (sij[n] - m[n]) * scale if j < last else -np.inf
+                    v = (sij[n] - m[n]) * scale
+                    sij[n] = v if j < last and not v < floor else -np.inf
     return s
 
 

@@ -319,14 +319,16 @@ def add_feature_bias(a, b):
     return a
 
 
-def attention_scores(qkv_t, num_heads, scale, causal):
-    """Twin of :func:`refplay.nn.kernels.attention_scores`: ``scale * q k^T`` minus its row max."""
+def attention_scores(qkv_t, num_heads, scale, causal, floor):
+    """Twin of :func:`refplay.nn.kernels.attention_scores`: ``scale * q k^T`` minus its row max,
+    -inf below ``floor``."""
     q, k, _ = _heads(qkv_t, num_heads)
     t_ = qkv_t.shape[1]
     s = (q @ k.transpose(0, 1, 3, 2)) * scale                      # (N, H, T, T)
     if causal:
         s = np.where(np.tril(np.ones((t_, t_), dtype=bool)), s, -np.inf)
     s = s - s.max(axis=-1, keepdims=True)
+    s = np.where(s < floor, -np.inf, s)
     return s.transpose(1, 2, 3, 0).astype(qkv_t.dtype)            # (H, T, T, N)
 
 
