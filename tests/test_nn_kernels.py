@@ -91,6 +91,31 @@ def test_both_loop_orders_build_and_fold_the_same_columns(geom, extra):
     np.testing.assert_array_equal(dx_inner, dx_rows)
 
 
+# Stride 1 with the width kept ("same" padding, odd and even kernels, padding on one side
+# only, planes narrower than the kernel): im2col/col2im shift whole planes (_im2col_shift).
+SAME_WIDTH = [(3, 3, 1, 1), (5, 5, 2, 2), (4, 4, 1, 1), (3, 2, 2, 0), (1, 3, 0, 2), (3, 4, 0, 3)]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("shape", [(1, 1, 5, 6), (3, 2, 7, 2), (2, 3, 1, 9)])
+@pytest.mark.parametrize("kernel", SAME_WIDTH)
+def test_plane_shift_path_matches_twins_and_the_row_path(kernel, shape, dtype):
+    kh, kw, pt, pl = kernel
+    n, c, h, w = shape
+    geometry = (kh, kw, 1, 1, pt, pl, h, w)         # padding kh - 1 rows, kw - 1 columns
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal(shape).astype(dtype)
+    cols = kernels.im2col(x, *geometry)
+    np.testing.assert_array_equal(cols, reference.im2col(x, *geometry))
+    np.testing.assert_array_equal(cols, kernels._im2col_rows(x, *geometry))
+    g = rng.standard_normal(cols.shape).astype(dtype)
+    dx = kernels.col2im(g, np.full(x.shape, np.nan, dtype), *geometry)
+    assert _rel(dx, reference.col2im(g, np.empty_like(x), *geometry)) <= TOL[dtype]
+    dx_rows = np.zeros_like(x)
+    kernels._col2im_rows(g, dx_rows, *geometry)
+    np.testing.assert_array_equal(dx, dx_rows)        # the same sums in the same order
+
+
 @pytest.mark.parametrize("n", [30, 2 * kernels._BATCH_BLOCK + 3])
 def test_long_signals_and_large_batches_match_twins(n):
     # MNIST-1D's stride-1 first layer (OW = 40 >= the rows threshold) and a strided

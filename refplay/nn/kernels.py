@@ -73,20 +73,88 @@ def _copy_rows(n_, oh, ow):
 def im2col(x, kh, kw, sh, sw, pt, pl, oh, ow):
     """Columns of ``x`` (N, C, H, W) -> (C*kh*kw, N*oh*ow); see the section comment.
 
-    Two loop orders fill the same columns; the innermost loop runs along the
-    output row (``ow``) unless it is a handful of iterations shorter than the
-    batch: a 2-D image convolution (unless its planes are tiny), or a long 1-D
-    signal, copies output rows
-    (:func:`_im2col_rows`); the short strided rows of a 1-D convolution such
-    as MNIST-1D's (``ow`` = 10 at batch 100) are copied across the batch
-    (:func:`_im2col_batch_innermost`; measured 2.7-3.8x faster there).
+    Three loop orders fill the same columns. A stride-1 convolution that keeps
+    the width (``"same"`` padding: every 3x3 layer of a 2-D CNN) shifts whole
+    planes (:func:`_im2col_shift`); otherwise the innermost loop runs along
+    the output row (``ow``) unless it is a handful of iterations shorter than
+    the batch: a 2-D image convolution (unless its planes are tiny), or a long
+    1-D signal, copies output rows (:func:`_im2col_rows`); the short strided
+    rows of a 1-D convolution such as MNIST-1D's (``ow`` = 10 at batch 100)
+    are copied across the batch (:func:`_im2col_batch_innermost`; measured
+    2.7-3.8x faster there).
     """
-    n_, c_ = x.shape[0], x.shape[1]
+    n_, c_, h_, w_ = x.shape
+    if sh == 1 and sw == 1 and ow == w_:
+        return _im2col_shift(np.ascontiguousarray(x), kh, kw, pt, pl, oh)
     if _copy_rows(n_, oh, ow):
         return _im2col_rows(x, kh, kw, sh, sw, pt, pl, oh, ow)
     cols = np.empty((c_ * kh * kw, n_, oh, ow), x.dtype)
     _im2col_batch_innermost(x, cols, kh, kw, sh, sw, pt, pl)
     return cols.reshape(c_ * kh * kw, n_ * oh * ow)
+
+
+# The flat-offset kernels below index with unsigned integers: Numba checks a
+# signed index for a negative value (Python's wraparound), which keeps LLVM
+# from vectorizing the copy (measured 1.5-2x slower).
+_U = np.uint64
+
+
+@njit(cache=True)
+def _plane_shift(i, j, pt, pl, h_, w_, oh):
+    """What offset (i, j) of a stride-1, width-keeping convolution reads, per plane.
+
+    Output row p reads input row ``p + i - pt``, so the valid output rows
+    ``[p_lo, p_hi)`` form one block of ``size = (p_hi - p_lo) * w_`` values
+    whose entry ``k`` reads the input plane at flat offset
+    ``(p_lo + i - pt) * w_ + k + (j - pl)``: one long copy, except the
+    ``mask``-ed-out columns, which read padding (the shift spills them into
+    the neighbouring row). ``k`` in ``[k_lo, k_hi)`` stays inside the plane.
+    Returns ``(p_lo, p_hi, first input offset, k_lo, k_hi, mask)``.
+    """
+    p_lo, p_hi = _valid_range(i, pt, 1, h_, oh)
+    lo, hi = _valid_range(j, pl, 1, w_, w_)
+    size = (p_hi - p_lo) * w_
+    mask = np.zeros(size, np.bool_)
+    for p in range(p_hi - p_lo):
+        for q in range(lo, hi):
+            mask[p * w_ + q] = True
+    shift = j - pl
+    return p_lo, p_hi, (p_lo + i - pt) * w_ + shift, max(0, -shift), size - max(0, shift), mask
+
+
+@njit(cache=True)
+def _im2col_shift(x, kh, kw, pt, pl, oh):
+    """:func:`im2col` for stride 1 and ``ow == W``: one masked copy per (offset, channel, example).
+
+    ``x`` C-contiguous. See :func:`_plane_shift`; rows reading padding, and
+    the masked columns, are zeros. 3x faster than copying 14-pixel rows
+    (the 2-D CNN's second layer), whose loop never reaches the vector body.
+    """
+    n_, c_, h_, w_ = x.shape
+    plane, m = oh * w_, n_ * oh * w_
+    cols = np.empty((c_ * kh * kw, m), x.dtype)
+    xf, cf = x.ravel(), cols.reshape(c_ * kh * kw * m)
+    for i in range(kh):
+        for j in range(kw):
+            p_lo, p_hi, s0, k_lo, k_hi, mask = _plane_shift(i, j, pt, pl, h_, w_, oh)
+            size = _U(mask.size)
+            for c in range(c_):
+                for n in range(n_):
+                    d = _U(((c * kh + i) * kw + j) * m + n * plane)
+                    for k in range(_U(p_lo * w_)):               # rows above the input
+                        cf[d + k] = 0
+                    for k in range(_U(p_hi * w_), _U(plane)):    # rows below it
+                        cf[d + k] = 0
+                    d += _U(p_lo * w_)
+                    # s + k wraps around (unsigned) to the right offset for k >= k_lo
+                    s = _U((n * c_ + c) * h_ * w_ + s0 + k_lo) - _U(k_lo)
+                    for k in range(_U(k_lo)):
+                        cf[d + k] = 0
+                    for k in range(_U(k_lo), _U(k_hi)):
+                        cf[d + k] = xf[s + k] if mask[k] else 0
+                    for k in range(_U(k_hi), size):
+                        cf[d + k] = 0
+    return cols
 
 
 @njit(cache=True)
@@ -161,13 +229,15 @@ def col2im(cols, dx, kh, kw, sh, sw, pt, pl, oh, ow):
     """Adjoint of :func:`im2col`: ``dx`` (N, C, H, W) = the sum of each column entry at its pixel.
 
     Writes into ``dx`` (overwritten, so the caller can hand in a slab of a
-    larger array); ``cols`` is C-contiguous. The same two loop orders as
-    :func:`im2col`, with ``+=``; both add a pixel's terms in kernel-offset
-    order (i, j), as the numpy twin does.
+    larger array; C-contiguous); ``cols`` is C-contiguous. The same three
+    loop orders as :func:`im2col`, with ``+=``; all add a pixel's terms in
+    kernel-offset order (i, j), as the numpy twin does.
     """
-    n_ = dx.shape[0]
+    n_, c_, h_, w_ = dx.shape
     dx[:] = 0
-    if _copy_rows(n_, oh, ow):
+    if sh == 1 and sw == 1 and ow == w_:
+        _col2im_shift(cols, dx, kh, kw, pt, pl, oh)
+    elif _copy_rows(n_, oh, ow):
         _col2im_rows(cols, dx, kh, kw, sh, sw, pt, pl, oh, ow)
     else:
         _col2im_batch_innermost(cols.reshape(cols.shape[0], n_, oh, ow), dx, kh, kw, sh, sw,
@@ -199,6 +269,27 @@ def _col2im_batch_innermost(cols, dx, kh, kw, sh, sw, pt, pl):
                                 dst = dx[n0:n0 + n_, c, r, s]       # (n_,)
                                 for n in range(n_):
                                     dst[n] += src[n, p, q]
+
+
+@njit(cache=True)
+def _col2im_shift(cols, dx, kh, kw, pt, pl, oh):
+    """:func:`col2im` for stride 1 and ``ow == W``: the adjoint of :func:`_im2col_shift`.
+
+    The masked-out entries (gradients of padding) add an exact ``+ 0`` to the
+    neighbouring row's pixel instead of a branch per row.
+    """
+    n_, c_, h_, w_ = dx.shape
+    plane, m = oh * w_, n_ * oh * w_
+    cf, xf = cols.ravel(), dx.reshape(n_ * c_ * h_ * w_)
+    for i in range(kh):
+        for j in range(kw):
+            p_lo, p_hi, s0, k_lo, k_hi, mask = _plane_shift(i, j, pt, pl, h_, w_, oh)
+            for c in range(c_):
+                for n in range(n_):
+                    d = _U(((c * kh + i) * kw + j) * m + n * plane + p_lo * w_)
+                    s = _U((n * c_ + c) * h_ * w_ + s0 + k_lo) - _U(k_lo)
+                    for k in range(_U(k_lo), _U(k_hi)):
+                        xf[s + k] += cf[d + k] if mask[k] else 0
 
 
 @njit(cache=True)
@@ -398,29 +489,61 @@ def maxpool2d_forward(xp, kh, kw, sh, sw, oh, ow):
     ``argmax`` is the winner's flat index ``r*Wp + s`` in its padded plane:
     the first maximum in row-major window order. A NaN anywhere in a window
     makes its output NaN (as in torch: a diverging model must not look finite).
+    Planes are walked by flat offsets (a view per plane or row costs more than
+    a 14x14 plane's work); 2x2 windows, the common case, get their own loop
+    (:func:`_maxpool_2x2`).
     """
     n_, c_, hp, wp = xp.shape
     out = np.empty((n_, c_, oh, ow), xp.dtype)
     arg = np.empty((n_, c_, oh, ow), np.int32)
+    xf = xp.ravel()                       # a view when xp is contiguous (the layer's case)
+    of, af = out.reshape(n_ * c_ * oh * ow), arg.reshape(n_ * c_ * oh * ow)
+    if kh == 2 and kw == 2:
+        _maxpool_2x2(xf, of, af, n_ * c_, hp, wp, sh, sw, oh, ow)
+        return out, arg
     offs = _window_offsets(kh, kw, wp)
-    for n in range(n_):
-        for c in range(c_):
-            plane = xp[n, c].ravel()
-            for p in range(oh):
-                for q in range(ow):
-                    base = p * sh * wp + q * sw
-                    best = plane[base]
-                    where = base
-                    nan = best != best
-                    for t in range(1, kh * kw):
-                        v = plane[base + offs[t]]
-                        nan |= v != v          # a flag, not a branch: 3x faster than testing here
-                        if v > best:
-                            best = v
-                            where = base + offs[t]
-                    out[n, c, p, q] = best if not nan else np.nan
-                    arg[n, c, p, q] = where
+    for plane in range(n_ * c_):
+        x0, o0 = plane * hp * wp, plane * oh * ow
+        for p in range(oh):
+            for q in range(ow):
+                base = p * sh * wp + q * sw
+                best = xf[x0 + base]
+                where = base
+                nan = best != best
+                for t in range(1, kh * kw):
+                    v = xf[x0 + base + offs[t]]
+                    nan |= v != v          # a flag, not a branch: 3x faster than testing here
+                    if v > best:
+                        best = v
+                        where = base + offs[t]
+                of[o0 + p * ow + q] = best if not nan else np.nan
+                af[o0 + p * ow + q] = where
     return out, arg
+
+
+@njit(cache=True)
+def _maxpool_2x2(xf, of, af, planes, hp, wp, sh, sw, oh, ow):
+    """:func:`maxpool2d_forward` for 2x2 windows on flat arrays: the same first maximum and NaN rule."""
+    for plane in range(planes):
+        x0, o0 = plane * hp * wp, plane * oh * ow
+        for p in range(oh):
+            for q in range(ow):
+                base = p * sh * wp + q * sw
+                a, b = xf[x0 + base], xf[x0 + base + 1]
+                c, d = xf[x0 + base + wp], xf[x0 + base + wp + 1]
+                # Selects, not branches: which of four random values wins is unpredictable.
+                tb = b > a
+                ab = b if tb else a
+                ia = 1 if tb else 0
+                td = d > c
+                cd = d if td else c
+                ic = wp + 1 if td else wp
+                tc = cd > ab
+                best = cd if tc else ab
+                where = base + (ic if tc else ia)
+                nan = (a != a) | (b != b) | (c != c) | (d != d)
+                of[o0 + p * ow + q] = best if not nan else np.nan
+                af[o0 + p * ow + q] = where
 
 
 @njit(cache=True)
