@@ -50,8 +50,8 @@ class ClipInfo(NamedTuple):
     scale: float
 
 
-def clip_by_global_norm(grads: Mapping[str, np.ndarray], max_norm: float
-                        ) -> tuple[Tree, ClipInfo]:
+def clip_by_global_norm(grads: Mapping[str, np.ndarray], max_norm: float, *,
+                        norm: float | None = None) -> tuple[Tree, ClipInfo]:
     r"""Rescale ``grads`` so their global norm is at most ``max_norm`` (:math:`\lambda`).
 
     .. math::
@@ -63,10 +63,15 @@ def clip_by_global_norm(grads: Mapping[str, np.ndarray], max_norm: float
     are returned as they are (never modified). A non-finite norm (a diverging
     run) cannot be rescaled meaningfully: the gradients are returned unchanged
     and ``info.norm`` reports it, so divergence checks still see it.
+
+    ``norm`` is :math:`|g|` when the caller has computed it already (the
+    training loop logs it every step, from its packed gradient buffer:
+    :meth:`refplay.tree.FlatLayout.global_norm`); by default
+    :func:`refplay.tree.global_norm` of ``grads``.
     """
     max_norm = _validate.real("max_norm", max_norm, low=0.0, low_open=True)
     grads = tree_lib.check_floating(grads, "grads")
-    norm = tree_lib.global_norm(grads)
+    norm = tree_lib.global_norm(grads) if norm is None else float(norm)
     if not (np.isfinite(norm) and norm > max_norm):
         return dict(grads), ClipInfo(norm=norm, clipped=False, scale=1.0)
     scale = max_norm / norm                                   # λ / |g|

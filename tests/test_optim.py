@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from refplay import io, optim
+from refplay import tree as tree_lib
 
 # ----------------------------------------------------------------- tiny problem
 THETA0 = {"w": [1.0, -2.0], "b": [0.5]}   # two leaves, three coordinates
@@ -344,6 +345,47 @@ def test_update_without_checks_computes_bitwise_the_same(name, wd_mode):
             for slot in checked[1].slots:
                 assert checked[1].slots[slot][k].tobytes() == fast[1].slots[slot][k].tobytes()
         assert checked[1].step == fast[1].step == step + 1
+
+
+def _many_leaves(seed):
+    """A tree like a small Transformer's: many leaves of both float dtypes, odd sizes, a scalar,
+    values from 1e-30 to 1e3 (tiny gradients, near-subnormal float32 products)."""
+    rng = np.random.default_rng(seed)
+    shapes = [(5, 3), (3,), (), (17,), (33, 7), (1,), (64, 64), (2, 2, 2)]
+    tree = {}
+    for i, shape in enumerate(shapes):
+        for dtype in (np.float32, np.float64):
+            scale = 10.0 ** rng.integers(-30, 4)
+            tree[f"layer_{i}/{np.dtype(dtype).name}"] = np.asarray(
+                scale * rng.standard_normal(shape), dtype=dtype)
+    return tree
+
+
+@pytest.mark.parametrize("name", sorted(optim.RULES))
+@pytest.mark.parametrize("wd_mode", [None, "l2", "decoupled"])
+def test_one_update_of_packed_buffers_is_bitwise_the_update_per_leaf(name, wd_mode):
+    """The training loop's fast path: every rule is elementwise and + − × ÷ √ are correctly
+    rounded, so one update of the concatenated leaves (one buffer per dtype,
+    ``tree.FlatLayout``) equals the update leaf by leaf, bit for bit."""
+    opt = _optimizer(name, wd_mode)
+    params = _many_leaves(0)
+    layout = tree_lib.FlatLayout(params)
+    per_leaf = (params, opt.init(params))
+    flat_params = layout.pack(params)
+    flat_state = optim.OptState(0, {s: layout.pack(t) for s, t in per_leaf[1].slots.items()})
+    for step, lr in enumerate([0.1, 0.03, np.float64(0.2), 0.05, 1e-3]):
+        grads = {k: g * 10.0 ** (step - 2) for k, g in _many_leaves(step + 1).items()}
+        per_leaf = opt.update(*per_leaf[:1], grads, per_leaf[1], lr, check=step == 0)
+        flat_params, flat_state = opt.update(flat_params, layout.pack(grads), flat_state, lr,
+                                             check=False)
+        got = layout.views(flat_params)
+        for k, want in per_leaf[0].items():
+            assert got[k].dtype == want.dtype
+            assert got[k].tobytes() == want.tobytes(), (name, step, k)
+            for slot, flat in flat_state.slots.items():
+                want_slot = per_leaf[1].slots[slot][k]
+                assert layout.views(flat)[k].tobytes() == want_slot.tobytes(), (slot, step, k)
+        assert flat_state.step == per_leaf[1].step == step + 1
 
 
 def test_check_inputs_is_the_boundary_of_update():

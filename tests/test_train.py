@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from refplay import io, optim
+from refplay import clipping, io, optim
 from refplay import tree as tree_lib
 from refplay.data.batching import TrainBatches, epoch_order
 from refplay.data.dataset import Dataset
@@ -183,6 +183,52 @@ def test_train_loss_is_the_mean_batch_loss_over_the_last_interval():
     final = evaluate(model, params, state, wl.validation, 1024)
     assert res.curves["validation/loss"][-1] == final["loss"]
     assert res.curves["validation/error_rate"][-1] == final["error_rate"]
+
+
+class _Float64Grads(LinearSoftmax):
+    """float64 gradients for float32 parameters: the optimizer casts them leaf by leaf."""
+
+    def loss_and_grads(self, params, state, batch, rng, train=True):
+        loss, grads, state, aux = super().loss_and_grads(params, state, batch, rng, train)
+        return loss, {k: g.astype(np.float64) for k, g in grads.items()}, state, aux
+
+
+@pytest.mark.parametrize("float64_grads", [False, True])
+def test_trial_computes_bitwise_what_the_optimizer_computes_leaf_by_leaf(tmp_path,
+                                                                        float64_grads):
+    # After its first step the loop updates packed buffers (one call of the rule per dtype,
+    # loop._Packed); float64 gradients of float32 parameters keep the per-leaf update.
+    # Either way: the per-leaf optimizer's losses, logged norms, parameters and slots, bitwise.
+    wl = tiny_workload()
+    if float64_grads:
+        wl = dataclasses.replace(wl, build_model=functools.partial(_Float64Grads, 5, 3))
+    cfg = {"optimizer": "adam", "lr": 0.05, "weight_decay": 0.01,
+           "weight_decay_mode": "decoupled", "grad_clip": 0.3}
+    res = run_trial(wl, cfg, seed=0, max_train_steps=25, eval_every=10, checkpoint_dir=tmp_path)
+    model = wl.model()
+    streams = seeds.trial_streams(0)
+    params, state = model.init_params(seeds.generator(streams.init), dtype=np.float32)
+    opt = optim.adam(weight_decay=0.01, weight_decay_mode="decoupled")
+    opt_state = opt.init(params)
+    it = TrainBatches(wl.train, 30, seed=streams.data)
+    losses, norms = [], []
+    for _ in range(25):
+        loss, grads, state, _ = model.loss_and_grads(params, state, it.next(), None)
+        losses.append(float(loss))
+        norms.append(tree_lib.global_norm(grads))
+        grads, _ = clipping.clip_by_global_norm(grads, 0.3)
+        params, opt_state = opt.update(params, grads, opt_state, 0.05)
+    assert res.train_losses.tolist() == losses
+    assert res.grad_norms.tolist() == norms
+    assert min(norms) < 0.3 < max(norms)                            # clipped on some steps
+    with np.load(tmp_path / ckpt.LATEST, allow_pickle=False) as z:
+        arrays = dict(z)
+    saved_state = optim.OptState.from_arrays(ckpt.unpack("opt", arrays))
+    assert saved_state.step == opt_state.step == 25
+    for k, want in params.items():
+        assert ckpt.unpack("params", arrays)[k].tobytes() == want.tobytes()
+        for slot, tree in opt_state.slots.items():
+            assert saved_state.slots[slot][k].tobytes() == tree[k].tobytes()
 
 
 def test_grad_norm_is_logged_unclipped_and_clipping_changes_the_update():

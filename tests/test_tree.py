@@ -118,3 +118,76 @@ def test_global_norm_of_strided_leaves_sums_in_c_order_as_before():
     assert tree.global_norm(t) == float(np.sqrt(expected))
     assert np.isnan(tree.global_norm({"w": np.array([1.0, np.nan], np.float32)}))
     assert tree.global_norm({"w": np.array([np.inf, 1.0], np.float32)}) == np.inf
+
+
+# ------------------------------------------------------------------ FlatLayout
+def _mixed_tree(seed=0):
+    """float32 and float64 leaves of awkward sizes: a scalar, an empty leaf, sizes that cross
+    a 64-byte line and OpenBLAS's dot blocks, a transposed (non-C-contiguous) leaf."""
+    rng = np.random.default_rng(seed)
+    return {"a/w": rng.standard_normal((3, 5)).astype(np.float32),
+            "a/b": rng.standard_normal(7),
+            "s": np.asarray(1.5, np.float32),
+            "empty": np.zeros((0, 4), np.float32),
+            "big/w": rng.standard_normal((33, 31)).astype(np.float32).T,
+            "big/b": 1e-30 * rng.standard_normal(1001),
+            "last": rng.standard_normal(16).astype(np.float32)}
+
+
+def test_flat_layout_packs_every_leaf_into_one_buffer_per_dtype_as_views():
+    t = _mixed_tree()
+    layout = tree.FlatLayout(t)
+    flat = layout.pack(t)
+    assert list(flat) == ["float32", "float64"]
+    assert all(b.ndim == 1 for b in flat.values())
+    views = layout.views(flat)
+    assert list(views) == list(t)
+    for k, v in views.items():
+        assert v.dtype == t[k].dtype and v.shape == t[k].shape
+        np.testing.assert_array_equal(v, t[k])
+        assert v.size == 0 or np.shares_memory(v, flat[t[k].dtype.name])
+        seg = layout.segments[k]
+        assert seg.start * t[k].dtype.itemsize % 64 == 0          # each leaf on a 64-byte line
+    # The gaps between leaves hold zeros: the buffers' sums are the leaves' sums.
+    for name, buf in flat.items():
+        leaves = [v for v in t.values() if v.dtype.name == name]
+        assert np.count_nonzero(buf) == sum(np.count_nonzero(v) for v in leaves)
+    views["a/w"][0, 0] = 42.0                                     # a view writes the buffer
+    assert flat["float32"][0] == 42.0
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_flat_layout_global_norm_is_bitwise_the_norm_per_leaf(seed):
+    # The logged gradient norm: the same float64 dot per leaf, summed in the same order.
+    rng = np.random.default_rng(seed)
+    t = {f"leaf_{i}": (rng.standard_normal(n) * 10.0 ** rng.integers(-8, 8)).astype(dtype)
+         for i, (n, dtype) in enumerate(zip(rng.integers(1, 3000, 12),
+                                            rng.choice([np.float32, np.float64], 12)))}
+    layout = tree.FlatLayout(t)
+    assert layout.global_norm(layout.pack(t)) == tree.global_norm(t)
+    t = _mixed_tree(seed)
+    layout = tree.FlatLayout(t)
+    assert layout.global_norm(layout.pack(t)) == tree.global_norm(t)
+
+
+def test_flat_layout_refuses_other_keys_shapes_and_dtypes():
+    t = _mixed_tree()
+    layout = tree.FlatLayout(t)
+    with pytest.raises(ValueError, match="keys"):
+        layout.pack({k: t[k] for k in reversed(t)})
+    with pytest.raises(ValueError, match="'a/w' has shape"):
+        layout.pack({**t, "a/w": t["a/w"][:2]})
+    with pytest.raises(ValueError, match="'last' has shape"):     # copyto would broadcast it
+        layout.pack({**t, "last": t["last"][None]})
+    with pytest.raises(TypeError, match="float64"):               # never cast
+        layout.pack({**t, "a/w": t["a/w"].astype(np.float64)})
+
+
+def test_copy_leaves_writes_in_place():
+    t = _mixed_tree()
+    dst = tree.zeros_like(t)
+    ids = {k: id(v) for k, v in dst.items()}
+    tree.copy_leaves(dst, t)
+    for k in t:
+        assert id(dst[k]) == ids[k]
+        np.testing.assert_array_equal(dst[k], t[k])

@@ -32,6 +32,13 @@ Every step also records the minibatch loss (``TrialResult.train_losses``)
 and the unclipped gradient norm (``TrialResult.grad_norms``), so an
 instability between two evaluations is never lost.
 
+**Packed parameters.** From the second step of a session on, the parameters,
+the optimizer's slots and the gradient live in one buffer per dtype, and the
+optimizer's rule runs once per step instead of once per parameter array: the
+same numbers, bitwise, because every rule is elementwise (see ``_Packed``).
+The parameter tree a model receives is then a set of views that the next
+update overwrites: a model that keeps it must copy it.
+
 **Divergence.** A NaN or Inf training loss or gradient norm, a training loss
 above ``divergence_factor`` × the loss of step 0 on ``divergence_steps`` of
 the last ``divergence_window`` steps (or at the end of the run), or a
@@ -285,6 +292,53 @@ class _Diverged(Exception):
         self.reason, self.step = reason, step
 
 
+class _Packed:
+    """A session's parameters and optimizer slots, each kept in one buffer per dtype.
+
+    The playbook's rules are elementwise and + − × ÷ √ are correctly rounded,
+    so :meth:`Optimizer.update <refplay.optim.Optimizer.update>` called once on
+    the buffers computes, bitwise, what it computes leaf by leaf, with one
+    Python call of the rule per dtype instead of one per leaf (78 leaves of a
+    Transformer: about 1 ms less per step). ``params`` and ``slots`` are the
+    per-leaf trees the model, the EMA and the checkpoints see: views of the
+    buffers (:class:`~refplay.tree.FlatLayout`), made once per session; each
+    update copies its new buffers into them, so a model that keeps the
+    ``params`` it is given must copy them.
+    """
+
+    def __init__(self, params: Tree, opt_state: optim.OptState) -> None:
+        self.layout = tree_lib.FlatLayout(params)
+        self.flat_params = self.layout.pack(params)
+        self.flat_slots = {s: self.layout.pack(t) for s, t in opt_state.slots.items()}
+        self.flat_grads = self.layout.zeros()          # refilled every step
+        self.grad_views = self.layout.views(self.flat_grads)
+        self.params = self.layout.views(self.flat_params)
+        self.slots = {s: self.layout.views(b) for s, b in self.flat_slots.items()}
+
+    @classmethod
+    def fits(cls, params: Tree, grads: Mapping[str, np.ndarray]) -> bool:
+        """Whether every gradient has its parameter's dtype, as packing needs (a gradient
+        of another dtype is cast leaf by leaf, by the per-leaf update)."""
+        return all(np.asarray(grads[k]).dtype == v.dtype for k, v in params.items())
+
+    def pack_grads(self, grads: Mapping[str, np.ndarray]) -> Tree:
+        """The gradient in the layout's buffers (overwritten at the next call)."""
+        tree_lib.copy_leaves(self.grad_views, grads)
+        return self.flat_grads
+
+    def update(self, optimizer: optim.Optimizer, flat_grads: Tree, state: optim.OptState,
+               lr: float) -> optim.OptState:
+        """One update of the buffers in place; the new state (its slots: ``self.slots``)."""
+        params, new = optimizer.update(self.flat_params, flat_grads,
+                                       optim.OptState(state.step, self.flat_slots), lr, check=False)
+        for name, buffer in params.items():
+            self.flat_params[name][...] = buffer
+        for s, flat in new.slots.items():
+            for name, buffer in flat.items():
+                self.flat_slots[s][name][...] = buffer
+        return optim.OptState(new.step, self.slots)
+
+
 @dataclass
 class _Trial:
     """One call of ``run_trial``: validated arguments plus the running state."""
@@ -306,6 +360,7 @@ class _Trial:
     progress: _Progress | None = None
     learning_rates: np.ndarray | None = None     # schedule(s) for s = 0 ... total_steps
     ema_factors: list = field(default_factory=list)   # per EMA leaf: (d, 1 - d) in its dtype
+    packed: _Packed | None = None     # from the session's second step on (see _train_step)
     periodic_eval_check: dict | None = None
     checkpoint_skipped: list = field(default_factory=list)   # damaged files set aside
 
@@ -464,19 +519,26 @@ class _Trial:
 
     def _train_step(self, step: int, dropout: np.random.SeedSequence | None,
                     check: bool) -> None:
-        """One update (the module docstring's equations), with its per-step records."""
-        p, tc = self.progress, self.trial_config
+        """One update (the module docstring's equations), with its per-step records.
+
+        The first step of a session updates leaf by leaf, with every input
+        checked; the later ones update packed buffers (:class:`_Packed`):
+        the same numbers, bitwise, in fewer Python calls.
+        """
+        p, tc, packed = self.progress, self.trial_config, self.packed
         batch = self.batches.next()
         rng = None if dropout is None else seeds.step_generator(dropout, step)
         loss, grads, new_model_state, _ = self.model.loss_and_grads(
             p.params, p.model_state, batch, rng, train=True)
         loss = float(loss)
-        if tc.grad_clip is not None:
-            # Clipping is pure and computes the unclipped norm anyway: log its norm.
-            clipped, info = clipping.clip_by_global_norm(grads, tc.grad_clip)
-            grad_norm = info.norm
+        if packed is not None:
+            grads = packed.pack_grads(grads)
+            grad_norm = packed.layout.global_norm(grads)    # bitwise tree_lib.global_norm
         else:
-            grad_norm = tree_lib.global_norm(grads)     # unclipped, logged every step
+            grad_norm = tree_lib.global_norm(grads)         # unclipped, logged every step
+        if tc.grad_clip is not None:
+            # Clipping is pure: it rescales with the unclipped norm logged here.
+            clipped, info = clipping.clip_by_global_norm(grads, tc.grad_clip, norm=grad_norm)
         p.grad_norms.append(grad_norm)
         p.train_losses.append(loss)
         p.interval_losses.append(loss)
@@ -487,7 +549,14 @@ class _Trial:
             grads = clipped
             p.interval_clipped.append(bool(info.clipped))
         lr = float(self.learning_rates[step])
-        p.params, p.opt_state = tc.optimizer.update(p.params, grads, p.opt_state, lr, check=check)
+        if packed is not None:
+            p.opt_state = packed.update(tc.optimizer, grads, p.opt_state, lr)
+        else:
+            p.params, p.opt_state = tc.optimizer.update(p.params, grads, p.opt_state, lr,
+                                                        check=check)
+        if check and _Packed.fits(p.params, grads):      # checked by this first update
+            self.packed = packed = _Packed(p.params, p.opt_state)
+            p.params, p.opt_state = packed.params, optim.OptState(p.opt_state.step, packed.slots)
         p.model_state = new_model_state
         if p.ema_params is not None:
             p.ema_params = {k: a * e + b * p.params[k]
