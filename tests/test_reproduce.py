@@ -130,7 +130,8 @@ def test_cli_refuses_bad_figures_and_options_before_running_anything(tmp_path, m
                           (["all", "fig1"], "'all' cannot be combined"),
                           (["figure1"], "not a playbook figure"),
                           (["fig1", "--docs", "x.md"], "--docs needs 'all'"),
-                          (["fig1", "--workers", "-1"], "--workers must be >= 0")):
+                          (["fig1", "--workers", "-1"], "--workers must be >= 0"),
+                          (["fig1", "--jobs", "0"], "--jobs must be >= 1")):
         args = _parse([*argv, "--out", str(tmp_path / "out")])
         with pytest.raises(ValueError, match=message):
             args.func(args)
@@ -153,13 +154,27 @@ def _fake_entry(figure):
                       panels=(base.Panel("only", "only", f"{figure}.png"),))
 
 
+@pytest.mark.parametrize("cpus,figures,jobs,workers,want", [
+    (2, 9, None, None, (2, 0)),      # one figure per core, its trials in its own process
+    (8, 9, None, None, (8, 0)),
+    (8, 2, None, None, (2, 4)),      # two figures, four trial processes each
+    (2, 1, None, None, (1, None)),   # one figure: its trials on a pool over every core
+    (2, 9, 1, None, (1, None)),      # one figure at a time, as before
+    (2, 9, 3, 2, (3, 2)),            # what the user asks for
+])
+def test_cpus_are_shared_out_among_the_figures(monkeypatch, cpus, figures, jobs, workers, want):
+    from refplay.study import executors
+    monkeypatch.setattr(executors, "available_cpus", lambda: cpus)
+    assert cli.share_cpus(figures, jobs, workers) == want
+
+
 def test_cli_all_prints_numbers_decision_claim_and_writes_pngs_json_and_page(tmp_path, capsys,
                                                                             monkeypatch):
     fakes = {f: _fake_entry(f) for f in ("fig1", "fig2")}
     monkeypatch.setattr(reproduce, "ids", lambda: list(fakes))
     monkeypatch.setattr(reproduce, "get", lambda f: fakes[f])
     out = tmp_path / "docs" / "figures"
-    args = _parse(["all", "--quick", "--out", str(out), "--workers", "0",
+    args = _parse(["all", "--quick", "--out", str(out), "--workers", "0", "--jobs", "1",
                    "--workspace", str(tmp_path / "ws")])
     assert args.func(args) == 0
     printed = capsys.readouterr().out

@@ -10,10 +10,14 @@ check that the verdict follows from the numbers.
 
 from __future__ import annotations
 
+import argparse
 import importlib
+import json
 
 import pytest
 
+from refplay.cli import reproduce as cli
+from refplay.reproduce import base
 from refplay.reproduce.base import Entry
 from refplay.train.result import TrialStatus
 
@@ -55,6 +59,27 @@ def reproduce(figure: str, shared_workspace, out_dir):
     with shared_workspace.lock(LOCKS[figure]):
         return entry, entry.run(quick=True, out_dir=out_dir, workspace=shared_workspace.path,
                                 workers=0)
+
+
+def test_figures_side_by_side_give_what_each_gives_alone(shared_workspace, tmp_path, capsys):
+    # `refplay reproduce fig9 fig5 --jobs 2`: each figure in its own worker process, reading
+    # (or training) the same studies as the in-process runs of this module.
+    alone = {f: reproduce(f, shared_workspace, tmp_path / "alone")[1] for f in ("fig9", "fig5")}
+    parser = argparse.ArgumentParser(prog="refplay")
+    cli.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["reproduce", "fig9", "fig5", "--quick", "--jobs", "2",
+                              "--out", str(tmp_path / "out"),
+                              "--workspace", str(shared_workspace.path)])
+    with shared_workspace.lock(LOCKS["fig5"]), shared_workspace.lock(LOCKS["fig9"]):
+        assert args.func(args) == 0
+    printed = capsys.readouterr().out
+    assert "2 figure(s) in" in printed
+    for figure, r in alone.items():
+        saved = json.loads((tmp_path / "out" / f"{figure}.json").read_text())
+        assert saved["numbers"] == json.loads(json.dumps(r.numbers, default=str))
+        assert saved["claim_holds"] == r.claim_holds
+        assert f"numbers: {tmp_path / 'out' / figure}.json" in printed
+        _pngs_written(base.ReproResult.from_dict(saved))
 
 
 def _pngs_written(r) -> None:

@@ -22,6 +22,7 @@ different studies).
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -44,8 +45,11 @@ def register(sub) -> None:
     p.add_argument("--out", default=str(DEFAULT_OUT), metavar="DIR",
                    help=f"where PNGs and numbers go (default: {DEFAULT_OUT})")
     p.add_argument("--workers", type=int, default=None,
-                   help="worker processes for the trials (default: one per CPU; 0: run trials "
-                        "in this process)")
+                   help="worker processes for each figure's trials (default: the CPUs shared "
+                        "out among --jobs; 0: run trials in the figure's own process)")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="figures run at once, each in its own process, the longest first "
+                        "(default: one per CPU, up to the number of figures)")
     p.add_argument("--workspace", default=str(DEFAULT_WORKSPACE), metavar="DIR",
                    help=f"study workspace; runs resume from it (default: {DEFAULT_WORKSPACE})")
     p.add_argument("--docs", default=None, metavar="FILE",
@@ -71,24 +75,25 @@ def selected(figures: list[str]) -> list[str]:
 def _reproduce(args) -> int:
     from refplay import reproduce  # lazy: CLI start-up (the trainer, matplotlib)
     from refplay.reproduce import docs  # lazy: CLI start-up (matplotlib)
-    if args.workers is not None and args.workers < 0:
-        raise ValueError(f"--workers must be >= 0, got {args.workers}")
+    for flag in ("workers", "jobs"):
+        if getattr(args, flag) is not None and getattr(args, flag) < (0 if flag == "workers" else 1):
+            raise ValueError(f"--{flag} must be >= {0 if flag == 'workers' else 1}, "
+                             f"got {getattr(args, flag)}")
     ids = selected(args.figures)
-    out = Path(args.out)
     if args.docs is not None and args.figures != ["all"]:
         raise ValueError("--docs needs 'all': the page shows every reproduced figure")
-    entries, results = [], []
+    out, workspace = Path(args.out), Path(args.workspace)
+    jobs, workers = share_cpus(len(ids), args.jobs, args.workers)
     start = time.perf_counter()
-    for figure in ids:
-        entry = reproduce.get(figure)
-        print(f"== {figure}: {entry.title}" + (" [quick]" if args.quick else ""), flush=True)
-        result = entry.run(quick=args.quick, out_dir=out, workspace=Path(args.workspace),
-                           workers=args.workers)
+    runs = dict(quick=args.quick, out=out, workspace=workspace, workers=workers)
+    finished = (_one_by_one(ids, **runs) if jobs == 1 else _side_by_side(ids, jobs, **runs))
+    results = {}
+    for figure, result in finished:
         json_path = out / f"{figure}.json"
         io.write_text(json_path, json.dumps(result.to_dict(), indent=2, default=str) + "\n")
-        print(report(entry, result, json_path), flush=True)
-        entries.append(entry)
-        results.append(result)
+        print(report(reproduce.get(figure), result, json_path), flush=True)
+        results[figure] = result
+    results = [results[f] for f in ids]
     holds = sum(r.claim_holds for r in results)
     print(f"{len(results)} figure(s) in {time.perf_counter() - start:.0f} s; claims: {holds} "
           f"hold, {len(results) - holds} do not")
@@ -96,9 +101,73 @@ def _reproduce(args) -> int:
         page = Path(args.docs) if args.docs else out.parent / f"{out.name}.md"
         command = "refplay reproduce all" + (" --quick" if args.quick else "") + \
             f" --out {out.as_posix()}"
-        docs.write(entries, results, page, command=command)
+        docs.write([reproduce.get(f) for f in ids], results, page, command=command)
         print(f"side-by-side page: {page}")
     return 0
+
+
+def share_cpus(n_figures: int, jobs: int | None, workers: int | None) -> tuple[int, int | None]:
+    """``(jobs, workers)``: figures at once, trial processes per figure.
+
+    By default one figure per CPU (up to ``n_figures``) and the CPUs shared out
+    among them; a figure with one CPU runs its trials in its own process
+    (``workers=0``: no pool to start). Figures side by side keep every core
+    busy where one figure alone would leave some idle: while its last trials
+    finish, between its studies, while it draws.
+    """
+    from refplay.study import executors  # lazy: CLI start-up
+    cpus = executors.available_cpus()
+    jobs = jobs or max(1, min(cpus, n_figures))
+    if workers is None and jobs > 1:
+        workers = cpus // jobs if cpus // jobs > 1 else 0
+    return jobs, workers
+
+
+def run_figure(figure: str, *, quick: bool, out: Path, workspace: Path,
+               workers: int | None) -> tuple[str, object]:
+    """Run one figure; ``(figure, ReproResult)`` without its in-memory matplotlib figures."""
+    import dataclasses  # lazy: with the rest of this function's imports
+    from refplay import reproduce  # lazy: CLI start-up (the trainer, matplotlib)
+    entry = reproduce.get(figure)
+    print(f"== {figure}: {entry.title}" + (" [quick]" if quick else ""), flush=True)
+    result = entry.run(quick=quick, out_dir=out, workspace=workspace, workers=workers)
+    return figure, dataclasses.replace(result, figures={})
+
+
+def _one_by_one(ids, **runs):
+    for figure in ids:
+        yield run_figure(figure, **runs)
+
+
+def _side_by_side(ids, jobs: int, **runs):
+    """Run the figures ``jobs`` at a time in worker processes, the longest first; yield each
+    ``(figure, result)`` as it finishes. Their trial lines interleave, each naming its study."""
+    from concurrent.futures import as_completed  # lazy: with the pool below
+    from refplay import reproduce  # lazy: CLI start-up (the trainer, matplotlib)
+    from refplay.study import executors  # lazy: CLI start-up
+    order = sorted(ids, key=lambda f: -_seconds(reproduce.get(f).full_time))
+    pool = executors.process_pool(jobs)
+    try:
+        futures = [pool.submit(_run_figure_in_worker, f, **runs) for f in order]
+        for future in as_completed(futures):
+            yield future.result()
+    except BaseException:
+        executors.stop_pool(pool)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _run_figure_in_worker(figure: str, **runs):
+    os.environ["REFPLAY_PROGRESS"] = "lines"   # this worker's studies: no bars fighting over a terminal
+    return run_figure(figure, **runs)
+
+
+def _seconds(full_time: str) -> float:
+    """``"97 s"``, ``"≈ 12 min"`` -> seconds; 0 when not timed."""
+    words = full_time.replace("≈", "").split()
+    if len(words) != 2:
+        return 0.0
+    return float(words[0]) * {"s": 1, "min": 60, "h": 3600}.get(words[1], 0)
 
 
 def report(entry, result, json_path: Path | None = None) -> str:

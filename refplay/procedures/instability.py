@@ -168,17 +168,8 @@ def measure_scan(workload: str | None = None, *,
     check = analysis.boundary_check(frame, "lr").checks[()]
     if lr_star is None:
         raise ValueError(f"every trial of the sweep over lrs={lrs} is infeasible; start lower")
-    above = []
-    for f in factors:
-        longer = long_factor if f > 2 else 1
-        same = [r for lr, r in zip(lrs, sweep) if math.isclose(lr, f * lr_star, rel_tol=1e-3)]
-        if same and longer == 1:          # the sweep already ran this rate, as long
-            above.append(same[0])
-            continue
-        st = settings.replace(max_train_steps=steps * longer)
-        (r,) = lr_sweep(workload, setup, variant, [f * lr_star], st,
-                        name=f"above_lr_star_x{f:g}", **run)
-        above.append(r)
+    above = _runs_above(workload, setup, variant, sweep, lrs, lr_star, factors,
+                        {f: steps * (long_factor if f > 2 else 1) for f in factors}, settings, run)
     runs = [AboveRun(factor=f, lr=f * lr_star, steps=r.steps_done, status=str(r.status),
                      best_error=trial_objective(r, METRIC),
                      events=spike_events(r.train_losses) if r.train_losses.size else [],
@@ -192,6 +183,23 @@ def measure_scan(workload: str | None = None, *,
         above_lr_star=runs, above_losses=[r.train_losses for r in above],
         lr_star_losses=sweep[list(lrs).index(lr_star)].train_losses, frame=frame)
     return measured, [*sweep, *above]
+
+
+def _runs_above(workload, setup, variant, sweep, lrs, lr_star, factors, steps, settings, run):
+    """The run at ``f * lr_star`` for each factor, ``steps[f]`` steps long: the sweep's own
+    trial where it ran that rate as long, else a new one. The new runs of one length train
+    as one study, side by side on the workers."""
+    found = {}
+    for f in factors:
+        same = [r for lr, r in zip(lrs, sweep) if math.isclose(lr, f * lr_star, rel_tol=1e-3)]
+        if same and steps[f] == settings.max_train_steps:
+            found[f] = same[0]
+    for length in sorted({steps[f] for f in factors if f not in found}):
+        todo = [f for f in factors if f not in found and steps[f] == length]
+        results = lr_sweep(workload, setup, variant, [f * lr_star for f in todo],
+                           settings.replace(max_train_steps=length), name="above_lr_star", **run)
+        found.update(zip(todo, results))
+    return [found[f] for f in factors]
 
 
 def decide_scan(m: ScanMeasured) -> str:

@@ -6,7 +6,7 @@ The study logic (which trials to run, what to record) is in
 * :class:`SerialExecutor` runs trials in this process (``workers=0``);
 * :func:`process_pool` starts a local pool of forkserver workers, each with one
   BLAS/Numba thread (:func:`_init_worker`), that exit when the driver dies
-  (:func:`_exit_with_the_driver`), and :func:`_stop_pool` stops one at once;
+  (:func:`_exit_with_the_driver`), and :func:`stop_pool` stops one at once;
 * :func:`_run_task` runs one trial in a worker, under a time limit
   (:func:`_time_limit`), turning every exception into a ``failed`` result.
 """
@@ -29,7 +29,7 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from refplay import threads
 from refplay.train.result import TrialResult, TrialStatus
 
-__all__ = ["SerialExecutor", "TrialTimeout", "process_pool", "available_cpus"]
+__all__ = ["SerialExecutor", "TrialTimeout", "process_pool", "stop_pool", "available_cpus"]
 
 TrialFunction = Callable[..., TrialResult]
 
@@ -126,7 +126,7 @@ _in_trial = False   # the trial function is running: SIGTERM may interrupt it
 
 
 def _on_sigterm(signum, frame) -> None:
-    """SIGTERM (how :func:`_stop_pool` stops a worker): end the running trial, start no more.
+    """SIGTERM (how :func:`stop_pool` stops a worker): end the running trial, start no more.
 
     The default action kills the process at once, before multiprocessing's
     finalizers run; the semaphores the worker registered (Numba's threading
@@ -290,7 +290,7 @@ def _forkserver_context():
 _STOP_GRACE_SECONDS = 10.0
 
 
-def _stop_pool(executor: ProcessPoolExecutor) -> None:
+def stop_pool(executor: ProcessPoolExecutor) -> None:
     """Stop a process pool now: cancel queued trials and terminate running ones.
 
     The abandoned trials have no record, so resuming runs them again (from

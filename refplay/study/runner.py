@@ -104,7 +104,7 @@ from tqdm.auto import tqdm
 from refplay import _validate, rng, search, threads, train
 from refplay.study import executors
 from refplay.study.executors import (SerialExecutor, TrialTimeout, _failed, _Outcome, _run_task,
-                                     _stop_pool, _Task)
+                                     stop_pool, _Task)
 from refplay.study.spec import StudySpec, Trial
 from refplay.study.store import Store, StudyStatus
 from refplay.train.result import TrialResult, TrialStatus
@@ -443,8 +443,15 @@ def _default_command(spec: StudySpec, store: Store, fn_name: str, spec_text: str
 
 
 def _show_progress(progress: bool | str | None) -> str | None:
-    """How to report progress: ``"bar"``, ``"lines"`` or ``None`` (silent)."""
+    """How to report progress: ``"bar"``, ``"lines"`` or ``None`` (silent).
+
+    The default is ``$REFPLAY_PROGRESS`` when set to ``lines`` (several
+    processes sharing one terminal: bars would overwrite each other), else a
+    bar on a terminal and lines elsewhere.
+    """
     if progress is None:
+        if os.environ.get("REFPLAY_PROGRESS") == "lines":
+            return "lines"
         return "bar" if getattr(sys.stderr, "isatty", lambda: False)() else "lines"
     if progress == "lines":
         return "lines"
@@ -579,7 +586,7 @@ def _run_trials(spec, store, source, num_todo, trial_fn, executor, workers, time
                    window=1 if serial else num_todo)
     except BaseException:
         if owned and not serial:
-            _stop_pool(executor)
+            stop_pool(executor)
         raise
     if owned:
         executor.shutdown(wait=True)
