@@ -7,7 +7,10 @@ checkpoint policy (a checkpoint folder, as a study gives every trial), and
 its wall time is split into
 
 * ``fwd+bwd``  — ``model.loss_and_grads`` (forward, loss, backward),
-* ``update``   — ``Optimizer.update`` and ``clip_by_global_norm``,
+* ``update``   — ``Optimizer.update`` and ``clip_by_global_norm``; from a
+  session's second step on, the packed update (``loop._Packed``: the gradient
+  copied into its buffer, one ``Optimizer.update`` of the buffers, the result
+  copied into the parameters and slots),
 * ``step``     — the rest of a training step: the logged gradient norm, the
   step's dropout generator (models with dropout only), the learning rate,
   the divergence check, EMA (the step time ``run_trial`` measures, minus the
@@ -20,8 +23,9 @@ its wall time is split into
 ``outside`` = step + data + eval + ckpt + other, the share to keep at or below
 10 %. Each part is timed by wrapping the public function the loop calls
 (so the numbers hold for the loop as it is, and cost two ``perf_counter``
-calls per call). Each trial runs ``--repeats`` times in a fresh checkpoint
-folder; the table shows medians::
+calls per call); ``upd us`` is the update's microseconds per step. Each
+trial runs ``--repeats`` times in a fresh checkpoint folder; the table shows
+medians::
 
     python benchmarks/trial_overhead.py            # the reproduce budgets (~3 min)
     python benchmarks/trial_overhead.py --quick    # a quarter of the steps
@@ -97,18 +101,24 @@ def cases() -> list[Case]:
 
 
 class Timers:
-    """Seconds spent in wrapped callables, per part."""
+    """Seconds spent in wrapped callables, per part; a timed call inside another one
+    (``Optimizer.update`` inside the packed update) counts for the outer one only."""
 
     def __init__(self) -> None:
         self.seconds = dict.fromkeys(PARTS, 0.0)
+        self.running = False
 
     def timed(self, part: str, function):
         def wrapper(*args, **kwargs):
+            if self.running:
+                return function(*args, **kwargs)
+            self.running = True
             start = time.perf_counter()
             try:
                 return function(*args, **kwargs)
             finally:
                 self.seconds[part] += time.perf_counter() - start
+                self.running = False
         return wrapper
 
     @contextlib.contextmanager
@@ -139,6 +149,8 @@ def measure(case: Case, max_train_steps: int) -> dict[str, float]:
     with contextlib.ExitStack() as stack:
         stack.enter_context(timers.patched(Optimizer, "update", "update"))
         stack.enter_context(timers.patched(clipping, "clip_by_global_norm", "update"))
+        stack.enter_context(timers.patched(loop._Packed, "pack_grads", "update"))
+        stack.enter_context(timers.patched(loop._Packed, "update", "update"))
         stack.enter_context(timers.patched(TrainBatches, "next", "data"))
         stack.enter_context(timers.patched(loop, "evaluate", "eval"))
         stack.enter_context(timers.patched(CheckpointStore, "save", "ckpt"))
@@ -163,9 +175,10 @@ def report(case: Case, runs: list[dict[str, float]], steps: int) -> float:
     outside = statistics.median(sum(r[p] for p in OUTSIDE) / r["wall"] for r in runs)
     wall = statistics.median(r["wall"] for r in runs)
     ms = statistics.median(r["ms_per_step"] for r in runs)
+    update_us = statistics.median(1e6 * r["update"] / steps for r in runs)
     cells = "".join(f"{100 * shares[p]:8.1f}" for p in PARTS)
-    print(f"{case.label:22s}{steps:6d}{case.settings.eval_every:6d}{wall:8.2f}{ms:8.2f}{cells}"
-          f"{100 * outside:9.1f}", flush=True)
+    print(f"{case.label:22s}{steps:6d}{case.settings.eval_every:6d}{wall:8.2f}{ms:8.2f}"
+          f"{update_us:8.0f}{cells}{100 * outside:9.1f}", flush=True)
     return outside
 
 
@@ -179,8 +192,8 @@ def main() -> None:
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; "
           f"medians of {args.repeats} trial(s); shares in % of the trial's wall time")
     header = "".join(f"{p:>8s}" for p in PARTS)
-    print(f"{'workload':22s}{'steps':>6s}{'eval':>6s}{'wall s':>8s}{'ms/step':>8s}{header}"
-          f"{'outside':>9s}")
+    print(f"{'workload':22s}{'steps':>6s}{'eval':>6s}{'wall s':>8s}{'ms/step':>8s}"
+          f"{'upd us':>8s}{header}{'outside':>9s}")
     worst = 0.0
     for case in [c for c in cases() if args.only in c.label]:
         steps = case.settings.max_train_steps // (4 if args.quick else 1)

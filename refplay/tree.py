@@ -228,7 +228,10 @@ def copy_leaves(dst: Mapping[str, np.ndarray], src: Mapping[str, np.ndarray]) ->
     """
     for k, d in dst.items():
         s = src[k]
-        shape = s.shape if isinstance(s, np.ndarray) else np.shape(s)
-        if shape != d.shape:        # np.copyto would broadcast it
-            raise ValueError(f"leaf {k!r} has shape {shape}; expected {d.shape}")
-        np.copyto(d, s, casting="no")
+        if not isinstance(s, np.ndarray):
+            s = np.asarray(s)
+        if s.shape != d.shape:        # an assignment would broadcast it
+            raise ValueError(f"leaf {k!r} has shape {s.shape}; expected {d.shape}")
+        if s.dtype != d.dtype:        # an assignment would cast it
+            raise TypeError(f"leaf {k!r} has dtype {s.dtype}; expected {d.dtype}")
+        d[...] = s

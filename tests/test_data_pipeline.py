@@ -56,6 +56,23 @@ def test_batches_carry_labels_and_weights_of_their_examples():
     np.testing.assert_array_equal(b.weights, w[ids])
 
 
+def test_batches_are_the_rows_of_the_epoch_order_bitwise():
+    # The gather (ndarray.take) must give exactly x[order[...]]: images, float32 features in
+    # Fortran order, 2-D regression targets.
+    rng = np.random.default_rng(5)
+    x = np.asfortranarray(rng.standard_normal((37, 3, 4)).astype(np.float32))
+    y = rng.standard_normal((37, 2))
+    ds = Dataset(x, y, weights=rng.random(37))
+    it = data.TrainBatches(ds, batch_size=9, seed=4)
+    for epoch in range(2):
+        order = data.epoch_order(it.seed, epoch, 37)
+        for i in range(4):
+            b, index = it.next(), order[9 * i:9 * (i + 1)]
+            for got, want in ((b.x, x[index]), (b.y, y[index]), (b.weights, ds.weights[index])):
+                assert got.dtype == want.dtype and got.shape == want.shape
+                assert got.tobytes() == want.tobytes()
+
+
 def test_epoch_order_depends_only_on_seed_and_epoch():
     ds = _indexed(50)
     it = data.TrainBatches(ds, 10, seed=7)

@@ -99,7 +99,10 @@ class TrainBatches:
         self._position += 1
         if self._position == self.batches_per_epoch:
             self._epoch, self._position = self._epoch + 1, 0
-        return Batch(self.dataset.x[index], self.dataset.y[index], self._weights[index])
+        # ndarray.take gathers the same rows as x[index], in about half the time.
+        data = self.dataset
+        return Batch(data.x.take(index, axis=0), data.y.take(index, axis=0),
+                     self._weights.take(index))
 
     def __iter__(self) -> "TrainBatches":
         return self
