@@ -143,6 +143,36 @@ def test_col2im_is_the_adjoint_of_im2col(geom):
     assert abs(lhs - rhs) <= 1e-12 * max(1.0, abs(lhs))
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("relu", [True, False])
+@pytest.mark.parametrize("keep_dz", [True, False])
+def test_small_k_conv_kernels_match_twins(keep_dz, relu, dtype):
+    # The GEMM-free path of a convolution with few inputs per output (a first layer).
+    rng = np.random.default_rng(9)
+    n, c_out, k_, p_ = 3, 4, 9, 70
+    cols = rng.standard_normal((k_, n * p_)).astype(dtype)
+    w2, b = rng.standard_normal((c_out, k_)).astype(dtype), rng.standard_normal(c_out).astype(dtype)
+    out = kernels.conv_small_k_forward(cols, w2, b, relu, np.empty((n, c_out, p_), dtype))
+    want = reference.conv_small_k_forward(cols, w2, b, relu, np.empty((n, c_out, p_), dtype))
+    assert out.dtype == dtype and _rel(out, want) <= TOL[dtype]
+    if relu:
+        assert (out == 0).any() and (out >= 0).all()
+    dout = rng.standard_normal(out.shape).astype(dtype)
+    shape = (c_out, n * p_) if keep_dz else (0, 0)
+    dz, dz_ref = np.full(shape, np.nan, dtype), np.full(shape, np.nan, dtype)
+    dw, db = kernels.conv_small_k_backward(dout, want, cols, relu, dz)
+    dw_ref, db_ref = reference.conv_small_k_backward(dout, want, cols, relu, dz_ref)
+    for got, ref in ((dw, dw_ref), (db, db_ref), (dz, dz_ref)):
+        assert got.dtype == dtype and got.shape == ref.shape and _rel(got, ref) <= TOL[dtype]
+
+
+def test_small_k_forward_propagates_nan():
+    cols = np.ones((2, 64))
+    cols[1, 5] = np.nan
+    out = kernels.conv_small_k_forward(cols, np.ones((1, 2)), np.zeros(1), True, np.empty((1, 1, 64)))
+    assert np.isnan(out[0, 0, 5]) and np.isfinite(np.delete(out[0, 0], 5)).all()
+
+
 def test_im2col_reads_zeros_outside_the_input():
     x = np.ones((1, 1, 2, 2))
     cols = kernels.im2col(x, 3, 3, 1, 1, 1, 1, 2, 2)      # "same" 3x3 on a 2x2 image

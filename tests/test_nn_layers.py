@@ -91,6 +91,16 @@ def test_conv2d_gradients(case):
     check_layer_gradients(layer, _x((n, c_in, size, size + 1)))
 
 
+@pytest.mark.parametrize("activation", ["relu", "identity", "tanh"])
+def test_conv2d_gradients_on_the_small_k_path(activation):
+    # A first layer on one channel (K = 9 inputs per output) on planes of >= 64 outputs
+    # skips its GEMMs (kernels.conv_small_k_*): its gradients, dx included, still meet
+    # finite differences.
+    layer = L.Conv2D(1, 3, 3, padding=1, activation=activation, name="conv_1")
+    assert L._small_k(9, 8 * 9)
+    check_layer_gradients(layer, _x((2, 1, 8, 9), seed=5))
+
+
 @pytest.mark.parametrize("case", _conv_cases(12, 6, 1))
 def test_conv1d_gradients(case):
     c_in, c_out, n, k, stride, padding, size, act = case

@@ -316,6 +316,12 @@ def same_padding(in_len: int, kernel: int, stride: int) -> tuple[int, int]:
 _CHUNK_BYTES = 1 << 20
 
 
+def _small_k(k_: int, plane: int) -> bool:
+    """Whether a convolution with ``k_ = C*KH*KW`` inputs per output and ``plane = OH*OW``
+    outputs per channel skips its GEMMs (:func:`refplay.nn.kernels.conv_small_k_forward`)."""
+    return k_ <= kernels.SMALL_K_MAX and plane >= kernels.SMALL_K_MIN_PLANE
+
+
 def _batch_chunks(n: int, bytes_per_example: int) -> list[slice]:
     size = max(1, min(n, _CHUNK_BYTES // max(1, bytes_per_example)))
     return [slice(i, min(i + size, n)) for i in range(0, n, size)]
@@ -349,10 +355,14 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: t
     relu = activation == "relu"
     z = np.empty((n_, c_out, oh * ow), w.dtype)
     chunks = _batch_chunks(n_, (c_ * kh * kw + c_out) * oh * ow * w.itemsize)
+    small_k = _small_k(w2.shape[1], oh * ow)
     cols = []
     for sl in chunks:
         cols_k = k.im2col(x[sl], kh, kw, sh, sw, pt, pl, oh, ow)  # (C*KH*KW, n*OH*OW)
-        k.bias_act_to_nchw(w2 @ cols_k, bias, relu, z[sl])       # GEMM; + b (and ReLU) into NCHW
+        if small_k:                                                # no GEMM: see kernels.py
+            k.conv_small_k_forward(cols_k, w2, bias, relu, z[sl])
+        else:
+            k.bias_act_to_nchw(w2 @ cols_k, bias, relu, z[sl])   # GEMM; + b (and ReLU) into NCHW
         cols.append(cols_k)
     z = z.reshape(n_, c_out, oh, ow)
     if activation in ("identity", "relu"):                         # fused into the loop above
@@ -383,19 +393,24 @@ def conv2d_backward(dout: np.ndarray, cache: tuple, need_dx: bool = True,
     d3 = np.ascontiguousarray(dout, dtype=w.dtype).reshape(x_shape[0], c_out, oh * ow)
     a3 = a.reshape(d3.shape) if relu else d3
     w2 = w.reshape(c_out, -1)
+    small_k = _small_k(w2.shape[1], oh * ow)
     dw = db = None
     dx = np.empty(x_shape, w.dtype) if need_dx else None
     for sl, cols_k in zip(chunks, cols):
-        dz = k.relu_grad_to_cn(d3[sl], a3[sl], relu)               # (C_out, n*OH*OW)
-        # dW = dZ cols^T, computed as (cols dZ^T)^T: the same sums, 15-30% faster in
-        # OpenBLAS when the long N*OH*OW axis is the reduction (measured on the 2-D CNN).
-        if dw is None:                                             # the first chunk
-            dw = (cols_k @ dz.T).T
-            db = dz.sum(axis=1) if has_bias else None
+        if small_k:                                                # no GEMM: see kernels.py
+            dz = np.empty((c_out, cols_k.shape[1]) if need_dx else (0, 0), w.dtype)
+            dw_k, db_k = k.conv_small_k_backward(d3[sl], a3[sl], cols_k, relu, dz)
         else:
-            dw += (cols_k @ dz.T).T
+            dz = k.relu_grad_to_cn(d3[sl], a3[sl], relu)           # (C_out, n*OH*OW)
+            # dW = dZ cols^T, computed as (cols dZ^T)^T: the same sums, 15-30% faster in
+            # OpenBLAS when the long N*OH*OW axis is the reduction (measured on the 2-D CNN).
+            dw_k, db_k = (cols_k @ dz.T).T, (dz.sum(axis=1) if has_bias else None)
+        if dw is None:                                             # the first chunk
+            dw, db = dw_k, (db_k if has_bias else None)
+        else:
+            dw += dw_k
             if has_bias:
-                db += dz.sum(axis=1)
+                db += db_k
         if need_dx:
             k.col2im(w2.T @ dz, dx[sl], kh, kw, sh, sw, pt, pl, oh, ow)
     return dx, dw.reshape(w.shape), db

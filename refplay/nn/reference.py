@@ -68,6 +68,20 @@ def relu_grad_to_cn(dout, a, relu):
     return np.ascontiguousarray(dz.transpose(1, 0, 2).reshape(dout.shape[1], -1))
 
 
+def conv_small_k_forward(cols, w2, b, relu, out):
+    """Twin of :func:`refplay.nn.kernels.conv_small_k_forward`: the GEMM, then :func:`bias_act_to_nchw`."""
+    return bias_act_to_nchw(w2 @ cols, b, relu, out)
+
+
+def conv_small_k_backward(dout, a, cols, relu, dz):
+    """Twin of :func:`refplay.nn.kernels.conv_small_k_backward`: :func:`relu_grad_to_cn`, then GEMM and sum."""
+    g = relu_grad_to_cn(dout, a, relu)
+    if dz.size:
+        dz[...] = g
+    return ((g @ cols.T).astype(dout.dtype),
+            g.sum(axis=1, dtype=np.float64).astype(dout.dtype))
+
+
 def dense_bias_act(z, b, relu):
     """Twin of :func:`refplay.nn.kernels.dense_bias_act` (in place)."""
     z += b
