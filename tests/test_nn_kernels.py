@@ -257,7 +257,11 @@ def _pool_geometries(seed: int, n: int):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("geom", _pool_geometries(4, 8) + [(2, 3, 28, 28, 2, 2, 2, 2, 0, 0, 14, 14)])
+@pytest.mark.parametrize("geom", _pool_geometries(4, 8) + [
+    (2, 3, 28, 28, 2, 2, 2, 2, 0, 0, 14, 14),      # the 2-D CNN's pool: 2x2 windows tile the plane
+    (2, 2, 7, 9, 2, 2, 2, 2, 0, 0, 3, 4),          # ... leaving a last row and column uncovered
+    (1, 2, 7, 6, 2, 2, 2, 2, 1, 1, 4, 4),          # ... padded (-inf never wins)
+    (1, 2, 5, 5, 2, 2, 1, 1, 0, 0, 4, 4)])         # overlapping 2x2 windows
 def test_pool_kernels_match_twins(geom, dtype):
     n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow = geom
     rng = np.random.default_rng(5)

@@ -371,7 +371,7 @@ def relu_grad_to_cn(dout, a, relu):
 # cost as much again. At K <= SMALL_K_MAX, on long planes (at least SMALL_K_MIN_PLANE outputs,
 # so that the loops along a plane run in vector registers) the two kernels
 # below do it all in one pass each over the layer's output (measured on the
-# 2-D CNN's first layer, batch 128: forward 1.2 -> 0.5 ms, backward 2.5 -> 0.6 ms).
+# 2-D CNN's first layer, batch 128: forward 1.1 -> 0.85 ms, backward 2.5 -> 1.0 ms).
 SMALL_K_MAX = 16
 SMALL_K_MIN_PLANE = 64
 # Dots and sums along a plane need reassociation to vectorize; no nnan/ninf
@@ -622,27 +622,27 @@ def maxpool2d_forward(xp, kh, kw, sh, sw, oh, ow):
 
 @njit(cache=True)
 def _maxpool_2x2(xf, of, af, planes, hp, wp, sh, sw, oh, ow):
-    """:func:`maxpool2d_forward` for 2x2 windows on flat arrays: the same first maximum and NaN rule."""
+    """:func:`maxpool2d_forward` for 2x2 windows on flat arrays: the same first maximum and NaN rule.
+
+    A tournament of selects, not branches (which of four random values wins
+    is unpredictable), on unsigned offsets (see ``_U``): 2-3x faster than the
+    general loop on the 2-D CNN's pools.
+    """
     for plane in range(planes):
-        x0, o0 = plane * hp * wp, plane * oh * ow
+        x0, o0 = _U(plane * hp * wp), _U(plane * oh * ow)
         for p in range(oh):
-            for q in range(ow):
-                base = p * sh * wp + q * sw
-                a, b = xf[x0 + base], xf[x0 + base + 1]
-                c, d = xf[x0 + base + wp], xf[x0 + base + wp + 1]
-                # Selects, not branches: which of four random values wins is unpredictable.
-                tb = b > a
-                ab = b if tb else a
-                ia = 1 if tb else 0
-                td = d > c
-                cd = d if td else c
-                ic = wp + 1 if td else wp
+            r, o, rel = x0 + _U(p * sh * wp), o0 + _U(p * ow), p * sh * wp
+            for q in range(_U(ow)):
+                i = r + q * _U(sw)
+                a, b = xf[i], xf[i + _U(1)]
+                c, d = xf[i + _U(wp)], xf[i + _U(wp + 1)]
+                tb, td = b > a, d > c
+                ab, cd = (b if tb else a), (d if td else c)
+                ia, ic = (np.int32(1) if tb else np.int32(0)), (np.int32(wp + 1) if td else np.int32(wp))
                 tc = cd > ab
-                best = cd if tc else ab
-                where = base + (ic if tc else ia)
                 nan = (a != a) | (b != b) | (c != c) | (d != d)
-                of[o0 + p * ow + q] = best if not nan else np.nan
-                af[o0 + p * ow + q] = where
+                of[o + q] = (cd if tc else ab) if not nan else np.nan
+                af[o + q] = np.int32(rel + q * sw) + (ic if tc else ia)
 
 
 @njit(cache=True)
