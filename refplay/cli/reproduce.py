@@ -23,6 +23,9 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import signal
+import sys
 import time
 from pathlib import Path
 
@@ -88,11 +91,18 @@ def _reproduce(args) -> int:
     runs = dict(quick=args.quick, out=out, workspace=workspace, workers=workers)
     finished = (_one_by_one(ids, **runs) if jobs == 1 else _side_by_side(ids, jobs, **runs))
     results = {}
-    for figure, result in finished:
-        json_path = out / f"{figure}.json"
-        io.write_text(json_path, json.dumps(result.to_dict(), indent=2, default=str) + "\n")
-        print(report(reproduce.get(figure), result, json_path), flush=True)
-        results[figure] = result
+    try:
+        for figure, result in finished:
+            json_path = out / f"{figure}.json"
+            io.write_text(json_path, json.dumps(result.to_dict(), indent=2, default=str) + "\n")
+            print(report(reproduce.get(figure), result, json_path), flush=True)
+            results[figure] = result
+    except KeyboardInterrupt:
+        again = shlex.join(["refplay", "reproduce", *args.figures, *(["--quick"] * args.quick),
+                            "--workspace", str(workspace), "--out", str(out)])
+        print(f"\ninterrupted: finished trials are recorded in the workspace; continue with\n"
+              f"  {again}", file=sys.stderr)
+        return 130
     results = [results[f] for f in ids]
     holds = sum(r.claim_holds for r in results)
     print(f"{len(results)} figure(s) in {time.perf_counter() - start:.0f} s; claims: {holds} "
@@ -159,6 +169,10 @@ def _side_by_side(ids, jobs: int, **runs):
 
 def _run_figure_in_worker(figure: str, **runs):
     os.environ["REFPLAY_PROGRESS"] = "lines"   # this worker's studies: no bars fighting over a terminal
+    # Stopped (Ctrl-C in the driver), the worker ends at once: a trial cut short has no
+    # record and is run again on resume. (The pool's handler would let the trial record
+    # its interruption as a failure: its trials run here, not as the pool's tasks.)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     return run_figure(figure, **runs)
 
 
