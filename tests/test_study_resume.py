@@ -22,6 +22,7 @@ from refplay import search, study
 from refplay.cli import main as refplay_main
 from refplay.study import DB_NAME, Store, StudySpec, executors
 from refplay.study.synthetic import LinearRegressionTrial
+from refplay.train.result import TrialResult, TrialStatus
 from tests.helpers import blocked_trials, open_trial_gate, trial_gate_env
 
 REPO = Path(__file__).resolve().parents[1]
@@ -268,6 +269,34 @@ def test_sigterm_ends_a_trial_but_never_interrupts_the_pools_queues(monkeypatch,
         executors._run_task(sigterm_mid_trial, task)
 
 
+def test_a_trial_that_sigterm_cut_short_is_not_recorded_whatever_it_returned(monkeypatch,
+                                                                            tmp_path):
+    # The handler's SystemExit, raised while Numba compiles, reaches the trial as a
+    # SystemError: a trial function that catches it returns a 'failed' result, or it
+    # escapes as an Exception. Neither is the trial's outcome.
+    monkeypatch.setattr(executors, "_stopping", False)
+    monkeypatch.setattr(executors, "_in_trial", False)
+    task = executors._Task(index=5, config={}, seed=0, trial_dir=str(tmp_path), time_limit=None,
+                           pin_threads=False)
+
+    def caught_and_failed(config, seed, *, trial_dir):
+        try:
+            executors._on_sigterm(signal.SIGTERM, None)
+        except SystemExit as exc:
+            return TrialResult(config={}, seed=0, status=TrialStatus.FAILED, reason=repr(exc))
+
+    def mangled(config, seed, *, trial_dir):
+        try:
+            executors._on_sigterm(signal.SIGTERM, None)
+        except SystemExit as exc:
+            raise SystemError("CPUDispatcher returned a result with an exception set") from exc
+
+    for trial_fn in (caught_and_failed, mangled):
+        monkeypatch.setattr(executors, "_stopping", False)
+        with pytest.raises(SystemExit, match="stopped during trial 5: not recorded"):
+            executors._run_task(trial_fn, task)
+
+
 def stuck_where_sigterm_cannot_reach(marker: str) -> None:
     """A task that ignores SIGTERM, as a long native call (a Numba kernel) does."""
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
@@ -286,7 +315,7 @@ def test_stopping_a_pool_kills_a_worker_that_sigterm_cannot_reach(monkeypatch, t
         assert not future.done(), future.exception()
         time.sleep(0.01)
     workers = list(pool._processes.values())
-    executors._stop_pool(pool)
+    executors.stop_pool(pool)
     assert workers and not any(p.is_alive() for p in workers)
     pool.shutdown(wait=True)           # returns: no worker left to wait for
 

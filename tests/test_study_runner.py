@@ -224,7 +224,7 @@ def test_ctrl_c_keeps_finished_trials_and_resume_runs_exactly_the_rest(serial_ru
 
 
 class _FakePool:
-    """Stands in for a ProcessPoolExecutor in the tests of ``_stop_pool``."""
+    """Stands in for a ProcessPoolExecutor in the tests of ``stop_pool``."""
 
     def __init__(self, processes=None, public=False):
         self.calls = []
@@ -249,20 +249,20 @@ class _FakeProcess:
 
 
 def test_stop_pool_prefers_the_public_method_and_guards_the_private_table():
-    from refplay.study.runner import _stop_pool
+    from refplay.study.executors import stop_pool
     # Python >= 3.14: the public terminate_workers(), and nothing private.
     pool = _FakePool(processes={1: "must not be touched"}, public=True)
-    _stop_pool(pool)
+    stop_pool(pool)
     assert pool.calls == ["terminate_workers"]
     # Python < 3.14: cancel what has not started, then terminate the running workers.
     pool = _FakePool(processes={})
     pool._processes.update({1: _FakeProcess(pool.calls), 2: _FakeProcess(pool.calls)})
-    _stop_pool(pool)
+    stop_pool(pool)
     assert pool.calls == [("shutdown", False, True), "terminate", "terminate", "join", "join"]
     # A Python without the private table: still shut down, no error.
     for table in (None, "unexpected"):
         pool = _FakePool(processes=table)
-        _stop_pool(pool)
+        stop_pool(pool)
         assert pool.calls == [("shutdown", False, True)]
 
 

@@ -208,6 +208,12 @@ def _run_task(trial_fn: TrialFunction, task: _Task) -> _Outcome:
     except Exception:  # noqa: BLE001 - a failing trial is data, recorded with its traceback
         elapsed = time.perf_counter() - start
         result = _failed(task, traceback.format_exc())
+    if _stopping:
+        # SIGTERM came during the trial. What it left is not the trial's outcome: the
+        # handler's SystemExit, raised inside Numba's compiler, surfaces as a SystemError
+        # or RuntimeError that the trial (or the except above) turns into 'failed'.
+        # Unrecorded, the trial runs again on resume.
+        raise SystemExit(f"the pool stopped during trial {task.index}: not recorded")
     return _Outcome(task.index, result, elapsed, f"{socket.gethostname()}:{os.getpid()}")
 
 
