@@ -14,6 +14,14 @@ An optimizer is a pair of pure functions, as in optax::
 
 Nothing is updated in place: ``update`` returns new arrays and a new state.
 
+Every rule is elementwise, and + − × ÷ √ are correctly rounded, so a rule
+applied once to the concatenation of many arrays computes, bit for bit, what
+it computes array by array. ``run_trial`` relies on it: after its first step
+it keeps the parameters and slots in one buffer per dtype
+(:class:`refplay.tree.FlatLayout`) and calls ``update`` on those buffers, one
+call of the rule per step instead of one per parameter array (for a
+78-array Transformer, ~1 ms of Python per step less).
+
 Dtypes. float32 parameters stay float32 and float64 stay float64, and so do
 the optimizer's buffers; gradients are cast to the dtype of their parameter.
 Hyperparameters and ``lr`` are validated into Python floats, which NumPy
