@@ -173,6 +173,56 @@ def test_small_k_forward_propagates_nan():
     assert np.isnan(out[0, 0, 5]) and np.isfinite(np.delete(out[0, 0], 5)).all()
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("relu", [True, False])
+@pytest.mark.parametrize("plane", [(8, 10), (7, 9)], ids=["even", "odd"])
+def test_conv_pool_kernels_match_twins_and_the_unfused_kernels(plane, relu, dtype):
+    # Bias + activation + 2x2 max-pool in one pass (GEMM and small-K paths), and the way back:
+    # equal to the twins, and bit for bit to bias_act_to_nchw -> maxpool2d -> relu_grad_to_cn.
+    oh, ow = plane
+    n, c_out, k_, p_ = 3, 4, 5, oh * ow
+    rng = np.random.default_rng(10)
+    cols = rng.standard_normal((k_, n * p_)).astype(dtype)
+    w2, b = rng.standard_normal((c_out, k_)).astype(dtype), rng.standard_normal(c_out).astype(dtype)
+    y = w2 @ cols
+    pooled = (n, c_out, oh // 2, ow // 2)
+    out, arg = np.empty(pooled, dtype), np.empty(pooled, np.int32)
+    kernels.bias_act_pool_to_nchw(y, b, relu, oh, ow, out, arg)
+    full = kernels.bias_act_to_nchw(y, b, relu, np.empty((n, c_out, p_), dtype))
+    out_unfused, arg_unfused = kernels.maxpool2d_forward(full.reshape(n, c_out, oh, ow), 2, 2, 2, 2,
+                                                         oh // 2, ow // 2)
+    np.testing.assert_array_equal(out, out_unfused)
+    np.testing.assert_array_equal(arg, arg_unfused)
+    out_ref, arg_ref = np.empty(pooled, dtype), np.empty(pooled, np.int32)
+    reference.bias_act_pool_to_nchw(y, b, relu, oh, ow, out_ref, arg_ref)
+    np.testing.assert_array_equal(out, out_ref)
+    np.testing.assert_array_equal(arg, arg_ref)
+    y_nan = y.copy()
+    y_nan[0, 3] = np.nan                               # a NaN pools to NaN
+    assert np.isnan(kernels.bias_act_pool_to_nchw(y_nan, b, relu, oh, ow, out, arg)[0, 0, 0, 1])
+    arg[...] = arg_ref
+
+    d3, a3, arg3 = (rng.standard_normal(pooled).astype(dtype).reshape(n, c_out, -1),
+                    out_ref.reshape(n, c_out, -1), arg.reshape(n, c_out, -1))
+    dz = kernels.pool_relu_grad_to_cn(d3, a3, arg3, relu, p_)
+    dx = kernels.maxpool2d_backward(d3.reshape(pooled), arg, oh, ow)
+    np.testing.assert_array_equal(dz, kernels.relu_grad_to_cn(dx.reshape(n, c_out, p_), full, relu))
+    np.testing.assert_array_equal(dz, reference.pool_relu_grad_to_cn(d3, a3, arg3, relu, p_))
+
+    out_k, arg_k = np.empty(pooled, dtype), np.empty(pooled, np.int32)
+    kernels.conv_small_k_pool_forward(cols, w2, b, relu, oh, ow, out_k, arg_k)
+    out_r, arg_r = np.empty(pooled, dtype), np.empty(pooled, np.int32)
+    reference.conv_small_k_pool_forward(cols, w2, b, relu, oh, ow, out_r, arg_r)
+    assert _rel(out_k, out_r) <= TOL[dtype]
+    a3, arg3 = out_r.reshape(n, c_out, -1), arg_r.reshape(n, c_out, -1)
+    dz_k, dz_r = np.empty((c_out, n * p_), dtype), np.empty((c_out, n * p_), dtype)
+    got = kernels.conv_small_k_pool_backward(d3, a3, arg3, cols, relu, oh, ow, dz_k)
+    want = reference.conv_small_k_pool_backward(d3, a3, arg3, cols, relu, oh, ow, dz_r)
+    np.testing.assert_array_equal(dz_k, dz_r)
+    for g, r in zip(got, want):
+        assert g.dtype == dtype and _rel(g, r) <= TOL[dtype]
+
+
 def test_im2col_reads_zeros_outside_the_input():
     x = np.ones((1, 1, 2, 2))
     cols = kernels.im2col(x, 3, 3, 1, 1, 1, 1, 2, 2)      # "same" 3x3 on a 2x2 image

@@ -101,6 +101,44 @@ def test_conv2d_gradients_on_the_small_k_path(activation):
     check_layer_gradients(layer, _x((2, 1, 8, 9), seed=5))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("c_in,shape", [(1, (3, 9, 10)), (3, (2, 7, 7))], ids=["small_k", "gemm"])
+@pytest.mark.parametrize("activation", ["relu", "identity"])
+def test_conv2d_max_pool_equals_conv2d_then_maxpool2d(activation, c_in, shape, dtype):
+    # Pooling fused into the convolution's pass computes exactly the two layers, both ways.
+    n, h, w = shape
+    fused = L.Conv2D(c_in, 4, 3, padding=1, activation=activation, name="c", max_pool=True)
+    conv = L.Conv2D(c_in, 4, 3, padding=1, activation=activation, name="c")
+    pool = L.MaxPool2D(2)
+    params = conv.init(np.random.default_rng(0), dtype)
+    x = _x((n, c_in, h, w), seed=6).astype(dtype)
+    out, cache = fused.forward(params, x)
+    z, conv_cache = conv.forward(params, x)
+    want, pool_cache = pool.forward({}, z)
+    assert out.shape == want.shape == (n, 4, *fused.output_shape((c_in, h, w))[1:])
+    np.testing.assert_array_equal(out, want)
+    dout = _x(out.shape, seed=7).astype(dtype)
+    dx, grads = fused.backward(params, dout, cache)
+    dx_ref, grads_ref = conv.backward(params, pool.backward({}, dout, pool_cache)[0], conv_cache)
+    np.testing.assert_array_equal(dx, dx_ref)
+    for key in grads:                  # the small-K bias gradient adds the same terms in another order
+        np.testing.assert_allclose(grads[key], grads_ref[key], rtol=1e-6 if dtype == np.float32 else 1e-14)
+
+
+@pytest.mark.parametrize("c_in,shape", [(1, (2, 8, 9)), (2, (2, 5, 6))], ids=["small_k", "gemm"])
+def test_conv2d_max_pool_gradients(c_in, shape):
+    n, h, w = shape
+    check_layer_gradients(L.Conv2D(c_in, 3, 3, padding=1, activation="relu", name="conv_1",
+                                   max_pool=True), _x((n, c_in, h, w), seed=8))
+
+
+def test_max_pool_needs_a_conv2d_with_relu_or_identity():
+    with pytest.raises(ValueError, match="max_pool"):
+        L.Conv2D(1, 2, 3, activation="tanh", max_pool=True)
+    with pytest.raises(ValueError, match="max_pool"):
+        L.Conv1D(1, 2, 3, activation="relu", max_pool=True)
+
+
 @pytest.mark.parametrize("case", _conv_cases(12, 6, 1))
 def test_conv1d_gradients(case):
     c_in, c_out, n, k, stride, padding, size, act = case

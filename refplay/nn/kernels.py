@@ -380,37 +380,79 @@ _CONV_MATH = {"reassoc", "contract"}
 
 
 @njit(cache=True, fastmath=_CONV_MATH)
+def _small_k_plane(cf, w2, o, s, m, p_, acc):
+    """``acc`` (P,) = sum_t w2[o, t] * cols[t, s:s + P] (``cf`` the flat columns, rows ``m``
+    long), three column rows per pass: ``acc`` is loaded and stored once per three rows."""
+    k_ = w2.shape[1]
+    acc[:] = 0
+    for t in range(0, k_ - 2, 3):
+        w0, w1, w2_ = w2[o, t], w2[o, t + 1], w2[o, t + 2]
+        s0, s1, s2 = _U(t * m + s), _U((t + 1) * m + s), _U((t + 2) * m + s)
+        for k in range(_U(p_)):
+            acc[k] += w0 * cf[s0 + k] + w1 * cf[s1 + k] + w2_ * cf[s2 + k]
+    for t in range(k_ - k_ % 3, k_):
+        wt, s0 = w2[o, t], _U(t * m + s)
+        for k in range(_U(p_)):
+            acc[k] += wt * cf[s0 + k]
+
+
+@njit(cache=True, fastmath=_CONV_MATH)
+def _small_k_dots(g, cf, s, m, p_, dwo, zero):
+    """``dwo[t] += sum_k g[k] * cols[t, s + k]`` for every column row t (three per pass over ``g``)."""
+    k_ = dwo.shape[0]
+    for t in range(0, k_ - 2, 3):
+        s0, s1, s2 = _U(t * m + s), _U((t + 1) * m + s), _U((t + 2) * m + s)
+        d0, d1, d2 = zero, zero, zero
+        for k in range(_U(p_)):
+            d0 += g[k] * cf[s0 + k]
+            d1 += g[k] * cf[s1 + k]
+            d2 += g[k] * cf[s2 + k]
+        dwo[t] += d0
+        dwo[t + 1] += d1
+        dwo[t + 2] += d2
+    for t in range(k_ - k_ % 3, k_):
+        s0, dot = _U(t * m + s), zero
+        for k in range(_U(p_)):
+            dot += g[k] * cf[s0 + k]
+        dwo[t] += dot
+
+
+@njit(cache=True, fastmath=_CONV_MATH)
 def conv_small_k_forward(cols, w2, b, relu, out):
     """``out`` (N, C_out, P) = ``w2`` (C_out, K) @ ``cols`` (K, N*P) + ``b``, then ReLU if ``relu``.
 
     The product, bias and activation of :func:`bias_act_to_nchw` without the
-    GEMM: each output plane is accumulated over the K column rows, three at a
-    time (``acc += w[o, t] cols[t] + w[o, t+1] cols[t+1] + w[o, t+2] cols[t+2]``,
-    a vector loop along the plane that loads and stores ``acc`` once per three
-    rows), and stored in NCHW. ``cols`` is C-contiguous. Returns ``out``.
+    GEMM: each output plane is accumulated over the K column rows
+    (:func:`_small_k_plane`, a vector loop along the plane) and stored in
+    NCHW. ``cols`` is C-contiguous. Returns ``out``.
     """
     n_, c_out, p_ = out.shape
-    k_ = w2.shape[1]
     m = n_ * p_
     cf, of = cols.ravel(), out.reshape(n_ * c_out * p_)
     acc = np.empty(p_, out.dtype)
     for n in range(n_):
         for o in range(c_out):
-            acc[:] = 0
-            for t in range(0, k_ - 2, 3):
-                w0, w1, w2_ = w2[o, t], w2[o, t + 1], w2[o, t + 2]
-                s0, s1, s2 = _U(t * m + n * p_), _U((t + 1) * m + n * p_), _U((t + 2) * m + n * p_)
-                for k in range(_U(p_)):
-                    acc[k] += w0 * cf[s0 + k] + w1 * cf[s1 + k] + w2_ * cf[s2 + k]
-            for t in range(k_ - k_ % 3, k_):
-                wt, s = w2[o, t], _U(t * m + n * p_)
-                for k in range(_U(p_)):
-                    acc[k] += wt * cf[s + k]
+            _small_k_plane(cf, w2, o, n * p_, m, p_, acc)
             bo = b[o]
             d = _U((n * c_out + o) * p_)
             for k in range(_U(p_)):
                 v = acc[k] + bo
                 of[d + k] = (0 if v < 0 else v) if relu else v   # not "v > 0": NaN passes
+    return out
+
+
+@njit(cache=True)
+def conv_small_k_pool_forward(cols, w2, b, relu, oh, ow, out, arg):
+    """:func:`conv_small_k_forward` then a 2x2, stride-2 max-pool of each (oh, ow) plane while
+    it is in cache: ``out``, ``arg`` (N, C_out, oh//2, ow//2) as :func:`bias_act_pool_to_nchw`."""
+    n_, c_out = out.shape[0], out.shape[1]
+    p_, pooled = oh * ow, (oh // 2) * (ow // 2)
+    cf, of, af = cols.ravel(), out.reshape(out.size), arg.reshape(arg.size)
+    acc = np.empty(p_, out.dtype)
+    for n in range(n_):
+        for o in range(c_out):
+            _small_k_plane(cf, w2, o, n * p_, n_ * p_, p_, acc)
+            _pool_plane_2x2(acc, 0, b[o], relu, oh, ow, of, af, (n * c_out + o) * pooled)
     return out
 
 
@@ -420,19 +462,17 @@ def conv_small_k_backward(dout, a, cols, relu, dz):
 
     ``dz = dout * [a > 0]`` (or ``dout``), with ``dout``, ``a`` (N, C_out, P),
     then ``dw[o, t] = sum_{n,p} dz[n, o, p] * cols[t, n*P + p]`` and
-    ``db[o] = sum dz[:, o]``: dots along each plane (three column rows per
-    pass over ``dz``), summed over the batch in float64, returned in the dtype
-    of ``dout``. ``dz`` is also written to ``dz`` (C_out, N*P), the GEMM
-    layout the input gradient needs, unless that array is empty.
+    ``db[o] = sum dz[:, o]``: dots along each plane (:func:`_small_k_dots`),
+    summed over the batch in float64, returned in the dtype of ``dout``.
+    ``dz`` is also written to ``dz`` (C_out, N*P), the GEMM layout the input
+    gradient needs, unless that array is empty.
     """
     n_, c_out, p_ = dout.shape
-    k_ = cols.shape[0]
     m = n_ * p_
     cf, df, af = cols.ravel(), dout.ravel(), a.ravel()
-    keep = dz.size > 0
     zf = dz.reshape(dz.size)
     g, zero = np.empty(p_, dout.dtype), np.zeros(1, dout.dtype)
-    dw, db = np.zeros((c_out, k_)), np.zeros(c_out)
+    dw, db = np.zeros((c_out, cols.shape[0])), np.zeros(c_out)
     for n in range(n_):
         for o in range(c_out):
             s = _U((n * c_out + o) * p_)
@@ -441,26 +481,118 @@ def conv_small_k_backward(dout, a, cols, relu, dz):
                 g[k] = df[s + k] * (af[s + k] > 0) if relu else df[s + k]
                 tot += g[k]
             db[o] += tot
-            if keep:
-                d = _U(o * m + n * p_)
-                for k in range(_U(p_)):
-                    zf[d + k] = g[k]
-            for t in range(0, k_ - 2, 3):
-                s0, s1, s2 = _U(t * m + n * p_), _U((t + 1) * m + n * p_), _U((t + 2) * m + n * p_)
-                d0, d1, d2 = zero[0], zero[0], zero[0]
-                for k in range(_U(p_)):
-                    d0 += g[k] * cf[s0 + k]
-                    d1 += g[k] * cf[s1 + k]
-                    d2 += g[k] * cf[s2 + k]
-                dw[o, t] += d0
-                dw[o, t + 1] += d1
-                dw[o, t + 2] += d2
-            for t in range(k_ - k_ % 3, k_):
-                c0, dot = _U(t * m + n * p_), zero[0]
-                for k in range(_U(p_)):
-                    dot += g[k] * cf[c0 + k]
-                dw[o, t] += dot
+            _small_k_grads(g, cf, n, o, m, p_, dw, zf, zero[0])
     return dw.astype(dout.dtype), db.astype(dout.dtype)
+
+
+@njit(cache=True, fastmath=_CONV_MATH)
+def conv_small_k_pool_backward(dout, a, arg, cols, relu, oh, ow, dz):
+    """Back through :func:`conv_small_k_pool_forward`: as :func:`conv_small_k_backward`, with
+    each plane's ``dz`` built from the pooled ``dout``, ``a``, ``arg`` (N, C_out, K) as
+    :func:`pool_relu_grad_to_cn` builds it (0 except at the winners)."""
+    n_, c_out, k_ = dout.shape
+    p_ = oh * ow
+    m = n_ * p_
+    cf, zf = cols.ravel(), dz.reshape(dz.size)
+    g, zero = np.empty(p_, dout.dtype), np.zeros(1, dout.dtype)
+    dw, db = np.zeros((c_out, cols.shape[0])), np.zeros(c_out)
+    for n in range(n_):
+        for o in range(c_out):
+            g[:] = 0
+            tot = zero[0]
+            for k in range(k_):
+                v = dout[n, o, k] * (a[n, o, k] > 0) if relu else dout[n, o, k]
+                g[arg[n, o, k]] = v
+                tot += v
+            db[o] += tot
+            _small_k_grads(g, cf, n, o, m, p_, dw, zf, zero[0])
+    return dw.astype(dout.dtype), db.astype(dout.dtype)
+
+
+@njit(cache=True, fastmath=_CONV_MATH)
+def _small_k_grads(g, cf, n, o, m, p_, dw, zf, zero):
+    """Plane (n, o)'s ``dz`` = ``g``: into ``zf`` (flat (C_out, N*P), unless empty) and ``dw[o]``."""
+    if zf.size:
+        d = _U(o * m + n * p_)
+        for k in range(_U(p_)):
+            zf[d + k] = g[k]
+    _small_k_dots(g, cf, n * p_, m, p_, dw[o], zero)
+
+
+# A ReLU (or identity) convolution followed by a 2x2, stride-2 max-pool
+# (every block of the 2-D CNN) can pool its output while it is still in
+# cache: the kernels below write the pooled planes and the winners' flat
+# indices in the conv plane instead of the full output, and the backward
+# pass routes each pooled gradient straight to its winner. The values are
+# exactly those of the unfused layers (the same sums, bias and ReLU, then
+# the same first-maximum tournament); see Conv2D's ``max_pool``.
+
+
+@njit(cache=True)
+def _pool_plane_2x2(src, s0, bias, relu, oh, ow, of, af, o0):
+    """Pool ``act(src[s0:s0 + oh*ow] + bias)``, an (oh, ow) plane, over 2x2 windows, stride 2.
+
+    Writes ``of[o0 + p*(ow//2) + q]`` (the maximum; NaN if the window has one)
+    and ``af[...]`` (its flat index in the plane: the first maximum in
+    row-major order, as :func:`maxpool2d_forward`). A last odd row or column is
+    dropped, as by ``MaxPool2D(2)``.
+    """
+    ph, pw = oh // 2, ow // 2
+    for p in range(ph):
+        for q in range(pw):
+            base = 2 * p * ow + 2 * q
+            i = _U(s0 + base)
+            a, b = src[i] + bias, src[i + _U(1)] + bias
+            c, d = src[i + _U(ow)] + bias, src[i + _U(ow + 1)] + bias
+            if relu:                                   # as bias_act_to_nchw: NaN passes
+                a, b = (0 if a < 0 else a), (0 if b < 0 else b)
+                c, d = (0 if c < 0 else c), (0 if d < 0 else d)
+            tb, td = b > a, d > c
+            ab, cd = (b if tb else a), (d if td else c)
+            ia, ic = (1 if tb else 0), (ow + 1 if td else ow)
+            tc = cd > ab
+            nan = (a != a) | (b != b) | (c != c) | (d != d)
+            k = _U(o0 + p * pw + q)
+            of[k] = (cd if tc else ab) if not nan else np.nan
+            af[k] = base + (ic if tc else ia)
+
+
+@njit(cache=True)
+def bias_act_pool_to_nchw(y, b, relu, oh, ow, out, arg):
+    """:func:`bias_act_to_nchw` then a 2x2, stride-2 max-pool, in one pass over ``y``.
+
+    ``y`` (C, N*oh*ow) C-contiguous -> ``out`` (N, C, oh//2, ow//2) and the
+    winners' flat indices in their (oh, ow) plane, ``arg`` (same shape, int32).
+    Returns ``out``.
+    """
+    n_, c_ = out.shape[0], out.shape[1]
+    plane, pooled = oh * ow, (oh // 2) * (ow // 2)
+    yf, of, af = y.ravel(), out.reshape(out.size), arg.reshape(arg.size)
+    for n in range(n_):
+        for c in range(c_):
+            _pool_plane_2x2(yf, (c * n_ + n) * plane, b[c], relu, oh, ow, of, af,
+                            (n * c_ + c) * pooled)
+    return out
+
+
+@njit(cache=True)
+def pool_relu_grad_to_cn(dout, a, arg, relu, plane):
+    """Back through :func:`bias_act_pool_to_nchw`: ``dz`` (C, N*plane), in the GEMM's layout.
+
+    Each pooled gradient ``dout[n, c, k] * [a > 0]`` (``a`` the pooled
+    output; ``dout``, ``a``, ``arg`` (N, C, K)) goes to its winner
+    ``arg[n, c, k]``; every other entry is 0.
+    """
+    n_, c_, k_ = dout.shape
+    dz = np.zeros((c_, n_ * plane), dout.dtype)
+    zf = dz.reshape(dz.size)
+    for n in range(n_):
+        for c in range(c_):
+            d0 = c * n_ * plane + n * plane
+            for k in range(k_):
+                g = dout[n, c, k] * (a[n, c, k] > 0) if relu else dout[n, c, k]
+                zf[d0 + arg[n, c, k]] = g
+    return dz
 
 
 @njit(cache=True)

@@ -65,6 +65,7 @@ import functools
 import math
 import numbers
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 
@@ -327,9 +328,25 @@ def _batch_chunks(n: int, bytes_per_example: int) -> list[slice]:
     return [slice(i, min(i + size, n)) for i in range(0, n, size)]
 
 
+class _ConvCache(NamedTuple):
+    """What :func:`conv2d_backward` needs from :func:`conv2d_forward`."""
+
+    cols: list                  # im2col columns per batch chunk
+    chunks: list                # the chunks (slices of the batch)
+    x_shape: tuple
+    w: np.ndarray
+    has_bias: bool
+    geometry: tuple             # (kh, kw, sh, sw, pt, pl, oh, ow)
+    relu: bool                  # ReLU fused into the kernels
+    a: np.ndarray | None        # the (pooled) ReLU output, when relu
+    act_cache: tuple | None     # any other activation's cache
+    impl: str
+    arg: np.ndarray | None      # the max-pool winners (N, C_out, K), when max_pool
+
+
 def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: tuple[int, int],
                    padding: tuple[tuple[int, int], tuple[int, int]], activation: str = "identity",
-                   impl: str = "numba") -> tuple[np.ndarray, tuple]:
+                   impl: str = "numba", max_pool: bool = False) -> tuple[np.ndarray, tuple]:
     r"""2-D convolution (cross-correlation, as in every framework), bias, activation.
 
     .. math:: z_{n,o,p,q} = b_o + \sum_{c,i,j} W_{o,c,i,j}\, \tilde x_{n,c,\,p s_h + i,\,q s_w + j},
@@ -338,9 +355,13 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: t
     where :math:`\tilde x` is ``x`` zero-padded by ``padding = ((top, bottom), (left, right))``.
     Shapes: ``x`` (N, C, H, W), ``w`` (C_out, C, KH, KW), ``b`` (C_out,) or
     None -> (N, C_out, OH, OW), ``OH = (H + top + bottom - KH) // s_h + 1``.
+    With ``max_pool`` (ReLU or identity only) the output is then max-pooled
+    over 2x2 windows, stride 2, in the same pass: (N, C_out, OH // 2, OW // 2),
+    exactly what ``pool2d_forward(a, "max", (2, 2), (2, 2), (0, 0))`` gives.
 
     Computed as a GEMM on im2col columns, :math:`Z = W_{(C_{out},\,C K_H K_W)}\,\text{cols}`
-    (see :mod:`refplay.nn.kernels`), one GEMM per chunk of the batch;
+    (see :mod:`refplay.nn.kernels`), one GEMM per chunk of the batch, or
+    without the GEMM when ``C*KH*KW`` is small (:func:`_small_k`);
     ``impl="numpy"`` runs the same algorithm on the plain-numpy twins.
     """
     k = _impl(impl)
@@ -353,24 +374,37 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: t
     w2 = w.reshape(c_out, -1)                                      # (C_out, C*KH*KW)
     bias = b if b is not None else np.zeros(c_out, w.dtype)
     relu = activation == "relu"
-    z = np.empty((n_, c_out, oh * ow), w.dtype)
+    out_hw = (oh // 2, ow // 2) if max_pool else (oh, ow)
+    z = np.empty((n_, c_out, out_hw[0] * out_hw[1]), w.dtype)
+    arg = np.empty(z.shape, np.int32) if max_pool else None
     chunks = _batch_chunks(n_, (c_ * kh * kw + c_out) * oh * ow * w.itemsize)
-    small_k = _small_k(w2.shape[1], oh * ow)
     cols = []
     for sl in chunks:
         cols_k = k.im2col(x[sl], kh, kw, sh, sw, pt, pl, oh, ow)  # (C*KH*KW, n*OH*OW)
-        if small_k:                                                # no GEMM: see kernels.py
-            k.conv_small_k_forward(cols_k, w2, bias, relu, z[sl])
-        else:
-            k.bias_act_to_nchw(w2 @ cols_k, bias, relu, z[sl])   # GEMM; + b (and ReLU) into NCHW
+        _conv_chunk_forward(k, cols_k, w2, bias, relu, (oh, ow), z[sl],
+                            None if arg is None else arg[sl])
         cols.append(cols_k)
-    z = z.reshape(n_, c_out, oh, ow)
+    z = z.reshape(n_, c_out, *out_hw)
     if activation in ("identity", "relu"):                         # fused into the loop above
         a, act_cache = z, None
     else:
         a, act_cache = activation_forward(z, activation)
-    return a, (cols, chunks, x.shape, w, b is not None, geometry, relu, a if relu else None,
-               act_cache, impl)
+    return a, _ConvCache(cols=cols, chunks=chunks, x_shape=x.shape, w=w, has_bias=b is not None,
+                         geometry=geometry, relu=relu, a=a if relu else None,
+                         act_cache=act_cache, impl=impl, arg=arg)
+
+
+def _conv_chunk_forward(k, cols, w2, bias, relu, plane, z, arg) -> None:
+    """One chunk's output from its columns into ``z`` (n, C_out, P), and ``arg`` when pooling."""
+    if _small_k(w2.shape[1], plane[0] * plane[1]):                 # no GEMM: see kernels.py
+        if arg is None:
+            k.conv_small_k_forward(cols, w2, bias, relu, z)
+        else:
+            k.conv_small_k_pool_forward(cols, w2, bias, relu, *plane, z, arg)
+    elif arg is None:
+        k.bias_act_to_nchw(w2 @ cols, bias, relu, z)               # GEMM; + b (and ReLU) into NCHW
+    else:
+        k.bias_act_pool_to_nchw(w2 @ cols, bias, relu, *plane, z, arg)
 
 
 def conv2d_backward(dout: np.ndarray, cache: tuple, need_dx: bool = True,
@@ -380,40 +414,54 @@ def conv2d_backward(dout: np.ndarray, cache: tuple, need_dx: bool = True,
     With :math:`dZ = \phi'(z) \odot da` laid out as (C_out, N*OH*OW) and the columns ``cols``:
     :math:`dW = dZ\,\text{cols}^\top`, :math:`db_o = \sum dZ_{o,\cdot}`,
     :math:`dx = \text{col2im}(W^\top dZ)` (the adjoint of im2col), summed
-    over the same batch chunks as the forward pass.
-    Shapes: ``dout`` (N, C_out, OH, OW) -> dx (N, C, H, W) or None, dw like ``w``,
-    db (C_out,) or None.
+    over the same batch chunks as the forward pass. After a fused max-pool,
+    :math:`dZ` is the pooled gradient at each window's winner and 0 elsewhere.
+    Shapes: ``dout`` (N, C_out, OH, OW), or pooled -> dx (N, C, H, W) or None,
+    dw like ``w``, db (C_out,) or None.
     """
-    cols, chunks, x_shape, w, has_bias, geometry, relu, a, act_cache, impl = cache
-    k = _impl(impl)
-    kh, kw, sh, sw, pt, pl, oh, ow = geometry
-    c_out = w.shape[0]
-    if act_cache is not None:
-        dout = activation_backward(dout, act_cache)
-    d3 = np.ascontiguousarray(dout, dtype=w.dtype).reshape(x_shape[0], c_out, oh * ow)
-    a3 = a.reshape(d3.shape) if relu else d3
-    w2 = w.reshape(c_out, -1)
-    small_k = _small_k(w2.shape[1], oh * ow)
+    c = cache
+    k = _impl(c.impl)
+    kh, kw, sh, sw, pt, pl, oh, ow = c.geometry
+    c_out = c.w.shape[0]
+    if c.act_cache is not None:
+        dout = activation_backward(dout, c.act_cache)
+    d3 = np.ascontiguousarray(dout, dtype=c.w.dtype).reshape(c.x_shape[0], c_out, -1)
+    a3 = c.a.reshape(d3.shape) if c.relu else d3
+    w2 = c.w.reshape(c_out, -1)
     dw = db = None
-    dx = np.empty(x_shape, w.dtype) if need_dx else None
-    for sl, cols_k in zip(chunks, cols):
-        if small_k:                                                # no GEMM: see kernels.py
-            dz = np.empty((c_out, cols_k.shape[1]) if need_dx else (0, 0), w.dtype)
-            dw_k, db_k = k.conv_small_k_backward(d3[sl], a3[sl], cols_k, relu, dz)
-        else:
-            dz = k.relu_grad_to_cn(d3[sl], a3[sl], relu)           # (C_out, n*OH*OW)
-            # dW = dZ cols^T, computed as (cols dZ^T)^T: the same sums, 15-30% faster in
-            # OpenBLAS when the long N*OH*OW axis is the reduction (measured on the 2-D CNN).
-            dw_k, db_k = (cols_k @ dz.T).T, (dz.sum(axis=1) if has_bias else None)
+    dx = np.empty(c.x_shape, c.w.dtype) if need_dx else None
+    for sl, cols_k in zip(c.chunks, c.cols):
+        dz, dw_k, db_k = _conv_chunk_grads(k, c, cols_k, d3[sl], a3[sl],
+                                           None if c.arg is None else c.arg[sl], need_dx)
         if dw is None:                                             # the first chunk
-            dw, db = dw_k, (db_k if has_bias else None)
+            dw, db = dw_k, (db_k if c.has_bias else None)
         else:
             dw += dw_k
-            if has_bias:
+            if c.has_bias:
                 db += db_k
         if need_dx:
             k.col2im(w2.T @ dz, dx[sl], kh, kw, sh, sw, pt, pl, oh, ow)
-    return dx, dw.reshape(w.shape), db
+    return dx, dw.reshape(c.w.shape), db
+
+
+def _conv_chunk_grads(k, c: _ConvCache, cols, dout, a, arg, need_dx: bool):
+    """One chunk's ``(dz (C_out, n*OH*OW) or None, dw (C_out, C*KH*KW), db (C_out,) or None)``."""
+    oh, ow = c.geometry[6:]
+    c_out = c.w.shape[0]
+    if _small_k(cols.shape[0], oh * ow):                           # no GEMM: see kernels.py
+        dz = np.empty((c_out, cols.shape[1]) if need_dx else (0, 0), c.w.dtype)
+        if arg is None:
+            dw, db = k.conv_small_k_backward(dout, a, cols, c.relu, dz)
+        else:
+            dw, db = k.conv_small_k_pool_backward(dout, a, arg, cols, c.relu, oh, ow, dz)
+        return dz, dw, db
+    if arg is None:
+        dz = k.relu_grad_to_cn(dout, a, c.relu)                    # (C_out, n*OH*OW)
+    else:
+        dz = k.pool_relu_grad_to_cn(dout, a, arg, c.relu, oh * ow)
+    # dW = dZ cols^T, computed as (cols dZ^T)^T: the same sums, 15-30% faster in
+    # OpenBLAS when the long N*OH*OW axis is the reduction (measured on the 2-D CNN).
+    return dz, (cols @ dz.T).T, (dz.sum(axis=1) if c.has_bias else None)
 
 
 # ----------------------------------------------------------------------------
@@ -652,7 +700,8 @@ class _Conv(Layer):
     def __init__(self, in_channels, out_channels, kernel_size, *, stride=1, padding="valid",
                  activation="identity", use_bias=True, name="conv",
                  w_init: WeightInit = torch_default_init,
-                 b_init: WeightInit | None = torch_default_init, impl: str = "numba"):
+                 b_init: WeightInit | None = torch_default_init, impl: str = "numba",
+                 max_pool: bool = False):
         d = self._ndim
         self.in_channels = _positive_int("in_channels", in_channels)
         self.out_channels = _positive_int("out_channels", out_channels)
@@ -665,12 +714,19 @@ class _Conv(Layer):
         self.w_init = w_init
         self.b_init = b_init
         self.impl = _validate.one_of("impl", impl, tuple(_IMPLS))
+        self.max_pool = bool(max_pool)
+        if self.max_pool and (d != 2 or self.activation not in ("relu", "identity")):
+            raise ValueError(f"max_pool=True needs a Conv2D with activation 'relu' or 'identity' "
+                             f"(pooling then commutes with it); got {type(self).__name__} with "
+                             f"activation={activation!r}")
 
     def _pads(self, spatial: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
         return _conv_geometry(tuple(spatial), self.kernel_size, self.stride, self.padding)[0]
 
     def _out_spatial(self, spatial: tuple[int, ...]) -> tuple[int, ...]:
         out = _conv_geometry(tuple(spatial), self.kernel_size, self.stride, self.padding)[1]
+        if self.max_pool:
+            out = tuple(o // 2 for o in out)
         if min(out) < 1:
             raise ValueError(f"{type(self).__name__} {self.name!r}: input spatial size {spatial} "
                              f"is too small for kernel_size={self.kernel_size} with "
@@ -696,7 +752,7 @@ class _Conv(Layer):
         else:
             x4, w4, stride, pads4 = x, w, self.stride, pads
         out, cache = conv2d_forward(np.ascontiguousarray(x4), w4, params.get(f"{self.name}/b"),
-                                    stride, pads4, self.activation, self.impl)
+                                    stride, pads4, self.activation, self.impl, self.max_pool)
         return (out[:, :, 0, :] if self._ndim == 1 else out), cache
 
     def backward(self, params, dout, cache, need_dx=True):
@@ -724,6 +780,11 @@ class Conv2D(_Conv):
     are an int or a pair; ``padding`` is ``"valid"`` (none), ``"same"``
     (output ``ceil(H / stride)``, odd pixel after), an int or a pair of ints
     (symmetric, as torch). ``impl="numpy"`` runs the plain-numpy twins.
+    ``max_pool=True`` (activation "relu" or "identity") max-pools the output
+    over 2x2 windows, stride 2, in the same pass: the layer then computes
+    ``Conv2D`` followed by ``MaxPool2D(2)`` (the same values; on the small-K
+    path the bias gradient adds its terms in another order) without writing
+    or re-reading the full-size activation (-> (N, C_out, OH // 2, OW // 2)).
     """
 
     _ndim = 2

@@ -422,17 +422,34 @@ def cnn2d(in_shape: Sequence[int] = (1, 28, 28), num_classes: int = 10, *,
 
     The defaults are the benchmark network of ``benchmarks/compare_torch.py``:
     conv3x3 1->16 pad 1, ReLU, maxpool 2; conv3x3 16->32 pad 1, ReLU, maxpool 2;
-    dense 1568->10.
+    dense 1568->10. A max-pool of size 2 right after a ReLU (or linear) conv
+    is fused into that ``Conv2D`` (``max_pool=True``; no ``pool_i`` layer).
     """
     in_shape = tuple(int(d) for d in in_shape)
     if len(in_shape) != 3:
         raise ValueError(f"in_shape must be (C, H, W), got {in_shape}")
+    # A ReLU conv then a 2x2 max-pool is one layer (Conv2D's max_pool): the same values,
+    # without writing and re-reading the full-size activation.
+    fuse = (pool == "max" and pool_size == 2 and norm is None
+            and activation in ("relu", "identity"))
     layers = _conv_stack(L.Conv2D, {"max": L.MaxPool2D, "avg": L.AvgPool2D}, in_shape[0], channels,
-                         kernel_size=kernel_size, stride=stride, padding=padding, pool=pool,
-                         pool_size=pool_size, activation=activation, dropout=dropout, norm=norm,
-                         init=init, virtual_batch_size=virtual_batch_size)
+                         kernel_size=kernel_size, stride=stride, padding=padding,
+                         pool=None if fuse else pool, pool_size=pool_size, activation=activation,
+                         dropout=dropout, norm=norm, init=init,
+                         virtual_batch_size=virtual_batch_size)
+    if fuse:
+        layers = [_with_max_pool(layer) if isinstance(layer, L.Conv2D) else layer
+                  for layer in layers]
     return _conv_model(layers, in_shape, in_shape, num_classes, global_pool=global_pool,
                        init=init, task=task, label_smoothing=label_smoothing, name=name)
+
+
+def _with_max_pool(conv: L.Conv2D) -> L.Conv2D:
+    """``conv`` with a fused 2x2 max-pool (the same parameters, names and initializers)."""
+    return L.Conv2D(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
+                    padding=conv.padding, activation=conv.activation, use_bias=conv.use_bias,
+                    name=conv.name, w_init=conv.w_init, b_init=conv.b_init, impl=conv.impl,
+                    max_pool=True)
 
 
 def mnist1d_cnn(in_length: int = 40, num_classes: int = 10, *, channels: int = 25,

@@ -82,6 +82,40 @@ def conv_small_k_backward(dout, a, cols, relu, dz):
             g.sum(axis=1, dtype=np.float64).astype(dout.dtype))
 
 
+def bias_act_pool_to_nchw(y, b, relu, oh, ow, out, arg):
+    """Twin of :func:`refplay.nn.kernels.bias_act_pool_to_nchw`: :func:`bias_act_to_nchw`,
+    then :func:`maxpool2d_forward` (2x2, stride 2)."""
+    n_, c_ = out.shape[:2]
+    z = bias_act_to_nchw(y, b, relu, np.empty((n_, c_, oh * ow), y.dtype))
+    out[...], arg[...] = maxpool2d_forward(z.reshape(n_, c_, oh, ow), 2, 2, 2, 2, oh // 2, ow // 2)
+    return out
+
+
+def pool_relu_grad_to_cn(dout, a, arg, relu, plane):
+    """Twin of :func:`refplay.nn.kernels.pool_relu_grad_to_cn`: the ReLU gradient at the winners,
+    :func:`maxpool2d_backward`, then the GEMM layout."""
+    n_, c_, k_ = dout.shape
+    g = dout * (a > 0) if relu else dout
+    dx = maxpool2d_backward(g.reshape(n_, c_, k_, 1), arg.reshape(n_, c_, k_, 1), 1, plane)
+    return relu_grad_to_cn(dx.reshape(n_, c_, plane), dx, False)
+
+
+def conv_small_k_pool_forward(cols, w2, b, relu, oh, ow, out, arg):
+    """Twin of :func:`refplay.nn.kernels.conv_small_k_pool_forward`: the GEMM, then
+    :func:`bias_act_pool_to_nchw`."""
+    return bias_act_pool_to_nchw(w2 @ cols, b, relu, oh, ow, out, arg)
+
+
+def conv_small_k_pool_backward(dout, a, arg, cols, relu, oh, ow, dz):
+    """Twin of :func:`refplay.nn.kernels.conv_small_k_pool_backward`: :func:`pool_relu_grad_to_cn`,
+    then GEMM and sum."""
+    g = pool_relu_grad_to_cn(dout, a, arg, relu, oh * ow)
+    if dz.size:
+        dz[...] = g
+    return ((g @ cols.T).astype(dout.dtype),
+            g.sum(axis=1, dtype=np.float64).astype(dout.dtype))
+
+
 def dense_bias_act(z, b, relu):
     """Twin of :func:`refplay.nn.kernels.dense_bias_act` (in place)."""
     z += b
