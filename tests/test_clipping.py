@@ -48,6 +48,18 @@ def test_above_threshold_the_norm_is_exactly_lambda():
     assert abs(tree.global_norm(clipped) - 1.0) <= 1e-15
 
 
+def test_a_norm_computed_by_the_caller_is_used_as_given():
+    # The training loop passes the norm it logs (computed from its packed gradient).
+    g = _grads()
+    clipped, info = clipping.clip_by_global_norm(g, max_norm=6.5, norm=13.0)
+    assert info == clipping.ClipInfo(norm=13.0, clipped=True, scale=0.5)
+    np.testing.assert_array_equal(clipped["dense/b"], [0.0, 6.0])
+    _, info = clipping.clip_by_global_norm(g, max_norm=6.5, norm=26.0)   # as given, not recomputed
+    assert info.norm == 26.0 and info.scale == 0.25
+    _, info = clipping.clip_by_global_norm(g, max_norm=6.5, norm=float("nan"))
+    assert math.isnan(info.norm) and not info.clipped
+
+
 def test_float32_stays_float32():
     clipped, info = clipping.clip_by_global_norm(_grads(np.float32), max_norm=1.0)
     assert all(v.dtype == np.float32 for v in clipped.values())
