@@ -448,11 +448,11 @@ def conv_small_k_pool_forward(cols, w2, b, relu, oh, ow, out, arg):
     n_, c_out = out.shape[0], out.shape[1]
     p_, pooled = oh * ow, (oh // 2) * (ow // 2)
     cf, of, af = cols.ravel(), out.reshape(out.size), arg.reshape(arg.size)
-    acc = np.empty(p_, out.dtype)
+    acc, zero = np.empty(p_, out.dtype), np.zeros(1, out.dtype)[0]
     for n in range(n_):
         for o in range(c_out):
             _small_k_plane(cf, w2, o, n * p_, n_ * p_, p_, acc)
-            _pool_plane_2x2(acc, 0, b[o], relu, oh, ow, of, af, (n * c_out + o) * pooled)
+            _pool_plane_2x2(acc, 0, b[o], relu, oh, ow, of, af, (n * c_out + o) * pooled, zero)
     return out
 
 
@@ -529,7 +529,7 @@ def _small_k_grads(g, cf, n, o, m, p_, dw, zf, zero):
 
 
 @njit(cache=True)
-def _pool_plane_2x2(src, s0, bias, relu, oh, ow, of, af, o0):
+def _pool_plane_2x2(src, s0, bias, relu, oh, ow, of, af, o0, zero):
     """Pool ``act(src[s0:s0 + oh*ow] + bias)``, an (oh, ow) plane, over 2x2 windows, stride 2.
 
     Writes ``of[o0 + p*(ow//2) + q]`` (the maximum; NaN if the window has one)
@@ -539,22 +539,21 @@ def _pool_plane_2x2(src, s0, bias, relu, oh, ow, of, af, o0):
     """
     ph, pw = oh // 2, ow // 2
     for p in range(ph):
-        for q in range(pw):
-            base = 2 * p * ow + 2 * q
-            i = _U(s0 + base)
+        r, o = _U(s0 + 2 * p * ow), _U(o0 + p * pw)
+        for q in range(_U(pw)):
+            i = r + _U(2) * q
             a, b = src[i] + bias, src[i + _U(1)] + bias
             c, d = src[i + _U(ow)] + bias, src[i + _U(ow + 1)] + bias
             if relu:                                   # as bias_act_to_nchw: NaN passes
-                a, b = (0 if a < 0 else a), (0 if b < 0 else b)
-                c, d = (0 if c < 0 else c), (0 if d < 0 else d)
+                a, b = (zero if a < 0 else a), (zero if b < 0 else b)
+                c, d = (zero if c < 0 else c), (zero if d < 0 else d)
             tb, td = b > a, d > c
             ab, cd = (b if tb else a), (d if td else c)
-            ia, ic = (1 if tb else 0), (ow + 1 if td else ow)
+            ia, ic = (np.int32(1) if tb else np.int32(0)), (np.int32(ow + 1) if td else np.int32(ow))
             tc = cd > ab
             nan = (a != a) | (b != b) | (c != c) | (d != d)
-            k = _U(o0 + p * pw + q)
-            of[k] = (cd if tc else ab) if not nan else np.nan
-            af[k] = base + (ic if tc else ia)
+            of[o + q] = (cd if tc else ab) if not nan else np.nan
+            af[o + q] = np.int32(i - _U(s0)) + (ic if tc else ia)
 
 
 @njit(cache=True)
@@ -568,10 +567,11 @@ def bias_act_pool_to_nchw(y, b, relu, oh, ow, out, arg):
     n_, c_ = out.shape[0], out.shape[1]
     plane, pooled = oh * ow, (oh // 2) * (ow // 2)
     yf, of, af = y.ravel(), out.reshape(out.size), arg.reshape(arg.size)
+    zero = np.zeros(1, y.dtype)[0]         # a typed 0: a literal 0 would make the ReLU float64
     for n in range(n_):
         for c in range(c_):
             _pool_plane_2x2(yf, (c * n_ + n) * plane, b[c], relu, oh, ow, of, af,
-                            (n * c_ + c) * pooled)
+                            (n * c_ + c) * pooled, zero)
     return out
 
 
@@ -763,7 +763,7 @@ def _maxpool_2x2(xf, of, af, planes, hp, wp, sh, sw, oh, ow):
     for plane in range(planes):
         x0, o0 = _U(plane * hp * wp), _U(plane * oh * ow)
         for p in range(oh):
-            r, o, rel = x0 + _U(p * sh * wp), o0 + _U(p * ow), p * sh * wp
+            r, o = x0 + _U(p * sh * wp), o0 + _U(p * ow)
             for q in range(_U(ow)):
                 i = r + q * _U(sw)
                 a, b = xf[i], xf[i + _U(1)]
@@ -774,7 +774,7 @@ def _maxpool_2x2(xf, of, af, planes, hp, wp, sh, sw, oh, ow):
                 tc = cd > ab
                 nan = (a != a) | (b != b) | (c != c) | (d != d)
                 of[o + q] = (cd if tc else ab) if not nan else np.nan
-                af[o + q] = np.int32(rel + q * sw) + (ic if tc else ia)
+                af[o + q] = np.int32(i - x0) + (ic if tc else ia)
 
 
 @njit(cache=True)
