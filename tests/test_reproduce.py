@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 from pathlib import Path
 
@@ -166,6 +167,16 @@ def test_cpus_are_shared_out_among_the_figures(monkeypatch, cpus, figures, jobs,
     from refplay.study import executors
     monkeypatch.setattr(executors, "available_cpus", lambda: cpus)
     assert cli.share_cpus(figures, jobs, workers) == want
+
+
+def test_side_by_side_figures_start_longest_first_at_their_size(monkeypatch):
+    times = {"fig1": ("74 s", "8 s"), "fig2": ("≈ 3 min", "30 s"), "fig3": ("", ""),
+             "fig4": ("90 s", "1 min")}
+    entries = [_fake_entry(f) for f in times]
+    entries = [dataclasses.replace(e, full_time=times[e.id][0], quick_time=times[e.id][1])
+               for e in entries]
+    assert cli.longest_first(entries, quick=False) == ["fig2", "fig4", "fig1", "fig3"]
+    assert cli.longest_first(entries, quick=True) == ["fig4", "fig2", "fig1", "fig3"]
 
 
 def test_cli_all_prints_numbers_decision_claim_and_writes_pngs_json_and_page(tmp_path, capsys,

@@ -155,7 +155,7 @@ def _side_by_side(ids, jobs: int, **runs):
     from concurrent.futures import as_completed  # lazy: with the pool below
     from refplay import reproduce  # lazy: CLI start-up (the trainer, matplotlib)
     from refplay.study import executors  # lazy: CLI start-up
-    order = sorted(ids, key=lambda f: -_seconds(reproduce.get(f).full_time))
+    order = longest_first([reproduce.get(f) for f in ids], quick=runs["quick"])
     pool = executors.process_pool(jobs)
     try:
         futures = [pool.submit(_run_figure_in_worker, f, **runs) for f in order]
@@ -167,6 +167,13 @@ def _side_by_side(ids, jobs: int, **runs):
     pool.shutdown(wait=True)
 
 
+def longest_first(entries, *, quick: bool) -> list[str]:
+    """The entries' ids, the longest-running first (by ``quick_time`` or ``full_time``; an
+    untimed one last): started in that order, side-by-side figures end close together."""
+    return [e.id for e in sorted(
+        entries, key=lambda e: -_seconds(e.quick_time if quick else e.full_time))]
+
+
 def _run_figure_in_worker(figure: str, **runs):
     os.environ["REFPLAY_PROGRESS"] = "lines"   # this worker's studies: no bars fighting over a terminal
     # Stopped (Ctrl-C in the driver), the worker ends at once: a trial cut short has no
@@ -176,9 +183,9 @@ def _run_figure_in_worker(figure: str, **runs):
     return run_figure(figure, **runs)
 
 
-def _seconds(full_time: str) -> float:
+def _seconds(duration: str) -> float:
     """``"97 s"``, ``"≈ 12 min"`` -> seconds; 0 when not timed."""
-    words = full_time.replace("≈", "").split()
+    words = duration.replace("≈", "").split()
     if len(words) != 2:
         return 0.0
     return float(words[0]) * {"s": 1, "min": 60, "h": 3600}.get(words[1], 0)

@@ -141,6 +141,8 @@ class Entry:
         check: ``check(result) -> Check`` on the procedure's ``ProcedureResult``.
         full_time: how long the full-size run takes on 2 cores, as measured
             (``"≈ 45 min"``); ``""`` until someone has timed it.
+        quick_time: the same for the ``--quick`` size. ``refplay reproduce`` starts
+            the longest figures first when it runs several side by side.
     """
 
     id: str
@@ -159,6 +161,7 @@ class Entry:
     quick_caveat: str | None = None
     differences: str = ""
     full_time: str = ""
+    quick_time: str = ""
 
     @property
     def section_url(self) -> str:
