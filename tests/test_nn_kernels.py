@@ -204,10 +204,12 @@ def test_conv_pool_kernels_match_twins_and_the_unfused_kernels(plane, relu, dtyp
 
     d3, a3, arg3 = (rng.standard_normal(pooled).astype(dtype).reshape(n, c_out, -1),
                     out_ref.reshape(n, c_out, -1), arg.reshape(n, c_out, -1))
-    dz = kernels.pool_relu_grad_to_cn(d3, a3, arg3, relu, p_)
+    dz, db = kernels.pool_relu_grad_to_cn(d3, a3, arg3, relu, p_)
     dx = kernels.maxpool2d_backward(d3.reshape(pooled), arg, oh, ow)
     np.testing.assert_array_equal(dz, kernels.relu_grad_to_cn(dx.reshape(n, c_out, p_), full, relu))
-    np.testing.assert_array_equal(dz, reference.pool_relu_grad_to_cn(d3, a3, arg3, relu, p_))
+    dz_ref, db_ref = reference.pool_relu_grad_to_cn(d3, a3, arg3, relu, p_)
+    np.testing.assert_array_equal(dz, dz_ref)
+    assert db.dtype == dtype and _rel(db, db_ref) <= TOL[dtype]
 
     out_k, arg_k = np.empty(pooled, dtype), np.empty(pooled, np.int32)
     kernels.conv_small_k_pool_forward(cols, w2, b, relu, oh, ow, out_k, arg_k)

@@ -577,14 +577,17 @@ def bias_act_pool_to_nchw(y, b, relu, oh, ow, out, arg):
 
 @njit(cache=True)
 def pool_relu_grad_to_cn(dout, a, arg, relu, plane):
-    """Back through :func:`bias_act_pool_to_nchw`: ``dz`` (C, N*plane), in the GEMM's layout.
+    """Back through :func:`bias_act_pool_to_nchw`: ``dz`` (C, N*plane), in the GEMM's layout,
+    and the bias gradient ``db = dz.sum(1)`` (C,).
 
     Each pooled gradient ``dout[n, c, k] * [a > 0]`` (``a`` the pooled
     output; ``dout``, ``a``, ``arg`` (N, C, K)) goes to its winner
-    ``arg[n, c, k]``; every other entry is 0.
+    ``arg[n, c, k]``; every other entry is 0. ``db`` adds only the winners
+    (in float64, returned in the dtype of ``dout``): no second pass over ``dz``.
     """
     n_, c_, k_ = dout.shape
     dz = np.zeros((c_, n_ * plane), dout.dtype)
+    db = np.zeros(c_)
     zf = dz.reshape(dz.size)
     for n in range(n_):
         for c in range(c_):
@@ -592,7 +595,8 @@ def pool_relu_grad_to_cn(dout, a, arg, relu, plane):
             for k in range(k_):
                 g = dout[n, c, k] * (a[n, c, k] > 0) if relu else dout[n, c, k]
                 zf[d0 + arg[n, c, k]] = g
-    return dz
+                db[c] += g
+    return dz, db.astype(dout.dtype)
 
 
 @njit(cache=True)

@@ -93,11 +93,12 @@ def bias_act_pool_to_nchw(y, b, relu, oh, ow, out, arg):
 
 def pool_relu_grad_to_cn(dout, a, arg, relu, plane):
     """Twin of :func:`refplay.nn.kernels.pool_relu_grad_to_cn`: the ReLU gradient at the winners,
-    :func:`maxpool2d_backward`, then the GEMM layout."""
+    :func:`maxpool2d_backward`, then the GEMM layout; and its sum per channel."""
     n_, c_, k_ = dout.shape
     g = dout * (a > 0) if relu else dout
     dx = maxpool2d_backward(g.reshape(n_, c_, k_, 1), arg.reshape(n_, c_, k_, 1), 1, plane)
-    return relu_grad_to_cn(dx.reshape(n_, c_, plane), dx, False)
+    dz = relu_grad_to_cn(dx.reshape(n_, c_, plane), dx, False)
+    return dz, dz.sum(axis=1, dtype=np.float64).astype(dout.dtype)
 
 
 def conv_small_k_pool_forward(cols, w2, b, relu, oh, ow, out, arg):
@@ -109,7 +110,7 @@ def conv_small_k_pool_forward(cols, w2, b, relu, oh, ow, out, arg):
 def conv_small_k_pool_backward(dout, a, arg, cols, relu, oh, ow, dz):
     """Twin of :func:`refplay.nn.kernels.conv_small_k_pool_backward`: :func:`pool_relu_grad_to_cn`,
     then GEMM and sum."""
-    g = pool_relu_grad_to_cn(dout, a, arg, relu, oh * ow)
+    g = pool_relu_grad_to_cn(dout, a, arg, relu, oh * ow)[0]
     if dz.size:
         dz[...] = g
     return ((g @ cols.T).astype(dout.dtype),
