@@ -15,7 +15,9 @@ batch, for the same network on both sides:
 
 Networks (issue 4): MLP 784-256-256-10 (batch 32, 128, 512); a 2-D CNN on
 1x28x28 (conv3x3 1->16 pad 1, ReLU, maxpool 2; conv3x3 16->32 pad 1, ReLU,
-maxpool 2; dense 1568->10; batch 32, 128); the MNIST-1D paper's MLP and CNN
+maxpool 2; dense 1568->10; batch 32, 128; ``models.cnn2d`` runs each
+conv + max-pool pair as one ``Conv2D(max_pool=True)``, torch as two
+modules); the MNIST-1D paper's MLP and CNN
 (batch 100). Each is timed with 1 and with 2 threads on *both* sides
 (``refplay.threads.limited_threads`` + ``numba.set_num_threads`` for refplay,
 ``torch.set_num_threads`` for torch). Short rounds (~30 ms) of refplay and
@@ -315,6 +317,8 @@ def _conv_pieces(layer, params, x, need_dx) -> dict:
     ow = L.conv_output_size(x.shape[3], kw, sw, pl, pr)
     geometry = (kh, kw, sh, sw, pt, pl, oh, ow)
     w2 = w.reshape(c_out, -1)
+    if L._small_k(w2.shape[1], oh * ow):     # the layer runs no GEMM but the input gradient's
+        return _small_k_pieces(x, w2, b, geometry, need_dx)
     chunks = []                              # per chunk: x, cols, y, z, dz, dcols, dx
     for sl in L._batch_chunks(n, (c * kh * kw + c_out) * oh * ow * w.itemsize):
         cols = kernels.im2col(x[sl], *geometry)
@@ -343,11 +347,45 @@ def _conv_pieces(layer, params, x, need_dx) -> dict:
     return {"shared": shared, "numba": kernel_calls(kernels), "numpy": kernel_calls(reference)}
 
 
+def _small_k_pieces(x, w2, b, geometry, need_dx) -> dict:
+    """:func:`_conv_pieces` for a layer on the small-K path (``kernels.conv_small_k_*``): its
+    kernels are im2col, the fused forward and backward, and col2im; its only GEMM is the
+    input gradient's."""
+    kh, kw, sh, sw, pt, pl, oh, ow = geometry
+    c_out, n = w2.shape[0], x.shape[0]
+    chunks = []                              # per chunk: x, cols, z, dz, dcols, dx
+    for sl in L._batch_chunks(n, (w2.shape[1] + c_out) * oh * ow * w2.itemsize):
+        cols = kernels.im2col(x[sl], *geometry)
+        z = kernels.conv_small_k_forward(cols, w2, b, True,
+                                         np.empty((len(x[sl]), c_out, oh * ow), w2.dtype))
+        dz = np.empty((c_out, cols.shape[1]) if need_dx else (0, 0), w2.dtype)
+        kernels.conv_small_k_backward(z, z, cols, True, dz)
+        chunks.append((x[sl], cols, z, dz, w2.T @ dz if need_dx else None, np.empty_like(x[sl])))
+
+    def shared():
+        for _, _, _, dz, _, _ in chunks:
+            if need_dx:
+                w2.T @ dz
+
+    def kernel_calls(k):
+        def run():
+            for xk, cols, z, dz, dcols, dx in chunks:
+                k.im2col(xk, *geometry)
+                k.conv_small_k_forward(cols, w2, b, True, z)
+                k.conv_small_k_backward(z, z, cols, True, dz)
+                if need_dx:
+                    k.col2im(dcols, dx, *geometry)
+        return run
+
+    return {"shared": shared, "numba": kernel_calls(kernels), "numpy": kernel_calls(reference)}
+
+
 def compare_kernels(rounds: int, round_s: float) -> None:
     print("\n== Numba kernels vs numpy twins, float32, 1 thread ==")
     print("   layer: forward + backward of the layer on the Numba kernels vs on reference.py's twins")
     print("          (impl='numpy': the same im2col/GEMM algorithm, the twins the tests check against);")
-    print("   kernels: the kernel calls alone (im2col, bias+ReLU, ReLU grad, col2im), chunked as in the layer;")
+    print("   kernels: the kernel calls alone (im2col, bias+ReLU, ReLU grad, col2im; for a layer with few inputs")
+    print("          per output, conv_small_k_forward/backward instead of the GEMMs), chunked as in the layer;")
     print("   GEMM: the GEMMs and bias sum both paths share, and their share of the Numba layer's time")
     print("          (it bounds the layer speed-up: twins / GEMM);")
     print("   direct: reference.conv2d_direct(_backward), the definition as one einsum per kernel offset")
