@@ -31,7 +31,11 @@ from numba import njit
 #
 # Measured choice: a straightforward direct Numba loop (no register blocking)
 # reached ~2 GFLOP/s on the 2-D CNN of benchmarks/compare_torch.py; im2col + BLAS reaches
-# 60-100 GFLOP/s in the GEMMs, so the convolution is im2col + GEMM.
+# 60-100 GFLOP/s in the GEMMs, so the convolution is im2col + GEMM -- except
+# where the GEMM is tiny in one dimension (K = C*kh*kw <= 16, a first layer):
+# there the conv_small_k_* kernels below replace it. A ReLU convolution
+# followed by a 2x2 max-pool can pool in the same pass (bias_act_pool_to_nchw
+# and friends, for Conv2D(max_pool=True)).
 
 
 @njit(cache=True)

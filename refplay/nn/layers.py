@@ -49,7 +49,9 @@ Speed
 -----
 Dense layers are BLAS GEMMs (numpy ``@``). A convolution is a GEMM
 on im2col columns built by a Numba kernel (:mod:`refplay.nn.kernels`), run
-in cache-sized chunks of the batch; pooling is a Numba kernel. Each of these
+in cache-sized chunks of the batch (a convolution with few inputs per output,
+``C*KH*KW <= 16``, skips the GEMM: :func:`_small_k`); pooling is a Numba
+kernel, or part of the convolution's own pass (``Conv2D(max_pool=True)``). Each of these
 layers takes ``impl="numpy"`` to run the same algorithm on the plain-numpy
 twins of :mod:`refplay.nn.reference` (tests check the two agree), and
 ``reference.conv2d_direct`` is the convolution written straight from its
