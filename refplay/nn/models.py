@@ -74,8 +74,12 @@ class Model:
     """
 
     def __init__(self, net: Sequential, *, input_shape: Sequence[int], task: str = "classification",
-                 label_smoothing: float = 0.0, name: str = "model"):
+                 label_smoothing: float = 0.0, name: str = "model",
+                 predict_rows: int | None = None):
         self.net = net
+        # Examples per forward pass in predict (None: all at once); see vit1d.
+        self.predict_rows = (None if predict_rows is None
+                             else _validate.integer("predict_rows", predict_rows, low=1))
         self.input_shape = tuple(int(d) for d in input_shape)
         self.task = _validate.one_of("task", task, TASKS)
         self.label_smoothing = _validate.real("label_smoothing", label_smoothing, low=0.0, high=1.0)
@@ -127,9 +131,15 @@ class Model:
         return {k: grads[k] for k in params}
 
     def predict(self, params: Tree, state: Tree, x: np.ndarray) -> np.ndarray:
-        """Outputs (logits) in evaluation mode: no dropout, batch norm uses its EMAs."""
-        outputs, _, _ = self.apply(params, state, x, train=False)
-        return outputs
+        """Outputs (logits) in evaluation mode: no dropout, batch norm uses its EMAs.
+
+        With ``predict_rows``, ``x`` goes through the network that many examples at a time.
+        """
+        rows = self.predict_rows
+        if rows is None or len(x) <= rows:
+            return self.apply(params, state, x, train=False)[0]
+        return np.concatenate([self.apply(params, state, x[i:i + rows], train=False)[0]
+                               for i in range(0, len(x), rows)])
 
     # -- losses ----------------------------------------------------------------
 
@@ -710,8 +720,12 @@ def vit1d(in_length: int = 40, num_classes: int = 10, *, patch_size: int = 4, wi
         layers.append(T.TokenLayerNorm(width, name="final_norm"))
     layers += [T.TokenPool(pool, name="pool"),
                L.Dense(width, num_classes, name="head", w_init=w_init, b_init=None)]
+    # predict_rows: the attention probabilities (heads, T, T, rows) of 128 examples stay in
+    # the L2 cache: 500 validation examples evaluate 1.5x faster. Every layer works per
+    # example, so only BLAS's blocking could round differently (float32 outputs were bitwise
+    # those of one pass on the machine that measured it).
     return Model(Sequential(layers, name=name), input_shape=(in_length,),
-                 label_smoothing=label_smoothing, name=name)
+                 label_smoothing=label_smoothing, name=name, predict_rows=128)
 
 
 #: Model constructors by name (``models.get("mlp", in_dim=40, ...)``).
