@@ -260,6 +260,8 @@ def test_init_dtype_shapes_and_torch_default_bound():
 @pytest.mark.parametrize("layer,shape", [
     (L.Conv2D(2, 3, 3, stride=2, padding=1, activation="relu", name="c"), (2, 2, 9, 8)),
     (L.Conv1D(2, 3, 5, stride=2, padding="same", activation="gelu", name="c"), (2, 2, 11)),
+    (L.Conv2D(1, 3, 3, padding=1, activation="relu", name="c", max_pool=True), (2, 1, 9, 8)),   # small K
+    (L.Conv2D(2, 3, 3, padding=1, activation="relu", name="c", max_pool=True), (2, 2, 9, 8)),   # GEMM
     (L.MaxPool2D(3, stride=2, padding=1), (2, 2, 9, 8)),
     (L.AvgPool1D(3, stride=2, padding=1), (2, 2, 11)),
 ])

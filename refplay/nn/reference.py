@@ -87,7 +87,8 @@ def bias_act_pool_to_nchw(y, b, relu, oh, ow, out, arg):
     then :func:`maxpool2d_forward` (2x2, stride 2)."""
     n_, c_ = out.shape[:2]
     z = bias_act_to_nchw(y, b, relu, np.empty((n_, c_, oh * ow), y.dtype))
-    out[...], arg[...] = maxpool2d_forward(z.reshape(n_, c_, oh, ow), 2, 2, 2, 2, oh // 2, ow // 2)
+    pooled, winners = maxpool2d_forward(z.reshape(n_, c_, oh, ow), 2, 2, 2, 2, oh // 2, ow // 2)
+    out[...], arg[...] = pooled.reshape(out.shape), winners.reshape(arg.shape)   # 3-D or 4-D
     return out
 
 
