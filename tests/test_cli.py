@@ -90,18 +90,18 @@ def test_procedures_and_reproductions_print_the_header_first_then_a_line_per_tri
                               text=True, timeout=600, check=True)
         return done.stdout.splitlines()
 
-    lines = run("procedure", "frequent-evals", "--quick", "--workspace", workspace,
+    # Figure 9's studies: the quickest procedure that trains two studies (5 small trials).
+    lines = run("procedure", "clipping", "--quick", "--workspace", workspace,
                 "--out", str(tmp_path / "out"))
-    assert lines[0].startswith("== refplay procedure frequent-evals: ")
+    assert lines[0].startswith("== refplay procedure clipping: ")
     trials = [i for i, line in enumerate(lines)
-              if re.match(r"frequent_evals-\w+ \[[12]/2\] trial [01]: (complete|infeasible) ",
-                          line)]
-    assert len(trials) == 2
+              if re.match(r"clipping_(reference|unstable)-\w+ \[\d/[14]\] trial \d: "
+                          r"(complete|infeasible) ", line)]
+    assert len(trials) == 5
     assert trials[-1] < lines.index(next(x for x in lines if x.startswith("Question:")))
-    lines = run("reproduce", "fig5", "--quick", "--workspace", workspace,
+    lines = run("reproduce", "fig9", "--quick", "--workspace", workspace,
                 "--out", str(tmp_path / "repro"))
-    assert lines[0] == ("== fig5: More frequent evaluations reveal training instability "
-                        "[quick]")
+    assert lines[0].startswith("== fig9: ") and lines[0].endswith(" [quick]")
     assert not any(" trial 0: " in line for line in lines)     # read, not run again
 
 

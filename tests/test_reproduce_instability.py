@@ -47,8 +47,9 @@ def test_figures_4_to_8_are_five_different_experiments():
 
 
 # The lock of each figure's studies in the run's shared workspace (tests/conftest.py):
-# Figure 9 shares its clipping study with tests/test_procedures_instability.py, Figures 5 and
-# 9 with tutorial 10, so each trains once per run and the other user re-reads it.
+# Figure 9 shares its clipping study with tests/test_procedures_instability.py, Figures 5, 7
+# (its sweep) and 9 with tutorial 10, so each trains once per run and the other user
+# re-reads it.
 LOCKS = {"fig4": "fig4", "fig5": "frequent_evals", "fig6": "fig6", "fig7": "fig7",
          "fig8": "fig8", "fig9": "clipping"}
 

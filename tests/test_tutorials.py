@@ -29,7 +29,7 @@ SHARED_STUDIES = {
     "08_batch_size": ("batch_size_fair_comparison", "steps_to_result"),
     "09_how_long_to_train": ("initial_max_train_steps", "two_rounds"),
     "11_adopting_a_change": ("retrain_variance",),
-    "10_instability": ("clipping", "frequent_evals"),     # tests/test_reproduce_instability.py
+    "10_instability": ("clipping", "fig7", "frequent_evals"),   # test_reproduce_instability.py
 }
 # Those tutorials first: under xdist they start at once and train the shared studies
 # while the claim tests that read them wait in the queue, not on a lock.
