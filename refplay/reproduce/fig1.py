@@ -44,7 +44,7 @@ def _caveat(size) -> str:
 
 
 ENTRY = Entry(
-    full_time="74 s",   # reproduce all --workers 2, empty workspace, load ~2
+    full_time="38 s",   # reproduce all --jobs 1 --workers 2, empty workspace, load ~2
     quick_time="8 s",
     id="fig1",
     title="Examples of bad search space boundaries and acceptable search space boundaries",

@@ -56,7 +56,7 @@ def _caveat(size) -> str:
 
 
 ENTRY = Entry(
-    full_time="97 s",   # reproduce all --workers 2, empty workspace, load ~2
+    full_time="64 s",   # reproduce all --jobs 1 --workers 2, empty workspace, load ~2
     quick_time="7 s",
     id="fig2",
     title="Isolation plot of the best weight decay, the learning rate tuned away",

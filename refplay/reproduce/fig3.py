@@ -42,7 +42,7 @@ def _caveat(size) -> str:
 
 
 ENTRY = Entry(
-    full_time="125 s",   # reproduce all --workers 2, empty workspace, load ~2
+    full_time="97 s",   # reproduce all --jobs 1 --workers 2, empty workspace, load ~2
     quick_time="7 s",
     id="fig3",
     title="Best of N trials, bootstrapped from one 100-trial study",

@@ -44,7 +44,7 @@ def check(result) -> Check:
 
 
 ENTRY = Entry(
-    full_time="90 s",   # reproduce all --workers 2, empty workspace, load ~2
+    full_time="64 s",   # reproduce all --jobs 1 --workers 2, empty workspace, load ~2
     quick_time="26 s",
     id="fig4",
     title="A change that makes training unstable at high learning rates, fixed by warmup",

@@ -34,7 +34,7 @@ def check(result) -> Check:
 
 
 ENTRY = Entry(
-    full_time="20 s",   # reproduce all --workers 2, empty workspace, load ~2
+    full_time="13 s",   # reproduce all --jobs 1 --workers 2, empty workspace, load ~2
     quick_time="11 s",
     id="fig5",
     title="More frequent evaluations reveal training instability",

@@ -35,7 +35,7 @@ def check(result) -> Check:
 
 
 ENTRY = Entry(
-    full_time="70 s",   # reproduce all --workers 2, empty workspace, load ~2
+    full_time="45 s",   # reproduce all --jobs 1 --workers 2, empty workspace, load ~2
     quick_time="21 s",
     id="fig6",
     title="Instability during warmup: training loss for several warmup lengths",

@@ -42,7 +42,7 @@ def check(result) -> Check:
 
 
 ENTRY = Entry(
-    full_time="67 s",   # reproduce all --workers 2, empty workspace, load ~2
+    full_time="43 s",   # reproduce all --jobs 1 --workers 2, empty workspace, load ~2
     quick_time="30 s",
     id="fig7",
     title="A learning-rate sweep limited by instability; the training loss above lr*",

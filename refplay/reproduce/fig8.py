@@ -33,7 +33,7 @@ def check(result) -> Check:
 
 
 ENTRY = Entry(
-    full_time="174 s",   # reproduce all --workers 2, empty workspace, load ~2
+    full_time="142 s",   # reproduce all --jobs 1 --workers 2, empty workspace, load ~2
     quick_time="25 s",
     id="fig8",
     title="Beneficial effect of warmup on the best learning rate",

@@ -38,7 +38,7 @@ def check(result) -> Check:
 
 
 ENTRY = Entry(
-    full_time="4 s",   # reproduce all --workers 2, empty workspace, load ~2
+    full_time="4 s",   # reproduce all --jobs 1 --workers 2, empty workspace, load ~2
     quick_time="4 s",
     id="fig9",
     title="Gradient norm of a training run with an aggressive and a better clipping threshold",
