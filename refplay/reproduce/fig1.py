@@ -45,7 +45,7 @@ def _caveat(size) -> str:
 
 ENTRY = Entry(
     full_time="38 s",   # reproduce all --jobs 1 --workers 2, empty workspace, load ~2
-    quick_time="8 s",
+    quick_time="5 s",   # reproduce all --quick --jobs 1 --workers 2, load ~2
     id="fig1",
     title="Examples of bad search space boundaries and acceptable search space boundaries",
     section="Identifying bad search space boundaries",

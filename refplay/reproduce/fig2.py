@@ -57,7 +57,7 @@ def _caveat(size) -> str:
 
 ENTRY = Entry(
     full_time="64 s",   # reproduce all --jobs 1 --workers 2, empty workspace, load ~2
-    quick_time="7 s",
+    quick_time="5 s",   # reproduce all --quick --jobs 1 --workers 2, load ~2
     id="fig2",
     title="Isolation plot of the best weight decay, the learning rate tuned away",
     section="Detecting whether a change is useful with isolation plots",

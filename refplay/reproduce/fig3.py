@@ -43,7 +43,7 @@ def _caveat(size) -> str:
 
 ENTRY = Entry(
     full_time="97 s",   # reproduce all --jobs 1 --workers 2, empty workspace, load ~2
-    quick_time="7 s",
+    quick_time="5 s",   # reproduce all --quick --jobs 1 --workers 2, load ~2
     id="fig3",
     title="Best of N trials, bootstrapped from one 100-trial study",
     section="How many trials are needed to get good results with quasi-random search?",

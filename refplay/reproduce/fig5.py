@@ -35,7 +35,7 @@ def check(result) -> Check:
 
 ENTRY = Entry(
     full_time="13 s",   # reproduce all --jobs 1 --workers 2, empty workspace, load ~2
-    quick_time="11 s",
+    quick_time="7 s",   # reproduce all --quick --jobs 1 --workers 2, load ~2
     id="fig5",
     title="More frequent evaluations reveal training instability",
     section="How can optimization failures be debugged and mitigated?",

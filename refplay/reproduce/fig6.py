@@ -36,7 +36,7 @@ def check(result) -> Check:
 
 ENTRY = Entry(
     full_time="45 s",   # reproduce all --jobs 1 --workers 2, empty workspace, load ~2
-    quick_time="21 s",
+    quick_time="12 s",   # reproduce all --quick --jobs 1 --workers 2, load ~2
     id="fig6",
     title="Instability during warmup: training loss for several warmup lengths",
     section="How to apply learning rate warmup", anchor="how-to-apply-learning-rate-warmup",

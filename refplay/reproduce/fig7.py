@@ -43,7 +43,7 @@ def check(result) -> Check:
 
 ENTRY = Entry(
     full_time="43 s",   # reproduce all --jobs 1 --workers 2, empty workspace, load ~2
-    quick_time="30 s",
+    quick_time="19 s",   # reproduce all --quick --jobs 1 --workers 2, load ~2
     id="fig7",
     title="A learning-rate sweep limited by instability; the training loss above lr*",
     section="When to apply learning rate warmup", anchor="when-to-apply-learning-rate-warmup",
