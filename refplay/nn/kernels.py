@@ -532,6 +532,19 @@ def _small_k_grads(g, cf, n, o, m, p_, dw, zf, zero):
 # the same first-maximum tournament); see Conv2D's ``max_pool``.
 
 
+
+@njit(cache=True, inline="always")
+def _max_2x2(a, b, c, d, row):
+    """The max of the 2x2 window ``a b / c d`` (rows ``row`` apart) and the winner's offset
+    from ``a``, by a tournament of selects (no branches: the loop stays vectorizable);
+    a NaN anywhere in the window wins, as in numpy's max."""
+    tb, td = b > a, d > c
+    ab, cd = (b if tb else a), (d if td else c)
+    ia, ic = (np.int32(1) if tb else np.int32(0)), (np.int32(row + 1) if td else np.int32(row))
+    tc = cd > ab
+    nan = (a != a) | (b != b) | (c != c) | (d != d)
+    return ((cd if tc else ab) if not nan else np.nan), (ic if tc else ia)
+
 @njit(cache=True)
 def _pool_plane_2x2(src, s0, bias, relu, oh, ow, of, af, o0, zero):
     """Pool ``act(src[s0:s0 + oh*ow] + bias)``, an (oh, ow) plane, over 2x2 windows, stride 2.
@@ -551,13 +564,8 @@ def _pool_plane_2x2(src, s0, bias, relu, oh, ow, of, af, o0, zero):
             if relu:                                   # as bias_act_to_nchw: NaN passes
                 a, b = (zero if a < 0 else a), (zero if b < 0 else b)
                 c, d = (zero if c < 0 else c), (zero if d < 0 else d)
-            tb, td = b > a, d > c
-            ab, cd = (b if tb else a), (d if td else c)
-            ia, ic = (np.int32(1) if tb else np.int32(0)), (np.int32(ow + 1) if td else np.int32(ow))
-            tc = cd > ab
-            nan = (a != a) | (b != b) | (c != c) | (d != d)
-            of[o + q] = (cd if tc else ab) if not nan else np.nan
-            af[o + q] = np.int32(i - _U(s0)) + (ic if tc else ia)
+            of[o + q], winner = _max_2x2(a, b, c, d, ow)
+            af[o + q] = np.int32(i - _U(s0)) + winner
 
 
 @njit(cache=True)
@@ -776,13 +784,8 @@ def _maxpool_2x2(xf, of, af, planes, hp, wp, sh, sw, oh, ow):
                 i = r + q * _U(sw)
                 a, b = xf[i], xf[i + _U(1)]
                 c, d = xf[i + _U(wp)], xf[i + _U(wp + 1)]
-                tb, td = b > a, d > c
-                ab, cd = (b if tb else a), (d if td else c)
-                ia, ic = (np.int32(1) if tb else np.int32(0)), (np.int32(wp + 1) if td else np.int32(wp))
-                tc = cd > ab
-                nan = (a != a) | (b != b) | (c != c) | (d != d)
-                of[o + q] = (cd if tc else ab) if not nan else np.nan
-                af[o + q] = np.int32(i - x0) + (ic if tc else ia)
+                of[o + q], winner = _max_2x2(a, b, c, d, wp)
+                af[o + q] = np.int32(i - x0) + winner
 
 
 @njit(cache=True)
