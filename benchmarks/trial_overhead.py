@@ -88,7 +88,7 @@ def cases() -> list[Case]:
         Case("fig3  CNN, 1000 val", "mnist1d_cnn", {"n_validation": 1000},
              {"optimizer": "adam", "lr": 0.01},
              TrialSettings(max_train_steps=2000, eval_every=100, keep_best=1)),
-        Case("fig4-8 ResNet post-LN", warm.workload, dict(warm.workload_options),
+        Case("ResNet post-LN (tried first)", warm.workload, dict(warm.workload_options),
              warm.config("unstable", warm.measured["lr_star"]),
              TrialSettings(max_train_steps=warm.max_train_steps, eval_every=50, keep_best=0)),
         Case("fig9  residual MLP", clip.workload, dict(clip.workload_options),
