@@ -155,18 +155,25 @@ def _fake_entry(figure):
                       panels=(base.Panel("only", "only", f"{figure}.png"),))
 
 
-@pytest.mark.parametrize("cpus,figures,jobs,workers,want", [
-    (2, 9, None, None, (2, 0)),      # one figure per core, its trials in its own process
-    (8, 9, None, None, (8, 0)),
-    (8, 2, None, None, (2, 4)),      # two figures, four trial processes each
-    (2, 1, None, None, (1, None)),   # one figure: its trials on a pool over every core
-    (2, 9, 1, None, (1, None)),      # one figure at a time, as before
-    (2, 9, 3, 2, (3, 2)),            # what the user asks for
+FULL = [38, 64, 97, 64, 13, 45, 43, 142, 4]      # the entries' full_time, seconds
+
+
+@pytest.mark.parametrize("cpus,seconds,jobs,workers,want", [
+    (2, FULL, None, None, (2, 0)),      # two figures, one CPU each, trials in-process
+    (4, FULL, None, None, (2, 2)),      # the longest (28 %) needs its share: 2 workers
+    (8, FULL, None, None, (2, 4)),
+    (1, FULL, None, None, (1, None)),
+    (8, [10] * 9, None, None, (8, 0)),            # even figures: one CPU each
+    (8, [10] * 4, None, None, (4, 2)),            # four even figures: two CPUs each
+    (2, [0, 0, 0], None, None, (2, 0)),           # untimed: as if even
+    (2, [90], None, None, (1, None)),             # one figure: a pool over every CPU
+    (2, FULL, 1, None, (1, None)),                # one figure at a time, as before
+    (2, FULL, 3, 2, (3, 2)),                      # what the user asks for
 ])
-def test_cpus_are_shared_out_among_the_figures(monkeypatch, cpus, figures, jobs, workers, want):
+def test_cpus_are_shared_out_among_the_figures(monkeypatch, cpus, seconds, jobs, workers, want):
     from refplay.study import executors
     monkeypatch.setattr(executors, "available_cpus", lambda: cpus)
-    assert cli.share_cpus(figures, jobs, workers) == want
+    assert cli.share_cpus(seconds, jobs, workers) == want
 
 
 def test_side_by_side_figures_start_longest_first_at_their_size(monkeypatch):

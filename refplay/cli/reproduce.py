@@ -22,6 +22,7 @@ different studies).
 from __future__ import annotations
 
 import json
+import math
 import os
 import shlex
 import signal
@@ -86,7 +87,9 @@ def _reproduce(args) -> int:
     if args.docs is not None and args.figures != ["all"]:
         raise ValueError("--docs needs 'all': the page shows every reproduced figure")
     out, workspace = Path(args.out), Path(args.workspace)
-    jobs, workers = share_cpus(len(ids), args.jobs, args.workers)
+    times = [_seconds(e.quick_time if args.quick else e.full_time)
+             for e in map(reproduce.get, ids)]
+    jobs, workers = share_cpus(times, args.jobs, args.workers)
     start = time.perf_counter()
     runs = dict(quick=args.quick, out=out, workspace=workspace, workers=workers)
     finished = (_one_by_one(ids, **runs) if jobs == 1 else _side_by_side(ids, jobs, **runs))
@@ -116,18 +119,25 @@ def _reproduce(args) -> int:
     return 0
 
 
-def share_cpus(n_figures: int, jobs: int | None, workers: int | None) -> tuple[int, int | None]:
-    """``(jobs, workers)``: figures at once, trial processes per figure.
+def share_cpus(seconds: list[float], jobs: int | None, workers: int | None,
+               ) -> tuple[int, int | None]:
+    """``(jobs, workers)``: figures at once and trial processes per figure, for figures
+    that take ``seconds`` each alone (0: not timed).
 
-    By default one figure per CPU (up to ``n_figures``) and the CPUs shared out
-    among them; a figure with one CPU runs its trials in its own process
-    (``workers=0``: no pool to start). Figures side by side keep every core
-    busy where one figure alone would leave some idle: while its last trials
-    finish, between its studies, while it draws.
+    Figures side by side keep every core busy where one figure alone would leave
+    some idle: while its last trials finish, between its studies, while it draws.
+    But the run ends no sooner than its longest figure, which therefore gets
+    its share of the CPUs, :math:`w = \lceil \text{cpus} \times
+    \text{longest} / \text{total} \rceil` workers, and ``cpus // w`` figures run
+    at once (2 CPUs: two figures, one CPU each; 8: two figures, four each). A
+    figure with one CPU runs its trials in its own process (``workers=0``: no
+    pool to start); one figure alone gets a pool over every CPU.
     """
     from refplay.study import executors  # lazy: CLI start-up
-    cpus = executors.available_cpus()
-    jobs = jobs or max(1, min(cpus, n_figures))
+    cpus, total = executors.available_cpus(), sum(seconds)
+    if jobs is None:
+        share = max(seconds) / total if total > 0 else 1 / len(seconds)
+        jobs = 1 if len(seconds) == 1 else max(1, cpus // min(cpus, math.ceil(cpus * share)))
     if workers is None and jobs > 1:
         workers = cpus // jobs if cpus // jobs > 1 else 0
     return jobs, workers
