@@ -53,7 +53,8 @@ def register(sub) -> None:
                         "out among --jobs; 0: run trials in the figure's own process)")
     p.add_argument("--jobs", type=int, default=None,
                    help="figures run at once, each in its own process, the longest first "
-                        "(default: one per CPU, up to the number of figures)")
+                        "(default: as many as leave the longest figure its share of the "
+                        "CPUs; two on 2 CPUs)")
     p.add_argument("--workspace", default=str(DEFAULT_WORKSPACE), metavar="DIR",
                    help=f"study workspace; runs resume from it (default: {DEFAULT_WORKSPACE})")
     p.add_argument("--docs", default=None, metavar="FILE",
