@@ -128,11 +128,11 @@ def share_cpus(seconds: list[float], jobs: int | None, workers: int | None,
     Figures side by side keep every core busy where one figure alone would leave
     some idle: while its last trials finish, between its studies, while it draws.
     But the run ends no sooner than its longest figure, which therefore gets
-    its share of the CPUs, :math:`w = \lceil \text{cpus} \times
-    \text{longest} / \text{total} \rceil` workers, and ``cpus // w`` figures run
-    at once (2 CPUs: two figures, one CPU each; 8: two figures, four each). A
-    figure with one CPU runs its trials in its own process (``workers=0``: no
-    pool to start); one figure alone gets a pool over every CPU.
+    its share of the CPUs, ``w = ceil(cpus * longest / total)`` workers, and
+    ``cpus // w`` figures run at once (2 CPUs: two figures, one CPU each; 8: two
+    figures, four each). A figure with one CPU runs its trials in its own
+    process (``workers=0``: no pool to start); one figure alone gets a pool over
+    every CPU.
     """
     from refplay.study import executors  # lazy: CLI start-up
     cpus, total = executors.available_cpus(), sum(seconds)
