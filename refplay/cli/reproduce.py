@@ -80,26 +80,27 @@ def selected(figures: list[str]) -> list[str]:
 def _reproduce(args) -> int:
     from refplay import reproduce  # lazy: CLI start-up (the trainer, matplotlib)
     from refplay.reproduce import docs  # lazy: CLI start-up (matplotlib)
-    for flag in ("workers", "jobs"):
-        if getattr(args, flag) is not None and getattr(args, flag) < (0 if flag == "workers" else 1):
-            raise ValueError(f"--{flag} must be >= {0 if flag == 'workers' else 1}, "
-                             f"got {getattr(args, flag)}")
+    if args.workers is not None and args.workers < 0:
+        raise ValueError(f"--workers must be >= 0, got {args.workers}")
+    if args.jobs is not None and args.jobs < 1:
+        raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
     ids = selected(args.figures)
     if args.docs is not None and args.figures != ["all"]:
         raise ValueError("--docs needs 'all': the page shows every reproduced figure")
     out, workspace = Path(args.out), Path(args.workspace)
-    times = [_seconds(e.quick_time if args.quick else e.full_time)
-             for e in map(reproduce.get, ids)]
+    entries = {f: reproduce.get(f) for f in ids}
+    times = [_seconds(e.quick_time if args.quick else e.full_time) for e in entries.values()]
     jobs, workers = share_cpus(times, args.jobs, args.workers)
     start = time.perf_counter()
     runs = dict(quick=args.quick, out=out, workspace=workspace, workers=workers)
-    finished = (_one_by_one(ids, **runs) if jobs == 1 else _side_by_side(ids, jobs, **runs))
+    finished = (_one_by_one(ids, **runs) if jobs == 1 else
+                _side_by_side(longest_first(entries.values(), quick=args.quick), jobs, **runs))
     results = {}
     try:
         for figure, result in finished:
             json_path = out / f"{figure}.json"
             io.write_text(json_path, json.dumps(result.to_dict(), indent=2, default=str) + "\n")
-            print(report(reproduce.get(figure), result, json_path), flush=True)
+            print(report(entries[figure], result, json_path), flush=True)
             results[figure] = result
     except KeyboardInterrupt:
         again = shlex.join(["refplay", "reproduce", *args.figures, *(["--quick"] * args.quick),
@@ -115,7 +116,7 @@ def _reproduce(args) -> int:
         page = Path(args.docs) if args.docs else out.parent / f"{out.name}.md"
         command = "refplay reproduce all" + (" --quick" if args.quick else "") + \
             f" --out {out.as_posix()}"
-        docs.write([reproduce.get(f) for f in ids], results, page, command=command)
+        docs.write(list(entries.values()), results, page, command=command)
         print(f"side-by-side page: {page}")
     return 0
 
@@ -160,13 +161,11 @@ def _one_by_one(ids, **runs):
         yield run_figure(figure, **runs)
 
 
-def _side_by_side(ids, jobs: int, **runs):
-    """Run the figures ``jobs`` at a time in worker processes, the longest first; yield each
+def _side_by_side(order, jobs: int, **runs):
+    """Run the figures ``jobs`` at a time in worker processes, in ``order``; yield each
     ``(figure, result)`` as it finishes. Their trial lines interleave, each naming its study."""
     from concurrent.futures import as_completed  # lazy: with the pool below
-    from refplay import reproduce  # lazy: CLI start-up (the trainer, matplotlib)
     from refplay.study import executors  # lazy: CLI start-up
-    order = longest_first([reproduce.get(f) for f in ids], quick=runs["quick"])
     pool = executors.process_pool(jobs)
     try:
         futures = [pool.submit(_run_figure_in_worker, f, **runs) for f in order]
@@ -187,9 +186,9 @@ def longest_first(entries, *, quick: bool) -> list[str]:
 
 def _run_figure_in_worker(figure: str, **runs):
     os.environ["REFPLAY_PROGRESS"] = "lines"   # this worker's studies: no bars fighting over a terminal
-    # Stopped (Ctrl-C in the driver), the worker ends at once: a trial cut short has no
-    # record and is run again on resume. (The pool's handler would let the trial record
-    # its interruption as a failure: its trials run here, not as the pool's tasks.)
+    # Stopped (Ctrl-C in the driver), the worker ends at once, not after its trial: the
+    # store and the checkpoints are written atomically, and the trial cut short has no
+    # record and runs again on resume.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     return run_figure(figure, **runs)
 
